@@ -1,0 +1,365 @@
+//! How an update becomes a new profile: validation against the schema and settings.
+//!
+//! Pure (no store writes): the actor calls [`build_profile`] with the profile it holds
+//! and publishes the result only when every check passed, so a refused write changes
+//! nothing.
+
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use jiff::Timestamp;
+
+use crate::contacts::{EmailContact, PhoneContact};
+use crate::error::{ErrorCode, Problem};
+use crate::schema::update::{check_customer_id, check_namespace};
+use crate::schema::{DatabaseSettings, ProfileUpdate, Schema, Value, value};
+use crate::store::{Profile, ProfileStore, Subscription, identifier_key};
+
+/// Why a write was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    /// A value does not fit its field.
+    #[error(transparent)]
+    Value(#[from] value::ValueError),
+    /// The field is not in the schema.
+    #[error("field `{0}` is not in this database's schema; add it with POST .../fields first")]
+    FieldUnknown(String),
+    /// A required field would be left without a value.
+    #[error("field `{0}` is required")]
+    FieldRequired(String),
+    /// The customer id is not acceptable.
+    #[error("{0}")]
+    CustomerIdInvalid(String),
+    /// An identifier is malformed.
+    #[error("{0}")]
+    IdentifierInvalid(String),
+    /// An identifier belongs to another profile.
+    #[error("identifier `{identifier}` belongs to profile `{holder}`")]
+    IdentifierConflict {
+        /// `namespace:value`.
+        identifier: String,
+        /// The customer id that holds it.
+        holder: String,
+    },
+    /// A tag is malformed.
+    #[error("{0}")]
+    TagInvalid(String),
+    /// A subscription names an unknown resource or channel.
+    #[error("{0}")]
+    SubscriptionInvalid(String),
+}
+
+impl From<WriteError> for Problem {
+    fn from(e: WriteError) -> Self {
+        let detail = e.to_string();
+        match e {
+            WriteError::Value(v) => v.into(),
+            WriteError::FieldUnknown(f) => {
+                Problem::new(ErrorCode::FieldUnknown, detail).with("field", f)
+            }
+            WriteError::FieldRequired(f) => {
+                Problem::new(ErrorCode::FieldRequired, detail).with("field", f)
+            }
+            WriteError::CustomerIdInvalid(_) => Problem::new(ErrorCode::CustomerIdInvalid, detail),
+            WriteError::IdentifierInvalid(_) => Problem::new(ErrorCode::IdentifierInvalid, detail),
+            WriteError::IdentifierConflict { identifier, holder } => {
+                Problem::new(ErrorCode::IdentifierConflict, detail)
+                    .with("identifier", identifier)
+                    .with("holder", holder)
+            }
+            WriteError::TagInvalid(_) => Problem::new(ErrorCode::InvalidBody, detail),
+            WriteError::SubscriptionInvalid(_) => {
+                Problem::new(ErrorCode::SubscriptionInvalid, detail)
+            }
+        }
+    }
+}
+
+const MAX_TAG: usize = 128;
+const MAX_IDENTIFIER: usize = 256;
+
+/// Builds the profile that `update` makes of `old` (absent: a new profile).
+pub fn build_profile(
+    schema: &Schema,
+    settings: &DatabaseSettings,
+    store: &ProfileStore,
+    old: Option<&Profile>,
+    update: &ProfileUpdate,
+    now: Timestamp,
+) -> Result<Profile, WriteError> {
+    check_customer_id(&update.customer_id).map_err(WriteError::CustomerIdInvalid)?;
+    let mut p = match old {
+        Some(old) if update.replace => {
+            // PUT keeps identity (internal id, creation time) and nothing else.
+            let mut fresh = Profile::new(old.customer_id.clone(), old.created_at);
+            fresh.id = old.id;
+            fresh
+        }
+        Some(old) => old.clone(),
+        None => Profile::new(update.customer_id.clone(), now),
+    };
+
+    for (name, raw) in &update.fields {
+        let def = schema
+            .get(name)
+            .ok_or_else(|| WriteError::FieldUnknown(name.clone()))?;
+        match value::parse(def, raw)? {
+            Some(v) => set_field(&mut p, def.name.clone(), v),
+            None => p.fields.retain(|(n, _)| **n != **name),
+        }
+    }
+    for name in &update.unset {
+        if schema.get(name).is_none() {
+            return Err(WriteError::FieldUnknown(name.clone()));
+        }
+        p.fields.retain(|(n, _)| &**n != name.as_str());
+    }
+    p.fields
+        .sort_by_key(|(n, _)| schema.position(n).unwrap_or(usize::MAX));
+
+    for tag in &update.tags_add {
+        if tag.is_empty() || tag.len() > MAX_TAG {
+            return Err(WriteError::TagInvalid(format!(
+                "tag `{tag}` must be 1 to {MAX_TAG} bytes"
+            )));
+        }
+        if let Err(i) = p.tags.binary_search_by(|t| t.as_str().cmp(tag)) {
+            p.tags.insert(i, tag.into());
+        }
+    }
+    p.tags
+        .retain(|t| !update.tags_remove.iter().any(|r| r == t));
+
+    for (ns, v) in &update.identifiers {
+        check_namespace(ns).map_err(WriteError::IdentifierInvalid)?;
+        p.external_ids.retain(|(n, _)| n != ns);
+        if let Some(v) = v {
+            if v.is_empty() || v.len() > MAX_IDENTIFIER {
+                return Err(WriteError::IdentifierInvalid(format!(
+                    "identifier `{ns}` must be 1 to {MAX_IDENTIFIER} bytes"
+                )));
+            }
+            p.external_ids.push((ns.into(), v.into()));
+        }
+    }
+    p.external_ids.sort();
+
+    for change in &update.subscriptions {
+        let resource = settings.resource(&change.resource).ok_or_else(|| {
+            WriteError::SubscriptionInvalid(format!(
+                "resource `{}` is not declared on database `{}`",
+                change.resource, settings.name
+            ))
+        })?;
+        if !resource.channels.contains(&change.channel) {
+            return Err(WriteError::SubscriptionInvalid(format!(
+                "resource `{}` does not send on `{:?}`",
+                resource.name, change.channel
+            )));
+        }
+        if change.category.is_empty() || change.category.len() > MAX_TAG {
+            return Err(WriteError::SubscriptionInvalid(
+                "a subscription category is 1 to 128 bytes".into(),
+            ));
+        }
+        let sub = Subscription {
+            resource: change.resource.as_str().into(),
+            channel: change.channel,
+            category: change.category.as_str().into(),
+            status: change.status,
+            at: now,
+            source: update.source,
+        };
+        match p.subscriptions.iter_mut().find(|s| {
+            s.resource == sub.resource && s.channel == sub.channel && s.category == sub.category
+        }) {
+            Some(existing) => *existing = sub,
+            None => p.subscriptions.push(sub),
+        }
+    }
+
+    refresh_contacts(&mut p, settings);
+
+    for def in schema.fields() {
+        if def.required && def.default.is_none() && p.field(&def.name).is_none() {
+            return Err(WriteError::FieldRequired(def.name.to_string()));
+        }
+    }
+    for key in p.identifier_keys() {
+        if let Some(holder) = store.holder(&key)
+            && holder != p.customer_id
+        {
+            return Err(WriteError::IdentifierConflict {
+                identifier: key.to_string(),
+                holder: holder.to_string(),
+            });
+        }
+    }
+    p.updated_at = now;
+    Ok(p)
+}
+
+fn set_field(p: &mut Profile, name: Arc<str>, v: Value) {
+    match p.fields.iter_mut().find(|(n, _)| *n == name) {
+        Some(slot) => slot.1 = v,
+        None => p.fields.push((name, v)),
+    }
+}
+
+/// Re-derives the email and phone contacts when their field values changed.
+fn refresh_contacts(p: &mut Profile, settings: &DatabaseSettings) {
+    let email = match p.field("email") {
+        Some(Value::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    if p.email.as_ref().map(|e| e.value.as_str()) != email.as_deref() {
+        p.email = email.map(|e| EmailContact::new(&e));
+    }
+    let phone: Option<CompactString> = match p.field("phone") {
+        Some(Value::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    if p.phone.as_ref().map(|e| e.value.as_str()) != phone.as_deref() {
+        p.phone = phone.map(|s| PhoneContact::new(&s, settings.default_region.as_deref()));
+    }
+}
+
+/// The identifier key a lookup `by/{kind}/{value}` uses, normalized like profiles are.
+pub fn lookup_key(
+    kind: &str,
+    value: &str,
+    settings: &DatabaseSettings,
+) -> Result<CompactString, Problem> {
+    match kind {
+        "email" => Ok(identifier_key(
+            "email",
+            &crate::contacts::normalize_email(value),
+        )),
+        "phone" => crate::contacts::normalize_phone(value, settings.default_region.as_deref())
+            .map(|e164| identifier_key("phone", &e164))
+            .ok_or_else(|| {
+                Problem::new(
+                    ErrorCode::IdentifierInvalid,
+                    format!("`{value}` does not parse as a phone number"),
+                )
+            }),
+        ns => {
+            check_namespace(ns).map_err(|d| Problem::new(ErrorCode::IdentifierInvalid, d))?;
+            Ok(identifier_key(ns, value))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::schema::{DatabaseSpec, FieldSpec, RawValue, Source};
+
+    fn setup() -> (Schema, DatabaseSettings, ProfileStore) {
+        let settings = DatabaseSettings::create(
+            serde_json::from_value::<DatabaseSpec>(
+                json!({"name":"t","consent_confirmed":true,"default_region":"PT"}),
+            )
+            .unwrap(),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        let spec: FieldSpec = serde_json::from_value(
+            json!({"name":"tier","type":"list","values":["gold"],"required":true}),
+        )
+        .unwrap();
+        let schema = Schema::default()
+            .with_field(spec.into_def().unwrap())
+            .unwrap();
+        (schema, settings, ProfileStore::new())
+    }
+
+    fn update(fields: serde_json::Value) -> ProfileUpdate {
+        let mut u = ProfileUpdate::new("c1", Source::Api);
+        for (k, v) in fields.as_object().unwrap() {
+            u.fields.push((k.clone(), RawValue::Json(v.clone())));
+        }
+        u
+    }
+
+    #[test]
+    fn required_fields_refuse_writes_without_them() {
+        let (schema, settings, store) = setup();
+        let err = build_profile(
+            &schema,
+            &settings,
+            &store,
+            None,
+            &update(json!({"city":"Porto"})),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap_err();
+        assert_eq!(err, WriteError::FieldRequired("tier".into()));
+        let ok = build_profile(
+            &schema,
+            &settings,
+            &store,
+            None,
+            &update(json!({"tier":"gold","phone":"912345678"})),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(ok.phone.unwrap().e164.as_deref(), Some("+351912345678"));
+    }
+
+    #[test]
+    fn fields_keep_schema_order_and_unknown_fields_fail() {
+        let (schema, settings, store) = setup();
+        let p = build_profile(
+            &schema,
+            &settings,
+            &store,
+            None,
+            &update(json!({"tier":"gold","city":"Porto","first_name":"Ana"})),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        let names: Vec<_> = p.fields.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(names, ["first_name", "city", "tier"]);
+        let err = build_profile(
+            &schema,
+            &settings,
+            &store,
+            None,
+            &update(json!({"nope":1})),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap_err();
+        assert_eq!(err, WriteError::FieldUnknown("nope".into()));
+    }
+
+    #[test]
+    fn identifiers_held_elsewhere_conflict() {
+        let (schema, settings, store) = setup();
+        let mut first = update(json!({"tier":"gold","email":"Ana@Example.com"}));
+        first.customer_id = "a".into();
+        let a = build_profile(
+            &schema,
+            &settings,
+            &store,
+            None,
+            &first,
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        store.put(Arc::new(a), None);
+        let second = update(json!({"tier":"gold","email":"ana@example.COM"}));
+        let err = build_profile(
+            &schema,
+            &settings,
+            &store,
+            None,
+            &second,
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap_err();
+        assert!(matches!(err, WriteError::IdentifierConflict { ref holder, .. } if holder == "a"));
+    }
+}

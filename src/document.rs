@@ -1,0 +1,477 @@
+//! The profile document: how a stored profile is shown, whole or projected.
+//!
+//! [`Document`] serializes straight from the shared `Arc<Profile>` and the schema (no
+//! intermediate JSON tree), adding what is computed at read time: default values of
+//! unset fields and day counts against today. [`Projection`] is parsed once per request
+//! from `?fields=` and selects members by dotted path. Pure; called by HTTP handlers and
+//! by the benches.
+
+use jiff::civil::Date;
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Value as Json};
+
+use crate::error::{ErrorCode, Problem};
+use crate::schema::{FieldDef, Schema, Value};
+use crate::store::{Profile, Subscription};
+
+/// Top-level members of the profile document, in output order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    Identifiers,
+    Tags,
+    Contacts,
+    Subscriptions,
+    Stats,
+    Rfm,
+    Interests,
+    FavoriteStores,
+    AbandonedCart,
+    Bonuses,
+    CreatedAt,
+    UpdatedAt,
+}
+
+const MEMBERS: &[(&str, Member)] = &[
+    ("identifiers", Member::Identifiers),
+    ("tags", Member::Tags),
+    ("contacts", Member::Contacts),
+    ("subscriptions", Member::Subscriptions),
+    ("stats", Member::Stats),
+    ("rfm", Member::Rfm),
+    ("interests", Member::Interests),
+    ("favorite_stores", Member::FavoriteStores),
+    ("abandoned_cart", Member::AbandonedCart),
+    ("bonuses", Member::Bonuses),
+    ("created_at", Member::CreatedAt),
+    ("updated_at", Member::UpdatedAt),
+];
+
+const STATS_KEYS: &[&str] = &[
+    "receipts_count",
+    "receipts_total",
+    "last_receipt_total",
+    "average_receipt",
+    "average_items",
+    "first_receipt_at",
+    "last_receipt_at",
+    "days_since_first_receipt",
+    "days_since_last_receipt",
+    "days_since_registration",
+];
+
+const BONUS_KEYS: &[&str] = &[
+    "active",
+    "pending_activation",
+    "pending_deactivation",
+    "next_deactivation_at",
+    "next_deactivation_amount",
+];
+
+const RFM_KEYS: &[&str] = &["r", "f", "m", "segment"];
+
+/// A parsed `?fields=` list: which fields and which members to show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Projection {
+    fields: Vec<String>,
+    members: Vec<(Member, Vec<String>)>,
+}
+
+impl Projection {
+    /// Parses a comma-separated list of names and dotted paths against a schema.
+    pub fn parse(list: &str, schema: &Schema) -> Result<Self, Problem> {
+        Self::from_paths(list.split(','), schema)
+    }
+
+    /// Parses a list of names and dotted paths against a schema.
+    pub fn from_paths<'a>(
+        paths: impl IntoIterator<Item = &'a str>,
+        schema: &Schema,
+    ) -> Result<Self, Problem> {
+        let mut p = Projection::default();
+        for raw in paths {
+            let path = raw.trim();
+            if path.is_empty() {
+                continue;
+            }
+            let mut parts = path.split('.');
+            let head = parts.next().unwrap_or_default();
+            let rest: Vec<String> = parts.map(str::to_owned).collect();
+            if rest.iter().any(String::is_empty) {
+                return Err(bad(path, "has an empty segment"));
+            }
+            if head == "id" || head == "customer_id" {
+                continue; // always shown
+            }
+            if head == "fields" {
+                match rest.as_slice() {
+                    [] => p
+                        .fields
+                        .extend(schema.fields().iter().map(|f| f.name.to_string())),
+                    [name] => p.add_field(name, schema)?,
+                    _ => return Err(bad(path, "reaches inside a field value")),
+                }
+                continue;
+            }
+            if let Some((_, member)) = MEMBERS.iter().find(|(n, _)| *n == head) {
+                let keys: Option<&[&str]> = match member {
+                    Member::Stats => Some(STATS_KEYS),
+                    Member::Bonuses => Some(BONUS_KEYS),
+                    Member::Rfm => Some(RFM_KEYS),
+                    _ => None,
+                };
+                if let (Some(keys), Some(first)) = (keys, rest.first())
+                    && !keys.contains(&first.as_str())
+                {
+                    return Err(bad(path, &format!("`{head}` has members {keys:?}")));
+                }
+                p.members.push((*member, rest));
+                continue;
+            }
+            if rest.is_empty() {
+                p.add_field(head, schema)?;
+            } else {
+                return Err(bad(
+                    path,
+                    &format!("`{head}` is not a member of the profile document"),
+                ));
+            }
+        }
+        Ok(p)
+    }
+
+    fn add_field(&mut self, name: &str, schema: &Schema) -> Result<(), Problem> {
+        if schema.get(name).is_none() {
+            return Err(Problem::new(
+                ErrorCode::FieldUnknown,
+                format!("`{name}` is neither a field of this database nor a member of the profile document"),
+            )
+            .with("field", name));
+        }
+        if !self.fields.iter().any(|f| f == name) {
+            self.fields.push(name.to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn bad(path: &str, why: &str) -> Problem {
+    Problem::new(
+        ErrorCode::ProjectionInvalid,
+        format!("projection `{path}` {why}"),
+    )
+    .with("path", path)
+}
+
+/// A profile ready to serialize: the whole document, or a projection of it.
+pub struct Document<'a> {
+    /// The profile.
+    pub profile: &'a Profile,
+    /// The schema it is shown with (for defaults).
+    pub schema: &'a Schema,
+    /// What to show; `None` for everything.
+    pub projection: Option<&'a Projection>,
+    /// Today (UTC), for day counts.
+    pub today: Date,
+}
+
+impl Document<'_> {
+    fn registered(&self) -> Date {
+        match self.profile.field("registered_at") {
+            Some(Value::DateTime(t)) => utc_date(*t),
+            _ => utc_date(self.profile.created_at),
+        }
+    }
+
+    fn member_json(&self, m: Member) -> Json {
+        let p = self.profile;
+        match m {
+            Member::Identifiers => Json::Object(self.identifiers()),
+            Member::Tags => serde_json::to_value(&p.tags).unwrap_or_default(),
+            Member::Contacts => serde_json::json!({"email": p.email, "phone": p.phone}),
+            Member::Subscriptions => {
+                serde_json::to_value(Subs(&p.subscriptions)).unwrap_or_default()
+            }
+            Member::Stats => serde_json::json!({
+                "receipts_count": 0, "receipts_total": 0.0, "last_receipt_total": null,
+                "average_receipt": null, "average_items": null,
+                "first_receipt_at": null, "last_receipt_at": null,
+                "days_since_first_receipt": null, "days_since_last_receipt": null,
+                "days_since_registration": days_between(self.registered(), self.today),
+            }),
+            Member::Rfm => Json::Null,
+            Member::Interests | Member::FavoriteStores | Member::AbandonedCart => {
+                Json::Array(Vec::new())
+            }
+            Member::Bonuses => serde_json::json!({
+                "active": 0, "pending_activation": 0, "pending_deactivation": 0,
+                "next_deactivation_at": null, "next_deactivation_amount": null,
+            }),
+            Member::CreatedAt => Json::String(p.created_at.to_string()),
+            Member::UpdatedAt => Json::String(p.updated_at.to_string()),
+        }
+    }
+
+    fn identifiers(&self) -> Map<String, Json> {
+        let p = self.profile;
+        let mut m = Map::new();
+        if let Some(e) = &p.email {
+            m.insert("email".into(), e.normalized.clone().into());
+        }
+        if let Some(e164) = p.phone.as_ref().and_then(|p| p.e164.clone()) {
+            m.insert("phone".into(), e164.into());
+        }
+        for (ns, v) in &p.external_ids {
+            m.insert(ns.to_string(), v.as_str().into());
+        }
+        m
+    }
+}
+
+/// Whole UTC days from `from` to `to` (negative if `from` is later).
+fn days_between(from: Date, to: Date) -> i64 {
+    from.until(to).map_or(0, |span| i64::from(span.get_days()))
+}
+
+/// The UTC calendar day of an instant.
+pub fn utc_date(t: jiff::Timestamp) -> Date {
+    jiff::tz::Offset::UTC.to_datetime(t).date()
+}
+
+/// The `fields` member: stored values, then defaults of fields without one.
+struct Fields<'a> {
+    profile: &'a Profile,
+    schema: &'a Schema,
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (name, value) in &self.profile.fields {
+            map.serialize_entry(&**name, value)?;
+        }
+        for def in self.schema.fields() {
+            if let Some(d) = &def.default
+                && self.profile.field(&def.name).is_none()
+            {
+                map.serialize_entry(&*def.name, d)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Selected fields; a field without a value or default shows as `null`.
+struct SomeFields<'a> {
+    profile: &'a Profile,
+    schema: &'a Schema,
+    names: &'a [String],
+}
+
+impl Serialize for SomeFields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.names.len()))?;
+        for name in self.names {
+            let value = self.profile.field(name).or_else(|| {
+                self.schema
+                    .get(name)
+                    .and_then(|d: &FieldDef| d.default.as_ref())
+            });
+            map.serialize_entry(name, &value)?;
+        }
+        map.end()
+    }
+}
+
+struct Subs<'a>(&'a [Subscription]);
+
+impl Serialize for Subs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for sub in self.0 {
+            seq.serialize_element(&serde_json::json!({
+                "resource": sub.resource, "channel": sub.channel, "category": sub.category,
+                "status": sub.status, "at": sub.at.to_string(), "source": sub.source,
+            }))?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Document<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.profile;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", &p.id.to_string())?;
+        map.serialize_entry("customer_id", p.customer_id.as_str())?;
+        match self.projection {
+            None => {
+                map.serialize_entry(
+                    "fields",
+                    &Fields {
+                        profile: p,
+                        schema: self.schema,
+                    },
+                )?;
+                map.serialize_entry("identifiers", &self.identifiers())?;
+                map.serialize_entry("tags", &p.tags)?;
+                for (name, m) in &MEMBERS[2..] {
+                    match m {
+                        Member::CreatedAt => map.serialize_entry(name, &p.created_at)?,
+                        Member::UpdatedAt => map.serialize_entry(name, &p.updated_at)?,
+                        _ => map.serialize_entry(name, &self.member_json(*m))?,
+                    }
+                }
+            }
+            Some(proj) => {
+                if !proj.fields.is_empty() {
+                    map.serialize_entry(
+                        "fields",
+                        &SomeFields {
+                            profile: p,
+                            schema: self.schema,
+                            names: &proj.fields,
+                        },
+                    )?;
+                }
+                // Members in document order, each once, with only the requested paths.
+                for (name, m) in MEMBERS {
+                    let paths: Vec<&Vec<String>> = proj
+                        .members
+                        .iter()
+                        .filter(|(pm, _)| pm == m)
+                        .map(|(_, path)| path)
+                        .collect();
+                    if paths.is_empty() {
+                        continue;
+                    }
+                    let whole = self.member_json(*m);
+                    if paths.iter().any(|path| path.is_empty()) {
+                        map.serialize_entry(name, &whole)?;
+                    } else {
+                        let mut picked = Json::Object(Map::new());
+                        for path in paths {
+                            pick(&whole, path, &mut picked);
+                        }
+                        map.serialize_entry(name, &picked)?;
+                    }
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// Copies `src` at `path` into `dst` at the same path; absent paths are left out.
+fn pick(src: &Json, path: &[String], dst: &mut Json) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Some(value) = src.get(first.as_str()) else {
+        return;
+    };
+    let Json::Object(out) = dst else { return };
+    if rest.is_empty() {
+        out.insert(first.clone(), value.clone());
+    } else {
+        let slot = out
+            .entry(first.clone())
+            .or_insert_with(|| Json::Object(Map::new()));
+        pick(value, rest, slot);
+    }
+}
+
+/// Serializes a document to JSON bytes.
+pub fn to_vec(doc: &Document<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, doc).expect("a profile document always serializes");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::schema::{FieldSpec, Value};
+
+    fn schema() -> Schema {
+        let spec: FieldSpec = serde_json::from_value(
+            serde_json::json!({"name":"score","type":"integer","default":5}),
+        )
+        .unwrap();
+        Schema::default()
+            .with_field(spec.into_def().unwrap())
+            .unwrap()
+    }
+
+    fn profile() -> Profile {
+        let mut p = Profile::new(
+            "c1".into(),
+            "2024-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
+        );
+        p.fields
+            .push((Arc::from("city"), Value::Str("Lisbon".into())));
+        p.tags.push("vip".into());
+        p
+    }
+
+    fn render(proj: Option<&str>) -> Json {
+        let s = schema();
+        let p = profile();
+        let proj = proj.map(|l| Projection::parse(l, &s).unwrap());
+        let doc = Document {
+            profile: &p,
+            schema: &s,
+            projection: proj.as_ref(),
+            today: Date::constant(2024, 1, 11),
+        };
+        serde_json::from_slice(&to_vec(&doc)).unwrap()
+    }
+
+    #[test]
+    fn whole_document_shows_defaults_and_day_counts() {
+        let v = render(None);
+        assert_eq!(v["fields"]["city"], "Lisbon");
+        assert_eq!(v["fields"]["score"], 5);
+        assert_eq!(v["tags"][0], "vip");
+        assert_eq!(v["stats"]["days_since_registration"], 10);
+        assert_eq!(v["rfm"], Json::Null);
+        assert_eq!(v["created_at"], "2024-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn projections_select_paths() {
+        let v = render(Some(
+            "city,score,first_name,stats.days_since_registration,tags",
+        ));
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": v["id"], "customer_id": "c1",
+                "fields": {"city": "Lisbon", "score": 5, "first_name": null},
+                "tags": ["vip"],
+                "stats": {"days_since_registration": 10},
+            })
+        );
+    }
+
+    #[test]
+    fn bad_projections_are_refused() {
+        let s = schema();
+        assert_eq!(
+            Projection::parse("nope", &s).unwrap_err().code,
+            ErrorCode::FieldUnknown
+        );
+        assert_eq!(
+            Projection::parse("stats.nope", &s).unwrap_err().code,
+            ErrorCode::ProjectionInvalid
+        );
+        assert_eq!(
+            Projection::parse("city.x", &s).unwrap_err().code,
+            ErrorCode::ProjectionInvalid
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Request extractors: the caller's key, JSON bodies, and the problem answers of actix's
+//! own extractors. Each failure becomes a [`Problem`] with its own code.
+
+use std::future::{Ready, ready};
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use crate::auth::KeyRecord;
+use crate::error::{ErrorCode, Problem};
+
+/// The authenticated key of the request.
+pub struct Caller(pub Arc<KeyRecord>);
+
+impl std::ops::Deref for Caller {
+    type Target = KeyRecord;
+    fn deref(&self) -> &KeyRecord {
+        &self.0
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Caller, Problem> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("AppState is registered");
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(Problem::new(
+            ErrorCode::Unauthorized,
+            "send the header `Authorization: Bearer <key>`",
+        ));
+    };
+    let secret = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            Problem::new(
+                ErrorCode::Unauthorized,
+                "the Authorization header must be `Bearer <key>`",
+            )
+        })?;
+    state
+        .keys
+        .authenticate(secret)
+        .map(Caller)
+        .ok_or_else(|| Problem::new(ErrorCode::Unauthorized, "the key is not known"))
+}
+
+/// A JSON body of type `T`, read up to the server's body limit.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = Problem;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(1 << 20, |s| s.settings.max_body_bytes);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if let Some(ct) = content_type {
+                let essence = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                if essence != "application/json" && !essence.ends_with("+json") {
+                    return Err(Problem::new(
+                        ErrorCode::UnsupportedMediaType,
+                        format!("send JSON with `Content-Type: application/json`, not `{ct}`"),
+                    ));
+                }
+            }
+            let too_large = || {
+                Problem::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body is larger than {limit} bytes (max_body_bytes)"),
+                )
+                .with("limit", limit)
+            };
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    Problem::new(
+                        ErrorCode::InvalidBody,
+                        format!("could not read the body: {e}"),
+                    )
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+/// Parses JSON, telling syntax errors (`invalid_json`) from shape errors (`invalid_body`).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let at = if path == "." {
+                    String::new()
+                } else {
+                    format!(" at `{path}`")
+                };
+                Problem::new(ErrorCode::InvalidBody, format!("{inner}{at}")).with("path", path)
+            }
+            _ => Problem::new(
+                ErrorCode::InvalidJson,
+                format!("the body is not valid JSON: {inner}"),
+            )
+            .with("line", inner.line())
+            .with("column", inner.column()),
+        }
+    })
+}
+
+/// Answers for failures of actix's path and query extractors.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    Problem::new(ErrorCode::InvalidQuery, err.to_string()).into()
+}
+
+/// Answers for failures of actix's path extractor.
+pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    Problem::new(ErrorCode::RouteNotFound, err.to_string()).into()
+}

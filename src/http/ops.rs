@@ -1,0 +1,135 @@
+//! Operations routes: health, readiness, Prometheus metrics, the request metrics
+//! middleware, and the load harness's constant-body ceiling.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+
+use super::{Caller, State, json};
+use crate::auth::Access;
+use crate::error::{ErrorCode, Problem};
+
+/// The Prometheus recorder's handle.
+pub struct Telemetry {
+    handle: PrometheusHandle,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+impl Telemetry {
+    /// Installs the process-wide metrics recorder (once; later calls share nothing).
+    pub fn install() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(LATENCY_BUCKETS)
+            .expect("buckets are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was installed already; /metrics will be partial");
+        }
+        Telemetry { handle }
+    }
+}
+
+/// Counts and times every request by route pattern, method and status.
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let res = next.call(req).await?;
+    let elapsed = start.elapsed();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let status = res.status().as_u16();
+    tracing::debug!(%method, %route, status, micros = elapsed.as_micros() as u64, "request");
+    metrics::counter!("persona_http_requests_total", "method" => method, "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("persona_http_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+    Ok(res)
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200)))]
+pub async fn healthz() -> HttpResponse {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: every database is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200), (status = 503)))]
+pub async fn readyz(state: State) -> Result<HttpResponse, Problem> {
+    if state.ready.load(Ordering::Acquire) {
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready"}),
+        ))
+    } else {
+        Err(Problem::new(
+            ErrorCode::Unavailable,
+            "databases are still loading",
+        ))
+    }
+}
+
+/// Prometheus text: request counters and latency histograms, profiles per database.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200)))]
+pub async fn metrics(state: State) -> HttpResponse {
+    let mut out = state.telemetry.handle.render();
+    out.push_str(
+        "# HELP persona_profiles Profiles held per database.\n# TYPE persona_profiles gauge\n",
+    );
+    for db in state.databases.list() {
+        let _ = writeln!(
+            out,
+            "persona_profiles{{database=\"{}\"}} {}",
+            db.name(),
+            db.state.store.len()
+        );
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4"))
+        .body(out)
+}
+
+/// `?bytes=` of the ceiling route.
+#[derive(Deserialize)]
+pub struct CeilingQuery {
+    bytes: Option<usize>,
+}
+
+static FILLER: [u8; 65536] = [b'x'; 65536];
+
+/// The load harness's ceiling: the same auth, database check and middleware as a lookup,
+/// answering a constant body of `bytes` bytes without the lookup and serialization.
+pub async fn ceiling(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<CeilingQuery>,
+) -> Result<HttpResponse, Problem> {
+    if !state.settings.bench_routes {
+        return Err(Problem::new(
+            ErrorCode::RouteNotFound,
+            "start the server with --bench-routes true",
+        ));
+    }
+    state.database(&caller, &path, Access::Read)?;
+    let n = q.bytes.unwrap_or(1024).min(FILLER.len());
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(&FILLER[..n]))
+}

@@ -1,0 +1,377 @@
+//! `/v1/databases/{db}/profiles...`: write, read, find, list and erase profiles.
+//!
+//! The read handlers are the lookup path: authenticate, find the database, clone the
+//! profile's `Arc`, serialize. Nothing here waits on the database actor except writes.
+
+use std::sync::Arc;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Caller, JsonBody, State, json};
+use crate::auth::Access;
+use crate::db::{Applied, Change, Database, lookup_key};
+use crate::document::{self, Document, Projection};
+use crate::error::{ErrorCode, Problem};
+use crate::schema::{ProfileUpdate, RawValue, Source, SubscriptionChange};
+use crate::store::Profile;
+
+/// Tag changes in a profile body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    /// Tags to add.
+    #[serde(default)]
+    add: Vec<String>,
+    /// Tags to remove.
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// The body of `PUT` and `PATCH .../profiles/{customer_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBody {
+    /// If given, must equal the path's customer id (it cannot change).
+    customer_id: Option<String>,
+    /// Refused: the internal id is assigned by the server.
+    id: Option<String>,
+    /// Field values by name; `null` clears a field.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    fields: Map<String, Json>,
+    /// Fields to clear.
+    #[serde(default)]
+    unset: Vec<String>,
+    /// Tags to add and remove.
+    #[serde(default)]
+    tags: TagsBody,
+    /// External identifiers by namespace (`crm`, `device`...); `null` removes one.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    identifiers: Map<String, Json>,
+    /// Subscription changes.
+    #[serde(default)]
+    subscriptions: Vec<SubscriptionChange>,
+}
+
+impl ProfileBody {
+    fn into_update(self, customer_id: &str, replace: bool) -> Result<ProfileUpdate, Problem> {
+        if let Some(given) = &self.customer_id
+            && given != customer_id
+        {
+            return Err(Problem::new(
+                ErrorCode::CustomerIdImmutable,
+                format!(
+                    "the body names customer `{given}` but the path names `{customer_id}`; a customer id never changes"
+                ),
+            ));
+        }
+        if self.id.is_some() {
+            return Err(Problem::new(
+                ErrorCode::InvalidBody,
+                "`id` is assigned by the server and cannot be set or changed",
+            )
+            .with("path", "id"));
+        }
+        let mut u = ProfileUpdate::new(customer_id, Source::Api);
+        u.replace = replace;
+        u.fields = self
+            .fields
+            .into_iter()
+            .map(|(k, v)| (k, RawValue::Json(v)))
+            .collect();
+        u.unset = self.unset;
+        u.tags_add = self.tags.add;
+        u.tags_remove = self.tags.remove;
+        for (ns, v) in self.identifiers {
+            let v = match v {
+                Json::Null => None,
+                Json::String(s) => Some(s),
+                other => {
+                    return Err(Problem::new(
+                        ErrorCode::IdentifierInvalid,
+                        format!("identifier `{ns}` must be a string or null, not {other}"),
+                    ));
+                }
+            };
+            u.identifiers.push((ns, v));
+        }
+        u.subscriptions = self.subscriptions;
+        Ok(u)
+    }
+}
+
+/// `?fields=` on reads.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    /// Comma-separated field names and dotted paths (`email,stats.receipts_count,rfm`).
+    fields: Option<String>,
+}
+
+fn today() -> jiff::civil::Date {
+    document::utc_date(Timestamp::now())
+}
+
+fn projection(db: &Database, fields: Option<&str>) -> Result<Option<Projection>, Problem> {
+    fields
+        .map(|list| Projection::parse(list, &db.state.schema.load()))
+        .transpose()
+}
+
+fn render(db: &Database, profile: &Profile, projection: Option<&Projection>) -> HttpResponse {
+    let schema = db.state.schema.load();
+    let body = document::to_vec(&Document {
+        profile,
+        schema: &schema,
+        projection,
+        today: today(),
+    });
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(body)
+}
+
+fn not_found(customer_id: &str) -> Problem {
+    Problem::new(
+        ErrorCode::ProfileNotFound,
+        format!("no profile `{customer_id}`"),
+    )
+    .with("customer_id", customer_id)
+}
+
+async fn write(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: ProfileBody,
+    replace: bool,
+) -> Result<HttpResponse, Problem> {
+    let (db, customer_id) = path.into_inner();
+    let db = state.database(&caller, &db, Access::Write)?;
+    let update = body.into_update(&customer_id, replace)?;
+    match db.apply(Change::Upsert(update)).await? {
+        Applied::Profile { profile, .. } => Ok(render(&db, &profile, None)),
+        Applied::Done => Err(Problem::new(
+            ErrorCode::Internal,
+            "the write returned no profile",
+        )),
+    }
+}
+
+/// Creates or replaces a profile (identity kept: internal id and creation time).
+#[utoipa::path(put, path = "/v1/databases/{db}/profiles/{customer_id}", tag = "profiles",
+    request_body = ProfileBody, responses((status = 200, description = "the profile document")),
+    security(("bearer" = [])))]
+pub async fn put(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: JsonBody<ProfileBody>,
+) -> Result<HttpResponse, Problem> {
+    write(state, caller, path, body.0, true).await
+}
+
+/// Merges into a profile, creating it if absent.
+#[utoipa::path(patch, path = "/v1/databases/{db}/profiles/{customer_id}", tag = "profiles",
+    request_body = ProfileBody, responses((status = 200, description = "the profile document")),
+    security(("bearer" = [])))]
+pub async fn patch(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: JsonBody<ProfileBody>,
+) -> Result<HttpResponse, Problem> {
+    write(state, caller, path, body.0, false).await
+}
+
+/// Reads a profile by customer id, whole or projected.
+#[utoipa::path(get, path = "/v1/databases/{db}/profiles/{customer_id}", tag = "profiles",
+    params(GetQuery), responses((status = 200, description = "the profile document"),
+    (status = 404, description = "profile_not_found")), security(("bearer" = [])))]
+pub async fn get(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    q: web::Query<GetQuery>,
+) -> Result<HttpResponse, Problem> {
+    let (db, customer_id) = path.into_inner();
+    let db = state.database(&caller, &db, Access::Read)?;
+    let projection = projection(&db, q.fields.as_deref())?;
+    let profile = db
+        .state
+        .store
+        .get(&customer_id)
+        .ok_or_else(|| not_found(&customer_id))?;
+    Ok(render(&db, &profile, projection.as_ref()))
+}
+
+/// Reads a profile by email, phone or an external identifier.
+#[utoipa::path(get, path = "/v1/databases/{db}/profiles/by/{identifier}/{value}", tag = "profiles",
+    params(GetQuery), responses((status = 200, description = "the profile document"),
+    (status = 404, description = "profile_not_found")), security(("bearer" = [])))]
+pub async fn get_by(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    q: web::Query<GetQuery>,
+) -> Result<HttpResponse, Problem> {
+    let (db, kind, value) = path.into_inner();
+    let db = state.database(&caller, &db, Access::Read)?;
+    let projection = projection(&db, q.fields.as_deref())?;
+    let key = lookup_key(&kind, &value, &db.state.settings.load())?;
+    let profile = db.state.store.find(&key).ok_or_else(|| {
+        Problem::new(
+            ErrorCode::ProfileNotFound,
+            format!("no profile with {kind} `{value}`"),
+        )
+        .with("identifier", kind.clone())
+    })?;
+    Ok(render(&db, &profile, projection.as_ref()))
+}
+
+/// The body of a batch lookup.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupBody {
+    /// Up to 1000 customer ids.
+    customer_ids: Vec<String>,
+    /// Projection, as in `?fields=`.
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+}
+
+const MAX_BATCH: usize = 1000;
+
+/// Reads many profiles at once; unknown ids are listed in `missing`.
+#[utoipa::path(post, path = "/v1/databases/{db}/profiles/lookup", tag = "profiles",
+    request_body = LookupBody, responses((status = 200, description = "{profiles, missing}")),
+    security(("bearer" = [])))]
+pub async fn lookup(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: JsonBody<LookupBody>,
+) -> Result<HttpResponse, Problem> {
+    let db = state.database(&caller, &path, Access::Read)?;
+    let body = body.0;
+    if body.customer_ids.len() > MAX_BATCH {
+        return Err(Problem::new(
+            ErrorCode::InvalidBody,
+            format!(
+                "at most {MAX_BATCH} customer ids a lookup; got {}",
+                body.customer_ids.len()
+            ),
+        ));
+    }
+    let schema = db.state.schema.load();
+    let projection = body
+        .fields
+        .as_ref()
+        .map(|f| Projection::from_paths(f.iter().map(String::as_str), &schema))
+        .transpose()?;
+    let today = today();
+    let mut profiles: Vec<Arc<Profile>> = Vec::with_capacity(body.customer_ids.len());
+    let mut missing = Vec::new();
+    for id in body.customer_ids {
+        match db.state.store.get(&id) {
+            Some(p) => profiles.push(p),
+            None => missing.push(id),
+        }
+    }
+    let docs: Vec<Document> = profiles
+        .iter()
+        .map(|p| Document {
+            profile: p,
+            schema: &schema,
+            projection: projection.as_ref(),
+            today,
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"profiles": docs, "missing": missing}),
+    ))
+}
+
+/// `GET .../profiles` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<usize>,
+    /// Projection, as in `GET .../profiles/{customer_id}`.
+    fields: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Page<'a> {
+    profiles: Vec<Document<'a>>,
+    next_cursor: Option<String>,
+}
+
+/// Lists every profile, oldest first, in pages.
+#[utoipa::path(get, path = "/v1/databases/{db}/profiles", tag = "profiles", params(ListQuery),
+    responses((status = 200, description = "{profiles, next_cursor}")), security(("bearer" = [])))]
+pub async fn list(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, Problem> {
+    let db = state.database(&caller, &path, Access::Read)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::new(
+            ErrorCode::InvalidQuery,
+            format!("limit {limit} is outside 1 to 1000"),
+        ));
+    }
+    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(c.parse::<ulid::Ulid>().map_err(|_| {
+            Problem::new(
+                ErrorCode::CursorInvalid,
+                format!("`{c}` is not a cursor this server gave"),
+            )
+        })?),
+    };
+    let projection = projection(&db, q.fields.as_deref())?;
+    let schema = db.state.schema.load();
+    let (profiles, next) = db.state.store.page(after, limit);
+    let today = today();
+    let page = Page {
+        profiles: profiles
+            .iter()
+            .map(|p| Document {
+                profile: p,
+                schema: &schema,
+                projection: projection.as_ref(),
+                today,
+            })
+            .collect(),
+        next_cursor: next.map(|u| u.to_string()),
+    };
+    Ok(json(StatusCode::OK, &page))
+}
+
+/// Erases a profile, its identifiers and (later) its activity.
+#[utoipa::path(delete, path = "/v1/databases/{db}/profiles/{customer_id}", tag = "profiles",
+    responses((status = 204), (status = 404, description = "profile_not_found")), security(("bearer" = [])))]
+pub async fn delete(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (db, customer_id) = path.into_inner();
+    let db = state.database(&caller, &db, Access::Write)?;
+    db.apply(Change::Delete { customer_id }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

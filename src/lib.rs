@@ -1,0 +1,33 @@
+//! Persona: an in-memory customer profile server.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings from defaults, `persona.toml`, environment and flags.
+//! - [`error`]: the table of stable error codes and the problem document.
+//! - [`schema`]: field types and values, database settings, the one update type. Pure.
+//! - [`contacts`]: email and phone validation and normalization. Pure.
+//! - [`store`]: the sharded profile map of one database and its identifier index.
+//! - [`db`]: the database actor (the only writer), the registry of databases.
+//! - [`document`]: the profile document, whole or projected, serialized from the store.
+//! - [`auth`]: API keys, roles and groups.
+//! - [`http`]: handlers, one file per resource; they translate and hold no rules.
+//! - [`server`]: binds, wires the state into actix-web, runs until a signal.
+//!
+//! # A request's path
+//!
+//! A lookup (`GET .../profiles/{id}`) goes `http::profiles::get` → `http::Caller`
+//! (key digest, read lock) → `db::Databases::get` → `store::ProfileStore::get` (a hash and
+//! an `Arc` clone) → `document::Document` (serialization). A write goes
+//! `http::profiles::patch` → `schema::ProfileUpdate` → `db::Database::apply` (the actor's
+//! mailbox) → `db::apply::build_profile` (validation) → `store::ProfileStore::put`.
+
+pub mod auth;
+pub mod config;
+pub mod contacts;
+pub mod db;
+pub mod document;
+pub mod error;
+pub mod http;
+pub mod schema;
+pub mod server;
+pub mod store;

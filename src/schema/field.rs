@@ -1,0 +1,387 @@
+//! Field types, field definitions and a database's schema.
+//!
+//! The nine default fields are fixed for every database; custom fields are added and
+//! dropped through the database actor. A [`Schema`] is immutable once built: the actor
+//! builds a new one and swaps it in, so readers hold a consistent schema for a whole
+//! request without locking.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::value::{self, RawValue, Value};
+use crate::error::{ErrorCode, Problem};
+
+/// The type of a field; every stored value is checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// A 64-bit signed integer.
+    Integer,
+    /// A finite 64-bit float.
+    Float,
+    /// Any UTF-8 string.
+    String,
+    /// A calendar date `YYYY-MM-DD`.
+    Date,
+    /// An RFC 3339 instant, shown in UTC.
+    DateTime,
+    /// `true` or `false`.
+    Boolean,
+    /// One of the field's declared values.
+    List,
+    /// An IPv4 or IPv6 address.
+    Ip,
+    /// A set of strings.
+    Tags,
+    /// A JSON object.
+    Object,
+    /// A JSON array.
+    Array,
+}
+
+impl FieldType {
+    /// Every type, in documentation order.
+    pub const ALL: &'static [FieldType] = &[
+        FieldType::Integer,
+        FieldType::Float,
+        FieldType::String,
+        FieldType::Date,
+        FieldType::DateTime,
+        FieldType::Boolean,
+        FieldType::List,
+        FieldType::Ip,
+        FieldType::Tags,
+        FieldType::Object,
+        FieldType::Array,
+    ];
+
+    /// The type's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Integer => "integer",
+            FieldType::Float => "float",
+            FieldType::String => "string",
+            FieldType::Date => "date",
+            FieldType::DateTime => "datetime",
+            FieldType::Boolean => "boolean",
+            FieldType::List => "list",
+            FieldType::Ip => "ip",
+            FieldType::Tags => "tags",
+            FieldType::Object => "object",
+            FieldType::Array => "array",
+        }
+    }
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One field of a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDef {
+    /// The name, shared by every profile that holds a value for it.
+    pub name: Arc<str>,
+    /// The type.
+    pub ty: FieldType,
+    /// Shown in a profile that has no value for the field.
+    pub default: Option<Value>,
+    /// A write that leaves the field without a value (and no default) is refused.
+    pub required: bool,
+    /// Shown on the subscription manager page.
+    pub subscription_manager: bool,
+    /// The declared values of a `list`.
+    pub values: Vec<String>,
+    /// One of the nine default fields, which cannot change.
+    pub builtin: bool,
+}
+
+impl FieldDef {
+    /// A custom field with no default, not required.
+    pub fn custom(name: &str, ty: FieldType) -> Self {
+        FieldDef {
+            name: name.into(),
+            ty,
+            default: None,
+            required: false,
+            subscription_manager: false,
+            values: Vec::new(),
+            builtin: false,
+        }
+    }
+
+    fn builtin(name: &str, ty: FieldType) -> Self {
+        FieldDef {
+            builtin: true,
+            ..Self::custom(name, ty)
+        }
+    }
+}
+
+/// The body that creates a custom field (`POST .../fields`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// `[a-z][a-z0-9_]{0,63}`, not a reserved document member.
+    pub name: String,
+    /// The type.
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// Default value, checked against the type.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub default: Option<serde_json::Value>,
+    /// Refuse writes that leave the field empty.
+    #[serde(default)]
+    pub required: bool,
+    /// Show on the subscription manager page.
+    #[serde(default)]
+    pub subscription_manager: bool,
+    /// Declared values (required for `list`, refused otherwise).
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+}
+
+/// Names a custom field may not take: they are top-level members of the profile
+/// document, so a projection such as `?fields=stats` must stay unambiguous.
+pub const RESERVED_NAMES: &[&str] = &[
+    "id",
+    "customer_id",
+    "fields",
+    "identifiers",
+    "tags",
+    "contacts",
+    "channels",
+    "subscriptions",
+    "stats",
+    "rfm",
+    "interests",
+    "favorite_stores",
+    "abandoned_cart",
+    "bonuses",
+    "segments",
+    "created_at",
+    "updated_at",
+];
+
+/// Checks a field name: lowercase identifier, at most 64 characters.
+pub fn check_field_name(name: &str) -> Result<(), Problem> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(Problem::new(
+            ErrorCode::FieldNameInvalid,
+            format!(
+                "`{name}` is not a field name: use a lowercase letter, then lowercase letters, digits or `_` (64 at most)"
+            ),
+        )
+        .with("field", name));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(Problem::new(
+            ErrorCode::FieldNameInvalid,
+            format!("`{name}` is a member of the profile document; choose another name"),
+        )
+        .with("field", name));
+    }
+    Ok(())
+}
+
+impl FieldSpec {
+    /// Validates the spec into a definition.
+    pub fn into_def(self) -> Result<FieldDef, Problem> {
+        check_field_name(&self.name)?;
+        let invalid = |detail: String| {
+            Problem::new(ErrorCode::FieldDefinitionInvalid, detail).with("field", self.name.clone())
+        };
+        let values = match (self.ty, self.values.clone()) {
+            (FieldType::List, Some(v)) if !v.is_empty() => {
+                let mut seen = std::collections::HashSet::new();
+                for x in &v {
+                    if x.is_empty() || !seen.insert(x) {
+                        return Err(invalid(format!(
+                            "declared values must be distinct and non-empty; `{x}` is not"
+                        )));
+                    }
+                }
+                v
+            }
+            (FieldType::List, _) => {
+                return Err(invalid(
+                    "a `list` field needs `values`: the declared values it may take".into(),
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(invalid(format!(
+                    "`values` is only for `list` fields, not `{}`",
+                    self.ty
+                )));
+            }
+            (_, None) => Vec::new(),
+        };
+        let mut def = FieldDef {
+            name: self.name.as_str().into(),
+            ty: self.ty,
+            default: None,
+            required: self.required,
+            subscription_manager: self.subscription_manager,
+            values,
+            builtin: false,
+        };
+        if let Some(raw) = self.default {
+            def.default = value::parse(&def, &RawValue::Json(raw)).map_err(Problem::from)?;
+        }
+        Ok(def)
+    }
+}
+
+/// A database's fields: the default ones first, then custom ones in creation order.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    fields: Vec<FieldDef>,
+    by_name: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
+}
+
+impl Default for Schema {
+    fn default() -> Self {
+        use FieldType::*;
+        let mut gender = FieldDef::builtin("gender", List);
+        gender.values = ["female", "male", "other", "unknown"]
+            .map(std::string::String::from)
+            .to_vec();
+        Schema::from_fields(vec![
+            FieldDef::builtin("first_name", String),
+            FieldDef::builtin("last_name", String),
+            FieldDef::builtin("email", String),
+            FieldDef::builtin("phone", String),
+            FieldDef::builtin("birth_date", Date),
+            gender,
+            FieldDef::builtin("country", String),
+            FieldDef::builtin("city", String),
+            FieldDef::builtin("registered_at", DateTime),
+        ])
+    }
+}
+
+impl Schema {
+    fn from_fields(fields: Vec<FieldDef>) -> Self {
+        let by_name = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        Schema { fields, by_name }
+    }
+
+    /// All fields, default fields first.
+    pub fn fields(&self) -> &[FieldDef] {
+        &self.fields
+    }
+
+    /// A field by name.
+    pub fn get(&self, name: &str) -> Option<&FieldDef> {
+        self.by_name.get(name).map(|&i| &self.fields[i])
+    }
+
+    /// The position of a field: profiles keep their values in this order.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The schema with one more custom field.
+    pub fn with_field(&self, def: FieldDef) -> Result<Schema, Problem> {
+        if let Some(old) = self.get(&def.name) {
+            let code = if old.builtin {
+                ErrorCode::FieldIsDefault
+            } else {
+                ErrorCode::FieldExists
+            };
+            return Err(
+                Problem::new(code, format!("field `{}` exists already", def.name))
+                    .with("field", def.name.to_string()),
+            );
+        }
+        let mut fields = self.fields.clone();
+        fields.push(def);
+        Ok(Schema::from_fields(fields))
+    }
+
+    /// The schema without a custom field.
+    pub fn without_field(&self, name: &str) -> Result<Schema, Problem> {
+        match self.get(name) {
+            None => Err(
+                Problem::new(ErrorCode::FieldNotFound, format!("no field `{name}`"))
+                    .with("field", name),
+            ),
+            Some(f) if f.builtin => Err(Problem::new(
+                ErrorCode::FieldIsDefault,
+                format!("`{name}` is a default field: it cannot be deleted or retyped"),
+            )
+            .with("field", name)),
+            Some(_) => Ok(Schema::from_fields(
+                self.fields
+                    .iter()
+                    .filter(|f| &*f.name != name)
+                    .cloned()
+                    .collect(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_fields_are_fixed() {
+        let s = Schema::default();
+        assert_eq!(s.fields().len(), 9);
+        let err = s.without_field("email").unwrap_err();
+        assert_eq!(err.code, ErrorCode::FieldIsDefault);
+        let retype = FieldDef::custom("email", FieldType::Integer);
+        assert_eq!(
+            s.with_field(retype).unwrap_err().code,
+            ErrorCode::FieldIsDefault
+        );
+    }
+
+    #[test]
+    fn field_names_are_identifiers() {
+        assert!(check_field_name("loyalty_score").is_ok());
+        for bad in ["Loyalty", "1a", "a-b", "", "stats", "a b", &"a".repeat(65)] {
+            assert!(check_field_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn specs_check_defaults_and_values() {
+        let spec = |json: serde_json::Value| serde_json::from_value::<FieldSpec>(json).unwrap();
+        let ok = spec(serde_json::json!({"name":"score","type":"integer","default":0}));
+        assert_eq!(ok.into_def().unwrap().default, Some(Value::Int(0)));
+        let bad = spec(serde_json::json!({"name":"score","type":"integer","default":"x"}));
+        assert_eq!(
+            bad.into_def().unwrap_err().code,
+            ErrorCode::FieldTypeMismatch
+        );
+        let list = spec(serde_json::json!({"name":"tier","type":"list"}));
+        assert_eq!(
+            list.into_def().unwrap_err().code,
+            ErrorCode::FieldDefinitionInvalid
+        );
+        let list =
+            spec(serde_json::json!({"name":"tier","type":"list","values":["a"],"default":"b"}));
+        assert_eq!(
+            list.into_def().unwrap_err().code,
+            ErrorCode::FieldValueNotAllowed
+        );
+    }
+}

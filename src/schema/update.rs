@@ -1,0 +1,133 @@
+//! The one update type every write source produces.
+//!
+//! The HTTP API, CSV/JSON importers, webhooks and plugins all turn their input into
+//! [`ProfileUpdate`]s; only the database actor validates one against the schema and
+//! applies it. Values stay raw here ([`RawValue`]) because typing them needs the schema
+//! the actor holds at apply time.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::database::Channel;
+use super::value::RawValue;
+
+/// Where a write came from; recorded with subscription changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The HTTP API.
+    Api,
+    /// A file import.
+    Import,
+    /// A webhook through a plugin.
+    Webhook,
+    /// An event.
+    Event,
+}
+
+/// Subscribed or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    /// May be sent to.
+    Subscribed,
+    /// Asked not to be sent to.
+    Unsubscribed,
+}
+
+/// A subscription change as written (`subscriptions` in a PATCH body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionChange {
+    /// A resource declared on the database.
+    pub resource: String,
+    /// One of the resource's channels.
+    pub channel: Channel,
+    /// Free category within the resource (default `default`).
+    #[serde(default = "default_category")]
+    pub category: String,
+    /// The new status.
+    pub status: SubscriptionStatus,
+}
+
+fn default_category() -> String {
+    "default".into()
+}
+
+/// One write to one profile, from any source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileUpdate {
+    /// The profile's given id; created if absent.
+    pub customer_id: CompactString,
+    /// Replace the whole profile (PUT) instead of merging (PATCH).
+    pub replace: bool,
+    /// Field values to set, by field name.
+    pub fields: Vec<(String, RawValue)>,
+    /// Fields to clear.
+    pub unset: Vec<String>,
+    /// Tags to add.
+    pub tags_add: Vec<String>,
+    /// Tags to remove.
+    pub tags_remove: Vec<String>,
+    /// External identifiers by namespace; `None` removes one.
+    pub identifiers: Vec<(String, Option<String>)>,
+    /// Subscription changes.
+    pub subscriptions: Vec<SubscriptionChange>,
+    /// Where the write came from.
+    pub source: Source,
+}
+
+impl ProfileUpdate {
+    /// An empty merge update for `customer_id`.
+    pub fn new(customer_id: impl Into<CompactString>, source: Source) -> Self {
+        ProfileUpdate {
+            customer_id: customer_id.into(),
+            replace: false,
+            fields: Vec::new(),
+            unset: Vec::new(),
+            tags_add: Vec::new(),
+            tags_remove: Vec::new(),
+            identifiers: Vec::new(),
+            subscriptions: Vec::new(),
+            source,
+        }
+    }
+}
+
+/// Checks a customer id: 1 to 128 bytes, no control characters, no `/`.
+pub fn check_customer_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(format!(
+            "a customer id is 1 to 128 bytes; `{id}` is {} bytes",
+            id.len()
+        ));
+    }
+    if id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(format!(
+            "customer id `{}` holds a control character or `/`",
+            id.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an external identifier namespace such as `crm` or `device`.
+pub fn check_namespace(ns: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&ns.len())
+        && ns.as_bytes()[0].is_ascii_lowercase()
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(format!(
+            "`{ns}` is not an identifier namespace: a lowercase letter, then lowercase letters, digits or `_` (32 at most)"
+        ));
+    }
+    if ns == "email" || ns == "phone" {
+        return Err(format!(
+            "`{ns}` is set through the `{ns}` field, not `identifiers`"
+        ));
+    }
+    Ok(())
+}

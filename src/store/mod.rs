@@ -1,0 +1,231 @@
+//! The sharded, in-memory profile map of one database and its indexes.
+//!
+//! Readers (HTTP workers) call the `&self` getters directly, from any thread, without a
+//! mailbox: a lookup is a hash, an `Arc` clone and nothing else. Only the database actor
+//! calls the mutating methods (`put`, `remove`); they keep the indexes in step so that
+//! a reader may see the old or the new profile, never a torn one. Synchronous, no I/O;
+//! never hold a map guard across an `.await`.
+
+mod profile;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use ulid::Ulid;
+
+pub use profile::{Profile, Subscription, identifier_key};
+
+type Hasher = foldhash::quality::RandomState;
+
+/// All profiles of one database, by customer id, plus identifier and order indexes.
+#[derive(Debug, Default)]
+pub struct ProfileStore {
+    profiles: DashMap<CompactString, Arc<Profile>, Hasher>,
+    identifiers: DashMap<CompactString, CompactString, Hasher>,
+    // Creation order for stable paging; written only on create and delete.
+    order: RwLock<BTreeMap<Ulid, CompactString>>,
+}
+
+impl ProfileStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The profile with this customer id.
+    #[inline]
+    pub fn get(&self, customer_id: &str) -> Option<Arc<Profile>> {
+        self.profiles
+            .get(customer_id)
+            .map(|r| Arc::clone(r.value()))
+    }
+
+    /// The customer id holding an identifier key (see [`identifier_key`]).
+    pub fn holder(&self, key: &str) -> Option<CompactString> {
+        self.identifiers.get(key).map(|r| r.value().clone())
+    }
+
+    /// The profile holding an identifier key.
+    pub fn find(&self, key: &str) -> Option<Arc<Profile>> {
+        self.holder(key).and_then(|id| self.get(&id))
+    }
+
+    /// How many profiles there are.
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+
+    /// Up to `limit` profiles created after `after`, oldest first, and the cursor of the
+    /// next page (`None` at the end).
+    pub fn page(&self, after: Option<Ulid>, limit: usize) -> (Vec<Arc<Profile>>, Option<Ulid>) {
+        let ids: Vec<(Ulid, CompactString)> = {
+            let order = self.order.read();
+            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+            order
+                .range((start, Bound::Unbounded))
+                .take(limit + 1)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect()
+        };
+        let more = ids.len() > limit;
+        let page: Vec<Arc<Profile>> = ids
+            .iter()
+            .take(limit)
+            .filter_map(|(_, cid)| self.get(cid))
+            .collect();
+        let next = if more {
+            ids.get(limit - 1).map(|(k, _)| *k)
+        } else {
+            None
+        };
+        (page, next)
+    }
+
+    /// Every profile, in no particular order (a snapshot of the moment per shard).
+    pub fn all(&self) -> Vec<Arc<Profile>> {
+        self.profiles
+            .iter()
+            .map(|r| Arc::clone(r.value()))
+            .collect()
+    }
+
+    /// Publishes a new or changed profile and moves its identifier keys. Actor only.
+    pub(crate) fn put(&self, profile: Arc<Profile>, old: Option<&Profile>) {
+        let new_keys = profile.identifier_keys();
+        for key in &new_keys {
+            self.identifiers
+                .insert(key.clone(), profile.customer_id.clone());
+        }
+        if old.is_none() {
+            self.order
+                .write()
+                .insert(profile.id, profile.customer_id.clone());
+        }
+        self.profiles
+            .insert(profile.customer_id.clone(), Arc::clone(&profile));
+        if let Some(old) = old {
+            for key in old.identifier_keys() {
+                if !new_keys.contains(&key) {
+                    self.identifiers.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Removes a profile and its identifier keys. Actor only.
+    pub(crate) fn remove(&self, customer_id: &str) -> Option<Arc<Profile>> {
+        let (_, profile) = self.profiles.remove(customer_id)?;
+        for key in profile.identifier_keys() {
+            self.identifiers
+                .remove_if(&key, |_, holder| holder == customer_id);
+        }
+        self.order.write().remove(&profile.id);
+        Some(profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use jiff::Timestamp;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn profile(cid: &str, crm: Option<&str>) -> Profile {
+        let mut p = Profile::new(cid.into(), Timestamp::UNIX_EPOCH);
+        if let Some(v) = crm {
+            p.external_ids.push(("crm".into(), v.into()));
+        }
+        p
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, Option<u8>),
+        Remove(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..16, proptest::option::of(0u8..8)).prop_map(|(c, x)| Op::Put(c, x)),
+            (0u8..16).prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        // Model-based: the store and its identifier index agree with a plain HashMap.
+        #[test]
+        fn store_matches_a_hashmap_model(ops in proptest::collection::vec(op(), 1..200)) {
+            let store = ProfileStore::new();
+            let mut model: HashMap<String, Option<String>> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Put(c, x) => {
+                        let cid = format!("c{c}");
+                        let crm = x.map(|x| format!("x{x}"));
+                        // The actor refuses identifier conflicts; the model does the same.
+                        if let Some(v) = &crm
+                            && let Some(h) = store.holder(&identifier_key("crm", v))
+                            && h != cid.as_str()
+                        {
+                            continue;
+                        }
+                        let old = store.get(&cid);
+                        let mut p = profile(&cid, crm.as_deref());
+                        if let Some(o) = &old { p.id = o.id; }
+                        store.put(Arc::new(p), old.as_deref());
+                        model.insert(cid, crm);
+                    }
+                    Op::Remove(c) => {
+                        let cid = format!("c{c}");
+                        prop_assert_eq!(store.remove(&cid).is_some(), model.remove(&cid).is_some());
+                    }
+                }
+            }
+            prop_assert_eq!(store.len(), model.len());
+            for (cid, crm) in &model {
+                prop_assert!(store.get(cid).is_some());
+                if let Some(v) = crm {
+                    let found = store.find(&identifier_key("crm", v)).unwrap();
+                    prop_assert_eq!(found.customer_id.as_str(), cid.as_str());
+                }
+            }
+            prop_assert_eq!(store.identifiers.len(), model.values().filter(|v| v.is_some()).count());
+            let (all, next) = store.page(None, 100);
+            prop_assert_eq!(all.len(), model.len());
+            prop_assert!(next.is_none());
+        }
+    }
+
+    #[test]
+    fn paging_walks_every_profile_once() {
+        let store = ProfileStore::new();
+        for i in 0..25 {
+            store.put(Arc::new(profile(&format!("c{i}"), None)), None);
+        }
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = store.page(cursor, 10);
+            seen.extend(page.iter().map(|p| p.customer_id.to_string()));
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 25);
+    }
+}
