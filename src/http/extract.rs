@@ -91,7 +91,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     .unwrap_or("")
                     .trim()
                     .to_ascii_lowercase();
-                if essence != "application/json" && !essence.ends_with("+json") {
+                // curl's `-d` sends form-urlencoded by default; reading it as JSON spares
+                // every newcomer a round trip. Anything else named is refused.
+                let json_like = essence == "application/json"
+                    || essence.ends_with("+json")
+                    || essence == "application/x-www-form-urlencoded";
+                if !json_like {
                     return Err(Problem::new(
                         ErrorCode::UnsupportedMediaType,
                         format!("send JSON with `Content-Type: application/json`, not `{ct}`"),

@@ -1,0 +1,279 @@
+//! Test helpers: start the real `persona` binary on an ephemeral port, speak HTTP to it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::Value;
+
+/// A running server with its own data directory; killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The bootstrap admin key.
+    pub admin: String,
+    dir: Option<tempfile::TempDir>,
+    log: PathBuf,
+    client: Client,
+}
+
+/// A response: status and JSON body (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Res {
+    /// HTTP status.
+    pub status: u16,
+    /// Parsed body.
+    pub body: Value,
+    /// Content type.
+    pub content_type: String,
+}
+
+impl Res {
+    /// The problem `code`, for error responses.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts the status and problem code of an error response.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "unexpected answer: {:#}",
+            self.body
+        );
+        assert_eq!(self.content_type, "application/problem+json");
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
+
+impl Server {
+    /// Starts a server with the default settings and a random admin key.
+    pub fn start() -> Server {
+        Self::start_with(&[], &[])
+    }
+
+    /// Starts a server with extra flags and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, args, env, true)
+    }
+
+    /// Starts a server on a data directory; without `admin_env` the key comes from the
+    /// directory's `admin.key` (generated at first start).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        admin_env: bool,
+    ) -> Server {
+        let log = dir.path().join("server.log");
+        let admin = format!("pk_test_{}", std::process::id());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_persona"));
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("PERSONA_ADMIN_KEY")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if admin_env {
+            cmd.env("PERSONA_ADMIN_KEY", &admin);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("the persona binary starts");
+        let base = wait_for_listen(&log);
+        let admin = if admin_env {
+            admin
+        } else {
+            std::fs::read_to_string(dir.path().join("admin.key"))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        Server {
+            child: Some(child),
+            base,
+            admin,
+            dir: Some(dir),
+            log,
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.as_ref().expect("the data directory").path()
+    }
+
+    /// Stops the server with SIGTERM and starts a new one on the same data directory.
+    pub fn restart(mut self, admin_env: bool) -> Server {
+        let dir = self.dir.take().expect("the data directory");
+        let status = self.terminate_child();
+        assert!(status.success(), "the server exited with {status}");
+        Server::start_in(dir, &[], &[], admin_env)
+    }
+
+    /// A request with the admin key.
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.admin)
+    }
+
+    /// A request without any key.
+    pub fn anon(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+    }
+
+    /// Sends a request with the admin key and an optional JSON body.
+    pub fn call(&self, method: Method, path: &str, body: Option<Value>) -> Res {
+        self.call_as(&self.admin, method, path, body)
+    }
+
+    /// Sends a request with `key` and an optional JSON body.
+    pub fn call_as(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Res {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        send(req)
+    }
+
+    /// `GET` with the admin key.
+    pub fn get(&self, path: &str) -> Res {
+        self.call(Method::GET, path, None)
+    }
+
+    /// `POST` JSON with the admin key.
+    pub fn post(&self, path: &str, body: Value) -> Res {
+        self.call(Method::POST, path, Some(body))
+    }
+
+    /// `PATCH` JSON with the admin key.
+    pub fn patch(&self, path: &str, body: Value) -> Res {
+        self.call(Method::PATCH, path, Some(body))
+    }
+
+    /// `PUT` JSON with the admin key.
+    pub fn put(&self, path: &str, body: Value) -> Res {
+        self.call(Method::PUT, path, Some(body))
+    }
+
+    /// `DELETE` with the admin key.
+    pub fn delete(&self, path: &str) -> Res {
+        self.call(Method::DELETE, path, None)
+    }
+
+    /// Creates a database with `extra` settings merged into the minimal body.
+    pub fn create_db(&self, name: &str, extra: Value) -> Res {
+        let mut body = serde_json::json!({"name": name, "consent_confirmed": true});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let res = self.post("/v1/databases", body);
+        assert_eq!(res.status, 201, "{:#}", res.body);
+        res
+    }
+
+    /// Creates a key and returns its secret.
+    pub fn key(&self, role: &str, groups: &[&str]) -> String {
+        let res = self.post(
+            "/v1/keys",
+            serde_json::json!({"name": format!("{role}-key"), "role": role, "groups": groups}),
+        );
+        assert_eq!(res.status, 201, "{:#}", res.body);
+        res.body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.terminate_child()
+    }
+
+    fn terminate_child(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends a request and reads the answer.
+pub fn send(req: RequestBuilder) -> Res {
+    let res = req.send().expect("the server answers");
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = res.text().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Res {
+        status,
+        body,
+        content_type,
+    }
+}
+
+fn wait_for_listen(log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        if let Some(pos) = text.find("listening on http://") {
+            let rest = &text[pos + "listening on ".len()..];
+            // The line may be plain text or a JSON log record.
+            return rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.'))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not start:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

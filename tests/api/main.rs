@@ -1,0 +1,9 @@
+//! Integration tests: the real server on an ephemeral port, over HTTP. One module an area.
+
+mod common;
+
+mod auth;
+mod databases;
+mod fields;
+mod ops;
+mod profiles;
