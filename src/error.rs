@@ -71,7 +71,6 @@ codes! {
     SubscriptionInvalid => ("subscription_invalid", 400, "Invalid subscription"),
     ProjectionInvalid => ("projection_invalid", 400, "Invalid field projection"),
     KeyNotFound => ("key_not_found", 404, "No such API key"),
-    RoleInvalid => ("role_invalid", 400, "Unknown role"),
     Unavailable => ("unavailable", 503, "The server cannot take this request now"),
     Internal => ("internal", 500, "Internal error"),
 }

@@ -29,34 +29,67 @@ fn create_read_patch_list_delete() {
     assert_eq!(got.body["sender"]["from_email"], "news@shop.example");
 
     let listed = s.get("/v1/databases?tag=b2c");
-    let names: Vec<_> = listed.body["databases"].as_array().unwrap().iter().map(|d| d["name"].clone()).collect();
+    let names: Vec<_> = listed.body["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("shop")]);
-    assert_eq!(s.get("/v1/databases").body["databases"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s.get("/v1/databases").body["databases"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
-    let patched = s.patch("/v1/databases/shop", json!({"description":"all customers","watchers":true}));
+    let patched = s.patch(
+        "/v1/databases/shop",
+        json!({"description":"all customers","watchers":true}),
+    );
     assert_eq!(patched.status, 200, "{:#}", patched.body);
     assert_eq!(patched.body["description"], "all customers");
     assert_eq!(patched.body["watchers"], true);
-    assert_eq!(patched.body["tags"], json!(["b2c"]), "members left out keep their value");
+    assert_eq!(
+        patched.body["tags"],
+        json!(["b2c"]),
+        "members left out keep their value"
+    );
 
     assert_eq!(s.delete("/v1/databases/shop").status, 204);
-    s.get("/v1/databases/shop").assert_problem(404, "database_not_found");
-    s.delete("/v1/databases/shop").assert_problem(404, "database_not_found");
+    s.get("/v1/databases/shop")
+        .assert_problem(404, "database_not_found");
+    s.delete("/v1/databases/shop")
+        .assert_problem(404, "database_not_found");
 }
 
 #[test]
 fn bad_database_bodies_are_refused_and_change_nothing() {
     let s = Server::start();
     s.create_db("shop", json!({}));
-    s.post("/v1/databases", json!({"name":"shop","consent_confirmed":true}))
-        .assert_problem(409, "database_exists");
-    s.post("/v1/databases", json!({"name":"new"})).assert_problem(400, "consent_required");
-    s.post("/v1/databases", json!({"name":"Bad Name!","consent_confirmed":true}))
-        .assert_problem(400, "database_name_invalid");
-    s.post("/v1/databases", json!({"name":"x","consent_confirmed":true,"colour":"red"}))
-        .assert_problem(400, "invalid_body");
-    s.post("/v1/databases", json!({"name":"x","consent_confirmed":true,"interest_window_days":"30"}))
-        .assert_problem(400, "invalid_body");
+    s.post(
+        "/v1/databases",
+        json!({"name":"shop","consent_confirmed":true}),
+    )
+    .assert_problem(409, "database_exists");
+    s.post("/v1/databases", json!({"name":"new"}))
+        .assert_problem(400, "consent_required");
+    s.post(
+        "/v1/databases",
+        json!({"name":"Bad Name!","consent_confirmed":true}),
+    )
+    .assert_problem(400, "database_name_invalid");
+    s.post(
+        "/v1/databases",
+        json!({"name":"x","consent_confirmed":true,"colour":"red"}),
+    )
+    .assert_problem(400, "invalid_body");
+    s.post(
+        "/v1/databases",
+        json!({"name":"x","consent_confirmed":true,"interest_window_days":"30"}),
+    )
+    .assert_problem(400, "invalid_body");
     for bad in [
         json!({"default_region":"XX"}),
         json!({"interest_window_days":0}),
@@ -67,7 +100,13 @@ fn bad_database_bodies_are_refused_and_change_nothing() {
         let res = s.patch("/v1/databases/shop", bad.clone());
         assert_eq!(res.status, 400, "{bad}: {:#}", res.body);
     }
-    assert_eq!(s.get("/v1/databases").body["databases"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.get("/v1/databases").body["databases"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let shop = s.get("/v1/databases/shop").body;
     assert_eq!(shop["interest_window_days"], 30);
     assert_eq!(shop["default_region"], serde_json::Value::Null);

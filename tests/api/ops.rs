@@ -11,15 +11,29 @@ fn health_readiness_and_metrics_need_no_key() {
     assert_eq!(send(s.anon(Method::GET, "/readyz")).status, 200);
 
     s.create_db("shop", json!({}));
-    s.patch("/v1/databases/shop/profiles/c1", json!({"fields":{"city":"Porto"}}));
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Porto"}}),
+    );
     s.get("/v1/databases/shop/profiles/c1");
-    let text = s.anon(Method::GET, "/metrics").send().unwrap().text().unwrap();
-    assert!(text.contains("persona_profiles{database=\"shop\"} 1"), "{text}");
+    let text = s
+        .anon(Method::GET, "/metrics")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.contains("persona_profiles{database=\"shop\"} 1"),
+        "{text}"
+    );
     assert!(
         text.contains("persona_http_requests_total{method=\"GET\",route=\"/v1/databases/{db}/profiles/{customer_id}\",status=\"200\"}"),
         "{text}"
     );
-    assert!(text.contains("persona_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("persona_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -44,7 +58,10 @@ fn openapi_document_and_docs_page() {
         "/v1/databases/{db}/profiles/lookup",
         "/v1/keys",
     ] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
     }
     let page = s.anon(Method::GET, "/docs/").send().unwrap();
     assert_eq!(page.status(), 200);
@@ -69,8 +86,15 @@ fn settings_layer_file_env_and_flags() {
     let s = Server::start_in(dir, &[], &[("PERSONA_LOG_LEVEL", "debug")], true);
     s.create_db("shop", json!({}));
     let log = s.log();
-    assert!(log.lines().any(|l| l.starts_with('{') && l.contains("\"level\":\"DEBUG\"")), "{log}");
-    let big = s.patch("/v1/databases/shop/profiles/c1", json!({"fields":{"city":"a city name long enough to take the body past sixty-four bytes"}}));
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"level\":\"DEBUG\"")),
+        "{log}"
+    );
+    let big = s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"a city name long enough to take the body past sixty-four bytes"}}),
+    );
     big.assert_problem(413, "payload_too_large");
 }
 
@@ -88,11 +112,15 @@ fn a_typo_in_the_settings_file_stops_the_start() {
 
 #[test]
 fn every_error_code_is_in_the_readme_catalogue() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let missing: Vec<&str> = persona::error::ErrorCode::ALL
         .iter()
         .map(|c| c.as_str())
         .filter(|c| !readme.contains(&format!("| `{c}` |")))
         .collect();
-    assert!(missing.is_empty(), "codes missing from the README's error catalogue: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "codes missing from the README's error catalogue: {missing:?}"
+    );
 }

@@ -9,7 +9,10 @@ fn shop() -> Server {
         "shop",
         json!({"default_region":"PT","resources":[{"name":"blog","channels":["email","push"]}]}),
     );
-    s.post("/v1/databases/shop/fields", json!({"name":"loyalty_score","type":"integer","default":0}));
+    s.post(
+        "/v1/databases/shop/fields",
+        json!({"name":"loyalty_score","type":"integer","default":0}),
+    );
     s
 }
 
@@ -32,7 +35,10 @@ fn patch_merges_and_get_shows_the_document() {
     let p = &r.body;
     assert_eq!(p["id"], id.as_str(), "the internal id never changes");
     assert_eq!(p["customer_id"], "c42");
-    assert_eq!(p["fields"]["city"], "Lisbon", "PATCH keeps fields it does not name");
+    assert_eq!(
+        p["fields"]["city"], "Lisbon",
+        "PATCH keeps fields it does not name"
+    );
     assert_eq!(p["fields"]["first_name"], "Ana");
     assert_eq!(p["tags"], json!(["vip"]));
     assert_eq!(
@@ -50,29 +56,47 @@ fn patch_merges_and_get_shows_the_document() {
 #[test]
 fn put_replaces_but_keeps_identity() {
     let s = shop();
-    let first = s.put("/v1/databases/shop/profiles/c1", json!({"fields":{"city":"Porto","first_name":"Rui"},"tags":{"add":["a"]}}));
+    let first = s.put(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Porto","first_name":"Rui"},"tags":{"add":["a"]}}),
+    );
     assert_eq!(first.status, 200, "{:#}", first.body);
-    let second = s.put("/v1/databases/shop/profiles/c1", json!({"fields":{"city":"Faro"}}));
+    let second = s.put(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Faro"}}),
+    );
     assert_eq!(second.body["id"], first.body["id"]);
     assert_eq!(second.body["created_at"], first.body["created_at"]);
-    assert_eq!(second.body["fields"], json!({"city":"Faro","loyalty_score":0}));
+    assert_eq!(
+        second.body["fields"],
+        json!({"city":"Faro","loyalty_score":0})
+    );
     assert_eq!(second.body["tags"], json!([]));
 }
 
 #[test]
 fn projections_pick_fields_and_paths() {
     let s = shop();
-    s.patch("/v1/databases/shop/profiles/c1", json!({"fields":{"email":"a@b.example","city":"Porto"}}));
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"email":"a@b.example","city":"Porto"}}),
+    );
     let r = s.get("/v1/databases/shop/profiles/c1?fields=email,loyalty_score,stats.receipts_count,rfm,contacts.email.valid");
     assert_eq!(r.status, 200, "{:#}", r.body);
-    assert_eq!(r.body["fields"], json!({"email":"a@b.example","loyalty_score":0}));
+    assert_eq!(
+        r.body["fields"],
+        json!({"email":"a@b.example","loyalty_score":0})
+    );
     assert_eq!(r.body["stats"], json!({"receipts_count":0}));
     assert_eq!(r.body["rfm"], Value::Null);
     assert_eq!(r.body["contacts"], json!({"email":{"valid":true}}));
     assert!(r.body.get("tags").is_none());
-    s.get("/v1/databases/shop/profiles/c1?fields=nope").assert_problem(400, "field_unknown");
-    s.get("/v1/databases/shop/profiles/c1?fields=stats.nope").assert_problem(400, "projection_invalid");
-    s.get("/v1/databases/shop/profiles/c1?colour=red").assert_problem(400, "invalid_query");
+    s.get("/v1/databases/shop/profiles/c1?fields=nope")
+        .assert_problem(400, "field_unknown");
+    s.get("/v1/databases/shop/profiles/c1?fields=stats.nope")
+        .assert_problem(400, "projection_invalid");
+    s.get("/v1/databases/shop/profiles/c1?colour=red")
+        .assert_problem(400, "invalid_query");
 }
 
 #[test]
@@ -90,41 +114,92 @@ fn lookups_by_identifier_normalize() {
         "/v1/databases/shop/profiles/by/crm/A-1",
     ] {
         let r = s.get(path);
-        assert_eq!((r.status, r.body["customer_id"].clone()), (200, json!("c1")), "{path}: {:#}", r.body);
+        assert_eq!(
+            (r.status, r.body["customer_id"].clone()),
+            (200, json!("c1")),
+            "{path}: {:#}",
+            r.body
+        );
     }
-    s.get("/v1/databases/shop/profiles/by/crm/A-2").assert_problem(404, "profile_not_found");
-    s.get("/v1/databases/shop/profiles/by/phone/abc").assert_problem(400, "identifier_invalid");
-    s.get("/v1/databases/shop/profiles/by/Bad-NS/x").assert_problem(400, "identifier_invalid");
+    s.get("/v1/databases/shop/profiles/by/crm/A-2")
+        .assert_problem(404, "profile_not_found");
+    s.get("/v1/databases/shop/profiles/by/phone/abc")
+        .assert_problem(400, "identifier_invalid");
+    s.get("/v1/databases/shop/profiles/by/Bad-NS/x")
+        .assert_problem(400, "identifier_invalid");
 }
 
 #[test]
 fn identifiers_are_unique_across_profiles() {
     let s = shop();
-    s.patch("/v1/databases/shop/profiles/c1", json!({"fields":{"email":"ana@example.com"},"identifiers":{"crm":"A-1"}}));
-    let r = s.patch("/v1/databases/shop/profiles/c2", json!({"fields":{"email":"ANA@example.com"}}));
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"email":"ana@example.com"},"identifiers":{"crm":"A-1"}}),
+    );
+    let r = s.patch(
+        "/v1/databases/shop/profiles/c2",
+        json!({"fields":{"email":"ANA@example.com"}}),
+    );
     r.assert_problem(409, "identifier_conflict");
     assert_eq!(r.body["holder"], "c1");
-    s.patch("/v1/databases/shop/profiles/c2", json!({"identifiers":{"crm":"A-1"}}))
-        .assert_problem(409, "identifier_conflict");
-    s.get("/v1/databases/shop/profiles/c2").assert_problem(404, "profile_not_found");
+    s.patch(
+        "/v1/databases/shop/profiles/c2",
+        json!({"identifiers":{"crm":"A-1"}}),
+    )
+    .assert_problem(409, "identifier_conflict");
+    s.get("/v1/databases/shop/profiles/c2")
+        .assert_problem(404, "profile_not_found");
     // Once released, the identifier can move.
-    s.patch("/v1/databases/shop/profiles/c1", json!({"identifiers":{"crm":null}}));
-    assert_eq!(s.patch("/v1/databases/shop/profiles/c2", json!({"identifiers":{"crm":"A-1"}})).status, 200);
-    assert_eq!(s.get("/v1/databases/shop/profiles/by/crm/A-1").body["customer_id"], "c2");
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"identifiers":{"crm":null}}),
+    );
+    assert_eq!(
+        s.patch(
+            "/v1/databases/shop/profiles/c2",
+            json!({"identifiers":{"crm":"A-1"}})
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        s.get("/v1/databases/shop/profiles/by/crm/A-1").body["customer_id"],
+        "c2"
+    );
 }
 
 #[test]
 fn ids_are_immutable_and_bad_bodies_change_nothing() {
     let s = shop();
-    s.patch("/v1/databases/shop/profiles/c1", json!({"fields":{"city":"Porto"}}));
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Porto"}}),
+    );
     let before = s.get("/v1/databases/shop/profiles/c1").body;
-    s.patch("/v1/databases/shop/profiles/c1", json!({"customer_id":"c9"})).assert_problem(400, "customer_id_immutable");
-    s.patch("/v1/databases/shop/profiles/c1", json!({"id":"01ABC"})).assert_problem(400, "invalid_body");
-    s.patch("/v1/databases/shop/profiles/c1", json!({"fields":{"city":"Faro","nope":1}})).assert_problem(400, "field_unknown");
-    s.patch("/v1/databases/shop/profiles/c1", json!({"fields":{"city":"Faro"},"colour":1})).assert_problem(400, "invalid_body");
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"customer_id":"c9"}),
+    )
+    .assert_problem(400, "customer_id_immutable");
+    s.patch("/v1/databases/shop/profiles/c1", json!({"id":"01ABC"}))
+        .assert_problem(400, "invalid_body");
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Faro","nope":1}}),
+    )
+    .assert_problem(400, "field_unknown");
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Faro"},"colour":1}),
+    )
+    .assert_problem(400, "invalid_body");
     s.patch("/v1/databases/shop/profiles/c1", json!({"fields":{"city":"Faro"},"subscriptions":[{"resource":"nope","channel":"email","status":"subscribed"}]}))
         .assert_problem(400, "subscription_invalid");
-    s.patch("/v1/databases/shop/profiles/c1", json!({"identifiers":{"email":"x@y.example"}})).assert_problem(400, "identifier_invalid");
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"identifiers":{"email":"x@y.example"}}),
+    )
+    .assert_problem(400, "identifier_invalid");
     let malformed = send(
         s.req(Method::PATCH, "/v1/databases/shop/profiles/c1")
             .header("content-type", "application/json")
@@ -150,27 +225,40 @@ fn a_100_mb_body_is_refused() {
             .body(big),
     );
     r.assert_problem(413, "payload_too_large");
-    s.get("/v1/databases/shop/profiles/c1").assert_problem(404, "profile_not_found");
+    s.get("/v1/databases/shop/profiles/c1")
+        .assert_problem(404, "profile_not_found");
 }
 
 #[test]
 fn batch_lookup_list_and_delete() {
     let s = shop();
     for i in 0..25 {
-        let r = s.patch(&format!("/v1/databases/shop/profiles/c{i}"), json!({"fields":{"city":"Porto"},"identifiers":{"crm":format!("X{i}")}}));
+        let r = s.patch(
+            &format!("/v1/databases/shop/profiles/c{i}"),
+            json!({"fields":{"city":"Porto"},"identifiers":{"crm":format!("X{i}")}}),
+        );
         assert_eq!(r.status, 200);
     }
-    let r = s.post("/v1/databases/shop/profiles/lookup", json!({"customer_ids":["c1","c2","zz"],"fields":["city"]}));
+    let r = s.post(
+        "/v1/databases/shop/profiles/lookup",
+        json!({"customer_ids":["c1","c2","zz"],"fields":["city"]}),
+    );
     assert_eq!(r.status, 200, "{:#}", r.body);
     assert_eq!(r.body["missing"], json!(["zz"]));
     assert_eq!(r.body["profiles"][1]["fields"], json!({"city":"Porto"}));
     let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
-    s.post("/v1/databases/shop/profiles/lookup", json!({"customer_ids": too_many})).assert_problem(400, "invalid_body");
+    s.post(
+        "/v1/databases/shop/profiles/lookup",
+        json!({"customer_ids": too_many}),
+    )
+    .assert_problem(400, "invalid_body");
 
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page = s.get(&format!("/v1/databases/shop/profiles?limit=10&cursor={cursor}&fields=city"));
+        let page = s.get(&format!(
+            "/v1/databases/shop/profiles?limit=10&cursor={cursor}&fields=city"
+        ));
         assert_eq!(page.status, 200, "{:#}", page.body);
         for p in page.body["profiles"].as_array().unwrap() {
             seen.push(p["customer_id"].as_str().unwrap().to_owned());
@@ -182,13 +270,25 @@ fn batch_lookup_list_and_delete() {
     }
     assert_eq!(seen.len(), 25);
     assert_eq!(seen[0], "c0", "oldest first");
-    s.get("/v1/databases/shop/profiles?cursor=garbage").assert_problem(400, "cursor_invalid");
-    s.get("/v1/databases/shop/profiles?limit=0").assert_problem(400, "invalid_query");
+    s.get("/v1/databases/shop/profiles?cursor=garbage")
+        .assert_problem(400, "cursor_invalid");
+    s.get("/v1/databases/shop/profiles?limit=0")
+        .assert_problem(400, "invalid_query");
 
     assert_eq!(s.delete("/v1/databases/shop/profiles/c3").status, 204);
-    s.get("/v1/databases/shop/profiles/c3").assert_problem(404, "profile_not_found");
-    s.get("/v1/databases/shop/profiles/by/crm/X3").assert_problem(404, "profile_not_found");
-    s.delete("/v1/databases/shop/profiles/c3").assert_problem(404, "profile_not_found");
+    s.get("/v1/databases/shop/profiles/c3")
+        .assert_problem(404, "profile_not_found");
+    s.get("/v1/databases/shop/profiles/by/crm/X3")
+        .assert_problem(404, "profile_not_found");
+    s.delete("/v1/databases/shop/profiles/c3")
+        .assert_problem(404, "profile_not_found");
     // The erased profile's identifier is free again.
-    assert_eq!(s.patch("/v1/databases/shop/profiles/c99", json!({"identifiers":{"crm":"X3"}})).status, 200);
+    assert_eq!(
+        s.patch(
+            "/v1/databases/shop/profiles/c99",
+            json!({"identifiers":{"crm":"X3"}})
+        )
+        .status,
+        200
+    );
 }

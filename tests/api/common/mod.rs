@@ -138,8 +138,7 @@ impl Server {
 
     /// A request without any key.
     pub fn anon(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.base))
+        self.client.request(method, format!("{}{path}", self.base))
     }
 
     /// Sends a request with the admin key and an optional JSON body.
@@ -221,7 +220,10 @@ impl Server {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
