@@ -8,11 +8,12 @@
 
 use jiff::civil::Date;
 use serde::Serialize;
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value as Json};
 
+use crate::contacts::{EmailContact, PhoneContact};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{FieldDef, Schema, Value};
+use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus, Value};
 use crate::store::{Profile, Subscription};
 
 /// Top-level members of the profile document, in output order.
@@ -185,47 +186,112 @@ impl Document<'_> {
 
     fn member_json(&self, m: Member) -> Json {
         let p = self.profile;
-        match m {
-            Member::Identifiers => Json::Object(self.identifiers()),
-            Member::Tags => serde_json::to_value(&p.tags).unwrap_or_default(),
-            Member::Contacts => serde_json::json!({"email": p.email, "phone": p.phone}),
-            Member::Subscriptions => {
-                serde_json::to_value(Subs(&p.subscriptions)).unwrap_or_default()
-            }
-            Member::Stats => serde_json::json!({
-                "receipts_count": 0, "receipts_total": 0.0, "last_receipt_total": null,
-                "average_receipt": null, "average_items": null,
-                "first_receipt_at": null, "last_receipt_at": null,
-                "days_since_first_receipt": null, "days_since_last_receipt": null,
-                "days_since_registration": days_between(self.registered(), self.today),
-            }),
-            Member::Rfm => Json::Null,
+        let value = match m {
+            Member::Identifiers => serde_json::to_value(Identifiers(p)),
+            Member::Tags => serde_json::to_value(&p.tags),
+            Member::Contacts => serde_json::to_value(self.contacts()),
+            Member::Subscriptions => serde_json::to_value(Subs(&p.subscriptions)),
+            Member::Stats => serde_json::to_value(self.stats()),
+            Member::Rfm => Ok(Json::Null),
             Member::Interests | Member::FavoriteStores | Member::AbandonedCart => {
-                Json::Array(Vec::new())
+                Ok(Json::Array(Vec::new()))
             }
-            Member::Bonuses => serde_json::json!({
-                "active": 0, "pending_activation": 0, "pending_deactivation": 0,
-                "next_deactivation_at": null, "next_deactivation_amount": null,
-            }),
-            Member::CreatedAt => Json::String(p.created_at.to_string()),
-            Member::UpdatedAt => Json::String(p.updated_at.to_string()),
+            Member::Bonuses => serde_json::to_value(Bonuses::default()),
+            Member::CreatedAt => serde_json::to_value(p.created_at),
+            Member::UpdatedAt => serde_json::to_value(p.updated_at),
+        };
+        value.expect("document members serialize")
+    }
+
+    fn contacts(&self) -> Contacts<'_> {
+        Contacts {
+            email: self.profile.email.as_ref(),
+            phone: self.profile.phone.as_ref(),
         }
     }
 
-    fn identifiers(&self) -> Map<String, Json> {
-        let p = self.profile;
-        let mut m = Map::new();
-        if let Some(e) = &p.email {
-            m.insert("email".into(), e.normalized.clone().into());
+    fn stats(&self) -> Stats {
+        Stats {
+            days_since_registration: days_between(self.registered(), self.today),
+            ..Stats::default()
         }
-        if let Some(e164) = p.phone.as_ref().and_then(|p| p.e164.clone()) {
-            m.insert("phone".into(), e164.into());
+    }
+
+    /// Serializes one whole member into an open map.
+    fn serialize_member<M: SerializeMap>(
+        &self,
+        map: &mut M,
+        name: &str,
+        m: Member,
+    ) -> Result<(), M::Error> {
+        let p = self.profile;
+        match m {
+            Member::Identifiers => map.serialize_entry(name, &Identifiers(p)),
+            Member::Tags => map.serialize_entry(name, &p.tags),
+            Member::Contacts => map.serialize_entry(name, &self.contacts()),
+            Member::Subscriptions => map.serialize_entry(name, &Subs(&p.subscriptions)),
+            Member::Stats => map.serialize_entry(name, &self.stats()),
+            Member::Rfm => map.serialize_entry(name, &()),
+            Member::Interests | Member::FavoriteStores | Member::AbandonedCart => {
+                map.serialize_entry(name, &[(); 0])
+            }
+            Member::Bonuses => map.serialize_entry(name, &Bonuses::default()),
+            Member::CreatedAt => map.serialize_entry(name, &p.created_at),
+            Member::UpdatedAt => map.serialize_entry(name, &p.updated_at),
+        }
+    }
+}
+
+/// `identifiers`: email and phone in their normalized forms, then external ids.
+struct Identifiers<'a>(&'a Profile);
+
+impl Serialize for Identifiers<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut map = s.serialize_map(None)?;
+        if let Some(e) = &p.email {
+            map.serialize_entry("email", &e.normalized)?;
+        }
+        if let Some(e164) = p.phone.as_ref().and_then(|p| p.e164.as_ref()) {
+            map.serialize_entry("phone", e164)?;
         }
         for (ns, v) in &p.external_ids {
-            m.insert(ns.to_string(), v.as_str().into());
+            map.serialize_entry(ns.as_str(), v.as_str())?;
         }
-        m
+        map.end()
     }
+}
+
+/// `contacts`.
+#[derive(Serialize)]
+struct Contacts<'a> {
+    email: Option<&'a EmailContact>,
+    phone: Option<&'a PhoneContact>,
+}
+
+/// `stats`: receipt statistics (zero until events exist) and day counts.
+#[derive(Serialize, Default)]
+struct Stats {
+    receipts_count: u64,
+    receipts_total: f64,
+    last_receipt_total: Option<f64>,
+    average_receipt: Option<f64>,
+    average_items: Option<f64>,
+    first_receipt_at: Option<jiff::Timestamp>,
+    last_receipt_at: Option<jiff::Timestamp>,
+    days_since_first_receipt: Option<i64>,
+    days_since_last_receipt: Option<i64>,
+    days_since_registration: i64,
+}
+
+/// `bonuses`: loyalty bonus totals (zero until events exist).
+#[derive(Serialize, Default)]
+struct Bonuses {
+    active: f64,
+    pending_activation: f64,
+    pending_deactivation: f64,
+    next_deactivation_at: Option<jiff::Timestamp>,
+    next_deactivation_amount: Option<f64>,
 }
 
 /// Whole UTC days from `from` to `to` (negative if `from` is later).
@@ -285,16 +351,26 @@ impl Serialize for SomeFields<'_> {
 
 struct Subs<'a>(&'a [Subscription]);
 
+#[derive(Serialize)]
+struct SubView<'a> {
+    resource: &'a str,
+    channel: Channel,
+    category: &'a str,
+    status: SubscriptionStatus,
+    at: jiff::Timestamp,
+    source: Source,
+}
+
 impl Serialize for Subs<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for sub in self.0 {
-            seq.serialize_element(&serde_json::json!({
-                "resource": sub.resource, "channel": sub.channel, "category": sub.category,
-                "status": sub.status, "at": sub.at.to_string(), "source": sub.source,
-            }))?;
-        }
-        seq.end()
+        s.collect_seq(self.0.iter().map(|sub| SubView {
+            resource: &sub.resource,
+            channel: sub.channel,
+            category: &sub.category,
+            status: sub.status,
+            at: sub.at,
+            source: sub.source,
+        }))
     }
 }
 
@@ -302,7 +378,8 @@ impl Serialize for Document<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let p = self.profile;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("id", &p.id.to_string())?;
+        let mut id = [0u8; ulid::ULID_LEN];
+        map.serialize_entry("id", p.id.array_to_str(&mut id))?;
         map.serialize_entry("customer_id", p.customer_id.as_str())?;
         match self.projection {
             None => {
@@ -313,14 +390,8 @@ impl Serialize for Document<'_> {
                         schema: self.schema,
                     },
                 )?;
-                map.serialize_entry("identifiers", &self.identifiers())?;
-                map.serialize_entry("tags", &p.tags)?;
-                for (name, m) in &MEMBERS[2..] {
-                    match m {
-                        Member::CreatedAt => map.serialize_entry(name, &p.created_at)?,
-                        Member::UpdatedAt => map.serialize_entry(name, &p.updated_at)?,
-                        _ => map.serialize_entry(name, &self.member_json(*m))?,
-                    }
+                for (name, m) in MEMBERS {
+                    self.serialize_member(&mut map, name, *m)?;
                 }
             }
             Some(proj) => {

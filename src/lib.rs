@@ -21,6 +21,8 @@
 //! `http::profiles::patch` → `schema::ProfileUpdate` → `db::Database::apply` (the actor's
 //! mailbox) → `db::apply::build_profile` (validation) → `store::ProfileStore::put`.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod config;
 pub mod contacts;
