@@ -1,1 +1,161 @@
-fn main() {}
+//! The lookup path without HTTP: a store of 1,000,000 profiles (`PROFILES` overrides),
+//! random customer ids, `ProfileStore::get`/`find` and `document::to_vec`.
+//!
+//! Groups (time per lookup, `Throughput::Elements(1)`):
+//! - `get_by_id_serialize`: random id → `store.get` → the whole document to JSON bytes;
+//! - `get_by_id_projection3`: the same with `?fields=email,city,loyalty_score`;
+//! - `get_by_email`: `store.find(identifier_key("email", ..))` → the whole document;
+//! - `get_by_id_only` and `serialize_hot`: the two halves of the first group apart (the
+//!   map lookup with its cache misses; serialization of one cache-hot profile).
+//!
+//! Run with `cargo bench --bench lookup`.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use compact_str::CompactString;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use jiff::Timestamp;
+use persona::document::{self, Document, Projection, utc_date};
+
+use common::XorShift;
+
+fn lookups(c: &mut Criterion) {
+    let n: u64 = std::env::var("PROFILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let t0 = Instant::now();
+    let (schema, store) = common::store(n);
+    let built = t0.elapsed();
+    let ids: Vec<CompactString> = (0..n).map(common::customer_id).collect();
+    let email_keys: Vec<CompactString> = (0..n).map(common::email_key).collect();
+    let today = utc_date(Timestamp::now());
+    let projection = Projection::parse("email,city,loyalty_score", &schema).unwrap();
+
+    let size = |i: u64, projection: Option<&Projection>| {
+        let p = store.get(&ids[i as usize]).unwrap();
+        document::to_vec(&Document {
+            profile: &p,
+            schema: &schema,
+            projection,
+            today,
+        })
+        .len()
+    };
+    let sample = n.min(10_001);
+    let median = |projection: Option<&Projection>| {
+        let mut sizes: Vec<usize> = (0..sample)
+            .map(|k| size(k * (n / sample), projection))
+            .collect();
+        sizes.sort_unstable();
+        (sizes[sizes.len() / 2], sizes[0], sizes[sizes.len() - 1])
+    };
+    let (whole, lo, hi) = median(None);
+    let (proj3, _, _) = median(Some(&projection));
+    println!(
+        "lookup bench: {n} profiles built in {:.1}s; document median {whole} bytes \
+         (min {lo}, max {hi}), projection3 median {proj3} bytes",
+        built.as_secs_f64()
+    );
+    if let Some(rss) = common::rss_bytes() {
+        println!(
+            "lookup bench: rss {:.0} MiB with the id/email key tables (~{:.0} MiB), {:.0} bytes a profile",
+            rss as f64 / (1 << 20) as f64,
+            (n as f64 * 2.0 * 48.0) / (1 << 20) as f64,
+            rss as f64 / n as f64
+        );
+    }
+
+    let mut rng = XorShift::new(0x5EED);
+    let len = n as usize;
+
+    let mut g = c.benchmark_group("get_by_id_serialize");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("whole_document", |b| {
+        b.iter(|| {
+            let id = &ids[rng.below(len)];
+            let p = store.get(black_box(id)).unwrap();
+            black_box(document::to_vec(&Document {
+                profile: &p,
+                schema: &schema,
+                projection: None,
+                today,
+            }))
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("get_by_id_projection3");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("email_city_loyalty_score", |b| {
+        b.iter(|| {
+            let id = &ids[rng.below(len)];
+            let p = store.get(black_box(id)).unwrap();
+            black_box(document::to_vec(&Document {
+                profile: &p,
+                schema: &schema,
+                projection: Some(&projection),
+                today,
+            }))
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("get_by_email");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("whole_document", |b| {
+        b.iter(|| {
+            let key = &email_keys[rng.below(len)];
+            let p = store.find(black_box(key)).unwrap();
+            black_box(document::to_vec(&Document {
+                profile: &p,
+                schema: &schema,
+                projection: None,
+                today,
+            }))
+        })
+    });
+    g.finish();
+
+    // Diagnostics: the lookup and the serialization apart.
+    let mut g = c.benchmark_group("get_by_id_only");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("store_get", |b| {
+        b.iter(|| {
+            let id = &ids[rng.below(len)];
+            black_box(store.get(black_box(id)).unwrap())
+        })
+    });
+    g.finish();
+
+    let hot = store.get(&ids[0]).unwrap();
+    let mut g = c.benchmark_group("serialize_hot");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("whole_document", |b| {
+        b.iter(|| {
+            black_box(document::to_vec(&Document {
+                profile: black_box(&hot),
+                schema: &schema,
+                projection: None,
+                today,
+            }))
+        })
+    });
+    g.bench_function("projection3", |b| {
+        b.iter(|| {
+            black_box(document::to_vec(&Document {
+                profile: black_box(&hot),
+                schema: &schema,
+                projection: Some(&projection),
+                today,
+            }))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lookups);
+criterion_main!(benches);

@@ -99,7 +99,9 @@ impl ProfileStore {
     }
 
     /// Publishes a new or changed profile and moves its identifier keys. Actor only.
-    pub(crate) fn put(&self, profile: Arc<Profile>, old: Option<&Profile>) {
+    ///
+    /// Only the database actor may call this; public for benches.
+    pub fn put(&self, profile: Arc<Profile>, old: Option<&Profile>) {
         let new_keys = profile.identifier_keys();
         for key in &new_keys {
             self.identifiers
@@ -122,7 +124,9 @@ impl ProfileStore {
     }
 
     /// Removes a profile and its identifier keys. Actor only.
-    pub(crate) fn remove(&self, customer_id: &str) -> Option<Arc<Profile>> {
+    ///
+    /// Only the database actor may call this; public for benches.
+    pub fn remove(&self, customer_id: &str) -> Option<Arc<Profile>> {
         let (_, profile) = self.profiles.remove(customer_id)?;
         for key in profile.identifier_keys() {
             self.identifiers

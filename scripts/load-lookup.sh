@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Load test of the lookup path over HTTP, against the release binary on 127.0.0.1.
+#
+# Starts persona with --bench-routes true in a temporary data directory, creates the
+# database `bench` with the fields `loyalty_score` (integer) and `tier` (string), loads
+# PROFILES profiles (ids c0..c{PROFILES-1}, ten fields each, the shape of
+# benches/common/mod.rs) by driving wrk with a Lua script of PUTs, then measures for
+# DURATION seconds each at 50 connections and 2 threads:
+#   (a) GET /v1/databases/bench/profiles/{random id}
+#   (b) GET /v1/databases/bench/ceiling?bytes=<median document size>
+# (b) answers a constant body through the same auth, database check and middleware, so
+# the ratio (a)/(b) is how close lookups come to the server's HTTP ceiling.
+#
+# Usage: PROFILES=1000000 DURATION=20 bash scripts/load-lookup.sh
+# Env: PROFILES (1000000), DURATION (20 s), LOAD_CAP (300 s, wrk's cap on loading),
+#      LOAD_THREADS (2), LOAD_CONNECTIONS (128).
+# Installs wrk with apt-get if it is missing. Every request goes to 127.0.0.1.
+
+set -euo pipefail
+
+PROFILES=${PROFILES:-1000000}
+DURATION=${DURATION:-20}
+LOAD_CAP=${LOAD_CAP:-300}
+LOAD_THREADS=${LOAD_THREADS:-2}
+LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-128}
+CONNECTIONS=50
+THREADS=2
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[load-lookup] %s\n' "$*" >&2; }
+
+# --- wrk -------------------------------------------------------------------------------
+if ! command -v wrk >/dev/null 2>&1; then
+    log "installing wrk"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq wrk >/dev/null
+fi
+
+# --- build -----------------------------------------------------------------------------
+log "cargo build --release"
+cargo build --release --quiet
+BIN=target/release/persona
+
+# --- server ----------------------------------------------------------------------------
+TMP=$(mktemp -d)
+SERVER_PID=""
+WRK_PID=""
+cleanup() {
+    local rc=$?
+    if [ -n "$WRK_PID" ] && kill -0 "$WRK_PID" 2>/dev/null; then
+        kill "$WRK_PID" 2>/dev/null || true
+        wait "$WRK_PID" 2>/dev/null || true
+    fi
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [ "$rc" -ne 0 ] && [ -f "$TMP/server.log" ]; then
+        log "failed (exit $rc); last server log lines:"
+        tail -n 20 "$TMP/server.log" >&2 || true
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+KEY="pk_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+AUTH="Authorization: Bearer $KEY"
+
+# Port 0: the kernel picks a free port; the server logs the address it bound.
+PERSONA_ADMIN_KEY="$KEY" "$BIN" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
+    --bench-routes true --log-level info >"$TMP/server.log" 2>&1 &
+SERVER_PID=$!
+
+BASE=""
+for _ in $(seq 1 300); do
+    BASE=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$TMP/server.log" | head -n1 || true)
+    if [ -n "$BASE" ] && curl -fsS "$BASE/healthz" >/dev/null 2>&1; then break; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { log "the server exited"; exit 1; }
+    BASE=""
+    sleep 0.1
+done
+[ -n "$BASE" ] || { log "the server did not answer /healthz within 30 s"; exit 1; }
+log "server pid $SERVER_PID on $BASE"
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
+RSS_EMPTY=$(rss_kib)
+
+api() { # METHOD PATH [BODY]
+    local args=(-fsS -X "$1" -H "$AUTH" -H 'Content-Type: application/json')
+    if [ $# -ge 3 ]; then args+=(--data "$3"); fi
+    curl "${args[@]}" "$BASE$2"
+}
+api POST /v1/databases '{"name":"bench","consent_confirmed":true,"default_region":"PT"}' >/dev/null
+api POST /v1/databases/bench/fields '{"name":"loyalty_score","type":"integer"}' >/dev/null
+api POST /v1/databases/bench/fields '{"name":"tier","type":"string"}' >/dev/null
+
+profile_count() {
+    curl -fsS "$BASE/metrics" | awk '/^persona_profiles\{database="bench"\}/ {print $2}'
+}
+
+# --- load ------------------------------------------------------------------------------
+cat >"$TMP/load.lua" <<'LUA'
+-- PUTs profiles c{first}..c{last-1}; each thread its own range. Once a thread's ids are
+-- all sent, its connections ask for /healthz until every PUT has answered, then the
+-- thread stops. (wrk's main thread sleeps for -d regardless; the shell interrupts it.)
+-- wrk calls thread 0's request() once after init() only to count the requests in the
+-- string (script_verify_request); that call must not use up an id.
+local FIRST = {"Ana","Beatriz","Carla","Diana","Eva","Filipa","Joana","Lara","Marta","Sofia",
+  "Andre","Bruno","Carlos","Daniel","Eduardo","Francisco","Joao","Luis","Miguel","Tiago"}
+local LAST = {"Silva","Santos","Ferreira","Pereira","Oliveira","Costa","Rodrigues","Martins",
+  "Jesus","Sousa","Fernandes","Goncalves","Gomes","Lopes","Marques","Alves","Almeida",
+  "Ribeiro","Pinto","Carvalho"}
+local PLACES = {{"PT","Lisbon"},{"PT","Porto"},{"PT","Braga"},{"PT","Coimbra"},
+  {"ES","Madrid"},{"ES","Barcelona"},{"FR","Paris"},{"DE","Berlin"},{"GB","London"},
+  {"BR","Sao Paulo"}}
+local TIERS = {"bronze","silver","gold","platinum"}
+local PREFIX = {1, 2, 3, 6}
+local floor = math.floor
+
+local nthreads = 0
+function setup(thread)
+  thread:set("tid", nthreads)
+  nthreads = nthreads + 1
+end
+
+function init(args)
+  local total, threads = tonumber(args[1]), tonumber(args[2])
+  local per = math.ceil(total / threads)
+  first = tid * per
+  last = math.min(total, first + per)
+  nxt, answered, failed = first, 0, 0
+  verify_call = (tid == 0)
+  -- wrk.format uses either the given headers or wrk.headers (which hold -H): merge.
+  put_headers = {["Content-Type"] = "application/json"}
+  for k, v in pairs(wrk.headers) do put_headers[k] = v end
+end
+
+local function body(i)
+  -- Knuth's multiplicative hash; exact in doubles for i < 2^21 * 2^11.
+  local h = (i * 2654435761) % 4294967296
+  local f, l = FIRST[h % 20 + 1], LAST[floor(h / 20) % 20 + 1]
+  local place = PLACES[floor(h / 400) % 10 + 1]
+  local phone = string.format("+3519%d%07d", PREFIX[floor(i / 10000000) % 4 + 1], i % 10000000)
+  return string.format(
+    '{"fields":{"first_name":"%s","last_name":"%s","email":"%s.%s.%d@example.com",' ..
+    '"phone":"%s","birth_date":"%04d-%02d-%02d","country":"%s","city":"%s",' ..
+    '"registered_at":"%s","loyalty_score":%d,"tier":"%s"}}',
+    f, l, f:lower(), l:lower(), i, phone,
+    1950 + h % 55, 1 + floor(h / 55) % 12, 1 + floor(h / 660) % 28,
+    place[1], place[2], os.date("!%Y-%m-%dT%H:%M:%SZ", 1577836800 + h % 157766400),
+    floor(h / 7) % 10000, TIERS[floor(h / 3) % 4 + 1])
+end
+
+function request()
+  if verify_call then
+    verify_call = false
+    return wrk.format("PUT", "/v1/databases/bench/profiles/c" .. first, put_headers, body(first))
+  end
+  if nxt < last then
+    local i = nxt
+    nxt = nxt + 1
+    return wrk.format("PUT", "/v1/databases/bench/profiles/c" .. i, put_headers, body(i))
+  end
+  return wrk.format("GET", "/healthz")
+end
+
+function response(status, headers, body)
+  if body:sub(1, 12) ~= '{"status":"o' then -- not a /healthz filler: a PUT's answer
+    answered = answered + 1
+    if status ~= 200 then
+      failed = failed + 1
+      if failed <= 3 then io.stderr:write("PUT failed: " .. status .. " " .. body .. "\n") end
+    end
+  end
+  if answered >= last - first then wrk.thread:stop() end
+end
+LUA
+
+log "loading $PROFILES profiles (wrk -t$LOAD_THREADS -c$LOAD_CONNECTIONS, capped at ${LOAD_CAP}s)"
+LOAD_START=$(date +%s.%N)
+wrk -t"$LOAD_THREADS" -c"$LOAD_CONNECTIONS" -d"${LOAD_CAP}s" --timeout 30s -H "$AUTH" \
+    -s "$TMP/load.lua" "$BASE" -- "$PROFILES" "$LOAD_THREADS" >"$TMP/load.out" 2>&1 &
+WRK_PID=$!
+COUNT=0
+while kill -0 "$WRK_PID" 2>/dev/null; do
+    COUNT=$(profile_count || echo 0)
+    [ "${COUNT:-0}" -ge "$PROFILES" ] && break
+    sleep 0.5
+done
+# wrk's main thread sleeps out -d even when every thread has stopped; SIGINT ends it.
+if kill -0 "$WRK_PID" 2>/dev/null; then
+    sleep 0.5
+    kill -INT "$WRK_PID" 2>/dev/null || true
+fi
+wait "$WRK_PID" || true
+WRK_PID=""
+LOAD_SECS=$(awk -v a="$(date +%s.%N)" -v b="$LOAD_START" 'BEGIN {print a - b}')
+grep -E 'PUT failed|Non-2xx|Socket errors' "$TMP/load.out" >&2 || true
+
+COUNT=$(profile_count)
+if [ "$COUNT" -ne "$PROFILES" ]; then
+    log "expected $PROFILES profiles, the server holds $COUNT"
+    cat "$TMP/load.out" >&2
+    exit 1
+fi
+LOAD_RATE=$(awk -v n="$PROFILES" -v s="$LOAD_SECS" 'BEGIN {printf "%.0f", n / s}')
+log "loaded $COUNT profiles in $(printf '%.1f' "$LOAD_SECS") s ($LOAD_RATE PUT/s)"
+
+sleep 1 # let the allocator settle after the writes
+RSS_LOADED=$(rss_kib)
+
+# Median document size over 101 evenly spaced profiles.
+MEDIAN_BYTES=$(
+    for k in $(seq 0 100); do
+        i=$(( k * (PROFILES - 1) / 100 ))
+        curl -fsS -H "$AUTH" "$BASE/v1/databases/bench/profiles/c$i" | wc -c
+    done | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
+)
+log "median document: $MEDIAN_BYTES bytes"
+
+# --- measure ---------------------------------------------------------------------------
+cat >"$TMP/lookup.lua" <<LUA
+local n = $PROFILES
+local t = 0
+function setup(thread) thread:set("tid", t); t = t + 1 end
+function init(args) math.randomseed(os.time() * 1000 + tid * 7919) end
+function request()
+  return wrk.format("GET", "/v1/databases/bench/profiles/c" .. math.random(0, n - 1))
+end
+LUA
+
+run_wrk() { # NAME URL [wrk args...]
+    local name=$1 url=$2
+    shift 2
+    log "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency: $name"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$@" "$url" \
+        >"$TMP/$name.out" 2>&1
+    if grep -qE 'Non-2xx|Socket errors' "$TMP/$name.out"; then
+        log "$name had errors:"
+        grep -E 'Non-2xx|Socket errors' "$TMP/$name.out" >&2
+    fi
+}
+run_wrk lookup "$BASE" -s "$TMP/lookup.lua"
+run_wrk ceiling "$BASE/v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES"
+RSS_AFTER=$(rss_kib)
+
+rps() { awk '/^Requests\/sec:/ {print $2}' "$TMP/$1.out"; }
+pct() { awk -v p="$2%" '$1 == p {print $2; exit}' "$TMP/$1.out"; }
+
+L_RPS=$(rps lookup)
+C_RPS=$(rps ceiling)
+RATIO=$(awk -v a="$L_RPS" -v b="$C_RPS" 'BEGIN {printf "%.2f", a / b}')
+
+echo
+echo "### persona lookup load ($PROFILES profiles, ${DURATION}s each, wrk -t$THREADS -c$CONNECTIONS, $(nproc) cores)"
+echo
+echo "| route | requests/s | p50 | p99 |"
+echo "|---|---:|---:|---:|"
+echo "| GET /v1/databases/bench/profiles/{random id} | $L_RPS | $(pct lookup 50) | $(pct lookup 99) |"
+echo "| GET /v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES | $C_RPS | $(pct ceiling 50) | $(pct ceiling 99) |"
+echo
+echo "lookups/ceiling: $RATIO"
+echo
+awk -v e="$RSS_EMPTY" -v l="$RSS_LOADED" -v a="$RSS_AFTER" -v n="$PROFILES" \
+    -v m="$MEDIAN_BYTES" -v s="$LOAD_SECS" -v r="$LOAD_RATE" 'BEGIN {
+    printf "- load: %d profiles in %.1f s (%s PUT/s)\n", n, s, r
+    printf "- server RSS: %.1f MiB empty, %.1f MiB after loading, %.1f MiB after the runs\n", e / 1024, l / 1024, a / 1024
+    printf "- RSS per profile: %.0f bytes (%.0f bytes over the empty server)\n", l * 1024 / n, (l - e) * 1024 / n
+    printf "- raw data estimate: median document %d bytes x %d = %.1f MiB (RSS is %.2fx that)\n", m, n, m * n / 1048576, l * 1024 / (m * n)
+}'
