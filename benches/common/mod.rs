@@ -9,13 +9,14 @@
 //! compare.
 //!
 //! Typical sizes (measured with 1,000,000 profiles):
-//! - whole JSON document (`document::to_vec`, no projection): median ~1,040 bytes,
-//!   1,010–1,075; about a quarter of it is the constant `stats`/`bonuses`/empty members
-//!   and another quarter the `contacts` member (email and phone repeated with their
-//!   derived forms);
-//! - 3-field projection `email,city,loyalty_score`: ~150 bytes;
-//! - in memory: roughly 1.1–1.2 KB of heap per profile with the indexes (see the `rss`
-//!   line the `lookup` bench prints).
+//! - whole JSON document (`document::to_vec`, no projection): median 1,187 bytes,
+//!   1,153–1,224 (the server's are ~20 bytes longer: its `created_at`/`updated_at` carry
+//!   nanoseconds). About 40% of it is constant placeholder members (`stats`, `bonuses`,
+//!   `rfm`, empty arrays), a quarter is `identifiers` + `contacts` repeating the email
+//!   and phone, and only ~260 bytes are the ten field values;
+//! - 3-field projection `email,city,loyalty_score`: median 150 bytes;
+//! - in memory: ~1.85 KB of RSS per profile with the store's indexes (server: 1,849
+//!   bytes; the `lookup` bench prints its own figure, which includes its key tables).
 //!
 //! `scripts/load-lookup.sh` writes the same shape over HTTP (its Lua generator mirrors
 //! this one, not bit for bit).
