@@ -7,7 +7,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix_web::middleware::from_fn;
+use actix_web::rt::signal::unix::{Signal, SignalKind, signal};
 use actix_web::{App, web};
 
 use crate::auth::{AdminKeySource, KeyRing};
@@ -17,6 +17,7 @@ use crate::http::{self, AppState, Telemetry};
 
 /// A started server.
 pub struct Server {
+    signals: Signals,
     /// The address it listens on.
     pub addr: SocketAddr,
     /// Where the bootstrap admin key came from.
@@ -57,14 +58,22 @@ impl Server {
         let server = actix_web::HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(from_fn(http::ops_track))
                 .configure(http::configure)
         })
         .workers(workers)
         .shutdown_timeout(10)
+        // Our own handlers, installed before `start` returns: a signal that arrives right
+        // after the "listening" line must still mean a graceful stop, never the default
+        // action of killing the process.
+        .disable_signals()
         .listen(listener)?
         .run();
+        let signals = Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        };
         Ok(Server {
+            signals,
             addr,
             admin_key,
             server,
@@ -73,6 +82,44 @@ impl Server {
 
     /// Runs until a shutdown signal, then returns once in-flight requests are done.
     pub async fn wait(self) -> std::io::Result<()> {
-        self.server.await
+        let Server {
+            mut signals,
+            mut server,
+            ..
+        } = self;
+        let handle = server.handle();
+        let signal = Box::pin(async move {
+            let name = futures_util::future::select(
+                Box::pin(signals.term.recv()),
+                Box::pin(signals.int.recv()),
+            )
+            .await;
+            match name {
+                futures_util::future::Either::Left(_) => "SIGTERM",
+                futures_util::future::Either::Right(_) => "SIGINT",
+            }
+        });
+        match futures_util::future::select(&mut server, signal).await {
+            futures_util::future::Either::Left((done, _)) => done,
+            futures_util::future::Either::Right((name, _)) => {
+                tracing::info!("{name} received: finishing requests in flight");
+                // The server future runs the stop command, so poll both together.
+                futures_util::future::join(handle.stop(true), server)
+                    .await
+                    .1
+            }
+        }
+    }
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Server {
+    /// A handle to stop the server from elsewhere (tests, embedding).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 }
