@@ -16,12 +16,14 @@ mod profiles;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::middleware::from_fn;
+use actix_web::{HttpResponse, Resource, web};
 use serde::Serialize;
 
 pub use extract::{Caller, JsonBody};
-pub use ops::{Telemetry, track as ops_track};
+pub use ops::Telemetry;
 
 use crate::auth::{Access, KeyRing};
 use crate::config::Settings;
@@ -69,64 +71,97 @@ pub fn json<T: Serialize>(status: actix_web::http::StatusCode, body: &T) -> Http
         .body(serde_json::to_vec(body).expect("views serialize"))
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(problem::method_not_allowed))
+const V1: &str = "/v1";
+const DB: &str = "/v1/databases/{db}";
+
+/// A resource registered under `scope`, counted and timed under its full `pattern`.
+///
+/// The route label is known here, statically, so the metrics middleware never asks the
+/// router to match the path a second time.
+fn resource(
+    scope: &'static str,
+    pattern: &'static str,
+    routes: impl FnOnce(Resource) -> Resource,
+) -> impl HttpServiceFactory {
+    let path = pattern
+        .strip_prefix(scope)
+        .expect("a resource pattern starts with its scope");
+    routes(web::resource(path).default_service(web::to(problem::method_not_allowed)))
+        .wrap(from_fn(move |req, next| ops::track(pattern, req, next)))
 }
 
-/// Registers every route.
+/// Registers every route. Within a scope actix tries resources in order, so the lookup
+/// path (`/profiles/{customer_id}`) comes first after the one literal it would shadow.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(extract::query_error))
         .app_data(web::PathConfig::default().error_handler(extract::path_error))
-        .service(resource("/healthz").route(web::get().to(ops::healthz)))
-        .service(resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(resource("/metrics").route(web::get().to(ops::metrics)))
-        .service(resource("/docs").route(web::get().to(openapi::docs)))
-        .service(openapi::swagger())
         .service(
-            web::scope("/v1")
-                .service(
-                    resource("/databases")
-                        .route(web::get().to(databases::list))
-                        .route(web::post().to(databases::create)),
-                )
-                .service(
-                    resource("/databases/{db}")
-                        .route(web::get().to(databases::get))
+            web::scope(DB)
+                .service(resource(DB, "/v1/databases/{db}/profiles/lookup", |r| {
+                    r.route(web::post().to(profiles::lookup))
+                }))
+                .service(resource(
+                    DB,
+                    "/v1/databases/{db}/profiles/{customer_id}",
+                    |r| {
+                        r.route(web::get().to(profiles::get))
+                            .route(web::put().to(profiles::put))
+                            .route(web::patch().to(profiles::patch))
+                            .route(web::delete().to(profiles::delete))
+                    },
+                ))
+                .service(resource(
+                    DB,
+                    "/v1/databases/{db}/profiles/by/{identifier}/{value}",
+                    |r| r.route(web::get().to(profiles::get_by)),
+                ))
+                .service(resource(DB, "/v1/databases/{db}/profiles", |r| {
+                    r.route(web::get().to(profiles::list))
+                }))
+                .service(resource(DB, "/v1/databases/{db}/ceiling", |r| {
+                    r.route(web::get().to(ops::ceiling))
+                }))
+                .service(resource(DB, "/v1/databases/{db}/fields", |r| {
+                    r.route(web::get().to(fields::list))
+                        .route(web::post().to(fields::create))
+                }))
+                .service(resource(DB, "/v1/databases/{db}/fields/{name}", |r| {
+                    r.route(web::delete().to(fields::delete))
+                }))
+                .service(resource(DB, "/v1/databases/{db}", |r| {
+                    r.route(web::get().to(databases::get))
                         .route(web::patch().to(databases::patch))
-                        .route(web::delete().to(databases::delete)),
-                )
-                .service(resource("/databases/{db}/ceiling").route(web::get().to(ops::ceiling)))
-                .service(
-                    resource("/databases/{db}/fields")
-                        .route(web::get().to(fields::list))
-                        .route(web::post().to(fields::create)),
-                )
-                .service(
-                    resource("/databases/{db}/fields/{name}")
-                        .route(web::delete().to(fields::delete)),
-                )
-                .service(resource("/databases/{db}/profiles").route(web::get().to(profiles::list)))
-                .service(
-                    resource("/databases/{db}/profiles/lookup")
-                        .route(web::post().to(profiles::lookup)),
-                )
-                .service(
-                    resource("/databases/{db}/profiles/by/{identifier}/{value}")
-                        .route(web::get().to(profiles::get_by)),
-                )
-                .service(
-                    resource("/databases/{db}/profiles/{customer_id}")
-                        .route(web::get().to(profiles::get))
-                        .route(web::put().to(profiles::put))
-                        .route(web::patch().to(profiles::patch))
-                        .route(web::delete().to(profiles::delete)),
-                )
-                .service(
-                    resource("/keys")
-                        .route(web::get().to(keys::list))
-                        .route(web::post().to(keys::create)),
-                )
-                .service(resource("/keys/{id}").route(web::delete().to(keys::delete))),
+                        .route(web::delete().to(databases::delete))
+                }))
+                .default_service(web::to(problem::route_not_found)),
         )
+        .service(
+            web::scope(V1)
+                .service(resource(V1, "/v1/databases", |r| {
+                    r.route(web::get().to(databases::list))
+                        .route(web::post().to(databases::create))
+                }))
+                .service(resource(V1, "/v1/keys", |r| {
+                    r.route(web::get().to(keys::list))
+                        .route(web::post().to(keys::create))
+                }))
+                .service(resource(V1, "/v1/keys/{id}", |r| {
+                    r.route(web::delete().to(keys::delete))
+                }))
+                .default_service(web::to(problem::route_not_found)),
+        )
+        .service(resource("", "/healthz", |r| {
+            r.route(web::get().to(ops::healthz))
+        }))
+        .service(resource("", "/readyz", |r| {
+            r.route(web::get().to(ops::readyz))
+        }))
+        .service(resource("", "/metrics", |r| {
+            r.route(web::get().to(ops::metrics))
+        }))
+        .service(resource("", "/docs", |r| {
+            r.route(web::get().to(openapi::docs))
+        }))
+        .service(openapi::swagger())
         .default_service(web::to(problem::route_not_found));
 }

@@ -3,13 +3,14 @@
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{StatusCode, header};
+use actix_web::http::{Method, StatusCode, header};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
+use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
@@ -41,26 +42,72 @@ impl Telemetry {
     }
 }
 
-/// Counts and times every request by route pattern, method and status.
+/// Counts and times a request of the resource registered as `route`.
 pub async fn track(
+    route: &'static str,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let res = next.call(req).await?;
-    let elapsed = start.elapsed();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
-    let status = res.status().as_u16();
-    tracing::debug!(%method, %route, status, micros = elapsed.as_micros() as u64, "request");
-    metrics::counter!("persona_http_requests_total", "method" => method, "route" => route.clone(), "status" => status.to_string())
+    record(route, method, res.status().as_u16(), start.elapsed());
+    Ok(res)
+}
+
+/// Records one request in the request counter and the latency histogram.
+pub fn record(route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
+    tracing::debug!(
+        method,
+        route,
+        status,
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
+    metrics::counter!("persona_http_requests_total", "method" => method, "route" => route, "status" => status_label(status))
         .increment(1);
     metrics::histogram!("persona_http_request_duration_seconds", "route" => route)
         .record(elapsed.as_secs_f64());
-    Ok(res)
+}
+
+/// Static label values keep the metrics path free of allocations for common answers.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn status_label(status: u16) -> SharedString {
+    const KNOWN: &[(u16, &str)] = &[
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (302, "302"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    match KNOWN.iter().find(|(code, _)| *code == status) {
+        Some((_, label)) => SharedString::const_str(label),
+        None => SharedString::from(status.to_string()),
+    }
 }
 
 /// Liveness: the process answers.

@@ -22,6 +22,8 @@ impl ResponseError for Problem {
 
 /// The default service: no route matched.
 pub async fn route_not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    let method = super::ops::method_label(req.method());
+    super::ops::record("unmatched", method, 404, std::time::Duration::ZERO);
     Problem::new(
         ErrorCode::RouteNotFound,
         format!("no route {} {}", req.method(), req.path()),
