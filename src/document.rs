@@ -9,6 +9,7 @@
 use jiff::civil::Date;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
 use crate::contacts::{EmailContact, PhoneContact};
@@ -216,30 +217,6 @@ impl Document<'_> {
             ..Stats::default()
         }
     }
-
-    /// Serializes one whole member into an open map.
-    fn serialize_member<M: SerializeMap>(
-        &self,
-        map: &mut M,
-        name: &str,
-        m: Member,
-    ) -> Result<(), M::Error> {
-        let p = self.profile;
-        match m {
-            Member::Identifiers => map.serialize_entry(name, &Identifiers(p)),
-            Member::Tags => map.serialize_entry(name, &p.tags),
-            Member::Contacts => map.serialize_entry(name, &self.contacts()),
-            Member::Subscriptions => map.serialize_entry(name, &Subs(&p.subscriptions)),
-            Member::Stats => map.serialize_entry(name, &self.stats()),
-            Member::Rfm => map.serialize_entry(name, &()),
-            Member::Interests | Member::FavoriteStores | Member::AbandonedCart => {
-                map.serialize_entry(name, &[(); 0])
-            }
-            Member::Bonuses => map.serialize_entry(name, &Bonuses::default()),
-            Member::CreatedAt => map.serialize_entry(name, &p.created_at),
-            Member::UpdatedAt => map.serialize_entry(name, &p.updated_at),
-        }
-    }
 }
 
 /// `identifiers`: email and phone in their normalized forms, then external ids.
@@ -304,29 +281,6 @@ pub fn utc_date(t: jiff::Timestamp) -> Date {
     jiff::tz::Offset::UTC.to_datetime(t).date()
 }
 
-/// The `fields` member: stored values, then defaults of fields without one.
-struct Fields<'a> {
-    profile: &'a Profile,
-    schema: &'a Schema,
-}
-
-impl Serialize for Fields<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for (name, value) in &self.profile.fields {
-            map.serialize_entry(&**name, value)?;
-        }
-        for def in self.schema.fields() {
-            if let Some(d) = &def.default
-                && self.profile.field(&def.name).is_none()
-            {
-                map.serialize_entry(&*def.name, d)?;
-            }
-        }
-        map.end()
-    }
-}
-
 /// Selected fields; a field without a value or default shows as `null`.
 struct SomeFields<'a> {
     profile: &'a Profile,
@@ -376,24 +330,21 @@ impl Serialize for Subs<'_> {
 
 impl Serialize for Document<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.projection.is_none() {
+            // One writer for the whole document, wherever it is embedded (pages, batches).
+            let mut out = Vec::with_capacity(1536);
+            self.write_whole(&mut out);
+            let text = String::from_utf8(out).map_err(serde::ser::Error::custom)?;
+            let raw = RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
+            return raw.serialize(s);
+        }
         let p = self.profile;
         let mut map = s.serialize_map(None)?;
         let mut id = [0u8; ulid::ULID_LEN];
         map.serialize_entry("id", p.id.array_to_str(&mut id))?;
         map.serialize_entry("customer_id", p.customer_id.as_str())?;
         match self.projection {
-            None => {
-                map.serialize_entry(
-                    "fields",
-                    &Fields {
-                        profile: p,
-                        schema: self.schema,
-                    },
-                )?;
-                for (name, m) in MEMBERS {
-                    self.serialize_member(&mut map, name, *m)?;
-                }
-            }
+            None => unreachable!("whole documents are written by write_whole"),
             Some(proj) => {
                 if !proj.fields.is_empty() {
                     map.serialize_entry(
@@ -454,9 +405,83 @@ fn pick(src: &Json, path: &[String], dst: &mut Json) {
 
 /// Serializes a document to JSON bytes.
 pub fn to_vec(doc: &Document<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut out, doc).expect("a profile document always serializes");
+    let mut out = Vec::with_capacity(1536);
+    match doc.projection {
+        None => doc.write_whole(&mut out),
+        Some(_) => {
+            serde_json::to_writer(&mut out, doc).expect("a profile document always serializes")
+        }
+    }
     out
+}
+
+/// `stats` of a profile without receipts, up to the one value that changes by the day.
+const STATS_EMPTY_PREFIX: &str = "{\"receipts_count\":0,\"receipts_total\":0.0,\"last_receipt_total\":null,\
+\"average_receipt\":null,\"average_items\":null,\"first_receipt_at\":null,\"last_receipt_at\":null,\
+\"days_since_first_receipt\":null,\"days_since_last_receipt\":null,\"days_since_registration\":";
+
+/// The members that hold nothing until events exist: `rfm` to `bonuses`.
+const EMPTY_ACTIVITY: &str = ",\"rfm\":null,\"interests\":[],\"favorite_stores\":[],\"abandoned_cart\":[],\
+\"bonuses\":{\"active\":0.0,\"pending_activation\":0.0,\"pending_deactivation\":0.0,\
+\"next_deactivation_at\":null,\"next_deactivation_amount\":null}";
+
+fn put_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(&mut *out, value).expect("document values serialize");
+}
+
+impl Document<'_> {
+    /// Writes the whole document. This is the lookup path, so the fixed layout and keys
+    /// are written as bytes and serde_json is used only for values (string escaping,
+    /// numbers); `Serialize` for a whole document and the projections reuse the same
+    /// member views, and a test holds the bytes equal to the views' serialization.
+    fn write_whole(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let p = self.profile;
+        let mut id = [0u8; ulid::ULID_LEN];
+        out.extend_from_slice(b"{\"id\":\"");
+        out.extend_from_slice(p.id.array_to_str(&mut id).as_bytes());
+        out.extend_from_slice(b"\",\"customer_id\":");
+        put_json(out, p.customer_id.as_str());
+        out.extend_from_slice(b",\"fields\":{");
+        let mut first = true;
+        // Field names are checked identifiers (`[a-z][a-z0-9_]*`): nothing to escape.
+        let mut field = |out: &mut Vec<u8>, name: &str, value: &Value| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            put_json(out, value);
+        };
+        for (name, value) in &p.fields {
+            field(out, name, value);
+        }
+        for def in self.schema.fields() {
+            if let Some(d) = &def.default
+                && p.field(&def.name).is_none()
+            {
+                field(out, &def.name, d);
+            }
+        }
+        out.extend_from_slice(b"},\"identifiers\":");
+        put_json(out, &Identifiers(p));
+        out.extend_from_slice(b",\"tags\":");
+        put_json(out, &p.tags);
+        out.extend_from_slice(b",\"contacts\":");
+        put_json(out, &self.contacts());
+        out.extend_from_slice(b",\"subscriptions\":");
+        put_json(out, &Subs(&p.subscriptions));
+        out.extend_from_slice(b",\"stats\":");
+        out.extend_from_slice(STATS_EMPTY_PREFIX.as_bytes());
+        let _ = write!(out, "{}}}", self.stats().days_since_registration);
+        out.extend_from_slice(EMPTY_ACTIVITY.as_bytes());
+        let _ = write!(
+            out,
+            ",\"created_at\":\"{}\",\"updated_at\":\"{}\"}}",
+            p.created_at, p.updated_at
+        );
+    }
 }
 
 #[cfg(test)]
@@ -511,6 +536,29 @@ mod tests {
         assert_eq!(v["stats"]["days_since_registration"], 10);
         assert_eq!(v["rfm"], Json::Null);
         assert_eq!(v["created_at"], "2024-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn whole_document_bytes_match_the_member_views() {
+        let s = schema();
+        let mut p = profile();
+        p.email = Some(crate::contacts::EmailContact::new("a\"b@example.com"));
+        p.external_ids.push(("crm".into(), "x\u{1}y".into()));
+        let doc = Document {
+            profile: &p,
+            schema: &s,
+            projection: None,
+            today: Date::constant(2024, 1, 11),
+        };
+        let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
+        for (name, m) in MEMBERS {
+            assert_eq!(v[*name], doc.member_json(*m), "{name}");
+        }
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 3 + MEMBERS.len(), "{keys:?}");
+        // Embedded in another structure, the whole document is the same JSON.
+        let embedded = serde_json::to_value(serde_json::json!({"d": &doc})).unwrap();
+        assert_eq!(embedded["d"], v);
     }
 
     #[test]
