@@ -12,7 +12,6 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
-use crate::contacts::{EmailContact, PhoneContact};
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus, Value};
 use crate::store::{Profile, Subscription};
@@ -205,9 +204,26 @@ impl Document<'_> {
     }
 
     fn contacts(&self) -> Contacts<'_> {
+        let p = self.profile;
+        let value = |name: &str| match p.field(name) {
+            Some(Value::Str(s)) => s.as_str(),
+            _ => "",
+        };
         Contacts {
-            email: self.profile.email.as_ref(),
-            phone: self.profile.phone.as_ref(),
+            email: p.email.as_ref().map(|c| EmailView {
+                value: value("email"),
+                normalized: &c.normalized,
+                valid: c.valid(),
+                reason: c.error.as_ref().map(ToString::to_string),
+            }),
+            phone: p.phone.as_ref().map(|c| PhoneView {
+                value: value("phone"),
+                valid: c.valid,
+                e164: c.e164.as_deref(),
+                region: c.region.as_deref(),
+                kind: c.kind,
+                reason: c.reason.as_deref(),
+            }),
         }
     }
 
@@ -242,8 +258,33 @@ impl Serialize for Identifiers<'_> {
 /// `contacts`.
 #[derive(Serialize)]
 struct Contacts<'a> {
-    email: Option<&'a EmailContact>,
-    phone: Option<&'a PhoneContact>,
+    email: Option<EmailView<'a>>,
+    phone: Option<PhoneView<'a>>,
+}
+
+/// `contacts.email`: the field's value and what was derived from it.
+#[derive(Serialize)]
+struct EmailView<'a> {
+    value: &'a str,
+    normalized: &'a str,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// `contacts.phone`: the field's value and what libphonenumber made of it.
+#[derive(Serialize)]
+struct PhoneView<'a> {
+    value: &'a str,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    e164: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 /// `stats`: receipt statistics (zero until events exist) and day counts.

@@ -8,10 +8,9 @@
 
 use std::str::FromStr;
 
+use compact_str::CompactString;
 use email_address::{EmailAddress, Options};
 use phonenumber::{Mode, Type as PhoneNumberType};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 const EMAIL_OPTIONS: Options = Options {
     minimum_sub_domains: 2,
@@ -40,52 +39,44 @@ pub fn normalize_email(raw: &str) -> String {
     }
 }
 
-/// What an email value on a profile is known to be.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// What an email value on a profile is known to be. The value itself stays in the
+/// `email` field: a contact holds only what is derived from it, small strings inline.
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmailContact {
-    /// As written.
-    pub value: String,
     /// Lowercased, IDNA domain: the lookup key.
-    pub normalized: String,
-    /// Whether the syntax is acceptable to mail systems.
-    pub valid: bool,
-    /// Why it is not valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub normalized: CompactString,
+    /// Why the syntax is not acceptable to mail systems (`None`: valid).
+    pub error: Option<email_address::Error>,
 }
 
 impl EmailContact {
     /// Validates and normalizes an email value.
     pub fn new(raw: &str) -> Self {
-        let check = check_email(raw.trim());
         EmailContact {
-            value: raw.to_owned(),
-            normalized: normalize_email(raw),
-            valid: check.is_ok(),
-            reason: check.err(),
+            normalized: normalize_email(raw).into(),
+            error: EmailAddress::parse_with_options(raw.trim(), EMAIL_OPTIONS).err(),
         }
+    }
+
+    /// Whether the address is valid.
+    pub fn valid(&self) -> bool {
+        self.error.is_none()
     }
 }
 
-/// What a phone value on a profile is known to be.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+/// What a phone value on a profile is known to be (the value stays in the `phone` field).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhoneContact {
-    /// As written.
-    pub value: String,
     /// Whether libphonenumber's metadata accepts the number.
     pub valid: bool,
     /// E.164 form, when the number parses: the lookup key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub e164: Option<String>,
+    pub e164: Option<CompactString>,
     /// ISO 3166 region of the number.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
+    pub region: Option<CompactString>,
     /// `mobile`, `fixed_line`, `fixed_line_or_mobile`, `voip`, `toll_free`, ...
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<&'static str>,
     /// Why it is not valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<CompactString>,
 }
 
 impl PhoneContact {
@@ -96,29 +87,25 @@ impl PhoneContact {
             Ok(number) => {
                 let valid = phonenumber::is_valid(&number);
                 PhoneContact {
-                    value: raw.to_owned(),
                     valid,
-                    e164: Some(number.format().mode(Mode::E164).to_string()),
-                    region: number.country().id().map(|id| id.as_ref().to_owned()),
+                    e164: Some(number.format().mode(Mode::E164).to_string().into()),
+                    region: number.country().id().map(|id| id.as_ref().into()),
                     kind: Some(type_name(
                         number.number_type(&phonenumber::metadata::DATABASE),
                     )),
-                    reason: (!valid).then(|| "not a valid number for its region".to_owned()),
+                    reason: (!valid).then(|| "not a valid number for its region".into()),
                 }
             }
             Err(e) => PhoneContact {
-                value: raw.to_owned(),
                 valid: false,
                 e164: None,
                 region: None,
                 kind: None,
                 reason: Some(
                     if region_id.is_none() && !raw.trim_start().starts_with('+') {
-                        format!(
-                            "{e}; the number has no country code and the database has no default_region"
-                        )
+                        format!("{e}; the number has no country code and the database has no default_region").into()
                     } else {
-                        e.to_string()
+                        e.to_string().into()
                     },
                 ),
             },
@@ -127,7 +114,7 @@ impl PhoneContact {
 }
 
 /// The lookup key for a phone given in any format: its E.164 form, if it parses.
-pub fn normalize_phone(raw: &str, region: Option<&str>) -> Option<String> {
+pub fn normalize_phone(raw: &str, region: Option<&str>) -> Option<CompactString> {
     PhoneContact::new(raw, region).e164
 }
 
@@ -172,10 +159,9 @@ mod tests {
             normalize_email("josé@Bücher.example"),
             "josé@xn--bcher-kva.example"
         );
-        assert!(EmailContact::new("ana@example.com").valid);
-        let bad = EmailContact::new("ana@");
-        assert!(!bad.valid && bad.reason.is_some());
-        assert!(!EmailContact::new("Ana <ana@example.com>").valid);
+        assert!(EmailContact::new("ana@example.com").valid());
+        assert!(!EmailContact::new("ana@").valid());
+        assert!(!EmailContact::new("Ana <ana@example.com>").valid());
     }
 
     #[test]

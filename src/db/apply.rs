@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use compact_str::CompactString;
 use jiff::Timestamp;
 
 use crate::contacts::{EmailContact, PhoneContact};
@@ -178,7 +177,7 @@ pub fn build_profile(
         }
     }
 
-    refresh_contacts(&mut p, settings);
+    refresh_contacts(&mut p, old, settings);
 
     for def in schema.fields() {
         if def.required && def.default.is_none() && p.field(&def.name).is_none() {
@@ -206,21 +205,21 @@ fn set_field(p: &mut Profile, name: Arc<str>, v: Value) {
     }
 }
 
-/// Re-derives the email and phone contacts when their field values changed.
-fn refresh_contacts(p: &mut Profile, settings: &DatabaseSettings) {
-    let email = match p.field("email") {
-        Some(Value::Str(s)) => Some(s.clone()),
-        _ => None,
-    };
-    if p.email.as_ref().map(|e| e.value.as_str()) != email.as_deref() {
-        p.email = email.map(|e| EmailContact::new(&e));
+/// Re-derives the email and phone contacts from their fields. Phone parsing is the
+/// costly part, so a phone is parsed again only when its value changed.
+fn refresh_contacts(p: &mut Profile, old: Option<&Profile>, settings: &DatabaseSettings) {
+    p.email = str_field(p, "email").map(EmailContact::new);
+    let phone = str_field(p, "phone");
+    let unchanged = p.phone.is_some() && phone == old.and_then(|o| str_field(o, "phone"));
+    if !unchanged {
+        p.phone = phone.map(|s| PhoneContact::new(s, settings.default_region.as_deref()));
     }
-    let phone: Option<CompactString> = match p.field("phone") {
-        Some(Value::Str(s)) => Some(s.clone()),
+}
+
+fn str_field<'p>(p: &'p Profile, name: &str) -> Option<&'p str> {
+    match p.field(name) {
+        Some(Value::Str(s)) => Some(s.as_str()),
         _ => None,
-    };
-    if p.phone.as_ref().map(|e| e.value.as_str()) != phone.as_deref() {
-        p.phone = phone.map(|s| PhoneContact::new(&s, settings.default_region.as_deref()));
     }
 }
 
@@ -229,7 +228,7 @@ pub fn lookup_key(
     kind: &str,
     value: &str,
     settings: &DatabaseSettings,
-) -> Result<CompactString, Problem> {
+) -> Result<compact_str::CompactString, Problem> {
     match kind {
         "email" => Ok(identifier_key(
             "email",

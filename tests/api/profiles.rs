@@ -292,3 +292,55 @@ fn batch_lookup_list_and_delete() {
         200
     );
 }
+
+#[test]
+fn invalid_contacts_are_kept_flagged_and_cleared_with_their_field() {
+    let s = shop();
+    let r = s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"email":"Not An Email","phone":"12"}}),
+    );
+    assert_eq!(r.status, 200, "{:#}", r.body);
+    let c = &r.body["contacts"];
+    assert_eq!(c["email"]["value"], "Not An Email");
+    assert_eq!(c["email"]["valid"], false);
+    assert!(
+        c["email"]["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{c:#}"
+    );
+    assert_eq!(c["phone"]["value"], "12");
+    assert_eq!(c["phone"]["valid"], false);
+    assert_eq!(
+        s.get("/v1/databases/shop/profiles/by/email/not%20an%20email")
+            .body["customer_id"],
+        "c1"
+    );
+
+    let r = s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"phone":"912345678"}}),
+    );
+    assert_eq!(r.body["contacts"]["phone"]["e164"], "+351912345678");
+    assert_eq!(
+        r.body["contacts"]["email"]["valid"], false,
+        "the email is untouched"
+    );
+    let r = s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"phone":null},"unset":["email"]}),
+    );
+    assert_eq!(r.body["contacts"], json!({"email":null,"phone":null}));
+    assert!(
+        r.body["identifiers"].as_object().unwrap().is_empty(),
+        "{:#}",
+        r.body
+    );
+    s.get("/v1/databases/shop/profiles/by/phone/912345678")
+        .assert_problem(404, "profile_not_found");
+    // A replaced profile derives its contacts again from the new fields.
+    let r = s.put(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"phone":"912345678"}}),
+    );
+    assert_eq!(r.body["contacts"]["phone"]["type"], "mobile");
+}
