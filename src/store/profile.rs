@@ -9,6 +9,10 @@ use ulid::Ulid;
 use crate::contacts::{EmailContact, PhoneContact};
 use crate::schema::{Channel, Source, SubscriptionStatus, Value};
 
+/// Field values kept inside the profile's own allocation for the usual dozen or fewer,
+/// so a cold lookup pays one cache miss for the profile rather than two.
+pub type Fields = smallvec::SmallVec<[(Arc<str>, Value); 10]>;
+
 /// One customer's profile. Shared as `Arc<Profile>`; a write builds a new one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
@@ -17,7 +21,7 @@ pub struct Profile {
     /// The given id: unique within the database, never changes.
     pub customer_id: CompactString,
     /// Field values in schema order; names are shared with the schema.
-    pub fields: Vec<(Arc<str>, Value)>,
+    pub fields: Fields,
     /// External identifiers `(namespace, value)`, sorted by namespace.
     pub external_ids: Vec<(CompactString, CompactString)>,
     /// Tags, sorted and distinct.
@@ -66,7 +70,7 @@ impl Profile {
         Profile {
             id: Ulid::new(),
             customer_id,
-            fields: Vec::new(),
+            fields: Fields::new(),
             external_ids: Vec::new(),
             tags: Vec::new(),
             email: None,
