@@ -19,6 +19,7 @@ use compact_str::CompactString;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::Timestamp;
 use persona::document::{self, Document, Projection, utc_date};
+use persona::store::Profile;
 
 use common::XorShift;
 
@@ -69,6 +70,14 @@ fn lookups(c: &mut Criterion) {
         );
     }
 
+    let render = |p: &Profile, projection: Option<&Projection>| {
+        document::to_vec(&Document {
+            profile: p,
+            schema: &schema,
+            projection,
+            today,
+        })
+    };
     let mut rng = XorShift::new(0x5EED);
     let len = n as usize;
 
@@ -78,12 +87,7 @@ fn lookups(c: &mut Criterion) {
         b.iter(|| {
             let id = &ids[rng.below(len)];
             let p = store.get(black_box(id)).unwrap();
-            black_box(document::to_vec(&Document {
-                profile: &p,
-                schema: &schema,
-                projection: None,
-                today,
-            }))
+            black_box(render(&p, None))
         })
     });
     g.finish();
@@ -94,12 +98,7 @@ fn lookups(c: &mut Criterion) {
         b.iter(|| {
             let id = &ids[rng.below(len)];
             let p = store.get(black_box(id)).unwrap();
-            black_box(document::to_vec(&Document {
-                profile: &p,
-                schema: &schema,
-                projection: Some(&projection),
-                today,
-            }))
+            black_box(render(&p, Some(&projection)))
         })
     });
     g.finish();
@@ -110,12 +109,7 @@ fn lookups(c: &mut Criterion) {
         b.iter(|| {
             let key = &email_keys[rng.below(len)];
             let p = store.find(black_box(key)).unwrap();
-            black_box(document::to_vec(&Document {
-                profile: &p,
-                schema: &schema,
-                projection: None,
-                today,
-            }))
+            black_box(render(&p, None))
         })
     });
     g.finish();
