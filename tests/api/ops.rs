@@ -124,3 +124,43 @@ fn every_error_code_is_in_the_readme_catalogue() {
         "codes missing from the README's error catalogue: {missing:?}"
     );
 }
+
+/// A body that arrives slowly, so the request is still in flight when the signal comes.
+struct SlowBody {
+    chunks: Vec<Vec<u8>>,
+}
+
+impl std::io::Read for SlowBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.chunks.is_empty() {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let chunk = self.chunks.remove(0);
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        Ok(chunk.len())
+    }
+}
+
+#[test]
+fn sigterm_lets_requests_in_flight_finish() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    let body = br#"{"fields":{"city":"Porto"}}"#;
+    let chunks = body.chunks(6).map(<[u8]>::to_vec).collect();
+    let req = s
+        .req(Method::PATCH, "/v1/databases/shop/profiles/c1")
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(reqwest::blocking::Body::sized(
+            SlowBody { chunks },
+            body.len() as u64,
+        ));
+    let in_flight = std::thread::spawn(move || send(req));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = s.terminate();
+    let res = in_flight.join().unwrap();
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    assert_eq!(res.body["fields"]["city"], "Porto");
+    assert_eq!(status.code(), Some(0));
+}
