@@ -89,9 +89,11 @@ pub fn build_profile(
     check_customer_id(&update.customer_id).map_err(WriteError::CustomerIdInvalid)?;
     let mut p = match old {
         Some(old) if update.replace => {
-            // PUT keeps identity (internal id, creation time) and nothing else.
+            // PUT keeps identity (internal id, creation time) and consent: subscription
+            // records (with their times and sources) survive a replace; all else goes.
             let mut fresh = Profile::new(old.customer_id.clone(), old.created_at);
             fresh.id = old.id;
+            fresh.subscriptions = old.subscriptions.clone();
             fresh
         }
         Some(old) => old.clone(),
@@ -152,14 +154,15 @@ pub fn build_profile(
         })?;
         if !resource.channels.contains(&change.channel) {
             return Err(WriteError::SubscriptionInvalid(format!(
-                "resource `{}` does not send on `{:?}`",
-                resource.name, change.channel
+                "resource `{}` does not send on `{}`",
+                resource.name,
+                change.channel.as_str()
             )));
         }
         if change.category.is_empty() || change.category.len() > MAX_TAG {
-            return Err(WriteError::SubscriptionInvalid(
-                "a subscription category is 1 to 128 bytes".into(),
-            ));
+            return Err(WriteError::SubscriptionInvalid(format!(
+                "a subscription category is 1 to {MAX_TAG} bytes"
+            )));
         }
         let sub = Subscription {
             resource: change.resource.as_str().into(),
@@ -208,9 +211,12 @@ fn set_field(p: &mut Profile, name: Arc<str>, v: Value) {
 /// Re-derives the email and phone contacts from their fields. Phone parsing is the
 /// costly part, so a phone is parsed again only when its value changed.
 fn refresh_contacts(p: &mut Profile, old: Option<&Profile>, settings: &DatabaseSettings) {
+    // A blank email or phone is no contact: it is neither validated nor indexed.
     p.email = str_field(p, "email").map(EmailContact::new);
     let phone = str_field(p, "phone");
-    let unchanged = p.phone.is_some() && phone == old.and_then(|o| str_field(o, "phone"));
+    // An unparsed number is tried again: the database may have a default_region now.
+    let unchanged = p.phone.as_ref().is_some_and(|c| c.e164.is_some())
+        && phone == old.and_then(|o| str_field(o, "phone"));
     if !unchanged {
         p.phone = phone.map(|s| PhoneContact::new(s, settings.default_region.as_deref()));
     }
@@ -218,7 +224,7 @@ fn refresh_contacts(p: &mut Profile, old: Option<&Profile>, settings: &DatabaseS
 
 fn str_field<'p>(p: &'p Profile, name: &str) -> Option<&'p str> {
     match p.field(name) {
-        Some(Value::Str(s)) => Some(s.as_str()),
+        Some(Value::Str(s)) if !s.trim().is_empty() => Some(s.as_str()),
         _ => None,
     }
 }

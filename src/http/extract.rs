@@ -133,8 +133,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 
 /// Parses JSON, telling syntax errors (`invalid_json`) from shape errors (`invalid_body`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -153,7 +153,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             .with("line", inner.line())
             .with("column", inner.column()),
         }
-    })
+    })?;
+    // One JSON value and nothing after it: `{..} garbage` is not a body we half-read.
+    de.end().map_err(|e| {
+        Problem::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+        .with("line", e.line())
+        .with("column", e.column())
+    })?;
+    Ok(value)
 }
 
 /// Answers for failures of actix's path and query extractors.

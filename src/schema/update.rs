@@ -103,11 +103,18 @@ pub fn check_customer_id(id: &str) -> Result<(), String> {
             id.len()
         ));
     }
-    if id.chars().any(|c| c.is_control() || c == '/') {
+    // U+FFFD is what invalid UTF-8 in a URL decodes to: two different ids would meet.
+    if id
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c == '\u{FFFD}')
+    {
         return Err(format!(
-            "customer id `{}` holds a control character or `/`",
+            "customer id `{}` holds a control character, `/` or invalid UTF-8",
             id.escape_debug()
         ));
+    }
+    if id == "lookup" {
+        return Err("`lookup` is reserved: POST .../profiles/lookup is the batch lookup".into());
     }
     Ok(())
 }

@@ -103,23 +103,24 @@ impl ProfileStore {
     /// Only the database actor may call this; public for benches.
     pub fn put(&self, profile: Arc<Profile>, old: Option<&Profile>) {
         let new_keys = profile.identifier_keys();
-        for key in &new_keys {
-            self.identifiers
-                .insert(key.clone(), profile.customer_id.clone());
-        }
-        if old.is_none() {
-            self.order
-                .write()
-                .insert(profile.id, profile.customer_id.clone());
-        }
-        self.profiles
-            .insert(profile.customer_id.clone(), Arc::clone(&profile));
+        // Stale keys go first and new keys come last, so a reader that finds a profile
+        // by an identifier finds a version that holds it.
         if let Some(old) = old {
             for key in old.identifier_keys() {
                 if !new_keys.contains(&key) {
                     self.identifiers.remove(&key);
                 }
             }
+        }
+        if old.is_none() {
+            self.order
+                .write()
+                .insert(profile.id, profile.customer_id.clone());
+        }
+        let customer_id = profile.customer_id.clone();
+        self.profiles.insert(customer_id.clone(), profile);
+        for key in new_keys {
+            self.identifiers.insert(key, customer_id.clone());
         }
     }
 

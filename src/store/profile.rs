@@ -55,6 +55,18 @@ pub struct Subscription {
     pub source: Source,
 }
 
+thread_local! {
+    // Monotonic within a thread: a database's actor creates its profiles on one thread,
+    // so ids (and paging "oldest first") follow creation order even within a millisecond.
+    static IDS: std::cell::RefCell<ulid::Generator> =
+        const { std::cell::RefCell::new(ulid::Generator::new()) };
+}
+
+fn next_id() -> Ulid {
+    IDS.with(|g| g.borrow_mut().generate())
+        .unwrap_or_else(|_| Ulid::new())
+}
+
 /// The index key of an identifier: `namespace:value`. Namespaces never hold `:`.
 pub fn identifier_key(namespace: &str, value: &str) -> CompactString {
     let mut k = CompactString::with_capacity(namespace.len() + 1 + value.len());
@@ -68,7 +80,7 @@ impl Profile {
     /// An empty profile with a fresh internal id.
     pub fn new(customer_id: CompactString, now: Timestamp) -> Self {
         Profile {
-            id: Ulid::new(),
+            id: next_id(),
             customer_id,
             fields: Fields::new(),
             external_ids: Vec::new(),
