@@ -45,8 +45,8 @@ pub enum Access {
     Write,
 }
 
-/// A stored key: never the secret, only its digest.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A stored key (`keys.json`): never the secret, only its digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// Public id, used to delete the key.
     pub id: String,
@@ -57,11 +57,8 @@ pub struct KeyRecord {
     /// Groups whose databases the key reaches (admins reach all).
     pub groups: Vec<String>,
     /// When it was made.
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// Hex SHA-256 of the secret.
-    #[serde(skip_serializing_if = "String::is_empty", default)]
-    #[schema(ignore)]
     pub digest: String,
 }
 
@@ -120,6 +117,9 @@ pub const BOOTSTRAP_ID: &str = "admin";
 pub struct KeyRing {
     file: Option<PathBuf>,
     by_digest: RwLock<HashMap<[u8; 32], Arc<KeyRecord>>>,
+    // Serializes changes: each one saves a new map to disk before it is swapped in, so a
+    // failed save changes nothing and readers never wait on the file.
+    changes: parking_lot::Mutex<()>,
 }
 
 fn digest(secret: &str) -> [u8; 32] {
@@ -163,6 +163,9 @@ pub enum KeyRingError {
         /// What is wrong.
         detail: String,
     },
+    /// The admin key is too short to be a secret.
+    #[error("{0} holds an admin key of {1} bytes; use at least {MIN_ADMIN_KEY} random bytes")]
+    WeakAdminKey(String, usize),
     /// The admin key file is readable by others.
     #[error("{0} may be read by other users (mode {1:o}); run `chmod 600 {0}`")]
     Exposed(PathBuf, u32),
@@ -185,6 +188,7 @@ impl KeyRing {
         let ring = KeyRing {
             file: data_dir.map(|d| d.join("keys.json")),
             by_digest: RwLock::new(HashMap::new()),
+            changes: parking_lot::Mutex::new(()),
         };
         if let Some(file) = &ring.file
             && file.exists()
@@ -206,16 +210,22 @@ impl KeyRing {
             }
         }
         let (secret, source) = match (admin_key, data_dir) {
-            (Some(k), _) => (k.to_owned(), AdminKeySource::Setting),
+            (Some(k), _) => {
+                check_admin_key(k, "the admin_key setting")?;
+                (k.to_owned(), AdminKeySource::Setting)
+            }
             (None, Some(dir)) => {
                 let path = dir.join("admin.key");
                 if path.exists() {
                     check_private(&path)?;
                     let k = fs::read_to_string(&path).map_err(io(&path))?;
+                    check_admin_key(k.trim(), &path.display().to_string())?;
                     (k.trim().to_owned(), AdminKeySource::File(path))
                 } else {
                     let k = new_secret();
-                    write_private(&path, k.as_bytes())?;
+                    let tmp = path.with_extension("key.tmp");
+                    write_private(&tmp, k.as_bytes())?;
+                    fs::rename(&tmp, &path).map_err(io(&path))?;
                     (k, AdminKeySource::Generated(path))
                 }
             }
@@ -272,9 +282,10 @@ impl KeyRing {
             created_at: Timestamp::now(),
             digest: hex::encode(d),
         };
-        let mut map = self.by_digest.write();
-        map.insert(d, Arc::new(record.clone()));
-        self.save(&map)?;
+        self.change(|map| {
+            map.insert(d, Arc::new(record.clone()));
+            Ok(())
+        })?;
         Ok((record, secret))
     }
 
@@ -301,16 +312,30 @@ impl KeyRing {
                 "the bootstrap admin key cannot be deleted; change PERSONA_ADMIN_KEY or admin.key instead",
             ));
         }
-        let mut map = self.by_digest.write();
-        let before = map.len();
-        map.retain(|_, r| r.id != id);
-        if map.len() == before {
-            return Err(Problem::new(
-                ErrorCode::KeyNotFound,
-                format!("no key `{id}`"),
-            ));
-        }
-        self.save(&map)
+        self.change(|map| {
+            let before = map.len();
+            map.retain(|_, r| r.id != id);
+            if map.len() == before {
+                return Err(Problem::new(
+                    ErrorCode::KeyNotFound,
+                    format!("no key `{id}`"),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Applies `edit` to a copy of the keys, saves the copy, then publishes it.
+    fn change(
+        &self,
+        edit: impl FnOnce(&mut HashMap<[u8; 32], Arc<KeyRecord>>) -> Result<(), Problem>,
+    ) -> Result<(), Problem> {
+        let _one_at_a_time = self.changes.lock();
+        let mut next = self.by_digest.read().clone();
+        edit(&mut next)?;
+        self.save(&next)?;
+        *self.by_digest.write() = next;
+        Ok(())
     }
 
     fn save(&self, map: &HashMap<[u8; 32], Arc<KeyRecord>>) -> Result<(), Problem> {
@@ -328,6 +353,16 @@ impl KeyRing {
             .and_then(|()| fs::rename(&tmp, file).map_err(io(file)))
             .map_err(|e| Problem::new(ErrorCode::Internal, format!("could not save keys: {e}")))
     }
+}
+
+/// The shortest admin key accepted: a guessable admin key would be worse than none.
+pub const MIN_ADMIN_KEY: usize = 16;
+
+fn check_admin_key(key: &str, from: &str) -> Result<(), KeyRingError> {
+    if key.len() < MIN_ADMIN_KEY {
+        return Err(KeyRingError::WeakAdminKey(from.to_owned(), key.len()));
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyRingError> {
@@ -399,6 +434,10 @@ mod tests {
         again.delete(&rec.id).unwrap();
         assert!(again.authenticate(&secret).is_none());
 
+        assert!(matches!(
+            KeyRing::open(Some(dir.path()), Some("short")),
+            Err(KeyRingError::WeakAdminKey(..))
+        ));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -152,10 +152,11 @@ pub enum ConfigError {
     Invalid(&'static str, String),
 }
 
+// `admin_key` is read apart, as the raw string: figment would parse an all-digit key as
+// a number and print it in the error.
 const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
-    "admin_key",
     "fsync",
     "snapshot_interval",
     "log_format",
@@ -177,11 +178,17 @@ impl Settings {
         if let Some(file) = file {
             fig = fig.merge(Toml::file_exact(file));
         }
-        let settings: Settings = fig
+        let mut settings: Settings = fig
             .merge(Env::prefixed("PERSONA_").only(ENV_KEYS))
             .merge(Serialized::globals(args))
             .extract()
             .map_err(Box::new)?;
+        if let Some(key) = std::env::var_os("PERSONA_ADMIN_KEY") {
+            let key = key.into_string().map_err(|_| {
+                ConfigError::Invalid("admin_key", "PERSONA_ADMIN_KEY is not UTF-8".into())
+            })?;
+            settings.admin_key = Some(key);
+        }
         settings.listen_addr()?;
         settings.snapshot_every()?;
         Ok(settings)

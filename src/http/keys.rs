@@ -1,13 +1,17 @@
 //! `/v1/keys[/{id}]`: API keys (admin only).
+//!
+//! Key changes write `keys.json`, so they run on the blocking pool, not on the worker
+//! that also serves lookups.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Caller, JsonBody, State, json};
 use crate::auth::{KeyRecord, Role};
-use crate::error::Problem;
+use crate::error::{ErrorCode, Problem};
 
 /// The body of `POST /v1/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -22,11 +26,34 @@ pub struct KeySpec {
     groups: Vec<String>,
 }
 
-/// A new key: its record and the secret, shown this once.
+/// A key as the API shows it: never its secret or digest.
+#[derive(Serialize, ToSchema)]
+pub struct KeyView {
+    id: String,
+    name: String,
+    role: Role,
+    groups: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+}
+
+impl From<&KeyRecord> for KeyView {
+    fn from(r: &KeyRecord) -> Self {
+        KeyView {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            role: r.role,
+            groups: r.groups.clone(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// A new key: its view and the secret, shown this once.
 #[derive(Serialize, ToSchema)]
 pub struct NewKey {
     #[serde(flatten)]
-    record: KeyRecord,
+    view: KeyView,
     /// The bearer secret; not stored, not shown again.
     key: String,
 }
@@ -34,7 +61,15 @@ pub struct NewKey {
 /// The key list.
 #[derive(Serialize, ToSchema)]
 pub struct KeyList {
-    keys: Vec<KeyRecord>,
+    keys: Vec<KeyView>,
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    web::block(work)
+        .await
+        .map_err(|_| Problem::new(ErrorCode::Unavailable, "the server is shutting down"))?
 }
 
 /// Creates a key.
@@ -47,10 +82,11 @@ pub async fn create(
 ) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
     let spec = body.0;
-    let (mut record, key) = state.keys.create(spec.name, spec.role, spec.groups)?;
-    record.digest.clear();
+    let (record, key) =
+        blocking(move || state.keys.create(spec.name, spec.role, spec.groups)).await?;
     tracing::info!(key = %record.id, role = ?record.role, "key created");
-    Ok(json(StatusCode::CREATED, &NewKey { record, key }))
+    let view = KeyView::from(&record);
+    Ok(json(StatusCode::CREATED, &NewKey { view, key }))
 }
 
 /// Lists keys (never their secrets).
@@ -58,12 +94,8 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn list(state: State, caller: Caller) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
-    Ok(json(
-        StatusCode::OK,
-        &KeyList {
-            keys: state.keys.list(),
-        },
-    ))
+    let keys = state.keys.list().iter().map(KeyView::from).collect();
+    Ok(json(StatusCode::OK, &KeyList { keys }))
 }
 
 /// Deletes a key; it stops working at once.
@@ -75,6 +107,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     caller.require_admin()?;
-    state.keys.delete(&path)?;
+    let id = path.into_inner();
+    blocking(move || state.keys.delete(&id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -73,7 +73,7 @@ impl Server {
         admin_env: bool,
     ) -> Server {
         let log = dir.path().join("server.log");
-        let admin = format!("pk_test_{}", std::process::id());
+        let admin = format!("pk_test_{:016}", std::process::id());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_persona"));
         cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
