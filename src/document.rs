@@ -106,26 +106,18 @@ impl Projection {
             }
             if head == "fields" {
                 match rest.as_slice() {
-                    [] => p
-                        .fields
-                        .extend(schema.fields().iter().map(|f| f.name.to_string())),
+                    [] => {
+                        for f in schema.fields() {
+                            p.add_field(&f.name, schema)?;
+                        }
+                    }
                     [name] => p.add_field(name, schema)?,
                     _ => return Err(bad(path, "reaches inside a field value")),
                 }
                 continue;
             }
             if let Some((_, member)) = MEMBERS.iter().find(|(n, _)| *n == head) {
-                let keys: Option<&[&str]> = match member {
-                    Member::Stats => Some(STATS_KEYS),
-                    Member::Bonuses => Some(BONUS_KEYS),
-                    Member::Rfm => Some(RFM_KEYS),
-                    _ => None,
-                };
-                if let (Some(keys), Some(first)) = (keys, rest.first())
-                    && !keys.contains(&first.as_str())
-                {
-                    return Err(bad(path, &format!("`{head}` has members {keys:?}")));
-                }
+                check_member_path(*member, head, &rest).map_err(|why| bad(path, &why))?;
                 p.members.push((*member, rest));
                 continue;
             }
@@ -153,6 +145,39 @@ impl Projection {
             self.fields.push(name.to_owned());
         }
         Ok(())
+    }
+}
+
+const EMAIL_KEYS: &[&str] = &["value", "normalized", "valid", "reason"];
+const PHONE_KEYS: &[&str] = &["value", "valid", "e164", "region", "type", "reason"];
+
+/// Checks a dotted path below a document member against the member's shape.
+fn check_member_path(member: Member, head: &str, rest: &[String]) -> Result<(), String> {
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let keyed = |keys: &[&str], rest: &[&str]| match rest {
+        [] => Ok(()),
+        [k] if keys.contains(k) => Ok(()),
+        [k] => Err(format!("`{head}` has no member `{k}`; it has {keys:?}")),
+        _ => Err(format!("`{head}` members hold plain values")),
+    };
+    match member {
+        Member::Stats => keyed(STATS_KEYS, &rest),
+        Member::Bonuses => keyed(BONUS_KEYS, &rest),
+        Member::Rfm => keyed(RFM_KEYS, &rest),
+        Member::Identifiers => match rest.as_slice() {
+            [] | [_] => Ok(()),
+            _ => Err("identifiers hold plain values".into()),
+        },
+        Member::Contacts => match rest.as_slice() {
+            [] | ["email"] | ["phone"] => Ok(()),
+            ["email", k] if EMAIL_KEYS.contains(k) => Ok(()),
+            ["phone", k] if PHONE_KEYS.contains(k) => Ok(()),
+            ["email", ..] => Err(format!("`contacts.email` has members {EMAIL_KEYS:?}")),
+            ["phone", ..] => Err(format!("`contacts.phone` has members {PHONE_KEYS:?}")),
+            _ => Err("`contacts` has members [\"email\", \"phone\"]".into()),
+        },
+        _ if rest.is_empty() => Ok(()),
+        _ => Err(format!("`{head}` has no members to select")),
     }
 }
 
@@ -425,7 +450,8 @@ impl Serialize for Document<'_> {
     }
 }
 
-/// Copies `src` at `path` into `dst` at the same path; absent paths are left out.
+/// Copies `src` at `path` into `dst` at the same path. A parent that is not an object
+/// (a `null` contact) is copied as it is; absent keys are left out.
 fn pick(src: &Json, path: &[String], dst: &mut Json) {
     let Some((first, rest)) = path.split_first() else {
         return;
@@ -434,7 +460,7 @@ fn pick(src: &Json, path: &[String], dst: &mut Json) {
         return;
     };
     let Json::Object(out) = dst else { return };
-    if rest.is_empty() {
+    if rest.is_empty() || !value.is_object() {
         out.insert(first.clone(), value.clone());
     } else {
         let slot = out
@@ -629,9 +655,22 @@ mod tests {
             Projection::parse("stats.nope", &s).unwrap_err().code,
             ErrorCode::ProjectionInvalid
         );
-        assert_eq!(
-            Projection::parse("city.x", &s).unwrap_err().code,
-            ErrorCode::ProjectionInvalid
-        );
+        for bad in [
+            "city.x",
+            "tags.x",
+            "created_at.x",
+            "stats.receipts_count.x",
+            "contacts.fax",
+            "contacts.email.nope",
+            "identifiers.crm.x",
+        ] {
+            assert_eq!(
+                Projection::parse(bad, &s).unwrap_err().code,
+                ErrorCode::ProjectionInvalid,
+                "{bad}"
+            );
+        }
+        let twice = Projection::parse("city,fields,fields.city", &s).unwrap();
+        assert_eq!(twice.fields.iter().filter(|f| *f == "city").count(), 1);
     }
 }

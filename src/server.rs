@@ -15,6 +15,31 @@ use crate::config::Settings;
 use crate::db::Databases;
 use crate::http::{self, AppState, Telemetry};
 
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be created.
+    #[error("cannot create data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The keys or the admin key cannot be read or written, or are unsafe.
+    #[error(transparent)]
+    Keys(#[from] crate::auth::KeyRingError),
+    /// A setting does not parse.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    /// Another I/O failure while starting (socket set-up, signal handlers).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// A started server.
 pub struct Server {
     signals: Signals,
@@ -27,17 +52,15 @@ pub struct Server {
 
 impl Server {
     /// Opens the data directory and keys, binds, and starts serving.
-    pub fn start(settings: Settings) -> anyhow::Result<Server> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create data directory {}: {e}",
-                settings.data_dir.display()
-            )
+    pub fn start(settings: Settings) -> Result<Server, StartError> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
+            path: settings.data_dir.clone(),
+            source,
         })?;
         let (keys, admin_key) =
             KeyRing::open(Some(&settings.data_dir), settings.admin_key.as_deref())?;
         let listener = TcpListener::bind(settings.listen_addr()?)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+            .map_err(|e| StartError::Listen(settings.listen.clone(), e))?;
         let addr = listener.local_addr()?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let workers = if settings.workers == 0 {

@@ -161,9 +161,14 @@ impl Databases {
         }
     }
 
-    /// Removes a database and stops its actor; its profiles go with it.
-    pub fn delete(&self, name: &str) -> Result<(), Problem> {
-        let (_, db) = self.by_name.remove(name).ok_or_else(|| not_found(name))?;
+    /// Removes this database (not a namesake created since it was looked up) and stops
+    /// its actor; its profiles go with it.
+    pub fn delete(&self, db: &Arc<Database>) -> Result<(), Problem> {
+        let name = db.name();
+        let (_, db) = self
+            .by_name
+            .remove_if(&name, |_, current| Arc::ptr_eq(current, db))
+            .ok_or_else(|| not_found(&name))?;
         db.addr.do_send(Stop);
         Ok(())
     }

@@ -135,8 +135,8 @@ pub async fn delete(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    state.database(&caller, &path, Access::Write)?;
-    state.databases.delete(&path)?;
+    let db = state.database(&caller, &path, Access::Write)?;
+    state.databases.delete(&db)?;
     tracing::info!(database = %path, "database deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -295,8 +295,17 @@ pub async fn lookup(
         .collect();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({"profiles": docs, "missing": missing}),
+        &Batch {
+            profiles: docs,
+            missing,
+        },
     ))
+}
+
+#[derive(Serialize)]
+struct Batch<'a> {
+    profiles: Vec<Document<'a>>,
+    missing: Vec<String>,
 }
 
 /// `GET .../profiles` query.

@@ -344,3 +344,44 @@ fn invalid_contacts_are_kept_flagged_and_cleared_with_their_field() {
     );
     assert_eq!(r.body["contacts"]["phone"]["type"], "mobile");
 }
+
+#[test]
+fn trailing_bytes_and_undecodable_ids_are_refused() {
+    let s = shop();
+    let r = send(
+        s.req(Method::PATCH, "/v1/databases/shop/profiles/c1")
+            .header("content-type", "application/json")
+            .body(r#"{"fields":{"city":"A"}} {"fields":{"city":"B"}}"#),
+    );
+    r.assert_problem(400, "invalid_json");
+    s.patch(
+        "/v1/databases/shop/profiles/%FF",
+        json!({"fields":{"city":"A"}}),
+    )
+    .assert_problem(400, "customer_id_invalid");
+    let page = s.get("/v1/databases/shop/profiles?limit=10");
+    assert_eq!(page.body["profiles"], json!([]), "nothing was written");
+}
+
+#[test]
+fn put_keeps_consent_records_and_projections_show_missing_contacts_as_null() {
+    let s = shop();
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Porto"},"subscriptions":[{"resource":"blog","channel":"email","status":"unsubscribed"}]}),
+    );
+    let r = s.put(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Faro"}}),
+    );
+    assert_eq!(
+        r.body["subscriptions"][0]["status"], "unsubscribed",
+        "{:#}",
+        r.body
+    );
+    let r = s.get("/v1/databases/shop/profiles/c1?fields=contacts.email.valid,identifiers.crm");
+    assert_eq!(r.body["contacts"], json!({"email": null}), "{:#}", r.body);
+    assert_eq!(r.body["identifiers"], json!({}));
+    s.get("/v1/databases/shop/profiles/c1?fields=tags.x")
+        .assert_problem(400, "projection_invalid");
+}
