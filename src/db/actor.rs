@@ -47,7 +47,8 @@ impl DatabaseActor {
                 None => Err(Problem::new(
                     ErrorCode::ProfileNotFound,
                     format!("no profile `{customer_id}`"),
-                )),
+                )
+                .with("customer_id", customer_id)),
             },
             Change::AddField(spec) => {
                 let def = spec.into_def()?;
