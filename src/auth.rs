@@ -96,6 +96,21 @@ impl KeyRecord {
         ))
     }
 
+    /// Fails with `forbidden` unless the key may create or move databases into `group`:
+    /// admins anywhere, editors within their groups.
+    pub fn require_manage(&self, group: &str) -> Result<(), Problem> {
+        if self.role == Role::Admin || (self.role == Role::Editor && self.in_group(group)) {
+            return Ok(());
+        }
+        Err(Problem::new(
+            ErrorCode::Forbidden,
+            format!(
+                "key `{}` ({:?}, groups {:?}) may not place databases in group `{group}`",
+                self.name, self.role, self.groups
+            ),
+        ))
+    }
+
     /// Fails with `forbidden` unless the key is an admin.
     pub fn require_admin(&self) -> Result<(), Problem> {
         if self.role == Role::Admin {

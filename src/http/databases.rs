@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::fields::FieldView;
-use super::{Caller, JsonBody, State, json};
-use crate::auth::{Access, Role};
+use super::{Caller, Db, JsonBody, Read, State, Write, json};
+use crate::auth::Access;
 use crate::db::{Change, Database};
-use crate::error::{ErrorCode, Problem};
+use crate::error::Problem;
 use crate::schema::{DatabaseSettings, DatabaseSpec};
 
 /// A database as the API shows it: its settings, fields and profile count.
@@ -73,16 +73,7 @@ pub async fn create(
     body: JsonBody<DatabaseSpec>,
 ) -> Result<HttpResponse, Problem> {
     let spec = body.0;
-    let group = spec.group.clone().unwrap_or_else(|| "default".into());
-    if !(caller.role == Role::Admin || (caller.role == Role::Editor && caller.in_group(&group))) {
-        return Err(Problem::new(
-            ErrorCode::Forbidden,
-            format!(
-                "key `{}` may not create databases in group `{group}`",
-                caller.name
-            ),
-        ));
-    }
+    caller.require_manage(spec.group.as_deref().unwrap_or("default"))?;
     let db = state.databases.create(spec)?;
     tracing::info!(database = %db.name(), "database created");
     Ok(json(StatusCode::CREATED, &DatabaseView::of(&db)))
@@ -92,36 +83,17 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/databases/{db}", tag = "databases",
     responses((status = 200, body = DatabaseView), (status = 404, description = "database_not_found")),
     security(("bearer" = [])))]
-pub async fn get(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, Problem> {
-    let db = state.database(&caller, &path, Access::Read)?;
-    Ok(json(StatusCode::OK, &DatabaseView::of(&db)))
+pub async fn get(db: Db<Read>) -> HttpResponse {
+    json(StatusCode::OK, &DatabaseView::of(&db))
 }
 
 /// Changes settings; members left out keep their value.
 #[utoipa::path(patch, path = "/v1/databases/{db}", tag = "databases", request_body = DatabaseSpec,
     responses((status = 200, body = DatabaseView)), security(("bearer" = [])))]
-pub async fn patch(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-    body: JsonBody<DatabaseSpec>,
-) -> Result<HttpResponse, Problem> {
-    let db = state.database(&caller, &path, Access::Write)?;
+pub async fn patch(db: Db<Write>, body: JsonBody<DatabaseSpec>) -> Result<HttpResponse, Problem> {
     if let Some(group) = &body.0.group {
         // Moving a database to a group the key is not in would lock the key out.
-        if caller.role != Role::Admin && !caller.in_group(group) {
-            return Err(Problem::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "key `{}` may not move a database to group `{group}`",
-                    caller.name
-                ),
-            ));
-        }
+        db.caller.require_manage(group)?;
     }
     db.apply(Change::Settings(body.0)).await?;
     Ok(json(StatusCode::OK, &DatabaseView::of(&db)))
@@ -130,13 +102,8 @@ pub async fn patch(
 /// Deletes a database and every profile in it.
 #[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases",
     responses((status = 204)), security(("bearer" = [])))]
-pub async fn delete(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, Problem> {
-    let db = state.database(&caller, &path, Access::Write)?;
-    state.databases.delete(&db)?;
-    tracing::info!(database = %path, "database deleted");
+pub async fn delete(state: State, db: Db<Write>) -> Result<HttpResponse, Problem> {
+    state.databases.delete(&db.db)?;
+    tracing::info!(database = %db.name(), "database deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,6 +2,7 @@
 //! own extractors. Each failure becomes a [`Problem`] with its own code.
 
 use std::future::{Ready, ready};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
@@ -11,7 +12,8 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::auth::KeyRecord;
+use crate::auth::{Access, KeyRecord};
+use crate::db::Database;
 use crate::error::{ErrorCode, Problem};
 
 /// The authenticated key of the request.
@@ -174,4 +176,81 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) ->
 /// Answers for failures of actix's path extractor.
 pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
     Problem::new(ErrorCode::RouteNotFound, err.to_string()).into()
+}
+
+/// The access a [`Db`] extractor demands.
+pub trait Level {
+    /// Read or write.
+    const ACCESS: Access;
+}
+
+/// Look up, list, query.
+pub struct Read;
+
+/// Write profiles, fields and settings.
+pub struct Write;
+
+impl Level for Read {
+    const ACCESS: Access = Access::Read;
+}
+
+impl Level for Write {
+    const ACCESS: Access = Access::Write;
+}
+
+/// The database of the route's `{db}` segment, which the caller may access at level `L`.
+///
+/// The permission a handler needs is in its argument type. Listed before a body, it is
+/// checked before the body is read.
+pub struct Db<L> {
+    /// The database.
+    pub db: Arc<Database>,
+    /// The key that asked.
+    pub caller: Caller,
+    level: PhantomData<L>,
+}
+
+impl<L> std::ops::Deref for Db<L> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl<L: Level> FromRequest for Db<L> {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|caller| {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .expect("AppState is registered");
+            let name = req
+                .match_info()
+                .get("db")
+                .expect("Db is used on routes with a {db} segment");
+            let db = state.database(&caller, name, L::ACCESS)?;
+            Ok(Db {
+                db,
+                caller,
+                level: PhantomData,
+            })
+        }))
+    }
+}
+
+/// A caller holding the admin role.
+pub struct Admin(pub Caller);
+
+impl FromRequest for Admin {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|caller| {
+            caller.require_admin()?;
+            Ok(Admin(caller))
+        }))
+    }
 }

@@ -5,8 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Caller, JsonBody, State, json};
-use crate::auth::Access;
+use super::{Db, JsonBody, Read, Write, json};
 use crate::db::Change;
 use crate::error::Problem;
 use crate::schema::{FieldDef, FieldSpec, FieldType};
@@ -51,12 +50,7 @@ pub struct FieldList {
 /// Lists fields, default fields first.
 #[utoipa::path(get, path = "/v1/databases/{db}/fields", tag = "fields",
     responses((status = 200, body = FieldList)), security(("bearer" = [])))]
-pub async fn list(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, Problem> {
-    let db = state.database(&caller, &path, Access::Read)?;
+pub async fn list(db: Db<Read>) -> Result<HttpResponse, Problem> {
     let schema = db.state.schema.load();
     let fields = schema.fields().iter().map(FieldView::from).collect();
     Ok(json(StatusCode::OK, &FieldList { fields }))
@@ -66,13 +60,7 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/databases/{db}/fields", tag = "fields", request_body = FieldSpec,
     responses((status = 201, body = FieldView), (status = 409, description = "field_exists or field_is_default")),
     security(("bearer" = [])))]
-pub async fn create(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-    body: JsonBody<FieldSpec>,
-) -> Result<HttpResponse, Problem> {
-    let db = state.database(&caller, &path, Access::Write)?;
+pub async fn create(db: Db<Write>, body: JsonBody<FieldSpec>) -> Result<HttpResponse, Problem> {
     let name = body.0.name.clone();
     db.apply(Change::AddField(body.0)).await?;
     let schema = db.state.schema.load();
@@ -84,12 +72,10 @@ pub async fn create(
 #[utoipa::path(delete, path = "/v1/databases/{db}/fields/{name}", tag = "fields",
     responses((status = 204), (status = 409, description = "field_is_default")), security(("bearer" = [])))]
 pub async fn delete(
-    state: State,
-    caller: Caller,
+    db: Db<Write>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let (db, name) = path.into_inner();
-    let db = state.database(&caller, &db, Access::Write)?;
+    let (_, name) = path.into_inner();
     db.apply(Change::DropField(name)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Caller, JsonBody, State, json};
+use super::{Admin, JsonBody, State, json};
 use crate::auth::{KeyRecord, Role};
 use crate::error::{ErrorCode, Problem};
 
@@ -77,10 +77,9 @@ async fn blocking<T: Send + 'static>(
     responses((status = 201, body = NewKey)), security(("bearer" = [])))]
 pub async fn create(
     state: State,
-    caller: Caller,
+    _admin: Admin,
     body: JsonBody<KeySpec>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_admin()?;
     let spec = body.0;
     let (record, key) =
         blocking(move || state.keys.create(spec.name, spec.role, spec.groups)).await?;
@@ -92,8 +91,7 @@ pub async fn create(
 /// Lists keys (never their secrets).
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, body = KeyList)),
     security(("bearer" = [])))]
-pub async fn list(state: State, caller: Caller) -> Result<HttpResponse, Problem> {
-    caller.require_admin()?;
+pub async fn list(state: State, _admin: Admin) -> Result<HttpResponse, Problem> {
     let keys = state.keys.list().iter().map(KeyView::from).collect();
     Ok(json(StatusCode::OK, &KeyList { keys }))
 }
@@ -103,10 +101,9 @@ pub async fn list(state: State, caller: Caller) -> Result<HttpResponse, Problem>
     responses((status = 204), (status = 404, description = "key_not_found")), security(("bearer" = [])))]
 pub async fn delete(
     state: State,
-    caller: Caller,
+    _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_admin()?;
     let id = path.into_inner();
     blocking(move || state.keys.delete(&id)).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -22,7 +22,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, Resource, web};
 use serde::Serialize;
 
-pub use extract::{Caller, JsonBody};
+pub use extract::{Admin, Caller, Db, JsonBody, Read, Write};
 pub use ops::Telemetry;
 
 use crate::auth::{Access, KeyRing};

@@ -14,8 +14,7 @@ use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
-use super::{Caller, State, json};
-use crate::auth::Access;
+use super::{Db, Read, State, json};
 use crate::error::{ErrorCode, Problem};
 
 /// The Prometheus recorder's handle.
@@ -164,8 +163,7 @@ static FILLER: [u8; 65536] = [b'x'; 65536];
 /// answering a constant body of `bytes` bytes without the lookup and serialization.
 pub async fn ceiling(
     state: State,
-    caller: Caller,
-    path: web::Path<String>,
+    _db: Db<Read>,
     q: web::Query<CeilingQuery>,
 ) -> Result<HttpResponse, Problem> {
     if !state.settings.bench_routes {
@@ -174,7 +172,6 @@ pub async fn ceiling(
             "start the server with --bench-routes true",
         ));
     }
-    state.database(&caller, &path, Access::Read)?;
     let n = q.bytes.unwrap_or(1024).min(FILLER.len());
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Caller, JsonBody, State, json};
-use crate::auth::Access;
+use super::{Db, JsonBody, Read, Write, json};
 use crate::db::{Applied, Change, Database, lookup_key};
 use crate::document::{self, Document, Projection};
 use crate::error::{ErrorCode, Problem};
@@ -146,14 +145,12 @@ fn not_found(customer_id: &str) -> Problem {
 }
 
 async fn write(
-    state: State,
-    caller: Caller,
+    db: Db<Write>,
     path: web::Path<(String, String)>,
     body: ProfileBody,
     replace: bool,
 ) -> Result<HttpResponse, Problem> {
-    let (db, customer_id) = path.into_inner();
-    let db = state.database(&caller, &db, Access::Write)?;
+    let (_, customer_id) = path.into_inner();
     let update = body.into_update(&customer_id, replace)?;
     match db.apply(Change::Upsert(update)).await? {
         Applied::Profile { profile, .. } => Ok(render(&db, &profile, None)),
@@ -169,12 +166,11 @@ async fn write(
     request_body = ProfileBody, responses((status = 200, description = "the profile document")),
     security(("bearer" = [])))]
 pub async fn put(
-    state: State,
-    caller: Caller,
+    db: Db<Write>,
     path: web::Path<(String, String)>,
     body: JsonBody<ProfileBody>,
 ) -> Result<HttpResponse, Problem> {
-    write(state, caller, path, body.0, true).await
+    write(db, path, body.0, true).await
 }
 
 /// Merges into a profile, creating it if absent.
@@ -182,12 +178,11 @@ pub async fn put(
     request_body = ProfileBody, responses((status = 200, description = "the profile document")),
     security(("bearer" = [])))]
 pub async fn patch(
-    state: State,
-    caller: Caller,
+    db: Db<Write>,
     path: web::Path<(String, String)>,
     body: JsonBody<ProfileBody>,
 ) -> Result<HttpResponse, Problem> {
-    write(state, caller, path, body.0, false).await
+    write(db, path, body.0, false).await
 }
 
 /// Reads a profile by customer id, whole or projected.
@@ -195,13 +190,11 @@ pub async fn patch(
     params(GetQuery), responses((status = 200, description = "the profile document"),
     (status = 404, description = "profile_not_found")), security(("bearer" = [])))]
 pub async fn get(
-    state: State,
-    caller: Caller,
+    db: Db<Read>,
     path: web::Path<(String, String)>,
     q: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
-    let (db, customer_id) = path.into_inner();
-    let db = state.database(&caller, &db, Access::Read)?;
+    let (_, customer_id) = path.into_inner();
     let projection = projection(&db, q.fields.as_deref())?;
     let profile = db
         .state
@@ -216,13 +209,11 @@ pub async fn get(
     params(GetQuery), responses((status = 200, description = "the profile document"),
     (status = 404, description = "profile_not_found")), security(("bearer" = [])))]
 pub async fn get_by(
-    state: State,
-    caller: Caller,
+    db: Db<Read>,
     path: web::Path<(String, String, String)>,
     q: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
-    let (db, kind, value) = path.into_inner();
-    let db = state.database(&caller, &db, Access::Read)?;
+    let (_, kind, value) = path.into_inner();
     let projection = projection(&db, q.fields.as_deref())?;
     let key = lookup_key(&kind, &value, &db.state.settings.load())?;
     let profile = db.state.store.find(&key).ok_or_else(|| {
@@ -252,13 +243,7 @@ const MAX_BATCH: usize = 1000;
 #[utoipa::path(post, path = "/v1/databases/{db}/profiles/lookup", tag = "profiles",
     request_body = LookupBody, responses((status = 200, description = "{profiles, missing}")),
     security(("bearer" = [])))]
-pub async fn lookup(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-    body: JsonBody<LookupBody>,
-) -> Result<HttpResponse, Problem> {
-    let db = state.database(&caller, &path, Access::Read)?;
+pub async fn lookup(db: Db<Read>, body: JsonBody<LookupBody>) -> Result<HttpResponse, Problem> {
     let body = body.0;
     if body.customer_ids.len() > MAX_BATCH {
         return Err(Problem::new(
@@ -329,13 +314,7 @@ struct Page<'a> {
 /// Lists every profile, oldest first, in pages.
 #[utoipa::path(get, path = "/v1/databases/{db}/profiles", tag = "profiles", params(ListQuery),
     responses((status = 200, description = "{profiles, next_cursor}")), security(("bearer" = [])))]
-pub async fn list(
-    state: State,
-    caller: Caller,
-    path: web::Path<String>,
-    q: web::Query<ListQuery>,
-) -> Result<HttpResponse, Problem> {
-    let db = state.database(&caller, &path, Access::Read)?;
+pub async fn list(db: Db<Read>, q: web::Query<ListQuery>) -> Result<HttpResponse, Problem> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Problem::new(
@@ -375,12 +354,10 @@ pub async fn list(
 #[utoipa::path(delete, path = "/v1/databases/{db}/profiles/{customer_id}", tag = "profiles",
     responses((status = 204), (status = 404, description = "profile_not_found")), security(("bearer" = [])))]
 pub async fn delete(
-    state: State,
-    caller: Caller,
+    db: Db<Write>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
-    let (db, customer_id) = path.into_inner();
-    let db = state.database(&caller, &db, Access::Write)?;
+    let (_, customer_id) = path.into_inner();
     db.apply(Change::Delete { customer_id }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
