@@ -15,11 +15,12 @@
 //!
 //! # A request's path
 //!
-//! A lookup (`GET .../profiles/{id}`) goes `http::profiles::get` → `http::Caller`
-//! (key digest, read lock) → `db::Databases::get` → `store::ProfileStore::get` (a hash and
-//! an `Arc` clone) → `document::Document` (serialization). A write goes
-//! `http::profiles::patch` → `schema::ProfileUpdate` → `db::Database::apply` (the actor's
-//! mailbox) → `db::apply::build_profile` (validation) → `store::ProfileStore::put`.
+//! A lookup (`GET .../profiles/{id}`) goes `http::Db<Read>` (the key's digest under a read
+//! lock, `db::Databases::get`, the role and group check) → `http::profiles::get` →
+//! `store::ProfileStore::get` (a hash and an `Arc` clone) → `document::to_vec` (the bytes).
+//! A write goes `http::Db<Write>` → `http::profiles::patch` → `schema::ProfileUpdate` →
+//! `db::Database::apply` (the actor's mailbox) → `db::apply::build_profile` (validation)
+//! → `store::ProfileStore::put`.
 
 #![warn(missing_docs)]
 
