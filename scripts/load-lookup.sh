@@ -14,15 +14,16 @@
 # On a small machine wrk shares the cores with the server and its Lua costs show: (c)
 # gives the like-for-like ratio, (b) the ceiling with the cheapest client.
 #
-# Usage: PROFILES=1000000 DURATION=20 bash scripts/load-lookup.sh
-# Env: PROFILES (1000000), DURATION (20 s), LOAD_CAP (300 s, wrk's cap on loading),
+# Usage: PROFILES=1000000 DURATION=10 ROUNDS=4 bash scripts/load-lookup.sh
+# Env: PROFILES (1000000), DURATION (10 s a route a round), ROUNDS (4), LOAD_CAP (300 s, wrk's cap on loading),
 #      LOAD_THREADS (2), LOAD_CONNECTIONS (128).
 # Installs wrk with apt-get if it is missing. Every request goes to 127.0.0.1.
 
 set -euo pipefail
 
 PROFILES=${PROFILES:-1000000}
-DURATION=${DURATION:-20}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-4}
 LOAD_CAP=${LOAD_CAP:-300}
 LOAD_THREADS=${LOAD_THREADS:-2}
 LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-128}
@@ -237,15 +238,15 @@ function request()
 end
 LUA
 
-run_wrk() { # NAME URL [wrk args...]
-    local name=$1 url=$2
-    shift 2
-    log "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency: $name"
+run_wrk() { # NAME ROUND URL [wrk args...]
+    local name=$1 round=$2 url=$3
+    shift 3
+    log "round $round: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency: $name"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$@" "$url" \
-        >"$TMP/$name.out" 2>&1
-    if grep -qE 'Non-2xx|Socket errors' "$TMP/$name.out"; then
+        >"$TMP/$name.$round.out" 2>&1
+    if grep -qE 'Non-2xx|Socket errors' "$TMP/$name.$round.out"; then
         log "$name had errors:"
-        grep -E 'Non-2xx|Socket errors' "$TMP/$name.out" >&2
+        grep -E 'Non-2xx|Socket errors' "$TMP/$name.$round.out" >&2
     fi
 }
 cat >"$TMP/ceiling.lua" <<LUA
@@ -260,30 +261,37 @@ function request()
 end
 LUA
 
-run_wrk lookup "$BASE" -s "$TMP/lookup.lua"
-run_wrk ceiling "$BASE/v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES"
-run_wrk ceiling_lua "$BASE" -s "$TMP/ceiling.lua"
+# The machine is shared and noisy: the three routes take turns for ROUNDS rounds, and the
+# table reports medians, with the ratio taken within each round.
+for round in $(seq 1 "$ROUNDS"); do
+    run_wrk lookup "$round" "$BASE" -s "$TMP/lookup.lua"
+    run_wrk ceiling "$round" "$BASE/v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES"
+    run_wrk ceiling_lua "$round" "$BASE" -s "$TMP/ceiling.lua"
+done
 RSS_AFTER=$(rss_kib)
 
-rps() { awk '/^Requests\/sec:/ {print $2}' "$TMP/$1.out"; }
-pct() { awk -v p="$2%" '$1 == p {print $2; exit}' "$TMP/$1.out"; }
-
-L_RPS=$(rps lookup)
-C_RPS=$(rps ceiling)
-CL_RPS=$(rps ceiling_lua)
-RATIO=$(awk -v a="$L_RPS" -v b="$C_RPS" 'BEGIN {printf "%.2f", a / b}')
-RATIO_LUA=$(awk -v a="$L_RPS" -v b="$CL_RPS" 'BEGIN {printf "%.2f", a / b}')
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+rps_of() { awk '/^Requests\/sec:/ {print $2}' "$TMP/$1.$2.out"; }
+# wrk prints latencies with units; normalize to microseconds for the median.
+pct_of() { awk -v p="$3%" '$1 == p {v = $2; u = v; gsub(/[0-9.]/, "", u); gsub(/[a-z]/, "", v);
+    f = (u == "ms") ? 1000 : (u == "s") ? 1000000 : 1; print v * f; exit}' "$TMP/$1.$2.out"; }
+med_rps() { for r in $(seq 1 "$ROUNDS"); do rps_of "$1" "$r"; done | median; }
+med_pct() { for r in $(seq 1 "$ROUNDS"); do pct_of "$1" "$r" "$2"; done | median; }
+ratios() { for r in $(seq 1 "$ROUNDS"); do
+    awk -v a="$(rps_of lookup "$r")" -v b="$(rps_of "$1" "$r")" 'BEGIN {printf "%.3f\n", a / b}'; done; }
+fmt_us() { awk -v u="$1" 'BEGIN {if (u >= 1000) printf "%.2f ms", u / 1000; else printf "%.0f us", u}'; }
+row() { printf '| %s | %.0f | %s | %s |\n' "$1" "$(med_rps "$2")" "$(fmt_us "$(med_pct "$2" 50)")" "$(fmt_us "$(med_pct "$2" 99)")"; }
 
 echo
-echo "### persona lookup load ($PROFILES profiles, ${DURATION}s each, wrk -t$THREADS -c$CONNECTIONS, $(nproc) cores)"
+echo "### persona lookup load ($PROFILES profiles, $ROUNDS rounds of ${DURATION}s a route, wrk -t$THREADS -c$CONNECTIONS, $(nproc) cores; medians)"
 echo
 echo "| route | requests/s | p50 | p99 |"
 echo "|---|---:|---:|---:|"
-echo "| (a) GET /v1/databases/bench/profiles/{random id} | $L_RPS | $(pct lookup 50) | $(pct lookup 99) |"
-echo "| (b) GET /v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES | $C_RPS | $(pct ceiling 50) | $(pct ceiling 99) |"
-echo "| (c) the same ceiling, Lua-driven like (a) | $CL_RPS | $(pct ceiling_lua 50) | $(pct ceiling_lua 99) |"
+row "(a) GET /v1/databases/bench/profiles/{random id}" lookup
+row "(b) GET /v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES" ceiling
+row "(c) the same ceiling, Lua-driven like (a)" ceiling_lua
 echo
-echo "lookups/ceiling: $RATIO (a/b); like for like: $RATIO_LUA (a/c)"
+echo "lookups/ceiling per round: a/b $(ratios ceiling | tr '\n' ' ')(median $(ratios ceiling | median)); a/c $(ratios ceiling_lua | tr '\n' ' ')(median $(ratios ceiling_lua | median))"
 echo
 awk -v e="$RSS_EMPTY" -v l="$RSS_LOADED" -v a="$RSS_AFTER" -v n="$PROFILES" \
     -v m="$MEDIAN_BYTES" -v s="$LOAD_SECS" -v r="$LOAD_RATE" 'BEGIN {
