@@ -92,6 +92,10 @@ done
 log "server pid $SERVER_PID on $BASE"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
+# The server's user + system CPU time in clock ticks: per request, it is the measure the
+# shared cores disturb least (wrk's own CPU is not in it).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+TICK_US=$(awk -v t="$(getconf CLK_TCK)" 'BEGIN {print 1000000 / t}')
 RSS_EMPTY=$(rss_kib)
 
 api() { # METHOD PATH [BODY]
@@ -242,8 +246,13 @@ run_wrk() { # NAME ROUND URL [wrk args...]
     local name=$1 round=$2 url=$3
     shift 3
     log "round $round: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency: $name"
+    local c0 c1
+    c0=$(cpu_ticks)
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$@" "$url" \
         >"$TMP/$name.$round.out" 2>&1
+    c1=$(cpu_ticks)
+    awk -v c=$((c1 - c0)) -v t="$TICK_US" '/ requests in / {printf "%.2f\n", c * t / $1}' \
+        "$TMP/$name.$round.out" >"$TMP/$name.$round.cpu"
     if grep -qE 'Non-2xx|Socket errors' "$TMP/$name.$round.out"; then
         log "$name had errors:"
         grep -E 'Non-2xx|Socket errors' "$TMP/$name.$round.out" >&2
@@ -280,17 +289,19 @@ med_pct() { for r in $(seq 1 "$ROUNDS"); do pct_of "$1" "$r" "$2"; done | median
 ratios() { for r in $(seq 1 "$ROUNDS"); do
     awk -v a="$(rps_of lookup "$r")" -v b="$(rps_of "$1" "$r")" 'BEGIN {printf "%.3f\n", a / b}'; done; }
 fmt_us() { awk -v u="$1" 'BEGIN {if (u >= 1000) printf "%.2f ms", u / 1000; else printf "%.0f us", u}'; }
-row() { printf '| %s | %.0f | %s | %s |\n' "$1" "$(med_rps "$2")" "$(fmt_us "$(med_pct "$2" 50)")" "$(fmt_us "$(med_pct "$2" 99)")"; }
+med_cpu() { for r in $(seq 1 "$ROUNDS"); do cat "$TMP/$1.$r.cpu"; done | median; }
+row() { printf '| %s | %.0f | %s | %s | %.1f us |\n' "$1" "$(med_rps "$2")" "$(fmt_us "$(med_pct "$2" 50)")" "$(fmt_us "$(med_pct "$2" 99)")" "$(med_cpu "$2")"; }
 
 echo
 echo "### persona lookup load ($PROFILES profiles, $ROUNDS rounds of ${DURATION}s a route, wrk -t$THREADS -c$CONNECTIONS, $(nproc) cores; medians)"
 echo
-echo "| route | requests/s | p50 | p99 |"
-echo "|---|---:|---:|---:|"
+echo "| route | requests/s | p50 | p99 | server CPU per request |"
+echo "|---|---:|---:|---:|---:|"
 row "(a) GET /v1/databases/bench/profiles/{random id}" lookup
 row "(b) GET /v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES" ceiling
 row "(c) the same ceiling, Lua-driven like (a)" ceiling_lua
 echo
+echo "server CPU per request, ceiling/lookup: $(awk -v a="$(med_cpu lookup)" -v b="$(med_cpu ceiling)" 'BEGIN {printf "%.2f", b / a}')"
 echo "lookups/ceiling per round: a/b $(ratios ceiling | tr '\n' ' ')(median $(ratios ceiling | median)); a/c $(ratios ceiling_lua | tr '\n' ' ')(median $(ratios ceiling_lua | median))"
 echo
 awk -v e="$RSS_EMPTY" -v l="$RSS_LOADED" -v a="$RSS_AFTER" -v n="$PROFILES" \
