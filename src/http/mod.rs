@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicBool;
 use actix_web::dev::HttpServiceFactory;
 use actix_web::http::header;
 use actix_web::middleware::from_fn;
-use actix_web::{HttpResponse, Resource, web};
+use actix_web::{HttpResponse, Resource, guard, web};
 use serde::Serialize;
 
 pub use extract::{Admin, Caller, Db, JsonBody, Read, Write};
@@ -71,6 +71,12 @@ pub fn json<T: Serialize>(status: actix_web::http::StatusCode, body: &T) -> Http
         .body(serde_json::to_vec(body).expect("views serialize"))
 }
 
+/// A GET route that answers HEAD too (the body is left out for HEAD by actix-http):
+/// monitors and caches ask with HEAD.
+fn get() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 const V1: &str = "/v1";
 const DB: &str = "/v1/databases/{db}";
 
@@ -104,7 +110,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     DB,
                     "/v1/databases/{db}/profiles/{customer_id}",
                     |r| {
-                        r.route(web::get().to(profiles::get))
+                        r.route(get().to(profiles::get))
                             .route(web::put().to(profiles::put))
                             .route(web::patch().to(profiles::patch))
                             .route(web::delete().to(profiles::delete))
@@ -113,23 +119,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource(
                     DB,
                     "/v1/databases/{db}/profiles/by/{identifier}/{value}",
-                    |r| r.route(web::get().to(profiles::get_by)),
+                    |r| r.route(get().to(profiles::get_by)),
                 ))
                 .service(resource(DB, "/v1/databases/{db}/profiles", |r| {
-                    r.route(web::get().to(profiles::list))
+                    r.route(get().to(profiles::list))
                 }))
                 .service(resource(DB, "/v1/databases/{db}/ceiling", |r| {
-                    r.route(web::get().to(ops::ceiling))
+                    r.route(get().to(ops::ceiling))
                 }))
                 .service(resource(DB, "/v1/databases/{db}/fields", |r| {
-                    r.route(web::get().to(fields::list))
+                    r.route(get().to(fields::list))
                         .route(web::post().to(fields::create))
                 }))
                 .service(resource(DB, "/v1/databases/{db}/fields/{name}", |r| {
                     r.route(web::delete().to(fields::delete))
                 }))
                 .service(resource(DB, "/v1/databases/{db}", |r| {
-                    r.route(web::get().to(databases::get))
+                    r.route(get().to(databases::get))
                         .route(web::patch().to(databases::patch))
                         .route(web::delete().to(databases::delete))
                 }))
@@ -138,11 +144,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope(V1)
                 .service(resource(V1, "/v1/databases", |r| {
-                    r.route(web::get().to(databases::list))
+                    r.route(get().to(databases::list))
                         .route(web::post().to(databases::create))
                 }))
                 .service(resource(V1, "/v1/keys", |r| {
-                    r.route(web::get().to(keys::list))
+                    r.route(get().to(keys::list))
                         .route(web::post().to(keys::create))
                 }))
                 .service(resource(V1, "/v1/keys/{id}", |r| {
@@ -151,17 +157,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(problem::route_not_found)),
         )
         .service(resource("", "/healthz", |r| {
-            r.route(web::get().to(ops::healthz))
+            r.route(get().to(ops::healthz))
         }))
-        .service(resource("", "/readyz", |r| {
-            r.route(web::get().to(ops::readyz))
-        }))
+        .service(resource("", "/readyz", |r| r.route(get().to(ops::readyz))))
         .service(resource("", "/metrics", |r| {
-            r.route(web::get().to(ops::metrics))
+            r.route(get().to(ops::metrics))
         }))
-        .service(resource("", "/docs", |r| {
-            r.route(web::get().to(openapi::docs))
-        }))
+        .service(resource("", "/docs", |r| r.route(get().to(openapi::docs))))
         .service(openapi::swagger())
         .default_service(web::to(problem::route_not_found));
 }

@@ -164,3 +164,22 @@ fn sigterm_lets_requests_in_flight_finish() {
     assert_eq!(res.body["fields"]["city"], "Porto");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn head_is_answered_wherever_get_is() {
+    let s = Server::start();
+    let head = s.anon(Method::HEAD, "/healthz").send().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.text().unwrap(), "");
+    s.create_db("shop", json!({}));
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields":{"city":"Porto"}}),
+    );
+    let head = s
+        .req(Method::HEAD, "/v1/databases/shop/profiles/c1")
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.text().unwrap(), "");
+}
