@@ -36,13 +36,7 @@ fn create_read_patch_list_delete() {
         .map(|d| d["name"].clone())
         .collect();
     assert_eq!(names, vec![json!("shop")]);
-    assert_eq!(
-        s.get("/v1/databases").body["databases"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(s.count("/v1/databases", "databases"), 2);
 
     let patched = s.patch(
         "/v1/databases/shop",
@@ -100,13 +94,7 @@ fn bad_database_bodies_are_refused_and_change_nothing() {
         let res = s.patch("/v1/databases/shop", bad.clone());
         assert_eq!(res.status, 400, "{bad}: {:#}", res.body);
     }
-    assert_eq!(
-        s.get("/v1/databases").body["databases"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(s.count("/v1/databases", "databases"), 1);
     let shop = s.get("/v1/databases/shop").body;
     assert_eq!(shop["interest_window_days"], 30);
     assert_eq!(shop["default_region"], serde_json::Value::Null);

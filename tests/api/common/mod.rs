@@ -183,6 +183,15 @@ impl Server {
         self.call(Method::DELETE, path, None)
     }
 
+    /// The length of the array `member` in the answer to `GET path`.
+    pub fn count(&self, path: &str, member: &str) -> usize {
+        let res = self.get(path);
+        res.body[member]
+            .as_array()
+            .unwrap_or_else(|| panic!("GET {path} has no array `{member}`: {:#}", res.body))
+            .len()
+    }
+
     /// Creates a database with `extra` settings merged into the minimal body.
     pub fn create_db(&self, name: &str, extra: Value) -> Res {
         let mut body = serde_json::json!({"name": name, "consent_confirmed": true});
