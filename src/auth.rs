@@ -304,17 +304,9 @@ impl KeyRing {
         Ok((record, secret))
     }
 
-    /// Every key, oldest first (no secrets, no digests).
-    pub fn list(&self) -> Vec<KeyRecord> {
-        let mut all: Vec<KeyRecord> = self
-            .by_digest
-            .read()
-            .values()
-            .map(|r| KeyRecord {
-                digest: String::new(),
-                ..(**r).clone()
-            })
-            .collect();
+    /// Every key, oldest first.
+    pub fn list(&self) -> Vec<Arc<KeyRecord>> {
+        let mut all: Vec<Arc<KeyRecord>> = self.by_digest.read().values().cloned().collect();
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         all
     }

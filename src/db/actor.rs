@@ -37,10 +37,7 @@ impl DatabaseActor {
                     build_profile(&schema, &settings, &st.store, old.as_deref(), &update, now)?;
                 let profile = Arc::new(profile);
                 st.store.put(Arc::clone(&profile), old.as_deref());
-                Ok(Applied::Profile {
-                    profile,
-                    created: old.is_none(),
-                })
+                Ok(Applied::Profile(profile))
             }
             Change::Delete { customer_id } => match st.store.remove(&customer_id) {
                 Some(_) => Ok(Applied::Done),

@@ -48,12 +48,7 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub enum Applied {
     /// The profile as published.
-    Profile {
-        /// The new profile.
-        profile: Arc<Profile>,
-        /// Whether it was created by this change.
-        created: bool,
-    },
+    Profile(Arc<Profile>),
     /// The change took effect; nothing to return.
     Done,
 }

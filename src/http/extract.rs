@@ -230,7 +230,11 @@ impl<L: Level> FromRequest for Db<L> {
                 .match_info()
                 .get("db")
                 .expect("Db is used on routes with a {db} segment");
-            let db = state.database(&caller, name, L::ACCESS)?;
+            let db = state
+                .databases
+                .get(name)
+                .ok_or_else(|| crate::db::not_found(name))?;
+            caller.require(L::ACCESS, name, &db.state.settings.load().group)?;
             Ok(Db {
                 db,
                 caller,

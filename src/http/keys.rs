@@ -92,7 +92,12 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, body = KeyList)),
     security(("bearer" = [])))]
 pub async fn list(state: State, _admin: Admin) -> Result<HttpResponse, Problem> {
-    let keys = state.keys.list().iter().map(KeyView::from).collect();
+    let keys = state
+        .keys
+        .list()
+        .iter()
+        .map(|k| KeyView::from(&**k))
+        .collect();
     Ok(json(StatusCode::OK, &KeyList { keys }))
 }
 

@@ -13,7 +13,6 @@ mod ops;
 mod problem;
 mod profiles;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use actix_web::dev::HttpServiceFactory;
@@ -25,10 +24,9 @@ use serde::Serialize;
 pub use extract::{Admin, Caller, Db, JsonBody, Read, Write};
 pub use ops::Telemetry;
 
-use crate::auth::{Access, KeyRing};
+use crate::auth::KeyRing;
 use crate::config::Settings;
-use crate::db::{self, Database, Databases};
-use crate::error::Problem;
+use crate::db::Databases;
 
 /// What every handler shares.
 pub struct AppState {
@@ -46,23 +44,6 @@ pub struct AppState {
 
 /// Shorthand for handler state.
 pub type State = web::Data<AppState>;
-
-impl AppState {
-    /// The database `name`, if the caller may `access` it.
-    pub fn database(
-        &self,
-        caller: &Caller,
-        name: &str,
-        access: Access,
-    ) -> Result<Arc<Database>, Problem> {
-        let db = self
-            .databases
-            .get(name)
-            .ok_or_else(|| db::not_found(name))?;
-        caller.require(access, name, &db.state.settings.load().group)?;
-        Ok(db)
-    }
-}
 
 /// A JSON response.
 pub fn json<T: Serialize>(status: actix_web::http::StatusCode, body: &T) -> HttpResponse {

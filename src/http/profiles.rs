@@ -153,7 +153,7 @@ async fn write(
     let (_, customer_id) = path.into_inner();
     let update = body.into_update(&customer_id, replace)?;
     match db.apply(Change::Upsert(update)).await? {
-        Applied::Profile { profile, .. } => Ok(render(&db, &profile, None)),
+        Applied::Profile(profile) => Ok(render(&db, &profile, None)),
         Applied::Done => Err(Problem::new(
             ErrorCode::Internal,
             "the write returned no profile",
