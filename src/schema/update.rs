@@ -138,3 +138,20 @@ pub fn check_namespace(ns: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customer_ids_and_namespaces() {
+        assert!(check_customer_id("c-42@shop").is_ok());
+        for bad in ["", "a/b", "a\nb", "\u{FFFD}", "lookup", &"x".repeat(129)] {
+            assert!(check_customer_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_namespace("crm").is_ok());
+        for bad in ["email", "phone", "CRM", "1x", "a:b", ""] {
+            assert!(check_namespace(bad).is_err(), "{bad:?}");
+        }
+    }
+}

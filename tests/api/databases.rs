@@ -84,15 +84,51 @@ fn bad_database_bodies_are_refused_and_change_nothing() {
         json!({"name":"x","consent_confirmed":true,"interest_window_days":"30"}),
     )
     .assert_problem(400, "invalid_body");
-    for bad in [
-        json!({"default_region":"XX"}),
-        json!({"interest_window_days":0}),
-        json!({"sender":{"from_email":"nope"}}),
-        json!({"resources":[{"name":"blog","channels":["fax"]}]}),
-        json!({"name":"renamed"}),
+    for (bad, code, setting) in [
+        (
+            json!({"default_region":"XX"}),
+            "setting_invalid",
+            "default_region",
+        ),
+        (
+            json!({"interest_window_days":0}),
+            "setting_invalid",
+            "interest_window_days",
+        ),
+        (
+            json!({"sender":{"from_email":"nope"}}),
+            "setting_invalid",
+            "sender.from_email",
+        ),
+        (
+            json!({"resources":[{"name":"blog","channels":[]}]}),
+            "setting_invalid",
+            "resources",
+        ),
+        (
+            json!({"subscription_manager":{"title":"t","language":"English"}}),
+            "setting_invalid",
+            "subscription_manager.language",
+        ),
+        (json!({"group":"Bad Group"}), "setting_invalid", "group"),
+        (json!({"name":"renamed"}), "setting_invalid", "name"),
+        (
+            json!({"resources":[{"name":"blog","channels":["fax"]}]}),
+            "invalid_body",
+            "",
+        ),
+        (json!({"consent_confirmed":false}), "consent_required", ""),
     ] {
         let res = s.patch("/v1/databases/shop", bad.clone());
-        assert_eq!(res.status, 400, "{bad}: {:#}", res.body);
+        assert_eq!(
+            (res.status, res.code()),
+            (400, code),
+            "{bad}: {:#}",
+            res.body
+        );
+        if !setting.is_empty() {
+            assert_eq!(res.body["setting"], setting, "{bad}");
+        }
     }
     assert_eq!(s.count("/v1/databases", "databases"), 1);
     let shop = s.get("/v1/databases/shop").body;

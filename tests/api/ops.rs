@@ -183,3 +183,24 @@ fn head_is_answered_wherever_get_is() {
     assert_eq!(head.status(), 200);
     assert_eq!(head.text().unwrap(), "");
 }
+
+#[test]
+fn admin_keys_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_persona"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("PERSONA_ADMIN_KEY", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 16"), "{err}");
+    assert!(!err.contains("short\""), "the key is not echoed: {err}");
+
+    // A key of digits only is a string like any other, not a number to parse.
+    let digits = "12345678901234567890";
+    let s = Server::start_with(&[], &[("PERSONA_ADMIN_KEY", digits)]);
+    let listed = crate::common::send(s.anon(Method::GET, "/v1/keys").bearer_auth(digits));
+    assert_eq!(listed.status, 200, "{:#}", listed.body);
+}
