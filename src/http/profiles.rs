@@ -13,10 +13,10 @@ use serde_json::{Map, Value as Json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Db, JsonBody, Read, Write, json};
-use crate::db::{Applied, Change, Database, lookup_key};
+use crate::db::{Applied, Change, lookup_key};
 use crate::document::{self, Document, Projection};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{ProfileUpdate, RawValue, Source, SubscriptionChange};
+use crate::schema::{ProfileUpdate, RawValue, Schema, Source, SubscriptionChange};
 use crate::store::Profile;
 
 /// Tag changes in a profile body.
@@ -117,17 +117,17 @@ fn today() -> jiff::civil::Date {
     document::utc_date(Timestamp::now())
 }
 
-fn projection(db: &Database, fields: Option<&str>) -> Result<Option<Projection>, Problem> {
+fn projection(schema: &Schema, fields: Option<&str>) -> Result<Option<Projection>, Problem> {
     fields
-        .map(|list| Projection::parse(list, &db.state.schema.load()))
+        .map(|list| Projection::parse(list, schema))
         .transpose()
 }
 
-fn render(db: &Database, profile: &Profile, projection: Option<&Projection>) -> HttpResponse {
-    let schema = db.state.schema.load();
+/// The answer for one profile, rendered with the schema the request loaded once.
+fn render(schema: &Schema, profile: &Profile, projection: Option<&Projection>) -> HttpResponse {
     let body = document::to_vec(&Document {
         profile,
-        schema: &schema,
+        schema,
         projection,
         today: today(),
     });
@@ -153,7 +153,7 @@ async fn write(
     let (_, customer_id) = path.into_inner();
     let update = body.into_update(&customer_id, replace)?;
     match db.apply(Change::Upsert(update)).await? {
-        Applied::Profile(profile) => Ok(render(&db, &profile, None)),
+        Applied::Profile(profile) => Ok(render(&db.state.schema.load(), &profile, None)),
         Applied::Done => Err(Problem::new(
             ErrorCode::Internal,
             "the write returned no profile",
@@ -195,13 +195,14 @@ pub async fn get(
     q: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
     let (_, customer_id) = path.into_inner();
-    let projection = projection(&db, q.fields.as_deref())?;
+    let schema = db.state.schema.load();
+    let projection = projection(&schema, q.fields.as_deref())?;
     let profile = db
         .state
         .store
         .get(&customer_id)
         .ok_or_else(|| not_found(&customer_id))?;
-    Ok(render(&db, &profile, projection.as_ref()))
+    Ok(render(&schema, &profile, projection.as_ref()))
 }
 
 /// Reads a profile by email, phone or an external identifier.
@@ -214,7 +215,8 @@ pub async fn get_by(
     q: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
     let (_, kind, value) = path.into_inner();
-    let projection = projection(&db, q.fields.as_deref())?;
+    let schema = db.state.schema.load();
+    let projection = projection(&schema, q.fields.as_deref())?;
     let key = lookup_key(&kind, &value, &db.state.settings.load())?;
     let profile = db.state.store.find(&key).ok_or_else(|| {
         Problem::new(
@@ -223,7 +225,7 @@ pub async fn get_by(
         )
         .with("identifier", kind.clone())
     })?;
-    Ok(render(&db, &profile, projection.as_ref()))
+    Ok(render(&schema, &profile, projection.as_ref()))
 }
 
 /// The body of a batch lookup.
@@ -331,8 +333,8 @@ pub async fn list(db: Db<Read>, q: web::Query<ListQuery>) -> Result<HttpResponse
             )
         })?),
     };
-    let projection = projection(&db, q.fields.as_deref())?;
     let schema = db.state.schema.load();
+    let projection = projection(&schema, q.fields.as_deref())?;
     let (profiles, next) = db.state.store.page(after, limit);
     let today = today();
     let page = Page {
