@@ -77,6 +77,10 @@ pub struct ServeArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_interval: Option<String>,
+    /// Also snapshot after this many updates (0: only by interval).
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_after: Option<u64>,
     /// Log format.
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +113,8 @@ pub struct Settings {
     pub fsync: FsyncPolicy,
     /// Snapshot interval (`60s`, `5m`, ...).
     pub snapshot_interval: String,
+    /// Snapshot after this many updates too (0: only by interval).
+    pub snapshot_after: u64,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -129,6 +135,7 @@ impl Default for Settings {
             admin_key: None,
             fsync: FsyncPolicy::EverySecond,
             snapshot_interval: "60s".into(),
+            snapshot_after: 100_000,
             log_format: LogFormat::Human,
             log_level: "info".into(),
             workers: 0,
@@ -159,6 +166,7 @@ const ENV_KEYS: &[&str] = &[
     "data_dir",
     "fsync",
     "snapshot_interval",
+    "snapshot_after",
     "log_format",
     "log_level",
     "workers",

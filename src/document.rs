@@ -239,7 +239,7 @@ impl Document<'_> {
                 value: value("email"),
                 normalized: &c.normalized,
                 valid: c.valid(),
-                reason: c.error.as_ref().map(ToString::to_string),
+                reason: c.reason.as_deref().map(ToString::to_string),
             }),
             phone: p.phone.as_ref().map(|c| PhoneView {
                 value: value("phone"),

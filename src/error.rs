@@ -72,6 +72,10 @@ codes! {
     ProjectionInvalid => ("projection_invalid", 400, "Invalid field projection"),
     KeyNotFound => ("key_not_found", 404, "No such API key"),
     Unavailable => ("unavailable", 503, "The server cannot take this request now"),
+    Starting => ("starting", 503, "The server is still loading its databases"),
+    DatabaseUnavailable => ("database_unavailable", 503, "The database could not be loaded from disk"),
+    StorageFailed => ("storage_failed", 503, "The database cannot write to disk and is read-only"),
+    SnapshotFailed => ("snapshot_failed", 500, "The snapshot could not be written"),
     Internal => ("internal", 500, "Internal error"),
 }
 

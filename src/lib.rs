@@ -31,6 +31,7 @@ pub mod db;
 pub mod document;
 pub mod error;
 pub mod http;
+pub mod persist;
 pub mod schema;
 pub mod server;
 pub mod store;

@@ -5,15 +5,15 @@
 //! in flight. Must run inside an actix system (`actix_web::rt::System`).
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::rt::signal::unix::{Signal, SignalKind, signal};
 use actix_web::{App, web};
 
 use crate::auth::{AdminKeySource, KeyRing};
 use crate::config::Settings;
-use crate::db::Databases;
+use crate::db::{Databases, Persistence};
 use crate::http::{self, AppState, Telemetry};
+use crate::persist::{DataDir, PersistError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,9 @@ pub enum StartError {
     /// The keys or the admin key cannot be read or written, or are unsafe.
     #[error(transparent)]
     Keys(#[from] crate::auth::KeyRingError),
+    /// The data directory cannot be opened or locked.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
     /// A setting does not parse.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -48,6 +51,7 @@ pub struct Server {
     /// Where the bootstrap admin key came from.
     pub admin_key: AdminKeySource,
     server: actix_web::dev::Server,
+    state: web::Data<AppState>,
 }
 
 impl Server {
@@ -57,8 +61,18 @@ impl Server {
             path: settings.data_dir.clone(),
             source,
         })?;
+        let data = DataDir::open(&settings.data_dir)?;
         let (keys, admin_key) =
             KeyRing::open(Some(&settings.data_dir), settings.admin_key.as_deref())?;
+        let persistence = Persistence {
+            fsync: settings.fsync,
+            snapshot_interval: settings.snapshot_every()?,
+            snapshot_after: if settings.snapshot_after == 0 {
+                u64::MAX
+            } else {
+                settings.snapshot_after
+            },
+        };
         let listener = TcpListener::bind(settings.listen_addr()?)
             .map_err(|e| StartError::Listen(settings.listen.clone(), e))?;
         let addr = listener.local_addr()?;
@@ -69,14 +83,21 @@ impl Server {
             settings.workers
         };
         let state = web::Data::new(AppState {
-            databases: Databases::new(cores),
+            databases: Databases::new(data, persistence, cores),
             keys,
-            ready: AtomicBool::new(false),
             telemetry: Telemetry::install(),
             settings,
         });
-        // Nothing to load until persistence lands: ready as soon as we listen.
-        state.ready.store(true, Ordering::Release);
+        // Loading runs beside the listener: /healthz answers at once, /readyz and the
+        // database routes say `starting` until every database is back.
+        let loader = state.clone();
+        std::thread::Builder::new()
+            .name("load".into())
+            .spawn(move || {
+                if let Err(e) = loader.databases.load() {
+                    tracing::error!(error = %e, "cannot list the databases; the server stays unready");
+                }
+            })?;
         let app_state = state.clone();
         let server = actix_web::HttpServer::new(move || {
             App::new()
@@ -100,16 +121,28 @@ impl Server {
             addr,
             admin_key,
             server,
+            state,
         })
     }
 
-    /// Runs until a shutdown signal, then returns once in-flight requests are done.
+    /// Runs until a shutdown signal, then returns once in-flight requests are done and
+    /// every database has flushed its log and written a final snapshot.
     pub async fn wait(self) -> std::io::Result<()> {
         let Server {
             mut signals,
             mut server,
+            state,
             ..
         } = self;
+        let stopped = Self::serve(&mut signals, &mut server).await;
+        state.databases.shutdown().await;
+        stopped
+    }
+
+    async fn serve(
+        signals: &mut Signals,
+        server: &mut actix_web::dev::Server,
+    ) -> std::io::Result<()> {
         let handle = server.handle();
         let signal = Box::pin(async move {
             let name = futures_util::future::select(
@@ -122,7 +155,7 @@ impl Server {
                 futures_util::future::Either::Right(_) => "SIGINT",
             }
         });
-        match futures_util::future::select(&mut server, signal).await {
+        match futures_util::future::select(&mut *server, signal).await {
             futures_util::future::Either::Left((done, _)) => done,
             futures_util::future::Either::Right((name, _)) => {
                 tracing::info!("{name} received: finishing requests in flight");

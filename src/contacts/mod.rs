@@ -46,7 +46,7 @@ pub struct EmailContact {
     /// Lowercased, IDNA domain: the lookup key.
     pub normalized: CompactString,
     /// Why the syntax is not acceptable to mail systems (`None`: valid).
-    pub error: Option<email_address::Error>,
+    pub reason: Option<CompactString>,
 }
 
 impl EmailContact {
@@ -54,13 +54,15 @@ impl EmailContact {
     pub fn new(raw: &str) -> Self {
         EmailContact {
             normalized: normalize_email(raw).into(),
-            error: EmailAddress::parse_with_options(raw.trim(), EMAIL_OPTIONS).err(),
+            reason: EmailAddress::parse_with_options(raw.trim(), EMAIL_OPTIONS)
+                .err()
+                .map(|e| e.to_string().into()),
         }
     }
 
     /// Whether the address is valid.
     pub fn valid(&self) -> bool {
-        self.error.is_none()
+        self.reason.is_none()
     }
 }
 
@@ -123,6 +125,36 @@ pub fn is_region(region: &str) -> bool {
     region.len() == 2
         && phonenumber::country::Id::from_str(region).is_ok()
         && phonenumber::metadata::DATABASE.by_id(region).is_some()
+}
+
+/// Every phone type name [`PhoneContact::kind`] can hold.
+const PHONE_KINDS: &[&str] = &[
+    "fixed_line",
+    "mobile",
+    "fixed_line_or_mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "personal_number",
+    "voip",
+    "pager",
+    "uan",
+    "emergency",
+    "voicemail",
+    "short_code",
+    "standard_rate",
+    "carrier",
+    "no_international",
+    "unknown",
+];
+
+/// The static name of a phone type read back from storage (`unknown` if not one of ours).
+pub fn phone_kind(name: &str) -> &'static str {
+    PHONE_KINDS
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 fn type_name(t: PhoneNumberType) -> &'static str {

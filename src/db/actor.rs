@@ -1,114 +1,357 @@
-//! The database actor: the only writer of one database.
+//! The database actor: the only writer of one database, and the keeper of its log and
+//! snapshots.
 //!
 //! Runs on a writer arbiter thread. Each [`Apply`] message carries one [`Change`]; the
-//! actor validates it against the schema and settings it owns, publishes the result to
-//! the shared state (store, schema, settings) and replies. Messages are handled one at a
+//! actor validates it against the schema and settings it owns, gives the effect the next
+//! LSN, queues it on the WAL, applies it to the shared state and replies with the LSN
+//! (the caller waits for durability, not the actor). Messages are handled one at a
 //! time, so writes to a database are serialized without locks.
+//!
+//! Snapshots run on their own thread. Starting one costs the actor only a WAL segment
+//! switch and two `Arc` loads (the consistent view: settings and schema at the LSN);
+//! profiles are read while writes go on, which replay after the LSN makes exact (see
+//! `persist::snapshot`). One runs at a time; requests that arrive meanwhile share the
+//! next one.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Context, Handler, Message};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use jiff::Timestamp;
+use tokio::sync::oneshot;
 
 use super::apply::build_profile;
-use super::{Applied, Change, DbState};
+use super::{Applied, Change, DbState, Persistence, storage_failed};
 use crate::error::{ErrorCode, Problem};
+use crate::persist::record::encode_entry;
+use crate::persist::{Entry, SnapshotInfo, Wal, snapshot};
+
+type Waiter = oneshot::Sender<Result<SnapshotInfo, Problem>>;
+
+struct Closing {
+    snapshot: bool,
+    reply: oneshot::Sender<Result<Option<SnapshotInfo>, Problem>>,
+    result: Option<Result<SnapshotInfo, Problem>>,
+}
 
 /// The actor owning one database's writes.
 pub struct DatabaseActor {
     state: Arc<DbState>,
+    dir: PathBuf,
+    wal: Option<Wal>,
+    lsn: u64,
+    persistence: Persistence,
+    since_snapshot: u64,
+    // An erasure happened: the next snapshot must leave no older copy of it on disk.
+    erasure_pending: bool,
+    // While a snapshot runs: its waiters, and whether it is the erasing kind.
+    running: Option<(Vec<Waiter>, bool)>,
+    // Want a snapshot that starts after the running one.
+    queued: Vec<Waiter>,
+    again: bool,
+    closing: Option<Closing>,
 }
 
 impl DatabaseActor {
-    /// An actor for a database's shared state.
-    pub fn new(state: Arc<DbState>) -> Self {
-        DatabaseActor { state }
+    /// An actor for a database's shared state, its directory and its open WAL, whose
+    /// last record is `lsn`.
+    pub fn new(
+        state: Arc<DbState>,
+        dir: PathBuf,
+        wal: Wal,
+        lsn: u64,
+        persistence: Persistence,
+    ) -> Self {
+        DatabaseActor {
+            state,
+            dir,
+            wal: Some(wal),
+            lsn,
+            persistence,
+            since_snapshot: 0,
+            erasure_pending: false,
+            running: None,
+            queued: Vec::new(),
+            again: false,
+            closing: None,
+        }
     }
 
-    fn apply(&mut self, change: Change) -> Result<Applied, Problem> {
+    /// Validates a change into the effect to log, and what to answer.
+    fn effect(&mut self, change: Change) -> Result<(Entry, Applied), Problem> {
         let st = &*self.state;
-        let now = Timestamp::now();
-        match change {
+        Ok(match change {
             Change::Upsert(update) => {
                 let old = st.store.get(&update.customer_id);
                 let schema = st.schema.load();
                 let settings = st.settings.load();
+                let now = Timestamp::now();
                 let profile =
                     build_profile(&schema, &settings, &st.store, old.as_deref(), &update, now)?;
                 let profile = Arc::new(profile);
-                st.store.put(Arc::clone(&profile), old.as_deref());
-                Ok(Applied::Profile(profile))
+                (Entry::Put(Arc::clone(&profile)), Applied::Profile(profile))
             }
-            Change::Delete { customer_id } => match st.store.remove(&customer_id) {
-                Some(_) => Ok(Applied::Done),
-                None => Err(Problem::new(
-                    ErrorCode::ProfileNotFound,
-                    format!("no profile `{customer_id}`"),
-                )
-                .with("customer_id", customer_id)),
-            },
+            Change::Delete { customer_id } => {
+                if st.store.get(&customer_id).is_none() {
+                    return Err(Problem::new(
+                        ErrorCode::ProfileNotFound,
+                        format!("no profile `{customer_id}`"),
+                    )
+                    .with("customer_id", customer_id));
+                }
+                (Entry::Remove(customer_id.into()), Applied::Done)
+            }
             Change::AddField(spec) => {
                 let def = spec.into_def()?;
                 let schema = st.schema.load().with_field(def)?;
-                st.schema.store(Arc::new(schema));
-                Ok(Applied::Done)
+                (Entry::Schema(Arc::new(schema)), Applied::Done)
             }
             Change::DropField(name) => {
                 let schema = st.schema.load().without_field(&name)?;
-                st.schema.store(Arc::new(schema));
-                // Values of a dropped field go too: a field re-added later under the same
-                // name, perhaps with another type, must not find stale values.
-                for p in st.store.all() {
-                    if p.field(&name).is_some() {
-                        let mut q = (*p).clone();
-                        q.fields.retain(|(n, _)| &**n != name.as_str());
-                        st.store.put(Arc::new(q), Some(&p));
-                    }
-                }
-                Ok(Applied::Done)
+                (
+                    Entry::DropField {
+                        name,
+                        schema: Arc::new(schema),
+                    },
+                    Applied::Done,
+                )
             }
             Change::Settings(spec) => {
                 let settings = st.settings.load().patched(spec)?;
-                st.settings.store(Arc::new(settings));
-                Ok(Applied::Done)
+                (Entry::Settings(Arc::new(settings)), Applied::Done)
             }
+        })
+    }
+
+    fn apply(
+        &mut self,
+        change: Change,
+        ctx: &mut Context<Self>,
+    ) -> Result<(Applied, u64), Problem> {
+        let name = || self.state.settings.load().name.clone();
+        let Some(wal) = &self.wal else {
+            return Err(Problem::new(
+                ErrorCode::Unavailable,
+                "the database is shutting down or was deleted; retry",
+            ));
+        };
+        if let Some(e) = wal.durability().failed() {
+            return Err(storage_failed(&name(), &e));
         }
+        let (entry, applied) = self.effect(change)?;
+        let erases = matches!(entry, Entry::Remove(_));
+        self.lsn += 1;
+        let lsn = self.lsn;
+        if let Some(wal) = &self.wal {
+            wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
+        }
+        self.state.apply_entry(entry);
+        self.since_snapshot += 1;
+        if erases {
+            // Erasure reaches the disk with the next snapshot, taken now.
+            self.erasure_pending = true;
+            self.request_snapshot(ctx);
+        } else if self.since_snapshot >= self.persistence.snapshot_after {
+            self.request_snapshot(ctx);
+        }
+        Ok((applied, lsn))
+    }
+
+    fn request_snapshot(&mut self, ctx: &mut Context<Self>) {
+        if self.running.is_some() {
+            self.again = true;
+        } else {
+            self.start_snapshot(Vec::new(), ctx);
+        }
+    }
+
+    fn start_snapshot(&mut self, waiters: Vec<Waiter>, ctx: &mut Context<Self>) {
+        let Some(wal) = &self.wal else {
+            for w in waiters {
+                let _ = w.send(Err(super::gone()));
+            }
+            return;
+        };
+        let pause = Instant::now();
+        let lsn = self.lsn;
+        let rotated = wal.rotate(lsn + 1);
+        let settings = self.state.settings.load_full();
+        let schema = self.state.schema.load_full();
+        let state = Arc::clone(&self.state);
+        let erasing = std::mem::take(&mut self.erasure_pending);
+        let keep = if erasing { 1 } else { 2 };
+        self.since_snapshot = 0;
+        self.again = false;
+        self.running = Some((waiters, erasing));
+        let addr = ctx.address();
+        let dir = self.dir.clone();
+        metrics::histogram!("persona_snapshot_pause_seconds").record(pause.elapsed().as_secs_f64());
+        let spawned = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let result = (|| {
+                    rotated
+                        .recv()
+                        .map_err(|_| "the log writer stopped".to_string())?
+                        .map_err(|e| format!("switching WAL segment: {e}"))?;
+                    let profiles = state.store.all();
+                    let info = snapshot::write(&dir, lsn, &settings, &schema, &profiles)
+                        .map_err(|e| e.to_string())?;
+                    snapshot::prune(&dir, keep).map_err(|e| e.to_string())?;
+                    Ok(info)
+                })();
+                addr.do_send(SnapshotDone(result, started.elapsed()));
+            });
+        if spawned.is_err() {
+            self.finish_snapshot(Err("cannot start a snapshot thread".into()), ctx);
+        }
+    }
+
+    fn finish_snapshot(&mut self, result: Result<SnapshotInfo, String>, ctx: &mut Context<Self>) {
+        let name = self.state.settings.load().name.clone();
+        let (waiters, erasing) = self.running.take().unwrap_or_default();
+        let result = result.map_err(|e| {
+            tracing::error!(database = %name, error = %e, "snapshot failed; the WAL still holds every write");
+            if erasing {
+                self.erasure_pending = true;
+            }
+            Problem::new(ErrorCode::SnapshotFailed, format!("snapshot of `{name}` failed: {e}"))
+                .with("database", name.as_str())
+        });
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+        if let Some(closing) = &mut self.closing {
+            closing.result = Some(result);
+            self.continue_close(ctx);
+            return;
+        }
+        if !self.queued.is_empty() || self.again || self.erasure_pending {
+            let waiters = std::mem::take(&mut self.queued);
+            self.start_snapshot(waiters, ctx);
+        }
+    }
+
+    fn continue_close(&mut self, ctx: &mut Context<Self>) {
+        if self.running.is_some() {
+            return;
+        }
+        let Some(closing) = &mut self.closing else {
+            return;
+        };
+        if closing.snapshot {
+            closing.snapshot = false;
+            let waiters = std::mem::take(&mut self.queued);
+            self.start_snapshot(waiters, ctx);
+            return;
+        }
+        let closing = self.closing.take().expect("closing");
+        for w in self.queued.drain(..) {
+            let _ = w.send(Err(super::gone()));
+        }
+        if let Some(wal) = self.wal.take() {
+            wal.close();
+        }
+        let _ = closing.reply.send(closing.result.transpose());
+        ctx.stop();
     }
 }
 
 impl Actor for DatabaseActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let every = self.persistence.snapshot_interval;
+        ctx.run_interval(every, |act, ctx| {
+            if act.since_snapshot > 0 || act.erasure_pending {
+                act.request_snapshot(ctx);
+            }
+        });
+    }
 }
 
-/// Apply one change; the reply says what it did or why it was refused.
+/// Apply one change; the reply is what it did and its LSN, or why it was refused.
 #[derive(Debug)]
 pub struct Apply(pub Change);
 
 impl Message for Apply {
-    type Result = Result<Applied, Problem>;
+    type Result = Result<(Applied, u64), Problem>;
 }
 
 impl Handler<Apply> for DatabaseActor {
-    type Result = Result<Applied, Problem>;
+    type Result = Result<(Applied, u64), Problem>;
 
-    fn handle(&mut self, msg: Apply, _ctx: &mut Context<Self>) -> Self::Result {
-        self.apply(msg.0)
+    fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) -> Self::Result {
+        self.apply(msg.0, ctx)
     }
 }
 
-/// Stop the actor (its database was deleted).
+/// Take a snapshot that starts after this message; the receiver hears when it is done.
 #[derive(Debug)]
-pub struct Stop;
+pub struct TakeSnapshot;
 
-impl Message for Stop {
+impl Message for TakeSnapshot {
+    type Result = oneshot::Receiver<Result<SnapshotInfo, Problem>>;
+}
+
+impl Handler<TakeSnapshot> for DatabaseActor {
+    type Result = actix::MessageResult<TakeSnapshot>;
+
+    fn handle(&mut self, _: TakeSnapshot, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if self.running.is_some() {
+            self.queued.push(tx);
+        } else {
+            self.start_snapshot(vec![tx], ctx);
+        }
+        actix::MessageResult(rx)
+    }
+}
+
+/// Stop: optionally after a final snapshot; the WAL is flushed and fsynced, then the
+/// actor stops. The receiver hears the final snapshot (if one was asked for).
+#[derive(Debug)]
+pub struct Close {
+    /// Write a final snapshot first (graceful shutdown) or not (the database is deleted).
+    pub snapshot: bool,
+}
+
+impl Message for Close {
+    type Result = oneshot::Receiver<Result<Option<SnapshotInfo>, Problem>>;
+}
+
+impl Handler<Close> for DatabaseActor {
+    type Result = actix::MessageResult<Close>;
+
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        self.closing = Some(Closing {
+            snapshot: msg.snapshot,
+            reply,
+            result: None,
+        });
+        self.continue_close(ctx);
+        actix::MessageResult(rx)
+    }
+}
+
+struct SnapshotDone(Result<SnapshotInfo, String>, Duration);
+
+impl Message for SnapshotDone {
     type Result = ();
 }
 
-impl Handler<Stop> for DatabaseActor {
+impl Handler<SnapshotDone> for DatabaseActor {
     type Result = ();
 
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        use actix::ActorContext;
-        ctx.stop();
+    fn handle(&mut self, msg: SnapshotDone, ctx: &mut Context<Self>) {
+        metrics::histogram!("persona_snapshot_seconds").record(msg.1.as_secs_f64());
+        if let Ok(info) = &msg.0 {
+            tracing::debug!(dir = %self.dir.display(), lsn = info.lsn, profiles = info.profiles,
+                bytes = info.bytes, ms = msg.1.as_millis() as u64, "snapshot written");
+        }
+        self.finish_snapshot(msg.0, ctx);
     }
 }

@@ -2,27 +2,34 @@
 //!
 //! A [`Database`] pairs the state readers use directly ([`DbState`]: settings, schema
 //! and the profile store, all behind `Arc`s) with the address of the [`DatabaseActor`]
-//! that alone writes it. Every write is a [`Change`] sent through [`Database::apply`];
-//! reads never touch the mailbox. [`Databases`] is the registry: databases by name and
-//! the writer arbiters their actors run on. Actix stays inside this module.
+//! that alone writes it. Every write is a [`Change`] sent through [`Database::apply`]:
+//! the actor validates it, logs the effect to the WAL, applies it and answers; the
+//! caller then waits until the log is durable under the fsync policy. Reads never touch
+//! the mailbox. [`Databases`] is the registry: databases by name, their data directory,
+//! start-up loading and the writer arbiters the actors run on. Actix stays inside this
+//! module; the bytes on disk are `persist`'s.
 
 pub mod actor;
 pub mod apply;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
 use jiff::Timestamp;
 
 pub use actor::DatabaseActor;
-use actor::{Apply, Stop};
+use actor::{Apply, Close, TakeSnapshot};
 pub use apply::{WriteError, build_profile, lookup_key};
 
+use crate::config::FsyncPolicy;
 use crate::error::{ErrorCode, Problem};
+use crate::persist::recover::{self, Target};
+use crate::persist::{DataDir, Durability, Entry, PersistError, SnapshotInfo, Wal};
 use crate::schema::{DatabaseSettings, DatabaseSpec, FieldSpec, ProfileUpdate, Schema};
 use crate::store::{Profile, ProfileStore};
 
@@ -64,23 +71,81 @@ pub struct DbState {
     pub store: ProfileStore,
 }
 
+impl DbState {
+    /// Applies one logged effect: the only code that changes a database's state, used
+    /// alike by the actor for a new write and by recovery for a logged one.
+    pub fn apply_entry(&self, entry: Entry) {
+        match entry {
+            Entry::Put(p) => {
+                let old = self.store.get(&p.customer_id);
+                self.store.put(p, old.as_deref());
+            }
+            Entry::Remove(id) => {
+                self.store.remove(&id);
+            }
+            Entry::Schema(schema) => self.schema.store(schema),
+            Entry::DropField { name, schema } => {
+                self.schema.store(schema);
+                // Values of a dropped field go too: a field re-added later under the same
+                // name, perhaps with another type, must not find stale values.
+                for p in self.store.all() {
+                    if p.field(&name).is_some() {
+                        let mut q = (*p).clone();
+                        q.fields.retain(|(n, _)| &**n != name.as_str());
+                        self.store.put(Arc::new(q), Some(&p));
+                    }
+                }
+            }
+            Entry::Settings(settings) => self.settings.store(settings),
+        }
+    }
+}
+
+impl Target for DbState {
+    fn schema(&self) -> Arc<Schema> {
+        self.schema.load_full()
+    }
+
+    fn apply(&self, entry: Entry) {
+        self.apply_entry(entry);
+    }
+}
+
+/// How databases persist: the server-wide settings.
+#[derive(Debug, Clone)]
+pub struct Persistence {
+    /// When the WAL reaches the disk.
+    pub fsync: FsyncPolicy,
+    /// Snapshot at least this often (when anything changed).
+    pub snapshot_interval: Duration,
+    /// Snapshot after this many logged updates.
+    pub snapshot_after: u64,
+}
+
 /// One profile database: shared state to read, an actor to write.
 #[derive(Debug)]
 pub struct Database {
     /// Read directly by lookups.
     pub state: Arc<DbState>,
     addr: Addr<DatabaseActor>,
+    durability: Durability,
 }
 
 impl Database {
-    /// Sends a change to the actor and waits for its verdict.
+    /// Sends a change to the actor, then waits until its log record is durable.
     pub async fn apply(&self, change: Change) -> Result<Applied, Problem> {
-        self.addr.send(Apply(change)).await.map_err(|_| {
-            Problem::new(
-                ErrorCode::Unavailable,
-                "the database is shutting down or was deleted; retry",
-            )
-        })?
+        let (applied, lsn) = self.addr.send(Apply(change)).await.map_err(|_| gone())??;
+        self.durability
+            .wait(lsn)
+            .await
+            .map_err(|e| storage_failed(&self.name(), &e))?;
+        Ok(applied)
+    }
+
+    /// Takes a snapshot now (after any running one) and says what was written.
+    pub async fn snapshot(&self) -> Result<SnapshotInfo, Problem> {
+        let rx = self.addr.send(TakeSnapshot).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     /// The database's name.
@@ -89,17 +154,38 @@ impl Database {
     }
 }
 
+fn gone() -> Problem {
+    Problem::new(
+        ErrorCode::Unavailable,
+        "the database is shutting down or was deleted; retry",
+    )
+}
+
+/// The problem for a database whose log cannot be written.
+pub fn storage_failed(name: &str, cause: &str) -> Problem {
+    Problem::new(
+        ErrorCode::StorageFailed,
+        format!("database `{name}` cannot write its log ({cause}); it is read-only until the server restarts"),
+    )
+    .with("database", name)
+}
+
 /// All databases of the server, by name.
 pub struct Databases {
     by_name: DashMap<String, Arc<Database>, foldhash::quality::RandomState>,
+    // Databases on disk that could not be loaded, with the reason (naming the file).
+    failed: DashMap<String, String, foldhash::quality::RandomState>,
+    loaded: AtomicBool,
+    data: DataDir,
+    persistence: Persistence,
     writers: Vec<ArbiterHandle>,
     next_writer: AtomicUsize,
 }
 
 impl Databases {
-    /// An empty registry with `writers` arbiter threads for the actors. Call inside an
-    /// actix system.
-    pub fn new(writers: usize) -> Self {
+    /// A registry over a locked data directory, with `writers` arbiter threads for the
+    /// actors; nothing is loaded until [`Databases::load`]. Call inside an actix system.
+    pub fn new(data: DataDir, persistence: Persistence, writers: usize) -> Self {
         let writers = (0..writers.max(1))
             .map(|_| {
                 let arbiter = Arbiter::new();
@@ -111,15 +197,112 @@ impl Databases {
             .collect();
         Databases {
             by_name: DashMap::default(),
+            failed: DashMap::default(),
+            loaded: AtomicBool::new(false),
+            data,
+            persistence,
             writers,
             next_writer: AtomicUsize::new(0),
         }
+    }
+
+    /// Loads every database on disk (blocking: run it off the async workers), then marks
+    /// the registry ready. A database that cannot be recovered is left unloaded, its
+    /// reason kept for `/readyz` and for requests to it.
+    pub fn load(&self) -> Result<(), PersistError> {
+        for (name, dir) in self.data.databases()? {
+            let started = std::time::Instant::now();
+            match self.open(&dir) {
+                Ok(db) => {
+                    tracing::info!(database = %name, profiles = db.state.store.len(),
+                        ms = started.elapsed().as_millis() as u64, "database loaded");
+                    self.by_name.insert(name, db);
+                }
+                Err(e) => {
+                    tracing::error!(database = %name, error = %e,
+                        "database NOT loaded: move the named file aside or restore it, then restart");
+                    self.failed.insert(name, e.to_string());
+                }
+            }
+        }
+        self.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn open(&self, dir: &std::path::Path) -> Result<Arc<Database>, PersistError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let loaded = recover::load_snapshot(dir, threads)?;
+        let snapshot_lsn = loaded.lsn;
+        let state = Arc::new(DbState {
+            settings: ArcSwap::from_pointee(loaded.settings),
+            schema: ArcSwap::from_pointee(loaded.schema),
+            store: ProfileStore::restore(loaded.chunks),
+        });
+        let wal_dir = dir.join("wal");
+        let replayed = recover::replay(&wal_dir, snapshot_lsn, &*state)?;
+        if replayed.records > 0 {
+            tracing::info!(dir = %dir.display(), snapshot_lsn, records = replayed.records,
+                "replayed the WAL after the snapshot");
+        }
+        let wal = Wal::open(&wal_dir, replayed.last_lsn + 1, self.persistence.fsync)?;
+        Ok(self.start(state, dir.to_owned(), wal, replayed.last_lsn))
+    }
+
+    fn start(&self, state: Arc<DbState>, dir: PathBuf, wal: Wal, lsn: u64) -> Arc<Database> {
+        let writer =
+            &self.writers[self.next_writer.fetch_add(1, Ordering::Relaxed) % self.writers.len()];
+        let durability = wal.durability();
+        let actor_state = Arc::clone(&state);
+        let persistence = self.persistence.clone();
+        let addr = DatabaseActor::start_in_arbiter(writer, move |_| {
+            DatabaseActor::new(actor_state, dir, wal, lsn, persistence)
+        });
+        Arc::new(Database {
+            state,
+            addr,
+            durability,
+        })
+    }
+
+    /// Whether every database on disk has been loaded (or found unloadable).
+    pub fn ready(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Databases that could not be loaded, with the reason.
+    pub fn failed(&self) -> Vec<(String, String)> {
+        let mut all: Vec<_> = self
+            .failed
+            .iter()
+            .map(|r| (r.key().clone(), r.value().clone()))
+            .collect();
+        all.sort();
+        all
     }
 
     /// The database of this name.
     #[inline]
     pub fn get(&self, name: &str) -> Option<Arc<Database>> {
         self.by_name.get(name).map(|r| Arc::clone(r.value()))
+    }
+
+    /// The database of this name, or why it cannot be had.
+    #[inline]
+    pub fn find(&self, name: &str) -> Result<Arc<Database>, Problem> {
+        if let Some(db) = self.get(name) {
+            return Ok(db);
+        }
+        if !self.ready() {
+            return Err(starting());
+        }
+        match self.failed.get(name) {
+            Some(reason) => Err(Problem::new(
+                ErrorCode::DatabaseUnavailable,
+                format!("database `{name}` could not be loaded: {}", reason.value()),
+            )
+            .with("database", name)),
+            None => Err(not_found(name)),
+        }
     }
 
     /// Every database, sorted by name.
@@ -129,44 +312,86 @@ impl Databases {
         all
     }
 
-    /// Creates a database from a validated creation body.
+    /// Creates a database from a validated creation body: its directory and first
+    /// snapshot are on disk before it answers. Blocking (fsyncs): call off the workers.
     pub fn create(&self, spec: DatabaseSpec) -> Result<Arc<Database>, Problem> {
-        let settings = DatabaseSettings::create(spec, Timestamp::now())?;
-        match self.by_name.entry(settings.name.clone()) {
-            Entry::Occupied(_) => Err(Problem::new(
-                ErrorCode::DatabaseExists,
-                format!("database `{}` exists already", settings.name),
-            )),
-            Entry::Vacant(slot) => {
-                let state = Arc::new(DbState {
-                    settings: ArcSwap::from_pointee(settings),
-                    schema: ArcSwap::from_pointee(Schema::default()),
-                    store: ProfileStore::new(),
-                });
-                let writer = &self.writers
-                    [self.next_writer.fetch_add(1, Ordering::Relaxed) % self.writers.len()];
-                let actor_state = Arc::clone(&state);
-                let addr = DatabaseActor::start_in_arbiter(writer, move |_| {
-                    DatabaseActor::new(actor_state)
-                });
-                let db = Arc::new(Database { state, addr });
-                slot.insert(Arc::clone(&db));
-                Ok(db)
-            }
+        if !self.ready() {
+            return Err(starting());
         }
+        let settings = DatabaseSettings::create(spec, Timestamp::now())?;
+        let name = settings.name.clone();
+        let exists = || {
+            Problem::new(
+                ErrorCode::DatabaseExists,
+                format!("database `{name}` exists already"),
+            )
+            .with("database", name.as_str())
+        };
+        if self.by_name.contains_key(&name) || self.failed.contains_key(&name) {
+            return Err(exists());
+        }
+        let schema = Schema::default();
+        let storage = |e: PersistError| storage_failed(&name, &e.to_string());
+        let dir = self
+            .data
+            .create_database(&settings, &schema)
+            .map_err(storage)?
+            .ok_or_else(exists)?;
+        let wal = Wal::open(&dir.join("wal"), 1, self.persistence.fsync).map_err(storage)?;
+        let state = Arc::new(DbState {
+            settings: ArcSwap::from_pointee(settings),
+            schema: ArcSwap::from_pointee(schema),
+            store: ProfileStore::new(),
+        });
+        let db = self.start(state, dir, wal, 0);
+        self.by_name.insert(name, Arc::clone(&db));
+        Ok(db)
     }
 
-    /// Removes this database (not a namesake created since it was looked up) and stops
-    /// its actor; its profiles go with it.
-    pub fn delete(&self, db: &Arc<Database>) -> Result<(), Problem> {
+    /// Removes this database (not a namesake created since it was looked up): its actor
+    /// stops, then its files go.
+    pub async fn delete(&self, db: &Arc<Database>) -> Result<(), Problem> {
         let name = db.name();
         let (_, db) = self
             .by_name
             .remove_if(&name, |_, current| Arc::ptr_eq(current, db))
             .ok_or_else(|| not_found(&name))?;
-        db.addr.do_send(Stop);
-        Ok(())
+        // Waits for a running snapshot, so nothing writes into the directory after this.
+        if let Ok(rx) = db.addr.send(Close { snapshot: false }).await {
+            let _ = rx.await;
+        }
+        let dir = self.data.database(&name);
+        tokio::task::spawn_blocking(move || crate::persist::dir::remove_database(&dir))
+            .await
+            .map_err(|_| gone())?
+            .map_err(|e| storage_failed(&name, &e.to_string()))
     }
+
+    /// Graceful stop: every database writes a final snapshot and flushes its log.
+    pub async fn shutdown(&self) {
+        let all = self.list();
+        for db in all {
+            let name = db.name();
+            match db.addr.send(Close { snapshot: true }).await {
+                Ok(rx) => match rx.await {
+                    Ok(Ok(Some(info))) => tracing::info!(database = %name, lsn = info.lsn,
+                        profiles = info.profiles, "final snapshot written"),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::error!(database = %name, error = %e.detail,
+                        "final snapshot failed; the WAL still holds every write"),
+                    Err(_) => {}
+                },
+                Err(_) => tracing::warn!(database = %name, "database actor already stopped"),
+            }
+        }
+    }
+}
+
+fn starting() -> Problem {
+    Problem::new(
+        ErrorCode::Starting,
+        "the server is still loading its databases; retry in a moment",
+    )
 }
 
 /// The problem for a database that does not exist.

@@ -9,7 +9,7 @@ use super::fields::FieldView;
 use super::{Caller, Db, JsonBody, Read, State, Write, json};
 use crate::auth::Access;
 use crate::db::{Change, Database};
-use crate::error::Problem;
+use crate::error::{ErrorCode, Problem};
 use crate::schema::{DatabaseSettings, DatabaseSpec};
 
 /// A database as the API shows it: its settings, fields and profile count.
@@ -74,7 +74,10 @@ pub async fn create(
 ) -> Result<HttpResponse, Problem> {
     let spec = body.0;
     caller.require_manage(spec.group.as_deref().unwrap_or("default"))?;
-    let db = state.databases.create(spec)?;
+    // Creating writes and fsyncs the database's first snapshot: off the async workers.
+    let db = web::block(move || state.databases.create(spec))
+        .await
+        .map_err(|_| Problem::new(ErrorCode::Internal, "database creation was interrupted"))??;
     tracing::info!(database = %db.name(), "database created");
     Ok(json(StatusCode::CREATED, &DatabaseView::of(&db)))
 }
@@ -103,7 +106,17 @@ pub async fn patch(db: Db<Write>, body: JsonBody<DatabaseSpec>) -> Result<HttpRe
 #[utoipa::path(delete, path = "/v1/databases/{db}", tag = "databases",
     responses((status = 204)), security(("bearer" = [])))]
 pub async fn delete(state: State, db: Db<Write>) -> Result<HttpResponse, Problem> {
-    state.databases.delete(&db.db)?;
+    state.databases.delete(&db.db).await?;
     tracing::info!(database = %db.name(), "database deleted");
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Takes a snapshot now and says what was written (`lsn`, `path`, `bytes`, `profiles`).
+#[utoipa::path(post, path = "/v1/databases/{db}/snapshot", tag = "databases",
+    responses((status = 200, description = "the snapshot written"),
+        (status = 500, description = "snapshot_failed")),
+    security(("bearer" = [])))]
+pub async fn snapshot(db: Db<Write>) -> Result<HttpResponse, Problem> {
+    let info = db.snapshot().await?;
+    Ok(json(StatusCode::OK, &info))
 }

@@ -230,10 +230,7 @@ impl<L: Level> FromRequest for Db<L> {
                 .match_info()
                 .get("db")
                 .expect("Db is used on routes with a {db} segment");
-            let db = state
-                .databases
-                .get(name)
-                .ok_or_else(|| crate::db::not_found(name))?;
+            let db = state.databases.find(name)?;
             caller.require(L::ACCESS, name, &db.state.settings.load().group)?;
             Ok(Db {
                 db,

@@ -13,8 +13,6 @@ mod ops;
 mod problem;
 mod profiles;
 
-use std::sync::atomic::AtomicBool;
-
 use actix_web::dev::HttpServiceFactory;
 use actix_web::http::header;
 use actix_web::middleware::from_fn;
@@ -36,8 +34,6 @@ pub struct AppState {
     pub databases: Databases,
     /// The API keys.
     pub keys: KeyRing,
-    /// Set once every database is loaded.
-    pub ready: AtomicBool,
     /// Prometheus rendering.
     pub telemetry: Telemetry,
 }
@@ -114,6 +110,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 }))
                 .service(resource(DB, "/v1/databases/{db}/fields/{name}", |r| {
                     r.route(web::delete().to(fields::delete))
+                }))
+                .service(resource(DB, "/v1/databases/{db}/snapshot", |r| {
+                    r.route(web::post().to(databases::snapshot))
                 }))
                 .service(resource(DB, "/v1/databases/{db}", |r| {
                     r.route(get().to(databases::get))

@@ -2,7 +2,6 @@
 //! middleware, and the load harness's constant-body ceiling.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -115,20 +114,30 @@ pub async fn healthz() -> HttpResponse {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: every database is loaded.
+/// Readiness: every database is loaded. A database that could not be recovered keeps
+/// the server unready (with the reason) rather than serving without it.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200), (status = 503)))]
 pub async fn readyz(state: State) -> Result<HttpResponse, Problem> {
-    if state.ready.load(Ordering::Acquire) {
-        Ok(json(
+    if !state.databases.ready() {
+        return Err(Problem::new(
+            ErrorCode::Starting,
+            "databases are still loading",
+        ));
+    }
+    let failed = state.databases.failed();
+    if failed.is_empty() {
+        return Ok(json(
             StatusCode::OK,
             &serde_json::json!({"status": "ready"}),
-        ))
-    } else {
-        Err(Problem::new(
-            ErrorCode::Unavailable,
-            "databases are still loading",
-        ))
+        ));
     }
+    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+    let detail = format!("databases not loaded: {}", names.join(", "));
+    let reasons: serde_json::Map<String, serde_json::Value> = failed
+        .into_iter()
+        .map(|(name, reason)| (name, reason.into()))
+        .collect();
+    Err(Problem::new(ErrorCode::DatabaseUnavailable, detail).with("failed", reasons))
 }
 
 /// Prometheus text: request counters and latency histograms, profiles per database.

@@ -79,7 +79,7 @@ pub struct Sender {
 }
 
 /// The complete settings of a database.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseSettings {
     /// `[a-z0-9_-]{1,64}`, unique, immutable.
     pub name: String,

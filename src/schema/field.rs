@@ -250,6 +250,13 @@ pub struct Schema {
     by_name: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
 }
 
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        // The name index is derived from the fields.
+        self.fields == other.fields
+    }
+}
+
 impl Default for Schema {
     fn default() -> Self {
         use FieldType::*;
@@ -279,6 +286,12 @@ impl Schema {
             .map(|(i, f)| (f.name.clone(), i))
             .collect();
         Schema { fields, by_name }
+    }
+
+    /// A schema of exactly these fields, as persisted (no checks: they were checked when
+    /// each was added).
+    pub fn restore(fields: Vec<FieldDef>) -> Self {
+        Schema::from_fields(fields)
     }
 
     /// All fields, default fields first.

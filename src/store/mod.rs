@@ -17,7 +17,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use ulid::Ulid;
 
-pub use profile::{Profile, Subscription, identifier_key};
+pub use profile::{Fields, Profile, Subscription, identifier_key};
 
 type Hasher = foldhash::quality::RandomState;
 
@@ -108,7 +108,10 @@ impl ProfileStore {
         if let Some(old) = old {
             for key in old.identifier_keys() {
                 if !new_keys.contains(&key) {
-                    self.identifiers.remove(&key);
+                    // Only if still ours: while a snapshot's profiles are replayed over,
+                    // another profile may already hold the key again.
+                    self.identifiers
+                        .remove_if(&key, |_, holder| *holder == profile.customer_id);
                 }
             }
         }
@@ -122,6 +125,45 @@ impl ProfileStore {
         for key in new_keys {
             self.identifiers.insert(key, customer_id.clone());
         }
+    }
+
+    /// A store of profiles read back from a snapshot, indexed on every core.
+    pub fn restore(chunks: Vec<Vec<Profile>>) -> ProfileStore {
+        let store = ProfileStore::new();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let chunks: Vec<parking_lot::Mutex<Vec<Profile>>> =
+            chunks.into_iter().map(parking_lot::Mutex::new).collect();
+        let orders: Vec<Vec<(Ulid, CompactString)>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut order = Vec::new();
+                        while let Some(chunk) =
+                            chunks.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                        {
+                            for p in std::mem::take(&mut *chunk.lock()) {
+                                order.push((p.id, p.customer_id.clone()));
+                                for key in p.identifier_keys() {
+                                    store.identifiers.insert(key, p.customer_id.clone());
+                                }
+                                store.profiles.insert(p.customer_id.clone(), Arc::new(p));
+                            }
+                        }
+                        order
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("restore thread"))
+                .collect()
+        });
+        // Built from sorted input in one pass rather than a million inserts.
+        let mut order: Vec<(Ulid, CompactString)> = orders.into_iter().flatten().collect();
+        order.sort_unstable_by_key(|(id, _)| *id);
+        *store.order.write() = order.into_iter().collect();
+        store
     }
 
     /// Removes a profile and its identifier keys. Actor only.

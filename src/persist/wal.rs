@@ -1,0 +1,556 @@
+//! The write-ahead log of one database: framing, segments, the writer thread and replay.
+//!
+//! A segment file (`wal/<first lsn>.wal`) is a magic number followed by frames:
+//! `[payload length u32 LE][CRC32 of payload u32 LE][payload]`, each payload one
+//! bincode record (`record::encode_entry`). The database actor appends encoded records
+//! to an in-memory queue ([`Wal::append`]) and never waits on the disk; a writer thread
+//! drains the queue with one `write` per batch and, under `always`, one `fsync` per
+//! batch: concurrent writers share an fsync (group commit). Under `every_second` a
+//! second thread fsyncs once a second, so a slow disk flush never holds up writes, as in
+//! Redis's AOF. Callers learn that their record is durable through [`Durability`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use super::{PersistError, record::MAX_RECORD, sync_dir};
+use crate::config::FsyncPolicy;
+
+/// The first bytes of every segment: the name and the format version.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"PRSNWAL\x01";
+const FRAME_HEADER: usize = 8;
+/// A segment is closed and a new one begun past this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Appends one frame to `out`, the payload written in place by `encode`.
+pub fn append_frame(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER]);
+    encode(out);
+    let payload = &out[start + FRAME_HEADER..];
+    let len = u32::try_from(payload.len()).expect("record under 4 GiB");
+    let crc = crc32fast::hash(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// How a run of frames ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tail {
+    /// The bytes ended exactly after the last good frame.
+    Clean,
+    /// At `offset` the bytes stop being frames (cut short, garbage or a bad checksum).
+    Torn {
+        /// Where the good frames end.
+        offset: usize,
+        /// What was found there.
+        reason: String,
+    },
+}
+
+/// Splits bytes into frame payloads, stopping at the first frame that is incomplete or
+/// fails its checksum.
+pub fn read_frames(bytes: &[u8]) -> (Vec<&[u8]>, Tail) {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        if rest.len() < FRAME_HEADER {
+            return (frames, torn(at, "a frame header cut short"));
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        if len > MAX_RECORD {
+            return (frames, torn(at, "a frame length beyond any record"));
+        }
+        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            return (frames, torn(at, "a frame cut short"));
+        };
+        if crc32fast::hash(payload) != crc {
+            return (frames, torn(at, "a frame whose checksum does not match"));
+        }
+        frames.push(payload);
+        at += FRAME_HEADER + len;
+    }
+    (frames, Tail::Clean)
+}
+
+fn torn(offset: usize, reason: &str) -> Tail {
+    Tail::Torn {
+        offset,
+        reason: reason.into(),
+    }
+}
+
+/// The path of the segment whose first record is `first_lsn`.
+pub fn segment_path(wal_dir: &Path, first_lsn: u64) -> PathBuf {
+    wal_dir.join(format!("{first_lsn:020}.wal"))
+}
+
+/// The segments of a WAL directory, `(first lsn, path)`, oldest first.
+pub fn segments(wal_dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(wal_dir)? {
+        let path = entry?.path();
+        let lsn = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(lsn) = lsn {
+            out.push((lsn, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes the segments every record of which is at or before `lsn`.
+pub fn remove_segments_through(wal_dir: &Path, lsn: u64) -> io::Result<usize> {
+    let segs = segments(wal_dir)?;
+    let mut removed = 0;
+    // A segment ends where the next begins; the last one is never removed (it is open).
+    for pair in segs.windows(2) {
+        if pair[1].0 <= lsn + 1 {
+            fs::remove_file(&pair[0].1)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(wal_dir)?;
+    }
+    Ok(removed)
+}
+
+/// How far the log has reached the disk.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Every record up to here has been handed to the OS (`write`).
+    pub written: u64,
+    /// Every record up to here has been fsynced.
+    pub synced: u64,
+    /// The write or fsync that failed; the log takes nothing more.
+    pub failed: Option<Arc<str>>,
+}
+
+/// Waits for records to become durable under the policy; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Durability {
+    progress: Arc<watch::Sender<Progress>>,
+    policy: FsyncPolicy,
+}
+
+impl Durability {
+    /// Resolves once `lsn` is durable as the policy defines it: fsynced under `always`,
+    /// written to the OS under `every_second` and `never` (as Redis acknowledges).
+    pub async fn wait(&self, lsn: u64) -> Result<(), Arc<str>> {
+        let always = self.policy == FsyncPolicy::Always;
+        let mut rx = self.progress.subscribe();
+        let p = rx
+            .wait_for(|p| p.failed.is_some() || (if always { p.synced } else { p.written }) >= lsn)
+            .await
+            .map_err(|_| Arc::<str>::from("the log writer stopped"))?;
+        match &p.failed {
+            Some(e) if (if always { p.synced } else { p.written }) < lsn => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The failure that turned the log read-only, if any.
+    pub fn failed(&self) -> Option<Arc<str>> {
+        self.progress.borrow().failed.clone()
+    }
+
+    /// The current progress.
+    pub fn progress(&self) -> Progress {
+        self.progress.borrow().clone()
+    }
+}
+
+/// Group-commit counters, for benches and metrics.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    /// Records written.
+    pub records: AtomicU64,
+    /// Batches written (one `write` each).
+    pub batches: AtomicU64,
+    /// fsyncs done.
+    pub fsyncs: AtomicU64,
+}
+
+enum Op {
+    Bytes {
+        bytes: Vec<u8>,
+        last_lsn: u64,
+    },
+    Rotate {
+        first_lsn: u64,
+        done: std::sync::mpsc::Sender<io::Result<()>>,
+    },
+}
+
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Op>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    // The writer's wake-up; the fsync thread has its own, so a notify meant for the
+    // writer can never be taken by the other thread.
+    wake: Condvar,
+    tick: Condvar,
+    progress: Arc<watch::Sender<Progress>>,
+    policy: FsyncPolicy,
+    wal_dir: PathBuf,
+    current: Mutex<Option<(Arc<File>, u64)>>,
+    stats: WalStats,
+}
+
+/// The writing end of a database's WAL; owned by its actor.
+pub struct Wal {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Wal {
+    /// Opens the log for appending records from `next_lsn` on (everything before it is
+    /// in a snapshot or in older segments).
+    pub fn open(wal_dir: &Path, next_lsn: u64, policy: FsyncPolicy) -> Result<Wal, PersistError> {
+        fs::create_dir_all(wal_dir).map_err(|e| PersistError::io(wal_dir, e))?;
+        let file = new_segment(wal_dir, next_lsn)?;
+        let progress = Arc::new(watch::Sender::new(Progress {
+            written: next_lsn - 1,
+            synced: next_lsn - 1,
+            failed: None,
+        }));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            tick: Condvar::new(),
+            progress,
+            policy,
+            wal_dir: wal_dir.to_owned(),
+            current: Mutex::new(Some((Arc::new(file), next_lsn - 1))),
+            stats: WalStats::default(),
+        });
+        let mut threads = Vec::new();
+        let writer = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("wal-writer".into())
+                .spawn(move || write_loop(&writer))
+                .expect("spawn wal writer"),
+        );
+        if policy == FsyncPolicy::EverySecond {
+            let syncer = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("wal-fsync".into())
+                    .spawn(move || fsync_loop(&syncer))
+                    .expect("spawn wal fsync"),
+            );
+        }
+        Ok(Wal { shared, threads })
+    }
+
+    /// Queues record `lsn`, encoded in place by `encode`. Never touches the disk.
+    pub fn append(&self, lsn: u64, encode: impl FnOnce(&mut Vec<u8>)) {
+        let mut q = self.shared.queue.lock();
+        match q.ops.last_mut() {
+            Some(Op::Bytes { bytes, last_lsn }) => {
+                append_frame(bytes, encode);
+                *last_lsn = lsn;
+            }
+            _ => {
+                let mut bytes = Vec::with_capacity(4096);
+                append_frame(&mut bytes, encode);
+                q.ops.push(Op::Bytes {
+                    bytes,
+                    last_lsn: lsn,
+                });
+            }
+        }
+        drop(q);
+        self.shared.wake.notify_one();
+    }
+
+    /// Closes the current segment after what is queued and begins a new one at
+    /// `first_lsn`; the receiver hears when that is done.
+    pub fn rotate(&self, first_lsn: u64) -> std::sync::mpsc::Receiver<io::Result<()>> {
+        let (done, rx) = std::sync::mpsc::channel();
+        self.shared
+            .queue
+            .lock()
+            .ops
+            .push(Op::Rotate { first_lsn, done });
+        self.shared.wake.notify_one();
+        rx
+    }
+
+    /// The handle callers wait on.
+    pub fn durability(&self) -> Durability {
+        Durability {
+            progress: Arc::clone(&self.shared.progress),
+            policy: self.shared.policy,
+        }
+    }
+
+    /// Group-commit counters.
+    pub fn stats(&self) -> &WalStats {
+        &self.shared.stats
+    }
+
+    /// Writes and fsyncs everything queued, then stops the threads.
+    pub fn close(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.queue.lock().closed = true;
+        self.shared.wake.notify_all();
+        self.shared.tick.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn new_segment(wal_dir: &Path, first_lsn: u64) -> Result<File, PersistError> {
+    let path = segment_path(wal_dir, first_lsn);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| PersistError::io(&path, e))?;
+    file.write_all(SEGMENT_MAGIC)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| sync_dir(wal_dir))
+        .map_err(|e| PersistError::io(&path, e))?;
+    Ok(file)
+}
+
+fn write_loop(shared: &Shared) {
+    let mut size = SEGMENT_MAGIC.len() as u64;
+    loop {
+        let (ops, closed) = {
+            let mut q = shared.queue.lock();
+            while q.ops.is_empty() && !q.closed {
+                shared.wake.wait(&mut q);
+            }
+            (std::mem::take(&mut q.ops), q.closed)
+        };
+        // A separate statement: a `borrow()` guard in the condition would live through
+        // `write_ops`, which publishes progress on the same channel.
+        let failed = shared.progress.borrow().failed.is_some();
+        if !failed && let Err(e) = write_ops(shared, ops, &mut size) {
+            tracing::error!(wal = %shared.wal_dir.display(), error = %e,
+                "WAL write failed; the database is read-only until restart");
+            shared
+                .progress
+                .send_modify(|p| p.failed = Some(e.to_string().into()));
+        }
+        if closed && shared.queue.lock().ops.is_empty() {
+            let current = shared.current.lock().clone();
+            if let Some((file, lsn)) = current
+                && file.sync_data().is_ok()
+            {
+                shared
+                    .progress
+                    .send_modify(|p| p.synced = p.synced.max(lsn));
+            }
+            return;
+        }
+    }
+}
+
+fn write_ops(shared: &Shared, ops: Vec<Op>, size: &mut u64) -> Result<(), PersistError> {
+    let mut written = None;
+    for op in ops {
+        match op {
+            Op::Bytes { bytes, last_lsn } => {
+                let (file, _) = shared.current.lock().clone().expect("a segment is open");
+                (&*file)
+                    .write_all(&bytes)
+                    .map_err(|e| PersistError::io(&shared.wal_dir, e))?;
+                *size += bytes.len() as u64;
+                shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+                written = Some(last_lsn);
+                if let Some(cur) = shared.current.lock().as_mut() {
+                    cur.1 = last_lsn;
+                }
+                if *size > SEGMENT_BYTES {
+                    // Rotation by size keeps segments small enough to read whole.
+                    rotate(shared, last_lsn + 1)?;
+                    *size = SEGMENT_MAGIC.len() as u64;
+                }
+            }
+            Op::Rotate { first_lsn, done } => {
+                let r = rotate(shared, first_lsn);
+                *size = SEGMENT_MAGIC.len() as u64;
+                let _ = done.send(match &r {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::other(e.to_string())),
+                });
+                r?;
+            }
+        }
+    }
+    let Some(lsn) = written else { return Ok(()) };
+    let before = shared.progress.borrow().written;
+    shared
+        .stats
+        .records
+        .fetch_add(lsn.saturating_sub(before), Ordering::Relaxed);
+    if shared.policy == FsyncPolicy::Always {
+        let (file, _) = shared.current.lock().clone().expect("a segment is open");
+        file.sync_data()
+            .map_err(|e| PersistError::io(&shared.wal_dir, e))?;
+        shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        shared.progress.send_modify(|p| {
+            p.written = lsn;
+            p.synced = lsn;
+        });
+    } else {
+        shared.progress.send_modify(|p| p.written = lsn);
+    }
+    Ok(())
+}
+
+fn rotate(shared: &Shared, first_lsn: u64) -> Result<(), PersistError> {
+    let old = shared.current.lock().take();
+    if let Some((file, lsn)) = old {
+        // The old segment is complete on disk before a newer one exists, so a power
+        // loss can never leave a hole in the middle of the log.
+        file.sync_data()
+            .map_err(|e| PersistError::io(&shared.wal_dir, e))?;
+        shared
+            .progress
+            .send_modify(|p| p.synced = p.synced.max(lsn));
+    }
+    let file = new_segment(&shared.wal_dir, first_lsn)?;
+    *shared.current.lock() = Some((Arc::new(file), first_lsn - 1));
+    Ok(())
+}
+
+fn fsync_loop(shared: &Shared) {
+    let mut last = Instant::now();
+    loop {
+        {
+            let mut q = shared.queue.lock();
+            if q.closed {
+                return;
+            }
+            let wait = Duration::from_secs(1).saturating_sub(last.elapsed());
+            shared.tick.wait_for(&mut q, wait);
+            if q.closed {
+                return;
+            }
+        }
+        if last.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        last = Instant::now();
+        let Some((file, lsn)) = shared.current.lock().clone() else {
+            continue;
+        };
+        if lsn <= shared.progress.borrow().synced {
+            continue;
+        }
+        match file.sync_data() {
+            Ok(()) => {
+                shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .progress
+                    .send_modify(|p| p.synced = p.synced.max(lsn));
+            }
+            Err(e) => {
+                tracing::error!(wal = %shared.wal_dir.display(), error = %e,
+                    "WAL fsync failed; the database is read-only until restart");
+                shared
+                    .progress
+                    .send_modify(|p| p.failed = Some(e.to_string().into()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn frames_round_trip_and_any_cut_is_a_clean_prefix(
+            payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut buf = Vec::new();
+            for p in &payloads {
+                append_frame(&mut buf, |out| out.extend_from_slice(p));
+            }
+            let (frames, tail) = read_frames(&buf);
+            prop_assert_eq!(tail, Tail::Clean);
+            prop_assert_eq!(frames.len(), payloads.len());
+            let at = cut.index(buf.len() + 1);
+            let (prefix, _) = read_frames(&buf[..at]);
+            prop_assert!(prefix.len() <= payloads.len());
+            for (got, want) in prefix.iter().zip(&payloads) {
+                prop_assert_eq!(*got, &want[..]);
+            }
+        }
+
+        #[test]
+        fn flipped_bytes_never_yield_a_wrong_frame(
+            payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..64), 1..6),
+            at in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let mut buf = Vec::new();
+            for p in &payloads {
+                append_frame(&mut buf, |out| out.extend_from_slice(p));
+            }
+            let i = at.index(buf.len());
+            buf[i] ^= 1 << bit;
+            let (frames, _) = read_frames(&buf);
+            for (got, want) in frames.iter().zip(&payloads) {
+                if *got != &want[..] {
+                    prop_assert!(false, "a corrupted frame passed its checksum");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn segments_sort_by_lsn_and_only_fully_covered_ones_go() {
+        let dir = tempfile::tempdir().unwrap();
+        for lsn in [1u64, 50, 120] {
+            fs::write(segment_path(dir.path(), lsn), SEGMENT_MAGIC).unwrap();
+        }
+        fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let lsns: Vec<u64> = segments(dir.path()).unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(lsns, [1, 50, 120]);
+        assert_eq!(remove_segments_through(dir.path(), 60).unwrap(), 1);
+        assert_eq!(remove_segments_through(dir.path(), 119).unwrap(), 1);
+        assert_eq!(remove_segments_through(dir.path(), 10_000).unwrap(), 0);
+        let lsns: Vec<u64> = segments(dir.path()).unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(lsns, [120]);
+    }
+}
