@@ -18,10 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
-use jiff::Timestamp;
 use tokio::sync::oneshot;
 
-use super::apply::build_profile;
+use super::apply::effect;
 use super::{Applied, Change, DbState, Persistence, storage_failed};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::record::encode_entry;
@@ -78,52 +77,6 @@ impl DatabaseActor {
         }
     }
 
-    /// Validates a change into the effect to log, and what to answer.
-    fn effect(&mut self, change: Change) -> Result<(Entry, Applied), Problem> {
-        let st = &*self.state;
-        Ok(match change {
-            Change::Upsert(update) => {
-                let old = st.store.get(&update.customer_id);
-                let schema = st.schema.load();
-                let settings = st.settings.load();
-                let now = Timestamp::now();
-                let profile =
-                    build_profile(&schema, &settings, &st.store, old.as_deref(), &update, now)?;
-                let profile = Arc::new(profile);
-                (Entry::Put(Arc::clone(&profile)), Applied::Profile(profile))
-            }
-            Change::Delete { customer_id } => {
-                if st.store.get(&customer_id).is_none() {
-                    return Err(Problem::new(
-                        ErrorCode::ProfileNotFound,
-                        format!("no profile `{customer_id}`"),
-                    )
-                    .with("customer_id", customer_id));
-                }
-                (Entry::Remove(customer_id.into()), Applied::Done)
-            }
-            Change::AddField(spec) => {
-                let def = spec.into_def()?;
-                let schema = st.schema.load().with_field(def)?;
-                (Entry::Schema(Arc::new(schema)), Applied::Done)
-            }
-            Change::DropField(name) => {
-                let schema = st.schema.load().without_field(&name)?;
-                (
-                    Entry::DropField {
-                        name,
-                        schema: Arc::new(schema),
-                    },
-                    Applied::Done,
-                )
-            }
-            Change::Settings(spec) => {
-                let settings = st.settings.load().patched(spec)?;
-                (Entry::Settings(Arc::new(settings)), Applied::Done)
-            }
-        })
-    }
-
     fn apply(
         &mut self,
         change: Change,
@@ -139,7 +92,7 @@ impl DatabaseActor {
         if let Some(e) = wal.durability().failed() {
             return Err(storage_failed(&name(), &e));
         }
-        let (entry, applied) = self.effect(change)?;
+        let (entry, applied) = effect(&self.state, change)?;
         let erases = matches!(entry, Entry::Remove(_));
         self.lsn += 1;
         let lsn = self.lsn;

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use super::{Applied, Change, DbState};
 use crate::contacts::{EmailContact, PhoneContact};
 use crate::error::{ErrorCode, Problem};
+use crate::persist::Entry;
 use crate::schema::update::{check_customer_id, check_namespace};
 use crate::schema::{DatabaseSettings, ProfileUpdate, Schema, Value, value};
 use crate::store::{Profile, ProfileStore, Subscription, identifier_key};
@@ -76,6 +78,52 @@ impl From<WriteError> for Problem {
 
 const MAX_TAG: usize = 128;
 const MAX_IDENTIFIER: usize = 256;
+
+/// Validates a change against the state it would apply to: the effect to log and apply,
+/// and what to answer. Pure: nothing changes until the actor applies the effect.
+pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem> {
+    Ok(match change {
+        Change::Upsert(update) => {
+            let old = st.store.get(&update.customer_id);
+            let schema = st.schema.load();
+            let settings = st.settings.load();
+            let now = Timestamp::now();
+            let profile =
+                build_profile(&schema, &settings, &st.store, old.as_deref(), &update, now)?;
+            let profile = Arc::new(profile);
+            (Entry::Put(Arc::clone(&profile)), Applied::Profile(profile))
+        }
+        Change::Delete { customer_id } => {
+            if st.store.get(&customer_id).is_none() {
+                return Err(Problem::new(
+                    ErrorCode::ProfileNotFound,
+                    format!("no profile `{customer_id}`"),
+                )
+                .with("customer_id", customer_id));
+            }
+            (Entry::Remove(customer_id.into()), Applied::Done)
+        }
+        Change::AddField(spec) => {
+            let def = spec.into_def()?;
+            let schema = st.schema.load().with_field(def)?;
+            (Entry::Schema(Arc::new(schema)), Applied::Done)
+        }
+        Change::DropField(name) => {
+            let schema = st.schema.load().without_field(&name)?;
+            (
+                Entry::DropField {
+                    name,
+                    schema: Arc::new(schema),
+                },
+                Applied::Done,
+            )
+        }
+        Change::Settings(spec) => {
+            let settings = st.settings.load().patched(spec)?;
+            (Entry::Settings(Arc::new(settings)), Applied::Done)
+        }
+    })
+}
 
 /// Builds the profile that `update` makes of `old` (absent: a new profile).
 pub fn build_profile(

@@ -67,9 +67,9 @@ pub enum RecordError {
     Invalid(String),
 }
 
-// Transient (one per record encoded or decoded), so the size difference costs nothing.
+// Decoded one at a time, so the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Encode, BorrowDecode)]
+#[derive(BorrowDecode)]
 enum EntryRec<'a> {
     Put(ProfileRec<'a>),
     Remove(&'a str),
@@ -78,27 +78,44 @@ enum EntryRec<'a> {
     Settings(Cow<'a, str>),
 }
 
+/// The encoding side of [`EntryRec`]: the same variants in the same order, so the same
+/// bytes (the round-trip tests hold the two together).
+#[derive(Encode)]
+enum EntryOut<'a> {
+    Put(ProfileOut<'a>),
+    Remove(&'a str),
+    Schema(Vec<FieldRec<'a>>),
+    DropField(&'a str, Vec<FieldRec<'a>>),
+    Settings(&'a str),
+}
+
 /// A WAL record: a log sequence number and the effect.
-#[derive(Encode, BorrowDecode)]
+#[derive(BorrowDecode)]
 struct WalRec<'a> {
     lsn: u64,
     entry: EntryRec<'a>,
+}
+
+#[derive(Encode)]
+struct WalOut<'a> {
+    lsn: u64,
+    entry: EntryOut<'a>,
 }
 
 /// Encodes a WAL record's payload (framing is `wal`'s).
 pub fn encode_entry(lsn: u64, entry: &Entry, out: &mut Vec<u8>) {
     let settings_json;
     let entry = match entry {
-        Entry::Put(p) => EntryRec::Put(ProfileRec::from(&**p)),
-        Entry::Remove(id) => EntryRec::Remove(id),
-        Entry::Schema(s) => EntryRec::Schema(schema_rec(s)),
-        Entry::DropField { name, schema } => EntryRec::DropField(name, schema_rec(schema)),
+        Entry::Put(p) => EntryOut::Put(ProfileOut(p)),
+        Entry::Remove(id) => EntryOut::Remove(id),
+        Entry::Schema(s) => EntryOut::Schema(schema_rec(s)),
+        Entry::DropField { name, schema } => EntryOut::DropField(name, schema_rec(schema)),
         Entry::Settings(s) => {
             settings_json = settings_text(s);
-            EntryRec::Settings(Cow::Borrowed(&settings_json))
+            EntryOut::Settings(&settings_json)
         }
     };
-    encode_into(&WalRec { lsn, entry }, out);
+    encode_into(&WalOut { lsn, entry }, out);
 }
 
 /// Decodes a WAL record's payload; field names of a profile are interned from `schema`
@@ -153,8 +170,11 @@ pub fn encode_profiles<'p>(
     profiles: impl ExactSizeIterator<Item = &'p Profile>,
     out: &mut Vec<u8>,
 ) {
-    let recs: Vec<ProfileRec<'_>> = profiles.map(ProfileRec::from).collect();
-    encode_into(&recs, out);
+    // Laid out as a `Vec<ProfileRec>`: a length, then each profile.
+    encode_into(&(profiles.len() as u64), out);
+    for p in profiles {
+        encode_into(&ProfileOut(p), out);
+    }
 }
 
 /// Decodes a chunk of profiles, interning field names from `schema`.
@@ -179,7 +199,7 @@ fn settings_from(json: &str) -> Result<DatabaseSettings, RecordError> {
     serde_json::from_str(json).map_err(|e| RecordError::Invalid(format!("settings: {e}")))
 }
 
-#[derive(Encode, BorrowDecode)]
+#[derive(BorrowDecode)]
 struct ProfileRec<'a> {
     id: u128,
     customer_id: &'a str,
@@ -242,48 +262,63 @@ struct FieldRec<'a> {
     builtin: bool,
 }
 
-impl<'a> From<&'a Profile> for ProfileRec<'a> {
-    fn from(p: &'a Profile) -> Self {
-        ProfileRec {
-            id: p.id.0,
-            customer_id: &p.customer_id,
-            fields: p
-                .fields
-                .iter()
-                .map(|(n, v)| (&**n, ValueRec::from(v)))
-                .collect(),
-            external_ids: p
-                .external_ids
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect(),
-            tags: p.tags.iter().map(CompactString::as_str).collect(),
-            email: p.email.as_ref().map(|e| EmailRec {
-                normalized: &e.normalized,
-                reason: e.reason.as_deref(),
-            }),
-            phone: p.phone.as_ref().map(|c| PhoneRec {
+/// Encodes a profile straight from memory, field by field in [`ProfileRec`]'s order,
+/// without building the record: a snapshot encodes a million of them.
+struct ProfileOut<'a>(&'a Profile);
+
+impl Encode for ProfileOut<'_> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        let p = self.0;
+        p.id.0.encode(e)?;
+        p.customer_id.as_str().encode(e)?;
+        (p.fields.len() as u64).encode(e)?;
+        for (name, value) in &p.fields {
+            (**name).encode(e)?;
+            ValueRec::from(value).encode(e)?;
+        }
+        (p.external_ids.len() as u64).encode(e)?;
+        for (ns, value) in &p.external_ids {
+            ns.as_str().encode(e)?;
+            value.as_str().encode(e)?;
+        }
+        (p.tags.len() as u64).encode(e)?;
+        for tag in &p.tags {
+            tag.as_str().encode(e)?;
+        }
+        p.email
+            .as_ref()
+            .map(|c| EmailRec {
+                normalized: &c.normalized,
+                reason: c.reason.as_deref(),
+            })
+            .encode(e)?;
+        p.phone
+            .as_ref()
+            .map(|c| PhoneRec {
                 valid: c.valid,
                 e164: c.e164.as_deref(),
                 region: c.region.as_deref(),
                 kind: c.kind,
                 reason: c.reason.as_deref(),
-            }),
-            subscriptions: p
-                .subscriptions
-                .iter()
-                .map(|s| SubscriptionRec {
-                    resource: &s.resource,
-                    channel: s.channel as u8,
-                    category: &s.category,
-                    subscribed: s.status == SubscriptionStatus::Subscribed,
-                    at: s.at.as_nanosecond(),
-                    source: s.source as u8,
-                })
-                .collect(),
-            created_at: p.created_at.as_nanosecond(),
-            updated_at: p.updated_at.as_nanosecond(),
+            })
+            .encode(e)?;
+        (p.subscriptions.len() as u64).encode(e)?;
+        for s in &p.subscriptions {
+            SubscriptionRec {
+                resource: &s.resource,
+                channel: s.channel as u8,
+                category: &s.category,
+                subscribed: s.status == SubscriptionStatus::Subscribed,
+                at: s.at.as_nanosecond(),
+                source: s.source as u8,
+            }
+            .encode(e)?;
         }
+        p.created_at.as_nanosecond().encode(e)?;
+        p.updated_at.as_nanosecond().encode(e)
     }
 }
 

@@ -72,6 +72,13 @@ pub fn snapshot_path(db_dir: &Path, lsn: u64) -> PathBuf {
     db_dir.join(format!("snap-{lsn:020}.bin"))
 }
 
+/// Where an unreadable snapshot is set aside: its name with `.corrupt` appended.
+pub fn corrupt_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".corrupt");
+    PathBuf::from(name)
+}
+
 /// The snapshots of a database directory, `(lsn, path)`, oldest first.
 pub fn snapshots(db_dir: &Path) -> Result<Vec<(u64, PathBuf)>, PersistError> {
     let mut out = Vec::new();
@@ -104,7 +111,7 @@ pub fn write(
     let io = |e| PersistError::io(&tmp, e);
     let file = File::create(&tmp).map_err(io)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut buf = Vec::with_capacity(1 << 20);
+    let mut buf = Vec::with_capacity(4096);
     buf.extend_from_slice(SNAPSHOT_MAGIC);
     let header = Header {
         database: &settings.name,
@@ -117,14 +124,8 @@ pub fn write(
         bincode::encode_into_std_write(&header, b, config()).expect("encode into memory");
     });
     append_frame(&mut buf, |b| record::encode_head(settings, schema, b));
-    for chunk in profiles.chunks(CHUNK) {
-        append_frame(&mut buf, |b| {
-            record::encode_profiles(chunk.iter().map(|p| &**p), b);
-        });
-        out.write_all(&buf).map_err(io)?;
-        buf.clear();
-    }
     out.write_all(&buf).map_err(io)?;
+    write_chunks(profiles, &mut out).map_err(io)?;
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
@@ -136,6 +137,45 @@ pub fn write(
         path,
         bytes,
         profiles: profiles.len() as u64,
+    })
+}
+
+/// Encodes the profile chunks on every core and writes them in order: encoding, not the
+/// disk, is what bounds a snapshot's time.
+fn write_chunks(profiles: &[Arc<Profile>], out: &mut impl Write) -> std::io::Result<()> {
+    let chunks: Vec<&[Arc<Profile>]> = profiles.chunks(CHUNK).collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(threads * 2);
+        for _ in 0..threads.min(chunks.len()) {
+            let (tx, chunks, next) = (tx.clone(), &chunks, &next);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(i) else { return };
+                    let mut buf = Vec::with_capacity(CHUNK * 512);
+                    append_frame(&mut buf, |b| {
+                        record::encode_profiles(chunk.iter().map(|p| &**p), b);
+                    });
+                    if tx.send((i, buf)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Chunks arrive out of order; hold the early ones until their turn.
+        let mut early = std::collections::BTreeMap::new();
+        let mut turn = 0;
+        for (i, buf) in rx {
+            early.insert(i, buf);
+            while let Some(buf) = early.remove(&turn) {
+                out.write_all(&buf)?;
+                turn += 1;
+            }
+        }
+        Ok(())
     })
 }
 

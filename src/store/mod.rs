@@ -129,7 +129,13 @@ impl ProfileStore {
 
     /// A store of profiles read back from a snapshot, indexed on every core.
     pub fn restore(chunks: Vec<Vec<Profile>>) -> ProfileStore {
-        let store = ProfileStore::new();
+        let count: usize = chunks.iter().map(Vec::len).sum();
+        // Sized up front: growing a map of a million entries rehashes it ~20 times.
+        let store = ProfileStore {
+            profiles: DashMap::with_capacity_and_hasher(count, Hasher::default()),
+            identifiers: DashMap::with_capacity_and_hasher(count * 2, Hasher::default()),
+            order: RwLock::default(),
+        };
         let next = std::sync::atomic::AtomicUsize::new(0);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let chunks: Vec<parking_lot::Mutex<Vec<Profile>>> =

@@ -4,6 +4,7 @@ mod common;
 
 mod auth;
 mod databases;
+mod durability;
 mod fields;
 mod ops;
 mod profiles;

@@ -90,6 +90,7 @@ impl Server {
         }
         let child = cmd.spawn().expect("the persona binary starts");
         let base = wait_for_listen(&log);
+        wait_loaded(&base);
         let admin = if admin_env {
             admin
         } else {
@@ -122,11 +123,33 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM and starts a new one on the same data directory.
-    pub fn restart(mut self, admin_env: bool) -> Server {
+    pub fn restart(self, admin_env: bool) -> Server {
+        self.restart_with(&[], admin_env)
+    }
+
+    /// Stops the server with SIGTERM and starts a new one on the same data directory
+    /// with these flags.
+    pub fn restart_with(mut self, args: &[&str], admin_env: bool) -> Server {
         let dir = self.dir.take().expect("the data directory");
         let status = self.terminate_child();
         assert!(status.success(), "the server exited with {status}");
-        Server::start_in(dir, &[], &[], admin_env)
+        Server::start_in(dir, args, &[], admin_env)
+    }
+
+    /// Kills the server with SIGKILL (no shutdown at all) and hands back its data
+    /// directory, to start another server on.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let mut child = self.child.take().expect("a running server");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.dir.take().expect("the data directory")
+    }
+
+    /// Stops the server with SIGTERM and hands back its data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let status = self.terminate_child();
+        assert!(status.success(), "the server exited with {status}");
+        self.dir.take().expect("the data directory")
     }
 
     /// A request with the admin key.
@@ -247,9 +270,33 @@ impl Drop for Server {
     }
 }
 
+/// Waits until `/readyz` stops saying `starting`: every database is loaded, or found
+/// unloadable (which tests then look at).
+fn wait_loaded(base: &str) {
+    let client = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = send(client.get(format!("{base}/readyz")));
+        if res.status == 200 || res.code() != "starting" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "databases never finished loading"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends a request and reads the answer.
 pub fn send(req: RequestBuilder) -> Res {
-    let res = req.send().expect("the server answers");
+    try_send(req).expect("the server answers")
+}
+
+/// Sends a request and reads the answer, or says why none came (a server being killed
+/// or stopped drops its connections).
+pub fn try_send(req: RequestBuilder) -> reqwest::Result<Res> {
+    let res = req.send()?;
     let status = res.status().as_u16();
     let content_type = res
         .headers()
@@ -259,11 +306,11 @@ pub fn send(req: RequestBuilder) -> Res {
         .to_owned();
     let text = res.text().unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Res {
+    Ok(Res {
         status,
         body,
         content_type,
-    }
+    })
 }
 
 fn wait_for_listen(log: &Path) -> String {

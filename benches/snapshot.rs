@@ -1,0 +1,136 @@
+//! Snapshots without HTTP: write and load one database of 1,000,000 profiles
+//! (`PROFILES` overrides), the shared generator's ten-field profiles.
+//!
+//! Groups:
+//! - `snapshot/write`: `store.all()` (the Arc clones a snapshot reads while writes go
+//!   on), encode, write, fsync, rename (what the snapshot thread does);
+//! - `snapshot/load`: read and check the file, decode on every core, rebuild the store
+//!   with its identifier and order indexes (what start-up does before WAL replay);
+//! - `snapshot/pause`: what the actor itself spends to start a snapshot (a WAL segment
+//!   switch queued and two `Arc` loads), the only time writes wait.
+//!
+//! Run with `cargo bench --bench snapshot`; `scripts/bench-snapshot.sh` runs it beside
+//! Redis `SAVE` and a Redis restart with the same data.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use criterion::{Criterion, criterion_group, criterion_main};
+use persona::config::FsyncPolicy;
+use persona::persist::{Wal, recover, snapshot};
+use persona::store::ProfileStore;
+
+fn snapshots(c: &mut Criterion) {
+    let n: u64 = std::env::var("PROFILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let t0 = Instant::now();
+    let (schema, store) = common::store(n);
+    eprintln!("built {n} profiles in {:.1?}", t0.elapsed());
+    let settings = common::settings();
+    let dir = tempfile::tempdir_in(".").expect("a temporary directory on the bench disk");
+    let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
+
+    phases(&dir, &settings, &schema, &store, threads);
+
+    let mut g = c.benchmark_group("snapshot");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(1));
+    let mut info = None;
+    g.bench_function("write", |b| {
+        b.iter(|| {
+            let profiles = store.all();
+            info = Some(snapshot::write(dir.path(), 1, &settings, &schema, &profiles).unwrap());
+        })
+    });
+    let info = info.expect("at least one write");
+    eprintln!(
+        "snapshot: {} profiles, {} bytes ({} bytes a profile)",
+        info.profiles,
+        info.bytes,
+        info.bytes / info.profiles.max(1)
+    );
+    g.bench_function("load", |b| {
+        b.iter(|| {
+            let loaded = recover::load_snapshot(dir.path(), threads).unwrap();
+            let store = ProfileStore::restore(loaded.chunks);
+            assert_eq!(store.len() as u64, n);
+            black_box(store)
+        })
+    });
+    g.finish();
+
+    // Not a criterion group: each iteration makes a WAL segment file, so a fixed, small
+    // count is timed instead of the millions criterion would run.
+    let wal = Wal::open(&dir.path().join("wal"), 1, FsyncPolicy::Never).unwrap();
+    let live_settings = ArcSwap::from_pointee(settings.clone());
+    let live_schema = ArcSwap::from_pointee(schema.clone());
+    let mut pauses: Vec<Duration> = (1..=51u64)
+        .map(|lsn| {
+            let t = Instant::now();
+            let rotated = wal.rotate(lsn);
+            black_box((live_settings.load_full(), live_schema.load_full()));
+            let pause = t.elapsed();
+            rotated.recv().unwrap().unwrap();
+            pause
+        })
+        .collect();
+    pauses.sort();
+    eprintln!(
+        "snapshot/pause (actor time to start a snapshot): median {:?}, max {:?} over 51",
+        pauses[25], pauses[50]
+    );
+    wal.close();
+}
+
+/// One timed pass of each phase, printed: where a write's and a load's time goes.
+fn phases(
+    dir: &tempfile::TempDir,
+    settings: &persona::schema::DatabaseSettings,
+    schema: &persona::schema::Schema,
+    store: &ProfileStore,
+    threads: usize,
+) {
+    let t = Instant::now();
+    let profiles = store.all();
+    let all = t.elapsed();
+    let t = Instant::now();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut encoded = 0;
+    for chunk in profiles.chunks(4096) {
+        persona::persist::record::encode_profiles(chunk.iter().map(|p| &**p), &mut buf);
+        encoded += buf.len();
+        buf.clear();
+    }
+    let encode = t.elapsed();
+    let t = Instant::now();
+    let info = snapshot::write(dir.path(), 1, settings, schema, &profiles).unwrap();
+    let write = t.elapsed();
+    drop(profiles);
+    let t = Instant::now();
+    let bytes = std::fs::read(&info.path).unwrap();
+    let read = t.elapsed();
+    drop(bytes);
+    let t = Instant::now();
+    let loaded = snapshot::read(&info.path, threads).unwrap();
+    let decode = t.elapsed();
+    let t = Instant::now();
+    let restored = ProfileStore::restore(loaded.chunks);
+    let restore = t.elapsed();
+    let t = Instant::now();
+    drop(restored);
+    let free = t.elapsed();
+    eprintln!(
+        "phases: store.all {all:.1?}; encode {encode:.1?} ({encoded} bytes); whole write \
+         {write:.1?}; read file {read:.1?}; read+check+decode {decode:.1?}; restore \
+         {restore:.1?}; drop store {free:.1?}"
+    );
+}
+
+criterion_group!(benches, snapshots);
+criterion_main!(benches);

@@ -1,0 +1,692 @@
+//! Durability: acknowledged writes survive crashes and stops, damaged files are handled
+//! as documented, erasure reaches the disk, and the data directory has one owner.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::Method;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::common::{Res, Server, try_send};
+
+/// Every write is fsynced before its answer, so a SIGKILL may lose only unanswered ones.
+const ALWAYS: [&str; 2] = ["--fsync", "always"];
+
+// ---------------------------------------------------------------------------------------
+// Writers under load
+
+/// What one writer thread sent: answered writes in order, and the one it was sending
+/// when the server went away (which may or may not have reached the log).
+#[derive(Default)]
+struct Written {
+    acked: Vec<(String, String)>,
+    unacked: Option<(String, String)>,
+    refused: Vec<String>,
+}
+
+/// Writer threads PATCHing `shop` until told to stop or the server goes away.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<Written>>,
+}
+
+impl Writers {
+    fn start(s: &Server, threads: usize, round: usize) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|t| {
+                let (base, key, stop) = (s.base.clone(), s.admin.clone(), Arc::clone(&stop));
+                std::thread::spawn(move || write_until_stopped(&base, &key, t, round, &stop))
+            })
+            .collect();
+        Writers { stop, threads }
+    }
+
+    fn finish(self) -> Vec<Written> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .map(|t| t.join().expect("writer thread"))
+            .collect()
+    }
+}
+
+fn write_until_stopped(
+    base: &str,
+    key: &str,
+    thread: usize,
+    round: usize,
+    stop: &AtomicBool,
+) -> Written {
+    let client = Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut out = Written::default();
+    for seq in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Half the writes create a profile, half overwrite one of the thread's own hot
+        // profiles, so recovery is checked for lost inserts and for stale values alike.
+        let id = if seq % 2 == 0 {
+            format!("r{round}-t{thread}-s{seq}")
+        } else {
+            format!("t{thread}-hot{}", seq / 2 % 16)
+        };
+        let value = format!("r{round}-t{thread}-s{seq}");
+        let req = client
+            .patch(format!("{base}/v1/databases/shop/profiles/{id}"))
+            .bearer_auth(key)
+            .json(&json!({"fields":{"city":value,"first_name":value}}));
+        match try_send(req) {
+            Ok(res) if res.status == 200 => out.acked.push((id, value)),
+            Ok(res) => {
+                out.refused
+                    .push(format!("{id}: {} {}", res.status, res.body));
+                out.unacked = Some((id, value));
+                break;
+            }
+            Err(_) => {
+                out.unacked = Some((id, value));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// What each profile may hold after recovery (`None`: absent), given what it held
+/// before and what the writers sent since.
+fn allowed(
+    before: &BTreeMap<String, String>,
+    written: &[Written],
+) -> BTreeMap<String, Vec<Option<String>>> {
+    let mut allowed: BTreeMap<String, Vec<Option<String>>> = before
+        .iter()
+        .map(|(id, v)| (id.clone(), vec![Some(v.clone())]))
+        .collect();
+    // Hot profiles belong to one thread each, so per-thread order is the only order.
+    for w in written {
+        for (id, v) in &w.acked {
+            allowed.insert(id.clone(), vec![Some(v.clone())]);
+        }
+        if let Some((id, v)) = &w.unacked {
+            allowed
+                .entry(id.clone())
+                .or_insert_with(|| vec![None])
+                .push(Some(v.clone()));
+        }
+    }
+    allowed
+}
+
+/// Checks the database against `allowed` and returns what it holds.
+#[track_caller]
+fn check_recovered(
+    s: &Server,
+    allowed: &BTreeMap<String, Vec<Option<String>>>,
+    context: &str,
+) -> BTreeMap<String, String> {
+    let actual = written_values(s, "shop");
+    let mut wrong = Vec::new();
+    for (id, ok) in allowed {
+        let got = actual.get(id).cloned();
+        if !ok.contains(&got) {
+            wrong.push(format!("{id}: found {got:?}, allowed {ok:?}"));
+        }
+    }
+    for (id, v) in &actual {
+        if !allowed.contains_key(id) {
+            wrong.push(format!("{id}: found {v:?}, which nobody wrote"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{context}: {} profiles wrong after recovery, e.g. {:#?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    actual
+}
+
+/// `city` of every profile the writers made; both fields carry the same value, so a
+/// profile whose fields disagree is a half-applied write and shows as such.
+fn written_values(s: &Server, db: &str) -> BTreeMap<String, String> {
+    all_profiles(s, db)
+        .into_iter()
+        .map(|(id, p)| {
+            let (city, first) = (&p["fields"]["city"], &p["fields"]["first_name"]);
+            let v = if city == first {
+                city.as_str().unwrap_or("<none>").to_owned()
+            } else {
+                format!("<torn: city {city}, first_name {first}>")
+            };
+            (id, v)
+        })
+        .collect()
+}
+
+/// Every profile of a database, by customer id, read page by page.
+fn all_profiles(s: &Server, db: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut cursor = String::new();
+    loop {
+        let page = s.get(&format!(
+            "/v1/databases/{db}/profiles?limit=1000&cursor={cursor}"
+        ));
+        assert_eq!(page.status, 200, "{:#}", page.body);
+        for p in page.body["profiles"].as_array().unwrap() {
+            out.insert(p["customer_id"].as_str().unwrap().to_owned(), p.clone());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => return out,
+        }
+    }
+}
+
+/// A few bits of the clock, to vary the kill points from run to run.
+fn jitter() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    u64::from(nanos.wrapping_mul(2_654_435_761))
+}
+
+// SIGKILL at several points of a write load, snapshots included (every 200 updates),
+// on one directory: recovery after each kill must show every answered write.
+#[test]
+fn crash_loses_no_acknowledged_write() {
+    const ARGS: [&str; 4] = ["--fsync", "always", "--snapshot-after", "200"];
+    let mut s = Server::start_with(&ARGS, &[]);
+    s.create_db("shop", json!({}));
+    let mut held = BTreeMap::new();
+    let seed = jitter();
+    for (round, base_ms) in [150u64, 300, 500, 800].into_iter().enumerate() {
+        let delay = Duration::from_millis(base_ms + (seed >> (round * 8)) % 100);
+        let writers = Writers::start(&s, 8, round);
+        std::thread::sleep(delay);
+        let dir = s.kill();
+        let written = writers.finish();
+        let context = format!("round {round}, killed after {delay:?} (seed {seed})");
+        let acked: usize = written.iter().map(|w| w.acked.len()).sum();
+        assert!(
+            acked > 0,
+            "{context}: no write was answered before the kill"
+        );
+        let refused: Vec<&String> = written.iter().flat_map(|w| &w.refused).collect();
+        assert!(refused.is_empty(), "{context}: refused {refused:?}");
+        let allowed = allowed(&held, &written);
+        s = Server::start_in(dir, &ARGS, &[], true);
+        held = check_recovered(&s, &allowed, &context);
+    }
+}
+
+#[test]
+fn sigterm_under_load_keeps_every_acknowledged_write() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    let writers = Writers::start(&s, 4, 0);
+    // Signal only once the load is well under way, so it lands mid-load.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.count("/v1/databases/shop/profiles?limit=1000", "profiles") < 200 {
+        assert!(Instant::now() < deadline, "the writers never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dir = s.stop();
+    let written = writers.finish();
+    let first_log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(first_log.contains("final snapshot written"), "{first_log}");
+    let refused: Vec<&String> = written.iter().flat_map(|w| &w.refused).collect();
+    assert!(refused.is_empty(), "refused during shutdown: {refused:?}");
+
+    let s = Server::start_in(dir, &[], &[], true);
+    check_recovered(&s, &allowed(&BTreeMap::new(), &written), "after SIGTERM");
+    // The final snapshot is taken after the last write, so there is nothing to replay.
+    assert!(!s.log().contains("replayed the WAL"), "{}", s.log());
+}
+
+// ---------------------------------------------------------------------------------------
+// Damaged files
+
+/// A crashed server's directory whose `shop` has profiles in two snapshots and in the
+/// WAL after the newer one, and an `other` database beside it.
+struct Layered {
+    dir: TempDir,
+    /// `shop`'s profiles, customer id to city.
+    expected: BTreeMap<String, String>,
+}
+
+impl Layered {
+    fn shop(&self) -> PathBuf {
+        self.dir.path().join("db/shop")
+    }
+
+    fn snapshots(&self) -> Vec<PathBuf> {
+        sorted_files(&self.shop(), "snap-", ".bin")
+    }
+
+    fn segments(&self) -> Vec<PathBuf> {
+        sorted_files(&self.shop().join("wal"), "", ".wal")
+    }
+}
+
+/// The newest snapshot is taken at LSN 11; the WAL after it ends with `c-last`.
+fn layered() -> Layered {
+    let s = Server::start_with(&ALWAYS, &[]);
+    s.create_db("shop", json!({}));
+    s.create_db("other", json!({}));
+    set_city(&s, "other", "o1", "Braga");
+    let mut expected = BTreeMap::new();
+    let mut write = |id: &str, city: &str| {
+        set_city(&s, "shop", id, city);
+        expected.insert(id.to_owned(), city.to_owned());
+    };
+    for i in 0..5 {
+        write(&format!("c{i}"), &format!("first-{i}"));
+    }
+    snapshot(&s, "shop");
+    for i in 5..10 {
+        write(&format!("c{i}"), &format!("second-{i}"));
+    }
+    write("c0", "second-0");
+    snapshot(&s, "shop");
+    for i in 10..15 {
+        write(&format!("c{i}"), &format!("third-{i}"));
+    }
+    write("c1", "third-1");
+    write("c-last", "last");
+    // No final snapshot: the newest records live only in the WAL.
+    let layered = Layered {
+        dir: s.kill(),
+        expected,
+    };
+    let snaps = layered.snapshots();
+    assert_eq!(
+        names(&snaps),
+        [
+            "snap-00000000000000000005.bin",
+            "snap-00000000000000000011.bin"
+        ]
+    );
+    let segs = layered.segments();
+    assert_eq!(
+        names(&segs),
+        ["00000000000000000006.wal", "00000000000000000012.wal"]
+    );
+    layered
+}
+
+fn set_city(s: &Server, db: &str, id: &str, city: &str) {
+    let res = s.patch(
+        &format!("/v1/databases/{db}/profiles/{id}"),
+        json!({"fields":{"city":city}}),
+    );
+    assert_eq!(res.status, 200, "{:#}", res.body);
+}
+
+fn snapshot(s: &Server, db: &str) -> Res {
+    let res = s.post(&format!("/v1/databases/{db}/snapshot"), json!({}));
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    res
+}
+
+fn cities(s: &Server, db: &str) -> BTreeMap<String, String> {
+    all_profiles(s, db)
+        .into_iter()
+        .map(|(id, p)| (id, p["fields"]["city"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+/// The files of `dir` named `<prefix>...<suffix>`, in name order.
+fn sorted_files(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(prefix) && n.ends_with(suffix)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn names(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn flip_middle_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupt_newest_snapshot_falls_back_to_the_older_one_and_the_wal() {
+    let l = layered();
+    let newest = l.snapshots().pop().unwrap();
+    flip_middle_byte(&newest);
+    let s = Server::start_in(l.dir, &ALWAYS, &[], true);
+    assert_eq!(cities(&s, "shop"), l.expected);
+    let log = s.log();
+    assert!(
+        log.contains("recovering from an older one") && log.contains("snap-00000000000000000011"),
+        "{log}"
+    );
+}
+
+/// Damages the last WAL segment, restarts, and checks `shop` holds `expected`, logged
+/// a torn tail, takes a write and keeps it over a crash.
+fn recovers_from_a_damaged_tail(damage: impl FnOnce(&Path), lost: Option<&str>) {
+    let mut l = layered();
+    damage(l.segments().last().unwrap());
+    if let Some(id) = lost {
+        l.expected.remove(id);
+    }
+    let s = Server::start_in(l.dir, &ALWAYS, &[], true);
+    assert_eq!(cities(&s, "shop"), l.expected);
+    let log = s.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("WARN") && line.contains("torn")),
+        "{log}"
+    );
+    set_city(&s, "shop", "c-after", "after");
+    l.expected.insert("c-after".into(), "after".into());
+    // Killed, not stopped: the next start replays the cut segment and the one after it.
+    let s = Server::start_in(s.kill(), &ALWAYS, &[], true);
+    assert_eq!(cities(&s, "shop"), l.expected);
+    assert!(!s.log().contains("torn"), "{}", s.log());
+}
+
+#[test]
+fn a_torn_last_wal_record_is_cut_off() {
+    recovers_from_a_damaged_tail(
+        |seg| {
+            let len = std::fs::metadata(seg).unwrap().len();
+            let file = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
+            file.set_len(len - 3).unwrap();
+        },
+        Some("c-last"),
+    );
+}
+
+#[test]
+fn garbage_after_the_last_wal_record_is_cut_off() {
+    recovers_from_a_damaged_tail(
+        |seg| {
+            let mut bytes = std::fs::read(seg).unwrap();
+            bytes.extend_from_slice(b"\x20\x00\x00\x00\xde\xad\xbe\xefnot a record at all");
+            std::fs::write(seg, bytes).unwrap();
+        },
+        None,
+    );
+}
+
+/// Asserts `/readyz` and requests to `shop` say it is unavailable for a reason that
+/// contains each of `names`, while `other` works.
+#[track_caller]
+fn shop_is_unavailable(s: &Server, names: &[&str]) {
+    let ready = s.anon(Method::GET, "/readyz").send().unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().unwrap();
+    assert_eq!(ready["code"], "database_unavailable", "{ready:#}");
+    let reason = ready["failed"]["shop"].as_str().unwrap_or_default();
+    let get = s.get("/v1/databases/shop/profiles/c0");
+    get.assert_problem(503, "database_unavailable");
+    let detail = get.body["detail"].as_str().unwrap();
+    for name in names {
+        assert!(reason.contains(name), "readyz: {ready:#}");
+        assert!(detail.contains(name), "{detail}");
+    }
+    s.get("/v1/databases/shop/profiles")
+        .assert_problem(503, "database_unavailable");
+    // Never replaced by an empty namesake.
+    s.post(
+        "/v1/databases",
+        json!({"name":"shop","consent_confirmed":true}),
+    )
+    .assert_problem(409, "database_exists");
+    assert_eq!(s.get("/v1/databases/other/profiles/o1").status, 200);
+    set_city(s, "other", "o2", "Faro");
+}
+
+#[test]
+fn a_missing_wal_segment_in_the_middle_makes_the_database_unavailable() {
+    let mut l = layered();
+    // Each start opens a new segment without a snapshot, so two crashed runs leave
+    // segments after the newest snapshot that recovery needs in full.
+    let mut dir = l.dir;
+    for run in ["one", "two"] {
+        let s = Server::start_in(dir, &ALWAYS, &[], true);
+        set_city(&s, "shop", &format!("c-{run}"), run);
+        l.expected.insert(format!("c-{run}"), run.to_owned());
+        dir = s.kill();
+    }
+    l.dir = dir;
+    let segs = l.segments();
+    assert_eq!(segs.len(), 4, "{segs:?}");
+    let middle = segs[2].clone();
+    let saved = std::fs::read(&middle).unwrap();
+    std::fs::remove_file(&middle).unwrap();
+
+    let wal_dir = l.shop().join("wal").display().to_string();
+    let s = Server::start_in(l.dir, &ALWAYS, &[], true);
+    shop_is_unavailable(&s, &[&wal_dir]);
+    // Putting the segment back is all it takes: nothing was thrown away.
+    let dir = s.stop();
+    std::fs::write(&middle, saved).unwrap();
+    let s = Server::start_in(dir, &ALWAYS, &[], true);
+    assert_eq!(cities(&s, "shop"), l.expected);
+}
+
+#[test]
+fn no_readable_snapshot_makes_the_database_unavailable() {
+    let l = layered();
+    let snaps = l.snapshots();
+    let saved = std::fs::read(&snaps[1]).unwrap();
+    for snap in &snaps {
+        flip_middle_byte(snap);
+    }
+    let before = disk_image(&l.shop());
+    let shop = l.shop();
+    let s = Server::start_in(l.dir, &ALWAYS, &[], true);
+    let names = names(&snaps);
+    shop_is_unavailable(&s, &[&names[0], &names[1]]);
+    assert_eq!(disk_image(&shop), before, "the server changed shop's files");
+    let dir = s.stop();
+    std::fs::write(&snaps[1], saved).unwrap();
+    let s = Server::start_in(dir, &ALWAYS, &[], true);
+    assert_eq!(cities(&s, "shop"), l.expected);
+}
+
+/// Every file under `dir` with its bytes.
+fn disk_image(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Erasure, the lock, the snapshot endpoint
+
+/// Files under `dir` that hold `needle` anywhere in their bytes. A file deleted while
+/// being read counts as not holding it.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
+#[test]
+fn erasure_reaches_the_disk() {
+    const EMAIL: &str = "erase-me-7f3a@example.com";
+    const NAME: &str = "Erasename7f3a";
+    let s = Server::start_with(&ALWAYS, &[]);
+    s.create_db("shop", json!({}));
+    let keep = |i: usize| format!("keep-me-{i}-7f3a@example.com");
+    let patch = |id: &str, fields: Value| {
+        let res = s.patch(
+            &format!("/v1/databases/shop/profiles/{id}"),
+            json!({ "fields": fields }),
+        );
+        assert_eq!(res.status, 200, "{:#}", res.body);
+    };
+    patch("c-erase", json!({"email":EMAIL,"first_name":NAME}));
+    for i in 0..3 {
+        patch(&format!("k{i}"), json!({"email":keep(i)}));
+    }
+    snapshot(&s, "shop");
+    for i in 3..6 {
+        patch(&format!("k{i}"), json!({"email":keep(i)}));
+    }
+    // A later version too, so copies sit in a snapshot and in the WAL after it.
+    patch("c-erase", json!({"city":"Lisbon"}));
+    let data = s.data_dir().to_owned();
+    for marker in [EMAIL, NAME] {
+        let holding = files_holding(&data.join("db"), marker.as_bytes());
+        assert!(holding.len() >= 2, "{marker} not on disk yet: {holding:?}");
+    }
+
+    let res = s.delete("/v1/databases/shop/profiles/c-erase");
+    assert_eq!(res.status, 204, "{:#}", res.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let holding: Vec<PathBuf> = [EMAIL, NAME]
+            .iter()
+            .flat_map(|m| files_holding(&data, m.as_bytes()))
+            .collect();
+        if holding.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "erased data still on disk in {holding:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..6 {
+        assert!(
+            !files_holding(&data.join("db"), keep(i).as_bytes()).is_empty(),
+            "k{i} is gone from the disk too"
+        );
+    }
+
+    let s = Server::start_in(s.kill(), &ALWAYS, &[], true);
+    s.get("/v1/databases/shop/profiles/c-erase")
+        .assert_problem(404, "profile_not_found");
+    for i in 0..6 {
+        let res = s.get(&format!("/v1/databases/shop/profiles/k{i}"));
+        assert_eq!(res.body["fields"]["email"], keep(i), "{:#}", res.body);
+    }
+}
+
+#[test]
+fn a_second_server_on_the_same_directory_is_refused() {
+    let s = Server::start();
+    let holder = std::fs::read_to_string(s.data_dir().join("LOCK")).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let err_path = out_dir.path().join("second.log");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_persona"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(s.data_dir())
+        .current_dir(out_dir.path())
+        .env("PERSONA_ADMIN_KEY", "pk_test_second_server_key")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("the second server is still running on a locked directory");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("locked by another Persona server"), "{err}");
+    assert!(err.contains(holder.trim()), "the holder is named: {err}");
+    // The refused start left the first server and its lock alone.
+    assert_eq!(
+        std::fs::read_to_string(s.data_dir().join("LOCK")).unwrap(),
+        holder
+    );
+    s.create_db("shop", json!({}));
+}
+
+#[test]
+fn snapshot_endpoint_reports_what_it_wrote() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    for i in 0..7 {
+        set_city(&s, "shop", &format!("c{i}"), "Porto");
+    }
+    set_city(&s, "shop", "c0", "Faro");
+    let info = snapshot(&s, "shop").body;
+    assert_eq!(info["lsn"], 8, "{info:#}");
+    assert_eq!(info["profiles"], 7, "{info:#}");
+    let path = Path::new(info["path"].as_str().unwrap());
+    assert_eq!(
+        path,
+        s.data_dir().join("db/shop/snap-00000000000000000008.bin")
+    );
+    assert_eq!(
+        info["bytes"],
+        std::fs::metadata(path).unwrap().len(),
+        "{info:#}"
+    );
+
+    s.post("/v1/databases/nope/snapshot", json!({}))
+        .assert_problem(404, "database_not_found");
+    let reader = s.key("reader", &["default"]);
+    assert_eq!(
+        s.call_as(&reader, Method::GET, "/v1/databases/shop/profiles/c0", None)
+            .status,
+        200
+    );
+    s.call_as(&reader, Method::POST, "/v1/databases/shop/snapshot", None)
+        .assert_problem(403, "forbidden");
+}
