@@ -58,9 +58,8 @@ fn snapshots(c: &mut Criterion) {
     g.bench_function("load", |b| {
         b.iter(|| {
             let loaded = recover::load_snapshot(dir.path(), threads).unwrap();
-            let store = ProfileStore::restore(loaded.chunks);
-            assert_eq!(store.len() as u64, n);
-            black_box(store)
+            assert_eq!(loaded.store.len() as u64, n);
+            black_box(loaded)
         })
     });
     g.finish();
@@ -118,17 +117,14 @@ fn phases(
     drop(bytes);
     let t = Instant::now();
     let loaded = snapshot::read(&info.path, threads).unwrap();
-    let decode = t.elapsed();
+    let load = t.elapsed();
     let t = Instant::now();
-    let restored = ProfileStore::restore(loaded.chunks);
-    let restore = t.elapsed();
-    let t = Instant::now();
-    drop(restored);
+    drop(loaded);
     let free = t.elapsed();
     eprintln!(
         "phases: store.all {all:.1?}; encode {encode:.1?} ({encoded} bytes); whole write \
-         {write:.1?}; read file {read:.1?}; read+check+decode {decode:.1?}; restore \
-         {restore:.1?}; drop store {free:.1?}"
+         {write:.1?}; read file alone {read:.1?}; read+check+decode+index \
+         {load:.1?}; drop store {free:.1?}"
     );
 }
 

@@ -236,7 +236,7 @@ impl Databases {
         let state = Arc::new(DbState {
             settings: ArcSwap::from_pointee(loaded.settings),
             schema: ArcSwap::from_pointee(loaded.schema),
-            store: ProfileStore::restore(loaded.chunks),
+            store: loaded.store,
         });
         let wal_dir = dir.join("wal");
         let replayed = recover::replay(&wal_dir, snapshot_lsn, &*state)?;

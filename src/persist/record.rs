@@ -209,8 +209,8 @@ struct ProfileRec<'a> {
     email: Option<EmailRec<'a>>,
     phone: Option<PhoneRec<'a>>,
     subscriptions: Vec<SubscriptionRec<'a>>,
-    created_at: i128,
-    updated_at: i128,
+    created_at: (i64, i32),
+    updated_at: (i64, i32),
 }
 
 #[derive(Encode, BorrowDecode)]
@@ -234,7 +234,7 @@ struct SubscriptionRec<'a> {
     channel: u8,
     category: &'a str,
     subscribed: bool,
-    at: i128,
+    at: (i64, i32),
     source: u8,
 }
 
@@ -245,7 +245,7 @@ enum ValueRec<'a> {
     Str(&'a str),
     Bool(bool),
     Date(i16, i8, i8),
-    DateTime(i128),
+    DateTime(i64, i32),
     Ip(IpAddr),
     Tags(Vec<&'a str>),
     Json(Cow<'a, str>),
@@ -312,22 +312,33 @@ impl Encode for ProfileOut<'_> {
                 channel: s.channel as u8,
                 category: &s.category,
                 subscribed: s.status == SubscriptionStatus::Subscribed,
-                at: s.at.as_nanosecond(),
+                at: parts(s.at),
                 source: s.source as u8,
             }
             .encode(e)?;
         }
-        p.created_at.as_nanosecond().encode(e)?;
-        p.updated_at.as_nanosecond().encode(e)
+        parts(p.created_at).encode(e)?;
+        parts(p.updated_at).encode(e)
     }
 }
 
 impl ProfileRec<'_> {
     fn into_profile(self, schema: &Schema) -> Result<Profile, RecordError> {
         let mut fields = crate::store::Fields::new();
+        let defs = schema.fields();
+        let mut hint = 0;
         for (name, v) in self.fields {
-            if let Some(def) = schema.get(name) {
-                fields.push((def.name.clone(), v.into_value()?));
+            // Values are stored in schema order, so the next field is nearly always the
+            // one after the last: a compare, not a hash; a scan of a few dozen names
+            // otherwise.
+            let at = if defs.get(hint).is_some_and(|d| &*d.name == name) {
+                Some(hint)
+            } else {
+                defs.iter().position(|d| &*d.name == name)
+            };
+            if let Some(at) = at {
+                hint = at + 1;
+                fields.push((defs[at].name.clone(), v.into_value()?));
             }
         }
         Ok(Profile {
@@ -383,7 +394,7 @@ impl<'a> From<&'a Value> for ValueRec<'a> {
             Value::Str(s) => ValueRec::Str(s),
             Value::Bool(b) => ValueRec::Bool(*b),
             Value::Date(d) => ValueRec::Date(d.year(), d.month(), d.day()),
-            Value::DateTime(t) => ValueRec::DateTime(t.as_nanosecond()),
+            Value::DateTime(t) => ValueRec::DateTime(t.as_second(), t.subsec_nanosecond()),
             Value::Ip(ip) => ValueRec::Ip(*ip),
             Value::Tags(t) => ValueRec::Tags(t.iter().map(CompactString::as_str).collect()),
             Value::Json(j) => ValueRec::Json(Cow::Owned(j.to_string())),
@@ -401,7 +412,7 @@ impl ValueRec<'_> {
             ValueRec::Date(y, m, d) => Value::Date(
                 Date::new(y, m, d).map_err(|e| RecordError::Invalid(format!("date: {e}")))?,
             ),
-            ValueRec::DateTime(n) => Value::DateTime(timestamp(n)?),
+            ValueRec::DateTime(s, n) => Value::DateTime(timestamp((s, n))?),
             ValueRec::Ip(ip) => Value::Ip(ip),
             ValueRec::Tags(t) => Value::Tags(t.into_iter().map(CompactString::from).collect()),
             ValueRec::Json(j) => Value::Json(Arc::new(
@@ -450,8 +461,14 @@ fn schema_from(fields: Vec<FieldRec<'_>>) -> Result<Schema, RecordError> {
     Ok(Schema::restore(defs))
 }
 
-fn timestamp(nanos: i128) -> Result<Timestamp, RecordError> {
-    Timestamp::from_nanosecond(nanos).map_err(|e| RecordError::Invalid(format!("time: {e}")))
+// Seconds and nanoseconds apart, not one i128 of nanoseconds: splitting an i128 back
+// needs a 128-bit division, which was a measurable part of a snapshot load.
+fn parts(t: Timestamp) -> (i64, i32) {
+    (t.as_second(), t.subsec_nanosecond())
+}
+
+fn timestamp((secs, nanos): (i64, i32)) -> Result<Timestamp, RecordError> {
+    Timestamp::new(secs, nanos).map_err(|e| RecordError::Invalid(format!("time: {e}")))
 }
 
 fn channel_from(n: u8) -> Result<Channel, RecordError> {

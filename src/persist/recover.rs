@@ -352,7 +352,7 @@ mod tests {
             let back = DbState {
                 settings: ArcSwap::from_pointee(loaded.settings),
                 schema: ArcSwap::from_pointee(loaded.schema),
-                store: ProfileStore::restore(loaded.chunks),
+                store: loaded.store,
             };
             let replayed = replay(&wal_dir, snapshot_lsn, &back).unwrap();
             prop_assert_eq!(replayed.last_lsn, lsn);

@@ -12,7 +12,7 @@
 //! whole new value (see `record::Entry`) and applying one again changes nothing.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bincode::{BorrowDecode, Encode};
 
 use super::record::{self, config};
-use super::wal::{Tail, append_frame, read_frames};
+use super::wal::append_frame;
 use super::{PersistError, sync_dir};
 use crate::schema::{DatabaseSettings, Schema};
-use crate::store::Profile;
+use crate::store::{Profile, ProfileStore};
 
 /// The first bytes of every snapshot: the name and the format version.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSNSNP\x01";
@@ -61,8 +61,8 @@ pub struct Loaded {
     pub settings: DatabaseSettings,
     /// Schema at that LSN.
     pub schema: Schema,
-    /// The profiles, in chunks (one per decode unit).
-    pub chunks: Vec<Vec<Profile>>,
+    /// The profiles, indexed.
+    pub store: ProfileStore,
     /// The file.
     pub path: PathBuf,
 }
@@ -207,86 +207,141 @@ pub fn prune(db_dir: &Path, keep: usize) -> Result<(), PersistError> {
     Ok(())
 }
 
-/// Reads and checks a snapshot, decoding its chunks on `threads` threads.
+/// Reads and checks a snapshot into a new store. The file is streamed: this thread
+/// reads frames while `threads` workers check, decode and index them, so reading the
+/// disk, decoding and building the maps overlap.
 pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
-    let bytes = fs::read(path).map_err(|e| PersistError::io(path, e))?;
     let corrupt = |detail: String| PersistError::Corrupt {
         path: path.to_owned(),
         detail,
     };
-    let body = bytes
-        .strip_prefix(SNAPSHOT_MAGIC)
-        .ok_or_else(|| corrupt("not a Persona snapshot (bad magic number)".into()))?;
-    let (frames, tail) = read_frames(body);
-    if let Tail::Torn { offset, reason } = tail {
-        return Err(corrupt(format!(
-            "{reason} at byte {}",
-            offset + SNAPSHOT_MAGIC.len()
-        )));
+    let io = |e| PersistError::io(path, e);
+    let file = File::open(path).map_err(io)?;
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0; 8];
+    if r.read_exact(&mut magic).is_err() || &magic != SNAPSHOT_MAGIC {
+        return Err(corrupt("not a Persona snapshot (bad magic number)".into()));
     }
-    let [header, head, chunks @ ..] = &frames[..] else {
-        return Err(corrupt("no header".into()));
+    let mut frame = |what: &str| -> Result<Frame, PersistError> {
+        let f = next_frame(&mut r)
+            .map_err(|e| corrupt(format!("{what}: {e}")))?
+            .ok_or_else(|| corrupt(format!("{what} missing")))?;
+        if f.payload().is_none() {
+            return Err(corrupt(format!("{what}: the checksum does not match")));
+        }
+        Ok(f)
     };
-    let (header, _): (Header<'_>, usize) = bincode::borrow_decode_from_slice(header, config())
-        .map_err(|e| corrupt(format!("header: {e}")))?;
-    if chunks.len() as u64 != header.chunks {
-        return Err(corrupt(format!(
-            "{} of {} profile chunks present",
-            chunks.len(),
-            header.chunks
-        )));
-    }
-    let (settings, schema) = record::decode_head(head).map_err(|e| corrupt(e.to_string()))?;
-    let decoded = decode_chunks(chunks, &schema, threads).map_err(|e| corrupt(e.to_string()))?;
-    let count: usize = decoded.iter().map(Vec::len).sum();
-    if count as u64 != header.profiles {
-        return Err(corrupt(format!(
-            "{count} profiles where the header says {}",
-            header.profiles
-        )));
-    }
-    Ok(Loaded {
-        lsn: header.lsn,
-        settings,
-        schema,
-        chunks: decoded,
-        path: path.to_owned(),
-    })
-}
+    let header_frame = frame("the header")?;
+    let (header, _): (Header<'_>, usize) =
+        bincode::borrow_decode_from_slice(&header_frame.0[8..], config())
+            .map_err(|e| corrupt(format!("header: {e}")))?;
+    let (lsn, profiles, chunks) = (header.lsn, header.profiles, header.chunks);
+    let head = frame("settings and schema")?;
+    let (settings, schema) =
+        record::decode_head(&head.0[8..]).map_err(|e| corrupt(e.to_string()))?;
+    let store = ProfileStore::with_capacity(usize::try_from(profiles).unwrap_or(0));
 
-fn decode_chunks(
-    chunks: &[&[u8]],
-    schema: &Schema,
-    threads: usize,
-) -> Result<Vec<Vec<Profile>>, record::RecordError> {
-    let next = AtomicUsize::new(0);
-    type Numbered = Vec<(usize, Vec<Profile>)>;
-    let results: Vec<Result<Numbered, record::RecordError>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads.clamp(1, chunks.len().max(1)))
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Frame)>(threads.max(1) * 2);
+    let rx = parking_lot::Mutex::new(rx);
+    let (store_ref, schema_ref, rx_ref) = (&store, &schema, &rx);
+    let (read_result, decoded) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
-                s.spawn(|| {
-                    let mut mine = Vec::new();
+                s.spawn(move || {
+                    let mut order = Vec::new();
                     loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(chunk) = chunks.get(i) else {
-                            return Ok(mine);
+                        let Ok((n, f)) = rx_ref.lock().recv() else {
+                            return Ok(order);
                         };
-                        mine.push((i, record::decode_profiles(chunk, schema)?));
+                        let payload = f
+                            .payload()
+                            .ok_or_else(|| format!("chunk {n}: the checksum does not match"))?;
+                        let batch = record::decode_profiles(payload, schema_ref)
+                            .map_err(|e| format!("chunk {n}: {e}"))?;
+                        order.reserve(batch.len());
+                        for p in batch {
+                            order.push(store_ref.insert_restored(p));
+                        }
                     }
                 })
             })
             .collect();
-        workers
+        let read_result = (|| {
+            for n in 0..chunks {
+                let f = next_frame(&mut r)
+                    .map_err(|e| corrupt(format!("chunk {n}: {e}")))?
+                    .ok_or_else(|| corrupt(format!("{n} of {chunks} profile chunks present")))?;
+                if tx.send((n, f)).is_err() {
+                    break;
+                }
+            }
+            match next_frame(&mut r) {
+                Ok(None) => Ok(()),
+                _ => Err(corrupt("bytes after the last chunk".into())),
+            }
+        })();
+        drop(tx);
+        let decoded: Vec<Result<Vec<_>, String>> = workers
             .into_iter()
-            .map(|w| w.join().expect("decode thread"))
-            .collect()
+            .map(|w| w.join().expect("snapshot decode thread"))
+            .collect();
+        (read_result, decoded)
     });
-    let mut all = Vec::with_capacity(chunks.len());
-    for r in results {
-        all.extend(r?);
+    let mut order = Vec::with_capacity(store.len());
+    for d in decoded {
+        order.extend(d.map_err(corrupt)?);
     }
-    all.sort_by_key(|(i, _)| *i);
-    Ok(all.into_iter().map(|(_, c)| c).collect())
+    read_result?;
+    if order.len() as u64 != profiles {
+        return Err(corrupt(format!(
+            "{} profiles where the header says {profiles}",
+            order.len()
+        )));
+    }
+    store.set_order(order);
+    Ok(Loaded {
+        lsn,
+        settings,
+        schema,
+        store,
+        path: path.to_owned(),
+    })
+}
+
+/// A frame as read: its 8 header bytes and payload in one buffer.
+struct Frame(Vec<u8>);
+
+impl Frame {
+    /// The payload, if it matches its checksum.
+    fn payload(&self) -> Option<&[u8]> {
+        let crc = u32::from_le_bytes(self.0[4..8].try_into().expect("4 bytes"));
+        let payload = &self.0[8..];
+        (crc32fast::hash(payload) == crc).then_some(payload)
+    }
+}
+
+/// The next frame, `None` at a clean end; a frame cut short is an `UnexpectedEof`.
+fn next_frame(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
+    let mut head = [0u8; 8];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..])? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    if len > record::MAX_RECORD {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a frame length beyond any record",
+        ));
+    }
+    let mut buf = vec![0; 8 + len];
+    buf[..8].copy_from_slice(&head);
+    r.read_exact(&mut buf[8..])?;
+    Ok(Some(Frame(buf)))
 }
 
 #[cfg(test)]
@@ -318,9 +373,8 @@ mod tests {
         assert_eq!(info.profiles, 5000);
         let loaded = read(&info.path, 2).unwrap();
         assert_eq!(loaded.lsn, 42);
-        let back: Vec<&Profile> = loaded.chunks.iter().flatten().collect();
-        assert_eq!(back.len(), 5000);
-        assert_eq!(back[4999], &*profiles[4999]);
+        assert_eq!(loaded.store.len(), 5000);
+        assert_eq!(loaded.store.get("c4999").as_deref(), Some(&*profiles[4999]));
         assert_eq!(snapshots(dir.path()).unwrap(), [(42, info.path.clone())]);
 
         let mut bytes = fs::read(&info.path).unwrap();

@@ -127,49 +127,33 @@ impl ProfileStore {
         }
     }
 
-    /// A store of profiles read back from a snapshot, indexed on every core.
-    pub fn restore(chunks: Vec<Vec<Profile>>) -> ProfileStore {
-        let count: usize = chunks.iter().map(Vec::len).sum();
-        // Sized up front: growing a map of a million entries rehashes it ~20 times.
-        let store = ProfileStore {
-            profiles: DashMap::with_capacity_and_hasher(count, Hasher::default()),
-            identifiers: DashMap::with_capacity_and_hasher(count * 2, Hasher::default()),
+    /// An empty store sized for `n` profiles: growing a map of a million entries
+    /// rehashes it ~20 times.
+    pub fn with_capacity(n: usize) -> Self {
+        ProfileStore {
+            profiles: DashMap::with_capacity_and_hasher(n, Hasher::default()),
+            identifiers: DashMap::with_capacity_and_hasher(n * 2, Hasher::default()),
             order: RwLock::default(),
-        };
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let chunks: Vec<parking_lot::Mutex<Vec<Profile>>> =
-            chunks.into_iter().map(parking_lot::Mutex::new).collect();
-        let orders: Vec<Vec<(Ulid, CompactString)>> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut order = Vec::new();
-                        while let Some(chunk) =
-                            chunks.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                        {
-                            for p in std::mem::take(&mut *chunk.lock()) {
-                                order.push((p.id, p.customer_id.clone()));
-                                for key in p.identifier_keys() {
-                                    store.identifiers.insert(key, p.customer_id.clone());
-                                }
-                                store.profiles.insert(p.customer_id.clone(), Arc::new(p));
-                            }
-                        }
-                        order
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("restore thread"))
-                .collect()
-        });
-        // Built from sorted input in one pass rather than a million inserts.
-        let mut order: Vec<(Ulid, CompactString)> = orders.into_iter().flatten().collect();
+        }
+    }
+
+    /// Adds a profile read back from a snapshot, from any thread; returns its entry for
+    /// [`ProfileStore::set_order`]. Recovery only.
+    pub fn insert_restored(&self, p: Profile) -> (Ulid, CompactString) {
+        let customer_id = p.customer_id.clone();
+        for key in p.identifier_keys() {
+            self.identifiers.insert(key, customer_id.clone());
+        }
+        let entry = (p.id, customer_id.clone());
+        self.profiles.insert(customer_id, Arc::new(p));
+        entry
+    }
+
+    /// Sets the creation order of restored profiles in one pass (a bulk build from
+    /// sorted input rather than a million inserts). Recovery only.
+    pub fn set_order(&self, mut order: Vec<(Ulid, CompactString)>) {
         order.sort_unstable_by_key(|(id, _)| *id);
-        *store.order.write() = order.into_iter().collect();
-        store
+        *self.order.write() = order.into_iter().collect();
     }
 
     /// Removes a profile and its identifier keys. Actor only.
