@@ -39,6 +39,7 @@ pub enum FsyncPolicy {
     /// Every acknowledged write is on disk.
     Always,
     /// At most one second of writes lost on power loss.
+    #[value(name = "every_second", alias = "every-second")]
     EverySecond,
     /// The operating system decides.
     Never,

@@ -390,6 +390,7 @@ fn write_ops(shared: &Shared, ops: Vec<Op>, size: &mut u64) -> Result<(), Persis
                     .map_err(|e| PersistError::io(&shared.wal_dir, e))?;
                 *size += bytes.len() as u64;
                 shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("persona_wal_writes_total").increment(1);
                 written = Some(last_lsn);
                 if let Some(cur) = shared.current.lock().as_mut() {
                     cur.1 = last_lsn;
@@ -417,11 +418,13 @@ fn write_ops(shared: &Shared, ops: Vec<Op>, size: &mut u64) -> Result<(), Persis
         .stats
         .records
         .fetch_add(lsn.saturating_sub(before), Ordering::Relaxed);
+    metrics::counter!("persona_wal_records_total").increment(lsn.saturating_sub(before));
     if shared.policy == FsyncPolicy::Always {
         let (file, _) = shared.current.lock().clone().expect("a segment is open");
         file.sync_data()
             .map_err(|e| PersistError::io(&shared.wal_dir, e))?;
         shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("persona_wal_fsyncs_total").increment(1);
         shared.progress.send_modify(|p| {
             p.written = lsn;
             p.synced = lsn;
@@ -475,6 +478,7 @@ fn fsync_loop(shared: &Shared) {
         match file.sync_data() {
             Ok(()) => {
                 shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("persona_wal_fsyncs_total").increment(1);
                 shared
                     .progress
                     .send_modify(|p| p.synced = p.synced.max(lsn));
