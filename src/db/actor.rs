@@ -15,6 +15,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
@@ -40,6 +41,9 @@ pub struct DatabaseActor {
     dir: PathBuf,
     wal: Option<Wal>,
     lsn: u64,
+    // The last LSN applied to the store, for the snapshot thread: what it reads may be
+    // that new, so the log must be durable that far before the snapshot is.
+    applied: Arc<AtomicU64>,
     persistence: Persistence,
     since_snapshot: u64,
     // An erasure happened: the next snapshot must leave no older copy of it on disk.
@@ -54,22 +58,24 @@ pub struct DatabaseActor {
 
 impl DatabaseActor {
     /// An actor for a database's shared state, its directory and its open WAL, whose
-    /// last record is `lsn`.
+    /// last record is `lsn`; `erasure_pending` when recovery replayed an erasure.
     pub fn new(
         state: Arc<DbState>,
         dir: PathBuf,
         wal: Wal,
         lsn: u64,
         persistence: Persistence,
+        erasure_pending: bool,
     ) -> Self {
         DatabaseActor {
             state,
             dir,
             wal: Some(wal),
             lsn,
+            applied: Arc::new(AtomicU64::new(lsn)),
             persistence,
             since_snapshot: 0,
-            erasure_pending: false,
+            erasure_pending,
             running: None,
             queued: Vec::new(),
             again: false,
@@ -99,6 +105,8 @@ impl DatabaseActor {
         if let Some(wal) = &self.wal {
             wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
         }
+        // Before the apply: whoever sees the effect in the store then reads this LSN.
+        self.applied.store(lsn, Ordering::SeqCst);
         self.state.apply_entry(entry);
         self.since_snapshot += 1;
         if erases {
@@ -129,6 +137,8 @@ impl DatabaseActor {
         let pause = Instant::now();
         let lsn = self.lsn;
         let rotated = wal.rotate(lsn + 1);
+        let durability = wal.durability();
+        let applied = Arc::clone(&self.applied);
         let settings = self.state.settings.load_full();
         let schema = self.state.schema.load_full();
         let state = Arc::clone(&self.state);
@@ -150,7 +160,10 @@ impl DatabaseActor {
                         .map_err(|_| "the log writer stopped".to_string())?
                         .map_err(|e| format!("switching WAL segment: {e}"))?;
                     let profiles = state.store.all();
-                    let info = snapshot::write(&dir, lsn, &settings, &schema, &profiles)
+                    durability
+                        .sync_through(applied.load(Ordering::SeqCst))
+                        .map_err(|e| format!("the WAL could not be made durable: {e}"))?;
+                    let info = snapshot::write(&dir, lsn, &settings, &schema, &profiles, erasing)
                         .map_err(|e| e.to_string())?;
                     snapshot::prune(&dir, keep).map_err(|e| e.to_string())?;
                     Ok(info)
@@ -181,7 +194,9 @@ impl DatabaseActor {
             self.continue_close(ctx);
             return;
         }
-        if !self.queued.is_empty() || self.again || self.erasure_pending {
+        // A failed snapshot is not retried at once (a full disk would make that a busy
+        // loop): the interval timer tries again while an erasure is pending.
+        if !self.queued.is_empty() || self.again {
             let waiters = std::mem::take(&mut self.queued);
             self.start_snapshot(waiters, ctx);
         }
@@ -216,6 +231,9 @@ impl Actor for DatabaseActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.erasure_pending {
+            self.request_snapshot(ctx);
+        }
         let every = self.persistence.snapshot_interval;
         ctx.run_interval(every, |act, ctx| {
             if act.since_snapshot > 0 || act.erasure_pending {

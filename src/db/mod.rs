@@ -232,6 +232,10 @@ impl Databases {
     fn open(&self, dir: &std::path::Path) -> Result<Arc<Database>, PersistError> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let loaded = recover::load_snapshot(dir, threads)?;
+        if loaded.erasing {
+            // A crash came between an erasing snapshot's rename and its prune.
+            crate::persist::snapshot::prune(dir, 1)?;
+        }
         let snapshot_lsn = loaded.lsn;
         let state = Arc::new(DbState {
             settings: ArcSwap::from_pointee(loaded.settings),
@@ -245,17 +249,26 @@ impl Databases {
                 "replayed the WAL after the snapshot");
         }
         let wal = Wal::open(&wal_dir, replayed.last_lsn + 1, self.persistence.fsync)?;
-        Ok(self.start(state, dir.to_owned(), wal, replayed.last_lsn))
+        // Erasures replayed from the log have not reached a snapshot yet.
+        let erasing = replayed.erasures > 0;
+        Ok(self.start(state, dir.to_owned(), wal, replayed.last_lsn, erasing))
     }
 
-    fn start(&self, state: Arc<DbState>, dir: PathBuf, wal: Wal, lsn: u64) -> Arc<Database> {
+    fn start(
+        &self,
+        state: Arc<DbState>,
+        dir: PathBuf,
+        wal: Wal,
+        lsn: u64,
+        erasure_pending: bool,
+    ) -> Arc<Database> {
         let writer =
             &self.writers[self.next_writer.fetch_add(1, Ordering::Relaxed) % self.writers.len()];
         let durability = wal.durability();
         let actor_state = Arc::clone(&state);
         let persistence = self.persistence.clone();
         let addr = DatabaseActor::start_in_arbiter(writer, move |_| {
-            DatabaseActor::new(actor_state, dir, wal, lsn, persistence)
+            DatabaseActor::new(actor_state, dir, wal, lsn, persistence, erasure_pending)
         });
         Arc::new(Database {
             state,
@@ -337,13 +350,20 @@ impl Databases {
             .create_database(&settings, &schema)
             .map_err(storage)?
             .ok_or_else(exists)?;
-        let wal = Wal::open(&dir.join("wal"), 1, self.persistence.fsync).map_err(storage)?;
+        let wal = match Wal::open(&dir.join("wal"), 1, self.persistence.fsync) {
+            Ok(wal) => wal,
+            Err(e) => {
+                // Not registered, so not left on disk either: the name stays free.
+                let _ = crate::persist::dir::remove_database(&dir);
+                return Err(storage(e));
+            }
+        };
         let state = Arc::new(DbState {
             settings: ArcSwap::from_pointee(settings),
             schema: ArcSwap::from_pointee(schema),
             store: ProfileStore::new(),
         });
-        let db = self.start(state, dir, wal, 0);
+        let db = self.start(state, dir, wal, 0, false);
         self.by_name.insert(name, Arc::clone(&db));
         Ok(db)
     }

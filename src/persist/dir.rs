@@ -55,11 +55,9 @@ impl DataDir {
             .map_err(|e| PersistError::io(&lock_path, e))?;
         for entry in fs::read_dir(&dbs).map_err(|e| PersistError::io(&dbs, e))? {
             let path = entry.map_err(|e| PersistError::io(&dbs, e))?.path();
-            if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-            {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // Only what our own create and delete leave; anything else is not ours.
+            if path.is_dir() && (name.starts_with(".new-") || name.starts_with(".deleted-")) {
                 tracing::warn!(path = %path.display(), "removing a database directory left half-made or half-deleted");
                 fs::remove_dir_all(&path).map_err(|e| PersistError::io(&path, e))?;
             }
@@ -117,7 +115,7 @@ impl DataDir {
         fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
         let result = (|| {
             fs::create_dir(tmp.join("wal")).map_err(|e| io(&tmp, e))?;
-            snapshot::write(&tmp, 0, settings, schema, &[])?;
+            snapshot::write(&tmp, 0, settings, schema, &[], false)?;
             sync_dir(&tmp).map_err(|e| io(&tmp, e))?;
             // rename(2) onto an existing non-empty directory fails: a namesake created
             // at the same moment wins and this one is refused.

@@ -32,6 +32,8 @@ pub struct Replayed {
     pub last_lsn: u64,
     /// Records applied.
     pub records: u64,
+    /// Profile erasures among them: the next snapshot must be an erasing one.
+    pub erasures: u64,
     /// The torn tail cut off, if there was one: `(segment, offset)`.
     pub truncated: Option<(String, u64)>,
 }
@@ -40,7 +42,7 @@ pub struct Replayed {
 pub fn load_snapshot(db_dir: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let all = snapshot::snapshots(db_dir)?;
     let mut failures = Vec::new();
-    let mut bad = Vec::new();
+    let mut bad: Vec<&Path> = Vec::new();
     for (_, path) in all.iter().rev() {
         match snapshot::read(path, threads) {
             Ok(loaded) => {
@@ -50,10 +52,13 @@ pub fn load_snapshot(db_dir: &Path, threads: usize) -> Result<Loaded, PersistErr
                 }
                 // Set aside (kept for inspection, no longer counted as a snapshot), so
                 // the next prune keeps this good one rather than the bad newer one.
-                for bad in bad {
+                for bad in bad.iter().copied() {
                     let aside = snapshot::corrupt_path(bad);
                     std::fs::rename(bad, &aside).map_err(|e| PersistError::io(bad, e))?;
                     tracing::warn!(file = %aside.display(), "unreadable snapshot set aside");
+                }
+                if !bad.is_empty() {
+                    sync_dir(db_dir).map_err(|e| PersistError::io(db_dir, e))?;
                 }
                 return Ok(loaded);
             }
@@ -83,6 +88,7 @@ pub fn replay(
     let segments = wal::segments(wal_dir).map_err(|e| PersistError::io(wal_dir, e))?;
     let mut next = after_lsn + 1;
     let mut records = 0;
+    let mut erasures = 0;
     let mut truncated = None;
     let last = segments.len().saturating_sub(1);
     for (i, (first, path)) in segments.iter().enumerate() {
@@ -112,16 +118,10 @@ pub fn replay(
         let (frames, tail) = wal::read_frames(body);
         let mut good = base;
         for frame in frames {
+            // A frame that passed its checksum was written whole: if it does not decode,
+            // that is corruption (or a format we do not know), never a torn append.
             let (lsn, entry) = match record::decode_entry(frame, &target.schema()) {
                 Ok(r) => r,
-                Err(e) if i == last => {
-                    cut(path, good, &e.to_string(), &mut truncated)?;
-                    return Ok(Replayed {
-                        last_lsn: next - 1,
-                        records,
-                        truncated,
-                    });
-                }
                 Err(e) => {
                     return Err(PersistError::Corrupt {
                         path: path.clone(),
@@ -140,13 +140,31 @@ pub fn replay(
                     to: lsn - 1,
                 });
             }
+            erasures += u64::from(matches!(entry, Entry::Remove(_)));
             target.apply(entry);
             next += 1;
             records += 1;
         }
         let short_magic = base < SEGMENT_MAGIC.len();
         match tail {
-            Tail::Torn { reason, .. } if i == last => cut(path, good, &reason, &mut truncated)?,
+            Tail::Torn { offset, reason } if i == last => {
+                // A torn append leaves nothing whole after it. A whole frame past the
+                // damage means records the log answered for are beyond it: refuse,
+                // rather than cut them off.
+                if let Some(at) = wal::whole_frame_after(body, offset) {
+                    return Err(PersistError::Corrupt {
+                        path: path.clone(),
+                        detail: format!(
+                            "{reason} at byte {}, yet a whole record follows at byte {}; \
+                             to give up the records after the damage, truncate the file to {} bytes",
+                            offset + base,
+                            at + base,
+                            offset + base
+                        ),
+                    });
+                }
+                cut(path, good, &reason, &mut truncated)?
+            }
             Tail::Clean if short_magic => {
                 cut(path, 0, "a segment header cut short", &mut truncated)?
             }
@@ -162,9 +180,18 @@ pub fn replay(
             }
         }
     }
+    // What was replayed may sit only in the page cache (a crash, not a power loss, ended
+    // the last run). Make it durable before a newer segment exists, or a power loss now
+    // could leave a hole in the middle of the log.
+    if let Some((_, path)) = segments.last() {
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| PersistError::io(path, e))?;
+    }
     Ok(Replayed {
         last_lsn: next - 1,
         records,
+        erasures,
         truncated,
     })
 }
@@ -291,6 +318,52 @@ mod tests {
         }
     }
 
+    struct Sink(ArcSwap<Schema>, parking_lot::Mutex<Vec<Entry>>);
+
+    impl Target for Sink {
+        fn schema(&self) -> Arc<Schema> {
+            self.0.load_full()
+        }
+        fn apply(&self, entry: Entry) {
+            self.1.lock().push(entry);
+        }
+    }
+
+    fn segment_of(records: &[u64]) -> Vec<u8> {
+        let mut bytes = crate::persist::wal::SEGMENT_MAGIC.to_vec();
+        for &lsn in records {
+            crate::persist::wal::append_frame(&mut bytes, |b| {
+                encode_entry(lsn, &Entry::Remove(format!("c{lsn}").into()), b);
+            });
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_but_damage_before_whole_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = crate::persist::wal::segment_path(dir.path(), 1);
+        let sink = || Sink(ArcSwap::from_pointee(Schema::default()), Default::default());
+
+        let mut torn = segment_of(&[1, 2, 3]);
+        torn.truncate(torn.len() - 3);
+        fs::write(&seg, &torn).unwrap();
+        let r = replay(dir.path(), 0, &sink()).unwrap();
+        assert_eq!((r.last_lsn, r.records, r.erasures), (2, 2, 2));
+        assert!(r.truncated.is_some());
+
+        let mut damaged = segment_of(&[1, 2, 3]);
+        let second = SEGMENT_MAGIC_LEN + (damaged.len() - SEGMENT_MAGIC_LEN) / 3 + 9;
+        damaged[second] ^= 0xff;
+        fs::write(&seg, &damaged).unwrap();
+        let err = replay(dir.path(), 0, &sink()).unwrap_err().to_string();
+        assert!(err.contains("whole record follows"), "{err}");
+        // Refused means untouched.
+        assert_eq!(fs::read(&seg).unwrap(), damaged);
+    }
+
+    const SEGMENT_MAGIC_LEN: usize = crate::persist::wal::SEGMENT_MAGIC.len();
+
     fn sorted(store: &ProfileStore) -> Vec<Arc<Profile>> {
         let mut all = store.all();
         all.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
@@ -317,7 +390,7 @@ mod tests {
                 jiff::Timestamp::UNIX_EPOCH,
             )
             .unwrap();
-            snapshot::write(dir.path(), 0, &settings, &Schema::default(), &[]).unwrap();
+            snapshot::write(dir.path(), 0, &settings, &Schema::default(), &[], false).unwrap();
             let state = DbState {
                 settings: ArcSwap::from_pointee(settings),
                 schema: ArcSwap::from_pointee(Schema::default()),
@@ -334,8 +407,10 @@ mod tests {
                 }
                 if i == k2 {
                     let (s_lsn, s_settings, s_schema) = view.clone().unwrap();
-                    snapshot::write(dir.path(), s_lsn, &s_settings, &s_schema, &state.store.all())
-                        .unwrap();
+                    snapshot::write(
+                        dir.path(), s_lsn, &s_settings, &s_schema, &state.store.all(), false,
+                    )
+                    .unwrap();
                 }
                 let Some(op) = ops.get(i) else { break };
                 if let Ok((entry, _)) = effect(&state, change(op)) {

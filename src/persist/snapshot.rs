@@ -37,6 +37,9 @@ struct Header<'a> {
     profiles: u64,
     chunks: u64,
     created_at: i128,
+    // Taken for an erasure: only this snapshot may stay. Recorded so that a crash
+    // between the rename and the prune is finished at the next start.
+    erasing: bool,
 }
 
 /// What a written snapshot is.
@@ -63,6 +66,8 @@ pub struct Loaded {
     pub schema: Schema,
     /// The profiles, indexed.
     pub store: ProfileStore,
+    /// It was taken for an erasure (older snapshots and segments must go).
+    pub erasing: bool,
     /// The file.
     pub path: PathBuf,
 }
@@ -105,11 +110,29 @@ pub fn write(
     settings: &DatabaseSettings,
     schema: &Schema,
     profiles: &[Arc<Profile>],
+    erasing: bool,
+) -> Result<SnapshotInfo, PersistError> {
+    let tmp = db_dir.join(format!(".snap-{lsn:020}.tmp"));
+    let written = write_at(db_dir, &tmp, lsn, settings, schema, profiles, erasing);
+    if written.is_err() {
+        // Best effort: the next prune removes leftovers and reports what it cannot.
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_at(
+    db_dir: &Path,
+    tmp: &Path,
+    lsn: u64,
+    settings: &DatabaseSettings,
+    schema: &Schema,
+    profiles: &[Arc<Profile>],
+    erasing: bool,
 ) -> Result<SnapshotInfo, PersistError> {
     let path = snapshot_path(db_dir, lsn);
-    let tmp = db_dir.join(format!(".snap-{lsn:020}.tmp"));
-    let io = |e| PersistError::io(&tmp, e);
-    let file = File::create(&tmp).map_err(io)?;
+    let io = |e| PersistError::io(tmp, e);
+    let file = File::create(tmp).map_err(io)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut buf = Vec::with_capacity(4096);
     buf.extend_from_slice(SNAPSHOT_MAGIC);
@@ -119,6 +142,7 @@ pub fn write(
         profiles: profiles.len() as u64,
         chunks: profiles.len().div_ceil(CHUNK) as u64,
         created_at: jiff::Timestamp::now().as_nanosecond(),
+        erasing,
     };
     append_frame(&mut buf, |b| {
         bincode::encode_into_std_write(&header, b, config()).expect("encode into memory");
@@ -130,7 +154,7 @@ pub fn write(
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
     drop(file);
-    fs::rename(&tmp, &path).map_err(io)?;
+    fs::rename(tmp, &path).map_err(io)?;
     sync_dir(db_dir).map_err(|e| PersistError::io(db_dir, e))?;
     Ok(SnapshotInfo {
         lsn,
@@ -189,13 +213,14 @@ pub fn prune(db_dir: &Path, keep: usize) -> Result<(), PersistError> {
     }
     for entry in fs::read_dir(db_dir).map_err(|e| PersistError::io(db_dir, e))? {
         let path = entry.map_err(|e| PersistError::io(db_dir, e))?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(".snap-") && n.ends_with(".tmp"))
-        {
-            // A write that is not ours to finish: snapshots of one database never overlap.
-            let _ = fs::remove_file(&path);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // A leftover of an interrupted write (snapshots of one database never overlap),
+        // and, once only the newest snapshot is kept (after an erasure), snapshots set
+        // aside as unreadable: they may hold the erased profile.
+        let leftover = name.starts_with(".snap-") && name.ends_with(".tmp");
+        let set_aside = keep <= 1 && name.starts_with("snap-") && name.ends_with(".corrupt");
+        if leftover || set_aside {
+            fs::remove_file(&path).map_err(|e| PersistError::io(&path, e))?;
         }
     }
     sync_dir(db_dir).map_err(|e| PersistError::io(db_dir, e))?;
@@ -235,11 +260,14 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let (header, _): (Header<'_>, usize) =
         bincode::borrow_decode_from_slice(&header_frame.0[8..], config())
             .map_err(|e| corrupt(format!("header: {e}")))?;
-    let (lsn, profiles, chunks) = (header.lsn, header.profiles, header.chunks);
+    let (lsn, profiles, chunks, erasing) =
+        (header.lsn, header.profiles, header.chunks, header.erasing);
     let head = frame("settings and schema")?;
     let (settings, schema) =
         record::decode_head(&head.0[8..]).map_err(|e| corrupt(e.to_string()))?;
-    let store = ProfileStore::with_capacity(usize::try_from(profiles).unwrap_or(0));
+    // A header is checksummed, not trusted: no profile takes under 16 bytes on disk.
+    let size = r.get_ref().metadata().map_err(io)?.len();
+    let store = ProfileStore::with_capacity(profiles.min(size / 16) as usize);
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Frame)>(threads.max(1) * 2);
     let rx = parking_lot::Mutex::new(rx);
@@ -249,19 +277,30 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
             .map(|_| {
                 s.spawn(move || {
                     let mut order = Vec::new();
-                    loop {
-                        let Ok((n, f)) = rx_ref.lock().recv() else {
-                            return Ok(order);
-                        };
-                        let payload = f
-                            .payload()
-                            .ok_or_else(|| format!("chunk {n}: the checksum does not match"))?;
-                        let batch = record::decode_profiles(payload, schema_ref)
-                            .map_err(|e| format!("chunk {n}: {e}"))?;
-                        order.reserve(batch.len());
-                        for p in batch {
-                            order.push(store_ref.insert_restored(p));
+                    let mut failed = None;
+                    // A worker that met a bad chunk keeps draining the channel, so the
+                    // reader never blocks on a full channel nobody empties.
+                    while let Ok((n, f)) = rx_ref.lock().recv() {
+                        if failed.is_some() {
+                            continue;
                         }
+                        let Some(payload) = f.payload() else {
+                            failed = Some(format!("chunk {n}: the checksum does not match"));
+                            continue;
+                        };
+                        match record::decode_profiles(payload, schema_ref) {
+                            Ok(batch) => {
+                                order.reserve(batch.len());
+                                for p in batch {
+                                    order.push(store_ref.insert_restored(p));
+                                }
+                            }
+                            Err(e) => failed = Some(format!("chunk {n}: {e}")),
+                        }
+                    }
+                    match failed {
+                        Some(e) => Err(e),
+                        None => Ok(order),
                     }
                 })
             })
@@ -304,6 +343,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         settings,
         schema,
         store,
+        erasing,
         path: path.to_owned(),
     })
 }
@@ -369,7 +409,7 @@ mod tests {
                 Arc::new(p)
             })
             .collect();
-        let info = write(dir.path(), 42, &settings(), &schema, &profiles).unwrap();
+        let info = write(dir.path(), 42, &settings(), &schema, &profiles, false).unwrap();
         assert_eq!(info.profiles, 5000);
         let loaded = read(&info.path, 2).unwrap();
         assert_eq!(loaded.lsn, 42);
@@ -387,5 +427,26 @@ mod tests {
         }
         fs::write(&info.path, &bytes[..bytes.len() - 10]).unwrap();
         assert!(read(&info.path, 1).is_err());
+    }
+
+    #[test]
+    fn a_bad_first_chunk_with_one_worker_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = sample_schema();
+        // Six chunks: more than the channel holds while the only worker has given up.
+        let profiles: Vec<Arc<Profile>> = (0..CHUNK * 6)
+            .map(|i| {
+                let mut p = sample_profile(&schema);
+                p.customer_id = format!("c{i}").into();
+                Arc::new(p)
+            })
+            .collect();
+        let info = write(dir.path(), 1, &settings(), &schema, &profiles, false).unwrap();
+        let mut bytes = fs::read(&info.path).unwrap();
+        // Well inside the first chunk, past the header and the schema.
+        bytes[4000] ^= 1;
+        fs::write(&info.path, &bytes).unwrap();
+        let err = read(&info.path, 1).unwrap_err().to_string();
+        assert!(err.contains("chunk 0"), "{err}");
     }
 }

@@ -82,6 +82,20 @@ pub fn read_frames(bytes: &[u8]) -> (Vec<&[u8]>, Tail) {
     (frames, Tail::Clean)
 }
 
+/// Where the first whole frame (its checksum matching) starts after `offset`, if any.
+/// Only run on a damaged tail, so a scan of every position is affordable.
+pub fn whole_frame_after(bytes: &[u8], offset: usize) -> Option<usize> {
+    (offset + 1..bytes.len().saturating_sub(FRAME_HEADER)).find(|&at| {
+        let head = &bytes[at..at + FRAME_HEADER];
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        len > 0
+            && bytes
+                .get(at + FRAME_HEADER..at + FRAME_HEADER + len)
+                .is_some_and(|payload| crc32fast::hash(payload) == crc)
+    })
+}
+
 fn torn(offset: usize, reason: &str) -> Tail {
     Tail::Torn {
         offset,
@@ -141,18 +155,25 @@ pub struct Progress {
 }
 
 /// Waits for records to become durable under the policy; cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Durability {
-    progress: Arc<watch::Sender<Progress>>,
-    policy: FsyncPolicy,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durability")
+            .field("progress", &*self.shared.progress.borrow())
+            .finish()
+    }
 }
 
 impl Durability {
     /// Resolves once `lsn` is durable as the policy defines it: fsynced under `always`,
     /// written to the OS under `every_second` and `never` (as Redis acknowledges).
     pub async fn wait(&self, lsn: u64) -> Result<(), Arc<str>> {
-        let always = self.policy == FsyncPolicy::Always;
-        let mut rx = self.progress.subscribe();
+        let always = self.shared.policy == FsyncPolicy::Always;
+        let mut rx = self.shared.progress.subscribe();
         let p = rx
             .wait_for(|p| p.failed.is_some() || (if always { p.synced } else { p.written }) >= lsn)
             .await
@@ -163,14 +184,46 @@ impl Durability {
         }
     }
 
+    /// Blocks until every record up to `lsn` is written and fsynced, whatever the policy:
+    /// a snapshot may hold a profile only if the log cannot lose the write that made it.
+    pub fn sync_through(&self, lsn: u64) -> Result<(), Arc<str>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| Arc::<str>::from(e.to_string()))?;
+        let mut rx = self.shared.progress.subscribe();
+        let (written, synced, failed) = rt.block_on(async {
+            let p = rx
+                .wait_for(|p| p.failed.is_some() || p.written >= lsn)
+                .await
+                .map_err(|_| Arc::<str>::from("the log writer stopped"))?;
+            Ok::<_, Arc<str>>((p.written, p.synced, p.failed.clone()))
+        })?;
+        match failed {
+            Some(e) if written < lsn => return Err(e),
+            _ if synced >= lsn => return Ok(()),
+            _ => {}
+        }
+        // Older segments were fsynced when the log moved past them; the current one
+        // holds the rest.
+        let current = self.shared.current.lock().clone();
+        if let Some((file, last)) = current {
+            file.sync_data()
+                .map_err(|e| Arc::<str>::from(e.to_string()))?;
+            self.shared
+                .progress
+                .send_modify(|p| p.synced = p.synced.max(last));
+        }
+        Ok(())
+    }
+
     /// The failure that turned the log read-only, if any.
     pub fn failed(&self) -> Option<Arc<str>> {
-        self.progress.borrow().failed.clone()
+        self.shared.progress.borrow().failed.clone()
     }
 
     /// The current progress.
     pub fn progress(&self) -> Progress {
-        self.progress.borrow().clone()
+        self.shared.progress.borrow().clone()
     }
 }
 
@@ -299,8 +352,7 @@ impl Wal {
     /// The handle callers wait on.
     pub fn durability(&self) -> Durability {
         Durability {
-            progress: Arc::clone(&self.shared.progress),
-            policy: self.shared.policy,
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -330,6 +382,7 @@ impl Drop for Wal {
     }
 }
 
+/// Creates a segment durably: its magic number fsynced, then the directory.
 fn new_segment(wal_dir: &Path, first_lsn: u64) -> Result<File, PersistError> {
     let path = segment_path(wal_dir, first_lsn);
     let mut file = OpenOptions::new()
@@ -345,7 +398,23 @@ fn new_segment(wal_dir: &Path, first_lsn: u64) -> Result<File, PersistError> {
     Ok(file)
 }
 
+/// Fails the log if the writer thread ends by a panic, so no caller waits forever.
+struct FailOnPanic<'a>(&'a Shared);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .progress
+                .send_modify(|p| p.failed = Some("the log writer stopped".into()));
+        }
+    }
+}
+
+/// The writer thread: drains the queue, one `write` (and under `always` one fsync) per
+/// batch, until closed.
 fn write_loop(shared: &Shared) {
+    let _guard = FailOnPanic(shared);
     let mut size = SEGMENT_MAGIC.len() as u64;
     loop {
         let (ops, closed) = {
@@ -367,18 +436,26 @@ fn write_loop(shared: &Shared) {
         }
         if closed && shared.queue.lock().ops.is_empty() {
             let current = shared.current.lock().clone();
-            if let Some((file, lsn)) = current
-                && file.sync_data().is_ok()
-            {
-                shared
-                    .progress
-                    .send_modify(|p| p.synced = p.synced.max(lsn));
+            if let Some((file, lsn)) = current {
+                match file.sync_data() {
+                    Ok(()) => shared
+                        .progress
+                        .send_modify(|p| p.synced = p.synced.max(lsn)),
+                    Err(e) => {
+                        tracing::error!(wal = %shared.wal_dir.display(), error = %e,
+                            "the WAL's last fsync failed; the last second of writes may be lost on power loss");
+                        shared
+                            .progress
+                            .send_modify(|p| p.failed = Some(e.to_string().into()));
+                    }
+                }
             }
             return;
         }
     }
 }
 
+/// Writes one batch of queued operations and publishes how far the log got.
 fn write_ops(shared: &Shared, ops: Vec<Op>, size: &mut u64) -> Result<(), PersistError> {
     let mut written = None;
     for op in ops {
@@ -435,6 +512,7 @@ fn write_ops(shared: &Shared, ops: Vec<Op>, size: &mut u64) -> Result<(), Persis
     Ok(())
 }
 
+/// Closes the current segment (fsynced) and opens the one beginning at `first_lsn`.
 fn rotate(shared: &Shared, first_lsn: u64) -> Result<(), PersistError> {
     let old = shared.current.lock().take();
     if let Some((file, lsn)) = old {
@@ -451,6 +529,7 @@ fn rotate(shared: &Shared, first_lsn: u64) -> Result<(), PersistError> {
     Ok(())
 }
 
+/// The `every_second` thread: fsyncs the current segment once a second if it grew.
 fn fsync_loop(shared: &Shared) {
     let mut last = Instant::now();
     loop {
@@ -540,6 +619,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_failed_write_fails_its_waiters_and_every_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), 1, FsyncPolicy::Always).unwrap();
+        let durability = wal.durability();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        wal.append(1, |b| b.extend_from_slice(b"one"));
+        rt.block_on(durability.wait(1)).unwrap();
+        // The next segment is a disk that is always full.
+        std::os::unix::fs::symlink("/dev/full", segment_path(dir.path(), 2)).unwrap();
+        let rotated = wal.rotate(2);
+        wal.append(2, |b| b.extend_from_slice(b"two"));
+        assert!(rotated.recv().unwrap().is_err());
+        let err = rt.block_on(durability.wait(2)).unwrap_err();
+        assert!(err.contains("No space left"), "{err}");
+        assert!(durability.failed().is_some());
+        wal.append(3, |b| b.extend_from_slice(b"three"));
+        assert!(rt.block_on(durability.wait(3)).is_err());
+        // What was durable stays so.
+        rt.block_on(durability.wait(1)).unwrap();
     }
 
     #[test]
