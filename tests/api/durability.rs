@@ -658,6 +658,28 @@ fn a_second_server_on_the_same_directory_is_refused() {
 }
 
 #[test]
+fn a_data_directory_that_cannot_be_used_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be: as unusable as a read-only or full disk,
+    // and it fails the same way for root.
+    let not_a_dir = dir.path().join("data");
+    std::fs::write(&not_a_dir, "not a directory").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_persona"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&not_a_dir)
+        .current_dir(dir.path())
+        .env("PERSONA_ADMIN_KEY", "pk_test_unusable_data_dir")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&*not_a_dir.to_string_lossy()),
+        "the path is named: {err}"
+    );
+}
+
+#[test]
 fn snapshot_endpoint_reports_what_it_wrote() {
     let s = Server::start();
     s.create_db("shop", json!({}));
