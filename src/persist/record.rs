@@ -183,10 +183,13 @@ pub fn encode_profiles<'p>(
 /// so a profile may have been captured after a field was added that the snapshot's
 /// schema (taken at its start) lacks; such a profile was written after the snapshot's
 /// LSN, and replaying the WAL puts it back whole.
-pub fn decode_profiles(bytes: &[u8], schema: &Schema) -> Result<Vec<Profile>, RecordError> {
+pub fn decode_profiles(bytes: &[u8], schema: &Schema) -> Result<Vec<Arc<Profile>>, RecordError> {
     let (recs, _): (Vec<ProfileRec<'_>>, usize) =
         bincode::borrow_decode_from_slice(bytes, config())?;
-    recs.into_iter().map(|r| r.into_profile(schema)).collect()
+    // Straight into the `Arc` the store keeps: a profile is moved once, not twice.
+    recs.into_iter()
+        .map(|r| r.into_profile(schema).map(Arc::new))
+        .collect()
 }
 
 fn settings_text(s: &DatabaseSettings) -> String {

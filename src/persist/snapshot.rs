@@ -280,7 +280,11 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
                     let mut failed = None;
                     // A worker that met a bad chunk keeps draining the channel, so the
                     // reader never blocks on a full channel nobody empties.
-                    while let Ok((n, f)) = rx_ref.lock().recv() {
+                    loop {
+                        // Its own statement: a `while let` would hold the lock (and so
+                        // every other worker) through the decode.
+                        let next = rx_ref.lock().recv();
+                        let Ok((n, f)) = next else { break };
                         if failed.is_some() {
                             continue;
                         }

@@ -139,13 +139,13 @@ impl ProfileStore {
 
     /// Adds a profile read back from a snapshot, from any thread; returns its entry for
     /// [`ProfileStore::set_order`]. Recovery only.
-    pub fn insert_restored(&self, p: Profile) -> (Ulid, CompactString) {
+    pub fn insert_restored(&self, p: Arc<Profile>) -> (Ulid, CompactString) {
         let customer_id = p.customer_id.clone();
         for key in p.identifier_keys() {
             self.identifiers.insert(key, customer_id.clone());
         }
         let entry = (p.id, customer_id.clone());
-        self.profiles.insert(customer_id, Arc::new(p));
+        self.profiles.insert(customer_id, p);
         entry
     }
 
