@@ -27,8 +27,11 @@ use crate::error::{ErrorCode, Problem};
 use crate::persist::record::encode_entry;
 use crate::persist::{Entry, SnapshotInfo, Wal, snapshot};
 
+/// Someone waiting for a snapshot's outcome.
 type Waiter = oneshot::Sender<Result<SnapshotInfo, Problem>>;
 
+/// A stop in progress: whether a final snapshot is still to be taken, who to tell, and
+/// how that snapshot went.
 struct Closing {
     snapshot: bool,
     reply: oneshot::Sender<Result<Option<SnapshotInfo>, Problem>>,
@@ -308,6 +311,7 @@ impl Handler<Close> for DatabaseActor {
     }
 }
 
+/// From the snapshot thread back to the actor: what was written, and how long it took.
 struct SnapshotDone(Result<SnapshotInfo, String>, Duration);
 
 impl Message for SnapshotDone {

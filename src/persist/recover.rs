@@ -196,6 +196,7 @@ pub fn replay(
     })
 }
 
+/// Truncates a segment's torn tail at `at`, durably, and says so in the log.
 fn cut(
     path: &Path,
     at: usize,

@@ -96,6 +96,7 @@ pub fn whole_frame_after(bytes: &[u8], offset: usize) -> Option<usize> {
     })
 }
 
+/// A torn tail at `offset`.
 fn torn(offset: usize, reason: &str) -> Tail {
     Tail::Torn {
         offset,
@@ -238,6 +239,7 @@ pub struct WalStats {
     pub fsyncs: AtomicU64,
 }
 
+/// What the actor queues for the writer thread, in log order.
 enum Op {
     Bytes {
         bytes: Vec<u8>,
@@ -255,6 +257,7 @@ struct Queue {
     closed: bool,
 }
 
+/// What the actor's handle, the writer and fsync threads and waiters share.
 struct Shared {
     queue: Mutex<Queue>,
     // The writer's wake-up; the fsync thread has its own, so a notify meant for the
