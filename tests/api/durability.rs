@@ -680,6 +680,50 @@ fn a_data_directory_that_cannot_be_used_stops_the_start_naming_it() {
 }
 
 #[test]
+fn a_log_that_cannot_be_written_turns_the_database_read_only() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    s.create_db("other", json!({}));
+    assert_eq!(
+        s.patch(
+            "/v1/databases/shop/profiles/c1",
+            json!({"fields": {"city": "Porto"}})
+        )
+        .status,
+        200
+    );
+    // The segment the next snapshot switches to is a disk that is always full.
+    let next = s.data_dir().join("db/shop/wal/00000000000000000002.wal");
+    std::os::unix::fs::symlink("/dev/full", &next).unwrap();
+    s.post("/v1/databases/shop/snapshot", json!({}))
+        .assert_problem(500, "snapshot_failed");
+    let refused = s.patch(
+        "/v1/databases/shop/profiles/c2",
+        json!({"fields": {"city": "Braga"}}),
+    );
+    refused.assert_problem(503, "storage_failed");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("read-only")
+    );
+    // Nothing else is lost: reads go on, and other databases still take writes.
+    assert_eq!(s.get("/v1/databases/shop/profiles/c1").status, 200);
+    assert_eq!(
+        s.patch(
+            "/v1/databases/other/profiles/c1",
+            json!({"fields": {"city": "Faro"}})
+        )
+        .status,
+        200
+    );
+    assert!(s.log().contains("read-only"), "{}", s.log());
+    // /dev/full reads as endless zeros: never let a restart replay it.
+    std::fs::remove_file(&next).unwrap();
+}
+
+#[test]
 fn snapshot_endpoint_reports_what_it_wrote() {
     let s = Server::start();
     s.create_db("shop", json!({}));
