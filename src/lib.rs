@@ -8,6 +8,7 @@
 //! - [`contacts`]: email and phone validation and normalization. Pure.
 //! - [`store`]: the sharded profile map of one database and its identifier index.
 //! - [`db`]: the database actor (the only writer), the registry of databases.
+//! - [`persist`]: the data directory, WAL, snapshots and recovery: every byte on disk.
 //! - [`document`]: the profile document, whole or projected, serialized from the store.
 //! - [`auth`]: API keys, roles and groups.
 //! - [`http`]: handlers, one file per resource; they translate and hold no rules.
@@ -16,11 +17,14 @@
 //! # A request's path
 //!
 //! A lookup (`GET .../profiles/{id}`) goes `http::Db<Read>` (the key's digest under a read
-//! lock, `db::Databases::get`, the role and group check) → `http::profiles::get` →
+//! lock, `db::Databases::find`, the role and group check) → `http::profiles::get` →
 //! `store::ProfileStore::get` (a hash and an `Arc` clone) → `document::to_vec` (the bytes).
 //! A write goes `http::Db<Write>` → `http::profiles::patch` → `schema::ProfileUpdate` →
-//! `db::Database::apply` (the actor's mailbox) → `db::apply::build_profile` (validation)
-//! → `store::ProfileStore::put`.
+//! `db::Database::apply` (the actor's mailbox) → `db::apply::effect` (validation into
+//! a `persist::Entry`) → `persist::Wal::append` (LSN, queued for the writer thread) →
+//! `db::DbState::apply_entry` → `store::ProfileStore::put`; the handler then waits on
+//! `persist::Durability` for its LSN before it answers. Start-up runs
+//! `persist::recover` (newest snapshot, then the WAL) into the same `apply_entry`.
 
 #![warn(missing_docs)]
 
