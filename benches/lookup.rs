@@ -24,10 +24,7 @@ use persona::store::Profile;
 use common::XorShift;
 
 fn lookups(c: &mut Criterion) {
-    let n: u64 = std::env::var("PROFILES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = common::profiles();
     let t0 = Instant::now();
     let (schema, store) = common::store(n);
     let built = t0.elapsed();

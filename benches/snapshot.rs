@@ -24,10 +24,7 @@ use persona::persist::{Wal, recover, snapshot};
 use persona::store::ProfileStore;
 
 fn snapshots(c: &mut Criterion) {
-    let n: u64 = std::env::var("PROFILES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = common::profiles();
     let t0 = Instant::now();
     let (schema, store) = common::store(n);
     eprintln!("built {n} profiles in {:.1?}", t0.elapsed());

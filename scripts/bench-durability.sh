@@ -28,15 +28,8 @@ IDS=100000
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[bench-durability] %s\n' "$*" >&2; }
 
-need() { # COMMAND PACKAGE
-    if ! command -v "$1" >/dev/null 2>&1; then
-        log "installing $2"
-        local sudo=""
-        if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-        $sudo apt-get update -qq
-        $sudo apt-get install -y -qq "$2" >/dev/null
-    fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 need wrk wrk
 
 log "cargo build --release"
@@ -68,14 +61,7 @@ start_server() { # POLICY
     PERSONA_ADMIN_KEY="$KEY" "$BIN" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
         --fsync "$1" --snapshot-after 0 --snapshot-interval 1h >"$TMP/server.log" 2>&1 &
     SERVER_PID=$!
-    BASE=""
-    for _ in $(seq 1 300); do
-        BASE=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$TMP/server.log" | head -n1 || true)
-        if [ -n "$BASE" ] && curl -fsS "$BASE/readyz" >/dev/null 2>&1; then break; fi
-        BASE=""
-        sleep 0.1
-    done
-    [ -n "$BASE" ] || { log "the server did not get ready:"; tail -n 5 "$TMP/server.log" >&2; exit 1; }
+    wait_ready "$TMP/server.log" "$SERVER_PID"
     curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases" \
         --data '{"name":"bench","consent_confirmed":true}' >/dev/null
 }

@@ -34,14 +34,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '[load-lookup] %s\n' "$*" >&2; }
 
-# --- wrk -------------------------------------------------------------------------------
-if ! command -v wrk >/dev/null 2>&1; then
-    log "installing wrk"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq wrk >/dev/null
-fi
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+need wrk wrk
 
 # --- build -----------------------------------------------------------------------------
 log "cargo build --release"
@@ -80,15 +75,7 @@ PERSONA_ADMIN_KEY="$KEY" "$BIN" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
     --bench-routes true --log-level info >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 
-BASE=""
-for _ in $(seq 1 300); do
-    BASE=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$TMP/server.log" | head -n1 || true)
-    if [ -n "$BASE" ] && curl -fsS "$BASE/healthz" >/dev/null 2>&1; then break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || { log "the server exited"; exit 1; }
-    BASE=""
-    sleep 0.1
-done
-[ -n "$BASE" ] || { log "the server did not answer /healthz within 30 s"; exit 1; }
+wait_ready "$TMP/server.log" "$SERVER_PID"
 log "server pid $SERVER_PID on $BASE"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }

@@ -250,6 +250,14 @@ pub fn store(n: u64) -> (Schema, ProfileStore) {
     (schema, store)
 }
 
+/// How many profiles a bench builds: `PROFILES`, 1,000,000 by default.
+pub fn profiles() -> u64 {
+    std::env::var("PROFILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
 /// This process's resident set size in bytes (Linux), if readable.
 pub fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

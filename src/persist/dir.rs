@@ -68,11 +68,6 @@ impl DataDir {
         })
     }
 
-    /// The directory itself.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The directory of the database `name`.
     pub fn database(&self, name: &str) -> PathBuf {
         self.root.join("db").join(name)

@@ -68,8 +68,6 @@ pub struct Loaded {
     pub store: ProfileStore,
     /// It was taken for an erasure (older snapshots and segments must go).
     pub erasing: bool,
-    /// The file.
-    pub path: PathBuf,
 }
 
 /// The path of the snapshot at `lsn` in a database directory.
@@ -348,7 +346,6 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         schema,
         store,
         erasing,
-        path: path.to_owned(),
     })
 }
 
@@ -402,17 +399,22 @@ mod tests {
         .unwrap()
     }
 
+    /// `n` copies of the sample profile, customer ids `c0..`.
+    fn numbered(schema: &Schema, n: usize) -> Vec<Arc<Profile>> {
+        (0..n)
+            .map(|i| {
+                let mut p = sample_profile(schema);
+                p.customer_id = format!("c{i}").into();
+                Arc::new(p)
+            })
+            .collect()
+    }
+
     #[test]
     fn written_snapshots_read_back_and_flipped_bytes_are_caught() {
         let dir = tempfile::tempdir().unwrap();
         let schema = sample_schema();
-        let profiles: Vec<Arc<Profile>> = (0..5000)
-            .map(|i| {
-                let mut p = sample_profile(&schema);
-                p.customer_id = format!("c{i}").into();
-                Arc::new(p)
-            })
-            .collect();
+        let profiles = numbered(&schema, 5000);
         let info = write(dir.path(), 42, &settings(), &schema, &profiles, false).unwrap();
         assert_eq!(info.profiles, 5000);
         let loaded = read(&info.path, 2).unwrap();
@@ -438,13 +440,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let schema = sample_schema();
         // Six chunks: more than the channel holds while the only worker has given up.
-        let profiles: Vec<Arc<Profile>> = (0..CHUNK * 6)
-            .map(|i| {
-                let mut p = sample_profile(&schema);
-                p.customer_id = format!("c{i}").into();
-                Arc::new(p)
-            })
-            .collect();
+        let profiles = numbered(&schema, CHUNK * 6);
         let info = write(dir.path(), 1, &settings(), &schema, &profiles, false).unwrap();
         let mut bytes = fs::read(&info.path).unwrap();
         // Well inside the first chunk, past the header and the schema.

@@ -13,7 +13,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -221,22 +220,6 @@ impl Durability {
     pub fn failed(&self) -> Option<Arc<str>> {
         self.shared.progress.borrow().failed.clone()
     }
-
-    /// The current progress.
-    pub fn progress(&self) -> Progress {
-        self.shared.progress.borrow().clone()
-    }
-}
-
-/// Group-commit counters, for benches and metrics.
-#[derive(Debug, Default)]
-pub struct WalStats {
-    /// Records written.
-    pub records: AtomicU64,
-    /// Batches written (one `write` each).
-    pub batches: AtomicU64,
-    /// fsyncs done.
-    pub fsyncs: AtomicU64,
 }
 
 /// What the actor queues for the writer thread, in log order.
@@ -268,7 +251,6 @@ struct Shared {
     policy: FsyncPolicy,
     wal_dir: PathBuf,
     current: Mutex<Option<(Arc<File>, u64)>>,
-    stats: WalStats,
 }
 
 /// The writing end of a database's WAL; owned by its actor.
@@ -296,26 +278,26 @@ impl Wal {
             policy,
             wal_dir: wal_dir.to_owned(),
             current: Mutex::new(Some((Arc::new(file), next_lsn - 1))),
-            stats: WalStats::default(),
         });
-        let mut threads = Vec::new();
-        let writer = Arc::clone(&shared);
-        threads.push(
-            std::thread::Builder::new()
-                .name("wal-writer".into())
-                .spawn(move || write_loop(&writer))
-                .expect("spawn wal writer"),
-        );
+        // Built before the threads: if one fails to start, dropping `wal` stops the other.
+        let mut wal = Wal {
+            shared,
+            threads: Vec::new(),
+        };
+        let mut start = |name: &str, run: fn(&Shared)| {
+            let shared = Arc::clone(&wal.shared);
+            let thread = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || run(&shared))
+                .map_err(|e| PersistError::io(wal_dir, e))?;
+            wal.threads.push(thread);
+            Ok::<_, PersistError>(())
+        };
+        start("wal-writer", write_loop)?;
         if policy == FsyncPolicy::EverySecond {
-            let syncer = Arc::clone(&shared);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("wal-fsync".into())
-                    .spawn(move || fsync_loop(&syncer))
-                    .expect("spawn wal fsync"),
-            );
+            start("wal-fsync", fsync_loop)?;
         }
-        Ok(Wal { shared, threads })
+        Ok(wal)
     }
 
     /// Queues record `lsn`, encoded in place by `encode`. Never touches the disk.
@@ -357,11 +339,6 @@ impl Wal {
         Durability {
             shared: Arc::clone(&self.shared),
         }
-    }
-
-    /// Group-commit counters.
-    pub fn stats(&self) -> &WalStats {
-        &self.shared.stats
     }
 
     /// Writes and fsyncs everything queued, then stops the threads.
@@ -469,7 +446,6 @@ fn write_ops(shared: &Shared, ops: Vec<Op>, size: &mut u64) -> Result<(), Persis
                     .write_all(&bytes)
                     .map_err(|e| PersistError::io(&shared.wal_dir, e))?;
                 *size += bytes.len() as u64;
-                shared.stats.batches.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("persona_wal_writes_total").increment(1);
                 written = Some(last_lsn);
                 if let Some(cur) = shared.current.lock().as_mut() {
@@ -494,16 +470,11 @@ fn write_ops(shared: &Shared, ops: Vec<Op>, size: &mut u64) -> Result<(), Persis
     }
     let Some(lsn) = written else { return Ok(()) };
     let before = shared.progress.borrow().written;
-    shared
-        .stats
-        .records
-        .fetch_add(lsn.saturating_sub(before), Ordering::Relaxed);
     metrics::counter!("persona_wal_records_total").increment(lsn.saturating_sub(before));
     if shared.policy == FsyncPolicy::Always {
         let (file, _) = shared.current.lock().clone().expect("a segment is open");
         file.sync_data()
             .map_err(|e| PersistError::io(&shared.wal_dir, e))?;
-        shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("persona_wal_fsyncs_total").increment(1);
         shared.progress.send_modify(|p| {
             p.written = lsn;
@@ -559,7 +530,6 @@ fn fsync_loop(shared: &Shared) {
         }
         match file.sync_data() {
             Ok(()) => {
-                shared.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("persona_wal_fsyncs_total").increment(1);
                 shared
                     .progress

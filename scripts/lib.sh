@@ -1,0 +1,29 @@
+# Shell helpers the bench scripts source: installing a tool, waiting for a server.
+# Needs `log` defined by the caller.
+
+# Installs PACKAGE with apt-get if COMMAND is missing.
+need() { # COMMAND PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1; then
+        log "installing $2"
+        local sudo=""
+        if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update -qq
+        $sudo apt-get install -y -qq "$2" >/dev/null
+    fi
+}
+
+# Sets BASE to the address a persona server logged, once /readyz answers 200 (30 s at
+# most); exits with the log's tail if the server dies or never gets ready.
+wait_ready() { # LOG PID
+    BASE=""
+    for _ in $(seq 1 300); do
+        BASE=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$1" | head -n1 || true)
+        if [ -n "$BASE" ] && curl -fsS "$BASE/readyz" >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$2" 2>/dev/null; then break; fi
+        BASE=""
+        sleep 0.1
+    done
+    log "the server did not get ready:"
+    tail -n 5 "$1" >&2
+    exit 1
+}
