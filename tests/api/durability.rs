@@ -724,6 +724,54 @@ fn a_log_that_cannot_be_written_turns_the_database_read_only() {
 }
 
 #[test]
+fn databases_answer_starting_until_they_are_loaded() {
+    use persona::persist::snapshot;
+    use persona::schema::{DatabaseSettings, Schema, Value as FieldValue};
+    use persona::store::Profile;
+
+    // A database big enough that a debug build takes a while to load it, written
+    // straight to disk with the library rather than through a slow first server.
+    let dir = tempfile::tempdir().unwrap();
+    let db_dir = dir.path().join("db/shop");
+    std::fs::create_dir_all(db_dir.join("wal")).unwrap();
+    let schema = Schema::default();
+    let city = schema.get("city").unwrap().name.clone();
+    let now = jiff::Timestamp::now();
+    let profiles: Vec<Arc<Profile>> = (0..150_000)
+        .map(|i| {
+            let mut p = Profile::new(format!("c{i}").into(), now);
+            p.fields
+                .push((city.clone(), FieldValue::Str("Porto".into())));
+            Arc::new(p)
+        })
+        .collect();
+    let settings = DatabaseSettings::create(
+        serde_json::from_value(json!({"name": "shop", "consent_confirmed": true})).unwrap(),
+        now,
+    )
+    .unwrap();
+    snapshot::write(&db_dir, 0, &settings, &schema, &profiles, false).unwrap();
+
+    let s = Server::start_loading(dir);
+    let first = s.get("/v1/databases/shop/profiles/c1");
+    first.assert_problem(503, "starting");
+    let ready = s.anon(Method::GET, "/readyz").send().unwrap();
+    assert_eq!(ready.status(), 503);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = s.get("/v1/databases/shop/profiles/c149999");
+        if res.status == 200 {
+            assert_eq!(res.body["fields"]["city"], "Porto");
+            break;
+        }
+        res.assert_problem(503, "starting");
+        assert!(Instant::now() < deadline, "the database never loaded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.anon(Method::GET, "/readyz").send().unwrap().status(), 200);
+}
+
+#[test]
 fn snapshot_endpoint_reports_what_it_wrote() {
     let s = Server::start();
     s.create_db("shop", json!({}));

@@ -72,6 +72,22 @@ impl Server {
         env: &[(&str, &str)],
         admin_env: bool,
     ) -> Server {
+        Self::launch(dir, args, env, admin_env, true)
+    }
+
+    /// Starts a server on a data directory and returns as soon as it listens, while its
+    /// databases may still be loading.
+    pub fn start_loading(dir: tempfile::TempDir) -> Server {
+        Self::launch(dir, &[], &[], true, false)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        admin_env: bool,
+        wait: bool,
+    ) -> Server {
         let log = dir.path().join("server.log");
         let admin = format!("pk_test_{:016}", std::process::id());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_persona"));
@@ -90,7 +106,9 @@ impl Server {
         }
         let child = cmd.spawn().expect("the persona binary starts");
         let base = wait_for_listen(&log);
-        wait_loaded(&base);
+        if wait {
+            wait_loaded(&base);
+        }
         let admin = if admin_env {
             admin
         } else {
