@@ -90,6 +90,8 @@ pub fn replay(
     let mut records = 0;
     let mut erasures = 0;
     let mut truncated = None;
+    // Reloaded only when a record changes it, not for every record.
+    let mut schema = target.schema();
     let last = segments.len().saturating_sub(1);
     for (i, (first, path)) in segments.iter().enumerate() {
         // Segments wholly before the snapshot are still on disk for the older snapshot;
@@ -120,7 +122,7 @@ pub fn replay(
         for frame in frames {
             // A frame that passed its checksum was written whole: if it does not decode,
             // that is corruption (or a format we do not know), never a torn append.
-            let (lsn, entry) = match record::decode_entry(frame, &target.schema()) {
+            let (lsn, entry) = match record::decode_entry(frame, &schema) {
                 Ok(r) => r,
                 Err(e) => {
                     return Err(PersistError::Corrupt {
@@ -141,7 +143,11 @@ pub fn replay(
                 });
             }
             erasures += u64::from(matches!(entry, Entry::Remove(_)));
+            let new_schema = matches!(entry, Entry::Schema(_) | Entry::DropField { .. });
             target.apply(entry);
+            if new_schema {
+                schema = target.schema();
+            }
             next += 1;
             records += 1;
         }
