@@ -93,21 +93,16 @@ impl DatabaseActor {
     ) -> Result<(Applied, u64), Problem> {
         let name = || self.state.settings.load().name.clone();
         let Some(wal) = &self.wal else {
-            return Err(Problem::new(
-                ErrorCode::Unavailable,
-                "the database is shutting down or was deleted; retry",
-            ));
+            return Err(super::gone());
         };
         if let Some(e) = wal.durability().failed() {
             return Err(storage_failed(&name(), &e));
         }
         let (entry, applied) = effect(&self.state, change)?;
         let erases = matches!(entry, Entry::Remove(_));
-        self.lsn += 1;
-        let lsn = self.lsn;
-        if let Some(wal) = &self.wal {
-            wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
-        }
+        let lsn = self.lsn + 1;
+        wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
+        self.lsn = lsn;
         // Before the apply: whoever sees the effect in the store then reads this LSN.
         self.applied.store(lsn, Ordering::SeqCst);
         self.state.apply_entry(entry);
