@@ -102,7 +102,7 @@ fn phases(
     let mut buf = Vec::with_capacity(1 << 20);
     let mut encoded = 0;
     for chunk in profiles.chunks(4096) {
-        persona::persist::record::encode_profiles(chunk.iter().map(|p| &**p), &mut buf);
+        persona::persist::record::encode_profiles(chunk.iter(), &mut buf);
         encoded += buf.len();
         buf.clear();
     }

@@ -1,7 +1,7 @@
 //! The profile document: how a stored profile is shown, whole or projected.
 //!
-//! [`Document`] serializes straight from the shared `Arc<Profile>` and the schema (no
-//! intermediate JSON tree), adding what is computed at read time: default values of
+//! [`Document`] serializes straight from a profile's packed bytes (a [`ProfileView`]
+//! borrowed from them) and the schema, with no intermediate JSON tree, adding what is computed at read time: default values of
 //! unset fields and day counts against today. [`Projection`] is parsed once per request
 //! from `?fields=` and selects members by dotted path. Pure; called by HTTP handlers and
 //! by the benches.
@@ -13,8 +13,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus, Value};
-use crate::store::{Profile, Subscription};
+use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus};
+use crate::store::{ProfileView, ValueRef, packed::SubscriptionRef};
 
 /// Top-level members of the profile document, in output order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +192,7 @@ fn bad(path: &str, why: &str) -> Problem {
 /// A profile ready to serialize: the whole document, or a projection of it.
 pub struct Document<'a> {
     /// The profile.
-    pub profile: &'a Profile,
+    pub profile: &'a ProfileView<'a>,
     /// The schema it is shown with (for defaults).
     pub schema: &'a Schema,
     /// What to show; `None` for everything.
@@ -204,8 +204,9 @@ pub struct Document<'a> {
 impl Document<'_> {
     fn registered(&self) -> Date {
         match self.profile.field("registered_at") {
-            Some(Value::DateTime(t)) => utc_date(*t),
-            _ => utc_date(self.profile.created_at),
+            Some(ValueRef::DateTime(secs, nanos)) => jiff::Timestamp::new(*secs, *nanos)
+                .map_or_else(|_| utc_date(self.profile.created_at()), utc_date),
+            _ => utc_date(self.profile.created_at()),
         }
     }
 
@@ -222,8 +223,8 @@ impl Document<'_> {
                 Ok(Json::Array(Vec::new()))
             }
             Member::Bonuses => serde_json::to_value(Bonuses::default()),
-            Member::CreatedAt => serde_json::to_value(p.created_at),
-            Member::UpdatedAt => serde_json::to_value(p.updated_at),
+            Member::CreatedAt => serde_json::to_value(p.created_at()),
+            Member::UpdatedAt => serde_json::to_value(p.updated_at()),
         };
         value.expect("document members serialize")
     }
@@ -231,23 +232,23 @@ impl Document<'_> {
     fn contacts(&self) -> Contacts<'_> {
         let p = self.profile;
         let value = |name: &str| match p.field(name) {
-            Some(Value::Str(s)) => s.as_str(),
+            Some(ValueRef::Str(s)) => *s,
             _ => "",
         };
         Contacts {
             email: p.email.as_ref().map(|c| EmailView {
                 value: value("email"),
-                normalized: &c.normalized,
-                valid: c.valid(),
-                reason: c.reason.as_deref().map(ToString::to_string),
+                normalized: c.normalized,
+                valid: c.reason.is_none(),
+                reason: c.reason,
             }),
             phone: p.phone.as_ref().map(|c| PhoneView {
                 value: value("phone"),
                 valid: c.valid,
-                e164: c.e164.as_deref(),
-                region: c.region.as_deref(),
+                e164: c.e164,
+                region: c.region,
                 kind: c.kind,
-                reason: c.reason.as_deref(),
+                reason: c.reason,
             }),
         }
     }
@@ -261,20 +262,20 @@ impl Document<'_> {
 }
 
 /// `identifiers`: email and phone in their normalized forms, then external ids.
-struct Identifiers<'a>(&'a Profile);
+struct Identifiers<'a>(&'a ProfileView<'a>);
 
 impl Serialize for Identifiers<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
         let mut map = s.serialize_map(None)?;
         if let Some(e) = &p.email {
-            map.serialize_entry("email", &e.normalized)?;
+            map.serialize_entry("email", e.normalized)?;
         }
-        if let Some(e164) = p.phone.as_ref().and_then(|p| p.e164.as_ref()) {
+        if let Some(e164) = p.phone.as_ref().and_then(|p| p.e164) {
             map.serialize_entry("phone", e164)?;
         }
         for (ns, v) in &p.external_ids {
-            map.serialize_entry(ns.as_str(), v.as_str())?;
+            map.serialize_entry(ns, v)?;
         }
         map.end()
     }
@@ -294,7 +295,7 @@ struct EmailView<'a> {
     normalized: &'a str,
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    reason: Option<&'a str>,
 }
 
 /// `contacts.phone`: the field's value and what libphonenumber made of it.
@@ -307,7 +308,7 @@ struct PhoneView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     region: Option<&'a str>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
+    kind: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
 }
@@ -349,7 +350,7 @@ pub fn utc_date(t: jiff::Timestamp) -> Date {
 
 /// Selected fields; a field without a value or default shows as `null`.
 struct SomeFields<'a> {
-    profile: &'a Profile,
+    profile: &'a ProfileView<'a>,
     schema: &'a Schema,
     names: &'a [String],
 }
@@ -358,18 +359,22 @@ impl Serialize for SomeFields<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.names.len()))?;
         for name in self.names {
-            let value = self.profile.field(name).or_else(|| {
-                self.schema
-                    .get(name)
-                    .and_then(|d: &FieldDef| d.default.as_ref())
-            });
-            map.serialize_entry(name, &value)?;
+            match self.profile.field(name) {
+                Some(v) => map.serialize_entry(name, v)?,
+                None => {
+                    let default = self
+                        .schema
+                        .get(name)
+                        .and_then(|d: &FieldDef| d.default.as_ref());
+                    map.serialize_entry(name, &default)?;
+                }
+            }
         }
         map.end()
     }
 }
 
-struct Subs<'a>(&'a [Subscription]);
+struct Subs<'a>(&'a [SubscriptionRef<'a>]);
 
 #[derive(Serialize)]
 struct SubView<'a> {
@@ -384,12 +389,16 @@ struct SubView<'a> {
 impl Serialize for Subs<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|sub| SubView {
-            resource: &sub.resource,
-            channel: sub.channel,
-            category: &sub.category,
-            status: sub.status,
-            at: sub.at,
-            source: sub.source,
+            resource: sub.resource,
+            channel: sub.channel(),
+            category: sub.category,
+            status: if sub.subscribed {
+                SubscriptionStatus::Subscribed
+            } else {
+                SubscriptionStatus::Unsubscribed
+            },
+            at: sub.at(),
+            source: sub.source(),
         }))
     }
 }
@@ -407,8 +416,8 @@ impl Serialize for Document<'_> {
         let p = self.profile;
         let mut map = s.serialize_map(None)?;
         let mut id = [0u8; ulid::ULID_LEN];
-        map.serialize_entry("id", p.id.array_to_str(&mut id))?;
-        map.serialize_entry("customer_id", p.customer_id.as_str())?;
+        map.serialize_entry("id", p.id().array_to_str(&mut id))?;
+        map.serialize_entry("customer_id", p.customer_id)?;
         match self.projection {
             None => unreachable!("whole documents are written by write_whole"),
             Some(proj) => {
@@ -496,6 +505,18 @@ fn put_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(&mut *out, value).expect("document values serialize");
 }
 
+/// One `"name":value` member of `fields`.
+fn put_field<T: Serialize>(out: &mut Vec<u8>, first: &mut bool, name: &str, value: &T) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    // Field names are checked identifiers (`[a-z][a-z0-9_]*`): nothing to escape.
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    put_json(out, value);
+}
+
 impl Document<'_> {
     /// Writes the whole document. This is the lookup path, so the fixed layout and keys
     /// are written as bytes and serde_json is used only for values (string escaping,
@@ -506,29 +527,19 @@ impl Document<'_> {
         let p = self.profile;
         let mut id = [0u8; ulid::ULID_LEN];
         out.extend_from_slice(b"{\"id\":\"");
-        out.extend_from_slice(p.id.array_to_str(&mut id).as_bytes());
+        out.extend_from_slice(p.id().array_to_str(&mut id).as_bytes());
         out.extend_from_slice(b"\",\"customer_id\":");
-        put_json(out, p.customer_id.as_str());
+        put_json(out, p.customer_id);
         out.extend_from_slice(b",\"fields\":{");
         let mut first = true;
-        // Field names are checked identifiers (`[a-z][a-z0-9_]*`): nothing to escape.
-        let mut field = |out: &mut Vec<u8>, name: &str, value: &Value| {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-            out.push(b'"');
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"\":");
-            put_json(out, value);
-        };
         for (name, value) in &p.fields {
-            field(out, name, value);
+            put_field(out, &mut first, name, value);
         }
         for def in self.schema.fields() {
             if let Some(d) = &def.default
                 && p.field(&def.name).is_none()
             {
-                field(out, &def.name, d);
+                put_field(out, &mut first, &def.name, d);
             }
         }
         out.extend_from_slice(b"},\"identifiers\":");
@@ -546,7 +557,8 @@ impl Document<'_> {
         let _ = write!(
             out,
             ",\"created_at\":\"{}\",\"updated_at\":\"{}\"}}",
-            p.created_at, p.updated_at
+            p.created_at(),
+            p.updated_at()
         );
     }
 }
@@ -559,6 +571,7 @@ mod tests {
 
     use super::*;
     use crate::schema::{FieldSpec, Value};
+    use crate::store::{Packed, Profile};
 
     fn schema() -> Schema {
         let spec: FieldSpec = serde_json::from_value(
@@ -583,10 +596,10 @@ mod tests {
 
     fn render(proj: Option<&str>) -> Json {
         let s = schema();
-        let p = profile();
+        let p = Packed::encode(&profile());
         let proj = proj.map(|l| Projection::parse(l, &s).unwrap());
         let doc = Document {
-            profile: &p,
+            profile: &p.view(),
             schema: &s,
             projection: proj.as_ref(),
             today: Date::constant(2024, 1, 11),
@@ -611,8 +624,10 @@ mod tests {
         let mut p = profile();
         p.email = Some(crate::contacts::EmailContact::new("a\"b@example.com"));
         p.external_ids.push(("crm".into(), "x\u{1}y".into()));
+        let p = Packed::encode(&p);
+        let view = p.view();
         let doc = Document {
-            profile: &p,
+            profile: &view,
             schema: &s,
             projection: None,
             today: Date::constant(2024, 1, 11),

@@ -23,15 +23,13 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use compact_str::{CompactString, format_compact};
 use jiff::Timestamp;
 use persona::db::build_profile;
 use persona::schema::{
     DatabaseSettings, DatabaseSpec, FieldDef, FieldType, ProfileUpdate, RawValue, Schema, Source,
 };
-use persona::store::{ProfileStore, identifier_key};
+use persona::store::{Packed, ProfileStore, identifier_key};
 use serde_json::Value as Json;
 
 const FIRST: &[&str] = &[
@@ -240,7 +238,7 @@ pub fn store(n: u64) -> (Schema, ProfileStore) {
                 while i < n {
                     let p = build_profile(schema, settings, store, None, &update(i), now)
                         .expect("generated profiles are valid");
-                    store.put(Arc::new(p), None);
+                    store.put(Packed::encode(&p), None);
                     i += threads;
                 }
             });

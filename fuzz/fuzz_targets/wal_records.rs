@@ -5,17 +5,15 @@
 use libfuzzer_sys::fuzz_target;
 use persona::persist::record::decode_entry;
 use persona::persist::wal::{Tail, read_frames};
-use persona::schema::Schema;
 
 fuzz_target!(|data: &[u8]| {
-    let schema = Schema::default();
     let (frames, tail) = read_frames(data);
     if let Tail::Torn { offset, .. } = tail {
         assert!(offset <= data.len());
     }
     for frame in frames {
-        let _ = decode_entry(frame, &schema);
+        let _ = decode_entry(frame);
     }
     // The payload decoder alone, as if the bytes had passed a checksum.
-    let _ = decode_entry(data, &schema);
+    let _ = decode_entry(data);
 });

@@ -14,7 +14,7 @@ use crate::error::{ErrorCode, Problem};
 use crate::persist::Entry;
 use crate::schema::update::{check_customer_id, check_namespace};
 use crate::schema::{DatabaseSettings, ProfileUpdate, Schema, Value, value};
-use crate::store::{Profile, ProfileStore, Subscription, identifier_key};
+use crate::store::{Packed, Profile, ProfileStore, Subscription, identifier_key};
 
 /// Why a write was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -84,14 +84,13 @@ const MAX_IDENTIFIER: usize = 256;
 pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem> {
     Ok(match change {
         Change::Upsert(update) => {
-            let old = st.store.get(&update.customer_id);
             let schema = st.schema.load();
+            let old = st.store.get(&update.customer_id).map(|p| p.unpack(&schema));
             let settings = st.settings.load();
             let now = Timestamp::now();
-            let profile =
-                build_profile(&schema, &settings, &st.store, old.as_deref(), &update, now)?;
-            let profile = Arc::new(profile);
-            (Entry::Put(Arc::clone(&profile)), Applied::Profile(profile))
+            let profile = build_profile(&schema, &settings, &st.store, old.as_ref(), &update, now)?;
+            let profile = Packed::encode(&profile);
+            (Entry::Put(profile.clone()), Applied::Profile(profile))
         }
         Change::Delete { customer_id } => {
             if st.store.get(&customer_id).is_none() {
@@ -402,7 +401,7 @@ mod tests {
             Timestamp::UNIX_EPOCH,
         )
         .unwrap();
-        store.put(Arc::new(a), None);
+        store.put(Packed::encode(&a), None);
         let second = update(json!({"tier":"gold","email":"ana@example.COM"}));
         let err = build_profile(
             &schema,

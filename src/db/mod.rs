@@ -31,7 +31,7 @@ use crate::error::{ErrorCode, Problem};
 use crate::persist::recover::{self, Target};
 use crate::persist::{DataDir, Durability, Entry, PersistError, SnapshotInfo, Wal};
 use crate::schema::{DatabaseSettings, DatabaseSpec, FieldSpec, ProfileUpdate, Schema};
-use crate::store::{Profile, ProfileStore};
+use crate::store::{Packed, ProfileStore};
 
 /// Every kind of write to a database: the one update type of the write path.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub enum Applied {
     /// The profile as published.
-    Profile(Arc<Profile>),
+    Profile(Packed),
     /// The change took effect; nothing to return.
     Done,
 }
@@ -77,24 +77,24 @@ impl DbState {
     pub fn apply_entry(&self, entry: Entry) {
         match entry {
             Entry::Put(p) => {
-                let old = self.store.get(&p.customer_id);
-                self.store.put(p, old.as_deref());
+                let old = self.store.get(p.view().customer_id);
+                self.store.put(p, old.as_ref());
             }
             Entry::Remove(id) => {
                 self.store.remove(&id);
             }
             Entry::Schema(schema) => self.schema.store(schema),
             Entry::DropField { name, schema } => {
-                self.schema.store(schema);
                 // Values of a dropped field go too: a field re-added later under the same
-                // name, perhaps with another type, must not find stale values.
+                // name, perhaps with another type, must not find stale values. Unpacking
+                // against the schema without the field leaves it out.
                 for p in self.store.all() {
-                    if p.field(&name).is_some() {
-                        let mut q = (*p).clone();
-                        q.fields.retain(|(n, _)| &**n != name.as_str());
-                        self.store.put(Arc::new(q), Some(&p));
+                    if p.view().field(&name).is_some() {
+                        let q = Packed::encode(&p.unpack(&schema));
+                        self.store.put(q, Some(&p));
                     }
                 }
+                self.schema.store(schema);
             }
             Entry::Settings(settings) => self.settings.store(settings),
         }
@@ -102,10 +102,6 @@ impl DbState {
 }
 
 impl Target for DbState {
-    fn schema(&self) -> Arc<Schema> {
-        self.schema.load_full()
-    }
-
     fn apply(&self, entry: Entry) {
         self.apply_entry(entry);
     }

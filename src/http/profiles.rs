@@ -3,8 +3,6 @@
 //! The read handlers are the lookup path: authenticate, find the database, clone the
 //! profile's `Arc`, serialize. Nothing here waits on the database actor except writes.
 
-use std::sync::Arc;
-
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 use jiff::Timestamp;
@@ -17,7 +15,7 @@ use crate::db::{Applied, Change, lookup_key};
 use crate::document::{self, Document, Projection};
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{ProfileUpdate, RawValue, Schema, Source, SubscriptionChange};
-use crate::store::Profile;
+use crate::store::{Packed, ProfileView};
 
 /// Tag changes in a profile body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -124,9 +122,9 @@ fn projection(schema: &Schema, fields: Option<&str>) -> Result<Option<Projection
 }
 
 /// The answer for one profile, rendered with the schema the request loaded once.
-fn render(schema: &Schema, profile: &Profile, projection: Option<&Projection>) -> HttpResponse {
+fn render(schema: &Schema, profile: &Packed, projection: Option<&Projection>) -> HttpResponse {
     let body = document::to_vec(&Document {
-        profile,
+        profile: &profile.view(),
         schema,
         projection,
         today: today(),
@@ -263,7 +261,7 @@ pub async fn lookup(db: Db<Read>, body: JsonBody<LookupBody>) -> Result<HttpResp
         .map(|f| Projection::from_paths(f.iter().map(String::as_str), &schema))
         .transpose()?;
     let today = today();
-    let mut profiles: Vec<Arc<Profile>> = Vec::with_capacity(body.customer_ids.len());
+    let mut profiles: Vec<Packed> = Vec::with_capacity(body.customer_ids.len());
     let mut missing = Vec::new();
     for id in body.customer_ids {
         match db.state.store.get(&id) {
@@ -271,7 +269,8 @@ pub async fn lookup(db: Db<Read>, body: JsonBody<LookupBody>) -> Result<HttpResp
             None => missing.push(id),
         }
     }
-    let docs: Vec<Document> = profiles
+    let views: Vec<ProfileView> = profiles.iter().map(Packed::view).collect();
+    let docs: Vec<Document> = views
         .iter()
         .map(|p| Document {
             profile: p,
@@ -336,9 +335,10 @@ pub async fn list(db: Db<Read>, q: web::Query<ListQuery>) -> Result<HttpResponse
     let schema = db.state.schema.load();
     let projection = projection(&schema, q.fields.as_deref())?;
     let (profiles, next) = db.state.store.page(after, limit);
+    let views: Vec<ProfileView> = profiles.iter().map(Packed::view).collect();
     let today = today();
     let page = Page {
-        profiles: profiles
+        profiles: views
             .iter()
             .map(|p| Document {
                 profile: p,

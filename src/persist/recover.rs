@@ -9,18 +9,14 @@
 
 use std::fs::OpenOptions;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::record::{self, Entry};
 use super::snapshot::{self, Loaded};
 use super::wal::{self, SEGMENT_MAGIC, Tail};
 use super::{PersistError, sync_dir};
-use crate::schema::Schema;
 
 /// Where replayed effects go: the database state being rebuilt.
 pub trait Target {
-    /// The schema in force (to intern the field names of a profile record).
-    fn schema(&self) -> Arc<Schema>;
     /// Applies one logged effect.
     fn apply(&self, entry: Entry);
 }
@@ -90,8 +86,6 @@ pub fn replay(
     let mut records = 0;
     let mut erasures = 0;
     let mut truncated = None;
-    // Reloaded only when a record changes it, not for every record.
-    let mut schema = target.schema();
     let last = segments.len().saturating_sub(1);
     for (i, (first, path)) in segments.iter().enumerate() {
         // Segments wholly before the snapshot are still on disk for the older snapshot;
@@ -122,7 +116,7 @@ pub fn replay(
         for frame in frames {
             // A frame that passed its checksum was written whole: if it does not decode,
             // that is corruption (or a format we do not know), never a torn append.
-            let (lsn, entry) = match record::decode_entry(frame, &schema) {
+            let (lsn, entry) = match record::decode_entry(frame) {
                 Ok(r) => r,
                 Err(e) => {
                     return Err(PersistError::Corrupt {
@@ -143,11 +137,7 @@ pub fn replay(
                 });
             }
             erasures += u64::from(matches!(entry, Entry::Remove(_)));
-            let new_schema = matches!(entry, Entry::Schema(_) | Entry::DropField { .. });
             target.apply(entry);
-            if new_schema {
-                schema = target.schema();
-            }
             next += 1;
             records += 1;
         }
@@ -238,10 +228,11 @@ mod tests {
     use crate::db::{Change, DbState, apply::effect};
     use crate::persist::record::encode_entry;
     use crate::persist::{Wal, snapshot};
+    use crate::schema::Schema;
     use crate::schema::{
         DatabaseSettings, DatabaseSpec, FieldSpec, ProfileUpdate, RawValue, Source,
     };
-    use crate::store::{Profile, ProfileStore};
+    use crate::store::{Packed, ProfileStore};
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -325,14 +316,11 @@ mod tests {
         }
     }
 
-    struct Sink(ArcSwap<Schema>, parking_lot::Mutex<Vec<Entry>>);
+    struct Sink(parking_lot::Mutex<Vec<Entry>>);
 
     impl Target for Sink {
-        fn schema(&self) -> Arc<Schema> {
-            self.0.load_full()
-        }
         fn apply(&self, entry: Entry) {
-            self.1.lock().push(entry);
+            self.0.lock().push(entry);
         }
     }
 
@@ -350,7 +338,7 @@ mod tests {
     fn a_torn_tail_is_cut_but_damage_before_whole_records_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let seg = crate::persist::wal::segment_path(dir.path(), 1);
-        let sink = || Sink(ArcSwap::from_pointee(Schema::default()), Default::default());
+        let sink = || Sink(Default::default());
 
         let mut torn = segment_of(&[1, 2, 3]);
         torn.truncate(torn.len() - 3);
@@ -371,9 +359,9 @@ mod tests {
 
     const SEGMENT_MAGIC_LEN: usize = crate::persist::wal::SEGMENT_MAGIC.len();
 
-    fn sorted(store: &ProfileStore) -> Vec<Arc<Profile>> {
+    fn sorted(store: &ProfileStore) -> Vec<Packed> {
         let mut all = store.all();
-        all.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+        all.sort_by(|a, b| a.view().customer_id.cmp(b.view().customer_id));
         all
     }
 
@@ -443,8 +431,10 @@ mod tests {
             prop_assert_eq!(&**back.schema.load(), &**state.schema.load());
             prop_assert_eq!(sorted(&back.store), sorted(&state.store));
             for p in state.store.all() {
+                let p = p.view();
                 for key in p.identifier_keys() {
-                    prop_assert_eq!(back.store.holder(&key), Some(p.customer_id.clone()));
+                    let holder = back.store.holder(&key);
+                    prop_assert_eq!(holder.as_deref(), Some(p.customer_id));
                 }
             }
         }

@@ -14,7 +14,6 @@
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bincode::{BorrowDecode, Encode};
@@ -23,7 +22,7 @@ use super::record::{self, config};
 use super::wal::append_frame;
 use super::{PersistError, sync_dir};
 use crate::schema::{DatabaseSettings, Schema};
-use crate::store::{Profile, ProfileStore};
+use crate::store::{Packed, ProfileStore};
 
 /// The first bytes of every snapshot: the name and the format version.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSNSNP\x01";
@@ -107,7 +106,7 @@ pub fn write(
     lsn: u64,
     settings: &DatabaseSettings,
     schema: &Schema,
-    profiles: &[Arc<Profile>],
+    profiles: &[Packed],
     erasing: bool,
 ) -> Result<SnapshotInfo, PersistError> {
     let tmp = db_dir.join(format!(".snap-{lsn:020}.tmp"));
@@ -125,7 +124,7 @@ fn write_at(
     lsn: u64,
     settings: &DatabaseSettings,
     schema: &Schema,
-    profiles: &[Arc<Profile>],
+    profiles: &[Packed],
     erasing: bool,
 ) -> Result<SnapshotInfo, PersistError> {
     let path = snapshot_path(db_dir, lsn);
@@ -164,8 +163,8 @@ fn write_at(
 
 /// Encodes the profile chunks on every core and writes them in order: encoding, not the
 /// disk, is what bounds a snapshot's time.
-fn write_chunks(profiles: &[Arc<Profile>], out: &mut impl Write) -> std::io::Result<()> {
-    let chunks: Vec<&[Arc<Profile>]> = profiles.chunks(CHUNK).collect();
+fn write_chunks(profiles: &[Packed], out: &mut impl Write) -> std::io::Result<()> {
+    let chunks: Vec<&[Packed]> = profiles.chunks(CHUNK).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -178,7 +177,7 @@ fn write_chunks(profiles: &[Arc<Profile>], out: &mut impl Write) -> std::io::Res
                     let Some(chunk) = chunks.get(i) else { return };
                     let mut buf = Vec::with_capacity(CHUNK * 512);
                     append_frame(&mut buf, |b| {
-                        record::encode_profiles(chunk.iter().map(|p| &**p), b);
+                        record::encode_profiles(chunk.iter(), b);
                     });
                     if tx.send((i, buf)).is_err() {
                         return;
@@ -269,7 +268,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Frame)>(threads.max(1) * 2);
     let rx = parking_lot::Mutex::new(rx);
-    let (store_ref, schema_ref, rx_ref) = (&store, &schema, &rx);
+    let (store_ref, rx_ref) = (&store, &rx);
     let (read_result, decoded) = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
@@ -290,7 +289,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
                             failed = Some(format!("chunk {n}: the checksum does not match"));
                             continue;
                         };
-                        match record::decode_profiles(payload, schema_ref) {
+                        match record::decode_profiles(payload) {
                             Ok(batch) => {
                                 order.reserve(batch.len());
                                 for p in batch {
@@ -400,12 +399,12 @@ mod tests {
     }
 
     /// `n` copies of the sample profile, customer ids `c0..`.
-    fn numbered(schema: &Schema, n: usize) -> Vec<Arc<Profile>> {
+    fn numbered(schema: &Schema, n: usize) -> Vec<Packed> {
         (0..n)
             .map(|i| {
                 let mut p = sample_profile(schema);
                 p.customer_id = format!("c{i}").into();
-                Arc::new(p)
+                Packed::encode(&p)
             })
             .collect()
     }
@@ -420,7 +419,7 @@ mod tests {
         let loaded = read(&info.path, 2).unwrap();
         assert_eq!(loaded.lsn, 42);
         assert_eq!(loaded.store.len(), 5000);
-        assert_eq!(loaded.store.get("c4999").as_deref(), Some(&*profiles[4999]));
+        assert_eq!(loaded.store.get("c4999").as_ref(), Some(&profiles[4999]));
         assert_eq!(snapshots(dir.path()).unwrap(), [(42, info.path.clone())]);
 
         let mut bytes = fs::read(&info.path).unwrap();

@@ -1,22 +1,24 @@
 //! The sharded, in-memory profile map of one database and its indexes.
 //!
+//! Profiles are held packed ([`packed`]): one allocation each, shared by pointer.
 //! Readers (HTTP workers) call the `&self` getters directly, from any thread, without a
 //! mailbox: a lookup is a hash, an `Arc` clone and nothing else. Only the database actor
 //! calls the mutating methods (`put`, `remove`); they keep the indexes in step so that
 //! a reader may see the old or the new profile, never a torn one. Synchronous, no I/O;
 //! never hold a map guard across an `.await`.
 
+pub mod packed;
 mod profile;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::Arc;
 
 use compact_str::CompactString;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use ulid::Ulid;
 
+pub use packed::{PackError, Packed, ProfileView, ValueRef};
 pub use profile::{Fields, Profile, Subscription, identifier_key};
 
 type Hasher = foldhash::quality::RandomState;
@@ -24,7 +26,7 @@ type Hasher = foldhash::quality::RandomState;
 /// All profiles of one database, by customer id, plus identifier and order indexes.
 #[derive(Debug, Default)]
 pub struct ProfileStore {
-    profiles: DashMap<CompactString, Arc<Profile>, Hasher>,
+    profiles: DashMap<CompactString, Packed, Hasher>,
     identifiers: DashMap<CompactString, CompactString, Hasher>,
     // Creation order for stable paging; written only on create and delete.
     order: RwLock<BTreeMap<Ulid, CompactString>>,
@@ -38,10 +40,8 @@ impl ProfileStore {
 
     /// The profile with this customer id.
     #[inline]
-    pub fn get(&self, customer_id: &str) -> Option<Arc<Profile>> {
-        self.profiles
-            .get(customer_id)
-            .map(|r| Arc::clone(r.value()))
+    pub fn get(&self, customer_id: &str) -> Option<Packed> {
+        self.profiles.get(customer_id).map(|r| r.value().clone())
     }
 
     /// The customer id holding an identifier key (see [`identifier_key`]).
@@ -50,7 +50,7 @@ impl ProfileStore {
     }
 
     /// The profile holding an identifier key.
-    pub fn find(&self, key: &str) -> Option<Arc<Profile>> {
+    pub fn find(&self, key: &str) -> Option<Packed> {
         self.holder(key).and_then(|id| self.get(&id))
     }
 
@@ -66,7 +66,7 @@ impl ProfileStore {
 
     /// Up to `limit` profiles created after `after`, oldest first, and the cursor of the
     /// next page (`None` at the end).
-    pub fn page(&self, after: Option<Ulid>, limit: usize) -> (Vec<Arc<Profile>>, Option<Ulid>) {
+    pub fn page(&self, after: Option<Ulid>, limit: usize) -> (Vec<Packed>, Option<Ulid>) {
         let ids: Vec<(Ulid, CompactString)> = {
             let order = self.order.read();
             let start = after.map_or(Bound::Unbounded, Bound::Excluded);
@@ -77,7 +77,7 @@ impl ProfileStore {
                 .collect()
         };
         let more = ids.len() > limit;
-        let page: Vec<Arc<Profile>> = ids
+        let page: Vec<Packed> = ids
             .iter()
             .take(limit)
             .filter_map(|(_, cid)| self.get(cid))
@@ -91,36 +91,33 @@ impl ProfileStore {
     }
 
     /// Every profile, in no particular order (a snapshot of the moment per shard).
-    pub fn all(&self) -> Vec<Arc<Profile>> {
-        self.profiles
-            .iter()
-            .map(|r| Arc::clone(r.value()))
-            .collect()
+    pub fn all(&self) -> Vec<Packed> {
+        self.profiles.iter().map(|r| r.value().clone()).collect()
     }
 
     /// Publishes a new or changed profile and moves its identifier keys. Actor only.
     ///
     /// Only the database actor may call this; public for benches.
-    pub fn put(&self, profile: Arc<Profile>, old: Option<&Profile>) {
-        let new_keys = profile.identifier_keys();
+    pub fn put(&self, profile: Packed, old: Option<&Packed>) {
+        let view = profile.view();
+        let new_keys = view.identifier_keys();
+        let customer_id = CompactString::from(view.customer_id);
         // Stale keys go first and new keys come last, so a reader that finds a profile
         // by an identifier finds a version that holds it.
         if let Some(old) = old {
-            for key in old.identifier_keys() {
+            for key in old.view().identifier_keys() {
                 if !new_keys.contains(&key) {
                     // Only if still ours: while a snapshot's profiles are replayed over,
                     // another profile may already hold the key again.
                     self.identifiers
-                        .remove_if(&key, |_, holder| *holder == profile.customer_id);
+                        .remove_if(&key, |_, holder| *holder == customer_id);
                 }
             }
         }
         if old.is_none() {
-            self.order
-                .write()
-                .insert(profile.id, profile.customer_id.clone());
+            self.order.write().insert(view.id(), customer_id.clone());
         }
-        let customer_id = profile.customer_id.clone();
+        drop(view);
         self.profiles.insert(customer_id.clone(), profile);
         for key in new_keys {
             self.identifiers.insert(key, customer_id.clone());
@@ -139,12 +136,14 @@ impl ProfileStore {
 
     /// Adds a profile read back from a snapshot, from any thread; returns its entry for
     /// [`ProfileStore::set_order`]. Recovery only.
-    pub fn insert_restored(&self, p: Arc<Profile>) -> (Ulid, CompactString) {
-        let customer_id = p.customer_id.clone();
-        for key in p.identifier_keys() {
+    pub fn insert_restored(&self, p: Packed) -> (Ulid, CompactString) {
+        let view = p.view();
+        let customer_id = CompactString::from(view.customer_id);
+        for key in view.identifier_keys() {
             self.identifiers.insert(key, customer_id.clone());
         }
-        let entry = (p.id, customer_id.clone());
+        let entry = (view.id(), customer_id.clone());
+        drop(view);
         self.profiles.insert(customer_id, p);
         entry
     }
@@ -159,13 +158,15 @@ impl ProfileStore {
     /// Removes a profile and its identifier keys. Actor only.
     ///
     /// Only the database actor may call this; public for benches.
-    pub fn remove(&self, customer_id: &str) -> Option<Arc<Profile>> {
+    pub fn remove(&self, customer_id: &str) -> Option<Packed> {
         let (_, profile) = self.profiles.remove(customer_id)?;
-        for key in profile.identifier_keys() {
+        let view = profile.view();
+        for key in view.identifier_keys() {
             self.identifiers
                 .remove_if(&key, |_, holder| holder == customer_id);
         }
-        self.order.write().remove(&profile.id);
+        self.order.write().remove(&view.id());
+        drop(view);
         Some(profile)
     }
 }
@@ -220,8 +221,8 @@ mod tests {
                         }
                         let old = store.get(&cid);
                         let mut p = profile(&cid, crm.as_deref());
-                        if let Some(o) = &old { p.id = o.id; }
-                        store.put(Arc::new(p), old.as_deref());
+                        if let Some(o) = &old { p.id = o.view().id(); }
+                        store.put(Packed::encode(&p), old.as_ref());
                         model.insert(cid, crm);
                     }
                     Op::Remove(c) => {
@@ -235,7 +236,7 @@ mod tests {
                 prop_assert!(store.get(cid).is_some());
                 if let Some(v) = crm {
                     let found = store.find(&identifier_key("crm", v)).unwrap();
-                    prop_assert_eq!(found.customer_id.as_str(), cid.as_str());
+                    prop_assert_eq!(found.view().customer_id, cid.as_str());
                 }
             }
             prop_assert_eq!(store.identifiers.len(), model.values().filter(|v| v.is_some()).count());
@@ -249,13 +250,13 @@ mod tests {
     fn paging_walks_every_profile_once() {
         let store = ProfileStore::new();
         for i in 0..25 {
-            store.put(Arc::new(profile(&format!("c{i}"), None)), None);
+            store.put(Packed::encode(&profile(&format!("c{i}"), None)), None);
         }
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
             let (page, next) = store.page(cursor, 10);
-            seen.extend(page.iter().map(|p| p.customer_id.to_string()));
+            seen.extend(page.iter().map(|p| p.view().customer_id.to_string()));
             match next {
                 Some(n) => cursor = Some(n),
                 None => break,

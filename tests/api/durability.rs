@@ -727,7 +727,7 @@ fn a_log_that_cannot_be_written_turns_the_database_read_only() {
 fn databases_answer_starting_until_they_are_loaded() {
     use persona::persist::snapshot;
     use persona::schema::{DatabaseSettings, Schema, Value as FieldValue};
-    use persona::store::Profile;
+    use persona::store::{Packed, Profile};
 
     // A database big enough that a debug build takes a while to load it, written
     // straight to disk with the library rather than through a slow first server.
@@ -737,12 +737,12 @@ fn databases_answer_starting_until_they_are_loaded() {
     let schema = Schema::default();
     let city = schema.get("city").unwrap().name.clone();
     let now = jiff::Timestamp::now();
-    let profiles: Vec<Arc<Profile>> = (0..150_000)
+    let profiles: Vec<Packed> = (0..150_000)
         .map(|i| {
             let mut p = Profile::new(format!("c{i}").into(), now);
             p.fields
                 .push((city.clone(), FieldValue::Str("Porto".into())));
-            Arc::new(p)
+            Packed::encode(&p)
         })
         .collect();
     let settings = DatabaseSettings::create(
