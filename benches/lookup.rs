@@ -35,8 +35,9 @@ fn lookups(c: &mut Criterion) {
 
     let size = |i: u64, projection: Option<&Projection>| {
         let p = store.get(&ids[i as usize]).unwrap();
+        let view = p.view();
         document::to_vec(&Document {
-            profile: &p.view(),
+            profile: &view,
             schema: &schema,
             projection,
             today,
@@ -69,8 +70,9 @@ fn lookups(c: &mut Criterion) {
 
     // The lookup path after the map: borrow a view from the packed bytes, serialize it.
     let render = |p: &Packed, projection: Option<&Projection>| {
+        let view = p.view();
         document::to_vec(&Document {
-            profile: &p.view(),
+            profile: &view,
             schema: &schema,
             projection,
             today,

@@ -14,7 +14,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus};
-use crate::store::{ProfileView, ValueRef, packed::SubscriptionRef};
+use crate::store::{ProfileView, ValueRef};
 
 /// Top-level members of the profile document, in output order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,9 +190,9 @@ fn bad(path: &str, why: &str) -> Problem {
 }
 
 /// A profile ready to serialize: the whole document, or a projection of it.
-pub struct Document<'a> {
+pub struct Document<'a, 'v> {
     /// The profile.
-    pub profile: &'a ProfileView<'a>,
+    pub profile: &'a ProfileView<'v>,
     /// The schema it is shown with (for defaults).
     pub schema: &'a Schema,
     /// What to show; `None` for everything.
@@ -201,23 +201,47 @@ pub struct Document<'a> {
     pub today: Date,
 }
 
-impl Document<'_> {
-    fn registered(&self) -> Date {
-        match self.profile.field("registered_at") {
-            Some(ValueRef::DateTime(secs, nanos)) => jiff::Timestamp::new(*secs, *nanos)
-                .map_or_else(|_| utc_date(self.profile.created_at()), utc_date),
-            _ => utc_date(self.profile.created_at()),
+/// The field values other members repeat or derive from.
+#[derive(Default)]
+struct Known<'v> {
+    email: &'v str,
+    phone: &'v str,
+    registered_at: Option<jiff::Timestamp>,
+}
+
+impl<'v> Known<'v> {
+    /// Takes note of a field value if it is one of the known ones.
+    fn note(&mut self, name: &str, value: &ValueRef<'v>) {
+        match (name, value) {
+            ("email", ValueRef::Str(s)) => self.email = s,
+            ("phone", ValueRef::Str(s)) => self.phone = s,
+            ("registered_at", ValueRef::DateTime(t)) => self.registered_at = Some(*t),
+            _ => {}
         }
+    }
+}
+
+impl<'v> Document<'_, 'v> {
+    /// The known values, looked up one by one (projections; the whole document notes
+    /// them on its one pass over the fields).
+    fn known(&self) -> Known<'v> {
+        let mut k = Known::default();
+        for name in ["email", "phone", "registered_at"] {
+            if let Some(v) = self.profile.field(name) {
+                k.note(name, &v);
+            }
+        }
+        k
     }
 
     fn member_json(&self, m: Member) -> Json {
         let p = self.profile;
         let value = match m {
             Member::Identifiers => serde_json::to_value(Identifiers(p)),
-            Member::Tags => serde_json::to_value(&p.tags),
-            Member::Contacts => serde_json::to_value(self.contacts()),
-            Member::Subscriptions => serde_json::to_value(Subs(&p.subscriptions)),
-            Member::Stats => serde_json::to_value(self.stats()),
+            Member::Tags => serde_json::to_value(p.tags()),
+            Member::Contacts => serde_json::to_value(self.contacts(&self.known())),
+            Member::Subscriptions => serde_json::to_value(Subs(p)),
+            Member::Stats => serde_json::to_value(self.stats(&self.known())),
             Member::Rfm => Ok(Json::Null),
             Member::Interests | Member::FavoriteStores | Member::AbandonedCart => {
                 Ok(Json::Array(Vec::new()))
@@ -229,21 +253,17 @@ impl Document<'_> {
         value.expect("document members serialize")
     }
 
-    fn contacts(&self) -> Contacts<'_> {
+    fn contacts(&self, known: &Known<'v>) -> Contacts<'v> {
         let p = self.profile;
-        let value = |name: &str| match p.field(name) {
-            Some(ValueRef::Str(s)) => *s,
-            _ => "",
-        };
         Contacts {
             email: p.email.as_ref().map(|c| EmailView {
-                value: value("email"),
+                value: known.email,
                 normalized: c.normalized,
                 valid: c.reason.is_none(),
                 reason: c.reason,
             }),
             phone: p.phone.as_ref().map(|c| PhoneView {
-                value: value("phone"),
+                value: known.phone,
                 valid: c.valid,
                 e164: c.e164,
                 region: c.region,
@@ -253,18 +273,19 @@ impl Document<'_> {
         }
     }
 
-    fn stats(&self) -> Stats {
+    fn stats(&self, known: &Known<'v>) -> Stats {
+        let registered = utc_date(known.registered_at.unwrap_or(self.profile.created_at()));
         Stats {
-            days_since_registration: days_between(self.registered(), self.today),
+            days_since_registration: days_between(registered, self.today),
             ..Stats::default()
         }
     }
 }
 
 /// `identifiers`: email and phone in their normalized forms, then external ids.
-struct Identifiers<'a>(&'a ProfileView<'a>);
+struct Identifiers<'a, 'v>(&'a ProfileView<'v>);
 
-impl Serialize for Identifiers<'_> {
+impl Serialize for Identifiers<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
         let mut map = s.serialize_map(None)?;
@@ -274,7 +295,7 @@ impl Serialize for Identifiers<'_> {
         if let Some(e164) = p.phone.as_ref().and_then(|p| p.e164) {
             map.serialize_entry("phone", e164)?;
         }
-        for (ns, v) in &p.external_ids {
+        for (ns, v) in p.external_ids() {
             map.serialize_entry(ns, v)?;
         }
         map.end()
@@ -349,18 +370,18 @@ pub fn utc_date(t: jiff::Timestamp) -> Date {
 }
 
 /// Selected fields; a field without a value or default shows as `null`.
-struct SomeFields<'a> {
-    profile: &'a ProfileView<'a>,
+struct SomeFields<'a, 'v> {
+    profile: &'a ProfileView<'v>,
     schema: &'a Schema,
     names: &'a [String],
 }
 
-impl Serialize for SomeFields<'_> {
+impl Serialize for SomeFields<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.names.len()))?;
         for name in self.names {
             match self.profile.field(name) {
-                Some(v) => map.serialize_entry(name, v)?,
+                Some(v) => map.serialize_entry(name, &v)?,
                 None => {
                     let default = self
                         .schema
@@ -374,7 +395,7 @@ impl Serialize for SomeFields<'_> {
     }
 }
 
-struct Subs<'a>(&'a [SubscriptionRef<'a>]);
+struct Subs<'a, 'v>(&'a ProfileView<'v>);
 
 #[derive(Serialize)]
 struct SubView<'a> {
@@ -386,24 +407,20 @@ struct SubView<'a> {
     source: Source,
 }
 
-impl Serialize for Subs<'_> {
+impl Serialize for Subs<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|sub| SubView {
+        s.collect_seq(self.0.subscriptions().map(|sub| SubView {
             resource: sub.resource,
-            channel: sub.channel(),
+            channel: sub.channel,
             category: sub.category,
-            status: if sub.subscribed {
-                SubscriptionStatus::Subscribed
-            } else {
-                SubscriptionStatus::Unsubscribed
-            },
-            at: sub.at(),
-            source: sub.source(),
+            status: sub.status,
+            at: sub.at,
+            source: sub.source,
         }))
     }
 }
 
-impl Serialize for Document<'_> {
+impl Serialize for Document<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.projection.is_none() {
             // One writer for the whole document, wherever it is embedded (pages, batches).
@@ -480,7 +497,7 @@ fn pick(src: &Json, path: &[String], dst: &mut Json) {
 }
 
 /// Serializes a document to JSON bytes.
-pub fn to_vec(doc: &Document<'_>) -> Vec<u8> {
+pub fn to_vec(doc: &Document<'_, '_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1536);
     match doc.projection {
         None => doc.write_whole(&mut out),
@@ -517,7 +534,7 @@ fn put_field<T: Serialize>(out: &mut Vec<u8>, first: &mut bool, name: &str, valu
     put_json(out, value);
 }
 
-impl Document<'_> {
+impl Document<'_, '_> {
     /// Writes the whole document. This is the lookup path, so the fixed layout and keys
     /// are written as bytes and serde_json is used only for values (string escaping,
     /// numbers); `Serialize` for a whole document and the projections reuse the same
@@ -532,8 +549,10 @@ impl Document<'_> {
         put_json(out, p.customer_id);
         out.extend_from_slice(b",\"fields\":{");
         let mut first = true;
-        for (name, value) in &p.fields {
-            put_field(out, &mut first, name, value);
+        let mut known = Known::default();
+        for (name, value) in p.fields() {
+            known.note(name, &value);
+            put_field(out, &mut first, name, &value);
         }
         for def in self.schema.fields() {
             if let Some(d) = &def.default
@@ -545,14 +564,14 @@ impl Document<'_> {
         out.extend_from_slice(b"},\"identifiers\":");
         put_json(out, &Identifiers(p));
         out.extend_from_slice(b",\"tags\":");
-        put_json(out, &p.tags);
+        put_json(out, &p.tags());
         out.extend_from_slice(b",\"contacts\":");
-        put_json(out, &self.contacts());
+        put_json(out, &self.contacts(&known));
         out.extend_from_slice(b",\"subscriptions\":");
-        put_json(out, &Subs(&p.subscriptions));
+        put_json(out, &Subs(p));
         out.extend_from_slice(b",\"stats\":");
         out.extend_from_slice(STATS_EMPTY_PREFIX.as_bytes());
-        let _ = write!(out, "{}}}", self.stats().days_since_registration);
+        let _ = write!(out, "{}}}", self.stats(&known).days_since_registration);
         out.extend_from_slice(EMPTY_ACTIVITY.as_bytes());
         let _ = write!(
             out,
@@ -597,9 +616,10 @@ mod tests {
     fn render(proj: Option<&str>) -> Json {
         let s = schema();
         let p = Packed::encode(&profile());
+        let view = p.view();
         let proj = proj.map(|l| Projection::parse(l, &s).unwrap());
         let doc = Document {
-            profile: &p.view(),
+            profile: &view,
             schema: &s,
             projection: proj.as_ref(),
             today: Date::constant(2024, 1, 11),

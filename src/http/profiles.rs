@@ -123,8 +123,9 @@ fn projection(schema: &Schema, fields: Option<&str>) -> Result<Option<Projection
 
 /// The answer for one profile, rendered with the schema the request loaded once.
 fn render(schema: &Schema, profile: &Packed, projection: Option<&Projection>) -> HttpResponse {
+    let view = profile.view();
     let body = document::to_vec(&Document {
-        profile: &profile.view(),
+        profile: &view,
         schema,
         projection,
         today: today(),
@@ -289,8 +290,8 @@ pub async fn lookup(db: Db<Read>, body: JsonBody<LookupBody>) -> Result<HttpResp
 }
 
 #[derive(Serialize)]
-struct Batch<'a> {
-    profiles: Vec<Document<'a>>,
+struct Batch<'a, 'v> {
+    profiles: Vec<Document<'a, 'v>>,
     missing: Vec<String>,
 }
 
@@ -307,8 +308,8 @@ pub struct ListQuery {
 }
 
 #[derive(Serialize)]
-struct Page<'a> {
-    profiles: Vec<Document<'a>>,
+struct Page<'a, 'v> {
+    profiles: Vec<Document<'a, 'v>>,
     next_cursor: Option<String>,
 }
 

@@ -14,7 +14,7 @@ use bincode::{BorrowDecode, Encode};
 use compact_str::CompactString;
 
 use crate::schema::{DatabaseSettings, FieldDef, FieldType, Schema};
-use crate::store::{PackError, Packed, ValueRef};
+use crate::store::{PackError, Packed, ValueRec};
 
 pub use crate::store::packed::{MAX_RECORD, config};
 
@@ -203,7 +203,7 @@ fn settings_from(json: &str) -> Result<DatabaseSettings, RecordError> {
 struct FieldRec<'a> {
     name: &'a str,
     ty: &'a str,
-    default: Option<ValueRef<'a>>,
+    default: Option<ValueRec<'a>>,
     required: bool,
     subscription_manager: bool,
     values: Vec<&'a str>,
@@ -217,7 +217,7 @@ fn schema_rec(schema: &Schema) -> Vec<FieldRec<'_>> {
         .map(|f| FieldRec {
             name: &f.name,
             ty: f.ty.as_str(),
-            default: f.default.as_ref().map(ValueRef::from),
+            default: f.default.as_ref().map(ValueRec::from),
             required: f.required,
             subscription_manager: f.subscription_manager,
             values: f.values.iter().map(String::as_str).collect(),
@@ -238,7 +238,7 @@ fn schema_from(fields: Vec<FieldRec<'_>>) -> Result<Schema, RecordError> {
             Ok(FieldDef {
                 name: f.name.into(),
                 ty,
-                default: f.default.map(ValueRef::into_value).transpose()?,
+                default: f.default.map(ValueRec::into_value).transpose()?,
                 required: f.required,
                 subscription_manager: f.subscription_manager,
                 values: f.values.into_iter().map(str::to_owned).collect(),

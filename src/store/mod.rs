@@ -18,7 +18,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use ulid::Ulid;
 
-pub use packed::{PackError, Packed, ProfileView, ValueRef};
+pub use packed::{PackError, Packed, ProfileView, ValueRec, ValueRef};
 pub use profile::{Fields, Profile, Subscription, identifier_key};
 
 type Hasher = foldhash::quality::RandomState;
@@ -117,7 +117,6 @@ impl ProfileStore {
         if old.is_none() {
             self.order.write().insert(view.id(), customer_id.clone());
         }
-        drop(view);
         self.profiles.insert(customer_id.clone(), profile);
         for key in new_keys {
             self.identifiers.insert(key, customer_id.clone());
@@ -143,7 +142,6 @@ impl ProfileStore {
             self.identifiers.insert(key, customer_id.clone());
         }
         let entry = (view.id(), customer_id.clone());
-        drop(view);
         self.profiles.insert(customer_id, p);
         entry
     }
@@ -166,7 +164,6 @@ impl ProfileStore {
                 .remove_if(&key, |_, holder| holder == customer_id);
         }
         self.order.write().remove(&view.id());
-        drop(view);
         Some(profile)
     }
 }
