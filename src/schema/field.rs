@@ -170,13 +170,18 @@ pub const RESERVED_NAMES: &[&str] = &[
     "updated_at",
 ];
 
+/// Whether a name has the shape of a field name: `[a-z][a-z0-9_]{0,63}`.
+pub fn is_field_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() <= 64
+        && b.first().is_some_and(u8::is_ascii_lowercase)
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
 /// Checks a field name: lowercase identifier, at most 64 characters.
 pub fn check_field_name(name: &str) -> Result<(), Problem> {
-    let mut chars = name.chars();
-    let ok = name.len() <= 64
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !ok {
+    if !is_field_name(name) {
         return Err(Problem::new(
             ErrorCode::FieldNameInvalid,
             format!(

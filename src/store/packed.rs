@@ -29,6 +29,7 @@ use ulid::Ulid;
 
 use super::profile::{Fields, Profile, Subscription, identifier_key};
 use crate::contacts::{EmailContact, PhoneContact};
+use crate::schema::field::is_field_name;
 use crate::schema::{Channel, Schema, Source, SubscriptionStatus, Value};
 
 /// The largest record we agree to decode (256 MiB): bounds what a corrupt length can make
@@ -314,7 +315,12 @@ impl<'a> ProfileView<'a> {
     /// dates, instants, enum numbers and JSON.
     fn check(&self) -> Result<(), PackError> {
         for field in self.fields.try_iter(Reader::field) {
-            match field?.1 {
+            let (name, value) = field?;
+            // Documents write field names as they are, unescaped.
+            if !is_field_name(name) {
+                return Err(PackError::Invalid(format!("field name {name:?}")));
+            }
+            match value {
                 ValueRef::Json(text) => {
                     serde_json::from_str::<serde::de::IgnoredAny>(text)
                         .map_err(|e| PackError::Invalid(format!("json: {e}")))?;
@@ -966,6 +972,16 @@ mod tests {
             v.identifier_keys(),
         );
         let _ = (v.created_at(), v.updated_at(), p.unpack(&schema()));
+    }
+
+    #[test]
+    fn field_names_that_are_not_identifiers_are_refused() {
+        // Found by the packed_profile fuzz target: a field named "\0" went into a
+        // document unescaped.
+        let bytes = [
+            7, 0, 1, 1, 0, 0, 13, 252, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(Packed::from_bytes(&bytes).is_err());
     }
 
     proptest! {
