@@ -64,7 +64,9 @@ impl From<PackError> for RecordError {
 
 #[derive(BorrowDecode)]
 enum EntryRec<'a> {
-    Put(&'a [u8]),
+    // Decoded by hand in `decode_entry` (the profile's bytes follow the tag inline);
+    // here to keep the variant numbers.
+    Put(()),
     Remove(&'a str),
     Schema(Vec<FieldRec<'a>>),
     DropField(&'a str, Vec<FieldRec<'a>>),
@@ -75,7 +77,7 @@ enum EntryRec<'a> {
 /// bytes (the round-trip tests hold the two together).
 #[derive(Encode)]
 enum EntryOut<'a> {
-    Put(&'a [u8]),
+    Put(Inline<'a>),
     Remove(&'a str),
     Schema(Vec<FieldRec<'a>>),
     DropField(&'a str, Vec<FieldRec<'a>>),
@@ -99,7 +101,7 @@ struct WalOut<'a> {
 pub fn encode_entry(lsn: u64, entry: &Entry, out: &mut Vec<u8>) {
     let settings_json;
     let entry = match entry {
-        Entry::Put(p) => EntryOut::Put(p.bytes()),
+        Entry::Put(p) => EntryOut::Put(Inline(p.bytes())),
         Entry::Remove(id) => EntryOut::Remove(id),
         Entry::Schema(s) => EntryOut::Schema(schema_rec(s)),
         Entry::DropField { name, schema } => EntryOut::DropField(name, schema_rec(schema)),
@@ -113,9 +115,14 @@ pub fn encode_entry(lsn: u64, entry: &Entry, out: &mut Vec<u8>) {
 
 /// Decodes a WAL record's payload.
 pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Entry), RecordError> {
+    let (lsn, n): (u64, usize) = bincode::decode_from_slice(bytes, config())?;
+    let (variant, m): (u32, usize) = bincode::decode_from_slice(&bytes[n..], config())?;
+    if variant == PUT {
+        return Ok((lsn, Entry::Put(Packed::from_bytes(&bytes[n + m..])?)));
+    }
     let (rec, _): (WalRec<'_>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
     let entry = match rec.entry {
-        EntryRec::Put(p) => Entry::Put(Packed::from_bytes(p)?),
+        EntryRec::Put(()) => unreachable!("a put is decoded above"),
         EntryRec::Remove(id) => Entry::Remove(id.into()),
         EntryRec::Schema(fields) => Entry::Schema(Arc::new(schema_from(fields)?)),
         EntryRec::DropField(name, fields) => Entry::DropField {
@@ -125,6 +132,23 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Entry), RecordError> {
         EntryRec::Settings(json) => Entry::Settings(Arc::new(settings_from(&json)?)),
     };
     Ok((rec.lsn, entry))
+}
+
+/// `EntryRec::Put`'s variant number.
+const PUT: u32 = 0;
+
+/// Bytes written as they are, with no length: a packed profile marks its own end. (The
+/// WAL held profiles inline before profiles were packed, in these same bytes.)
+struct Inline<'a>(&'a [u8]);
+
+impl Encode for Inline<'_> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        use bincode::enc::write::Writer;
+        e.writer().write(self.0)
+    }
 }
 
 fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
@@ -339,6 +363,20 @@ pub(crate) mod tests {
             assert_eq!(lsn, i as u64 + 7);
             assert_eq!(e, &back);
         }
+    }
+
+    #[test]
+    fn a_put_holds_the_profile_bytes_inline() {
+        let schema = sample_schema();
+        let p = Packed::encode(&sample_profile(&schema));
+        let mut buf = Vec::new();
+        encode_entry(300, &Entry::Put(p.clone()), &mut buf);
+        // LSN 300 as a varint (251, u16), the variant 0, then the profile as it is.
+        assert_eq!(&buf[..4], &[251, 44, 1, 0]);
+        assert_eq!(&buf[4..], p.bytes());
+        let mut longer = buf.clone();
+        longer.push(0);
+        assert!(decode_entry(&longer).is_err());
     }
 
     #[test]

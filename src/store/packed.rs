@@ -72,8 +72,8 @@ impl Packed {
         Packed(Arc::from(out))
     }
 
-    /// Checks the first profile in `bytes` and copies it out; returns it, its view's
-    /// identity and how many bytes it took.
+    /// Checks the first profile in `bytes` and copies it out; returns it and how many
+    /// bytes it took.
     pub fn read_first(bytes: &[u8]) -> Result<(Packed, usize), PackError> {
         let (view, used) = ProfileView::decode(bytes)?;
         view.check()?;
@@ -322,7 +322,9 @@ impl<'a> ProfileView<'a> {
             }
             match value {
                 ValueRef::Json(text) => {
-                    serde_json::from_str::<serde::de::IgnoredAny>(text)
+                    // The same parse as unpacking does: a depth or a number it refuses
+                    // must be refused here, not panic later.
+                    serde_json::from_str::<serde_json::Value>(text)
                         .map_err(|e| PackError::Invalid(format!("json: {e}")))?;
                 }
                 ValueRef::Tags(list) => {
@@ -332,6 +334,11 @@ impl<'a> ProfileView<'a> {
                 }
                 _ => {}
             }
+        }
+        if let Some(kind) = self.phone.and_then(|p| p.kind)
+            && crate::contacts::phone_kind(kind) != kind
+        {
+            return Err(PackError::Invalid(format!("phone type {kind:?}")));
         }
         for id in self.external_ids.try_iter(Reader::str_pair) {
             id?;
@@ -972,6 +979,30 @@ mod tests {
             v.identifier_keys(),
         );
         let _ = (v.created_at(), v.updated_at(), p.unpack(&schema()));
+    }
+
+    #[test]
+    fn json_that_unpacking_would_refuse_is_refused_when_checked() {
+        // Found in review: each passed a lighter check, then panicked when unpacked.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for text in [deep.as_str(), "[1e400]", "\"\\ud800\""] {
+            let mut p = Profile::new("c".into(), Timestamp::UNIX_EPOCH);
+            p.fields.push((
+                Arc::from("meta"),
+                Value::Json(Arc::new(serde_json::Value::Null)),
+            ));
+            let bytes = Packed::encode(&p).bytes().to_vec();
+            // Swap the encoded `null` for the text, fixing its length prefix.
+            let at = bytes.windows(4).position(|w| w == b"null").unwrap();
+            let mut out = bytes[..at - 1].to_vec();
+            out.push(u8::try_from(text.len()).unwrap_or(251));
+            if text.len() > 250 {
+                out.extend_from_slice(&u16::try_from(text.len()).unwrap().to_le_bytes());
+            }
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(&bytes[at + 4..]);
+            assert!(Packed::from_bytes(&out).is_err(), "{text}");
+        }
     }
 
     #[test]
