@@ -76,6 +76,17 @@ codes! {
     DatabaseUnavailable => ("database_unavailable", 503, "The database could not be loaded from disk"),
     StorageFailed => ("storage_failed", 503, "The database cannot write to disk and is read-only"),
     SnapshotFailed => ("snapshot_failed", 500, "The snapshot could not be written"),
+    ImportEmpty => ("import_empty", 400, "The import file is empty"),
+    ImportNoRows => ("import_no_rows", 400, "The import file has a header but no rows"),
+    ImportHeaderInvalid => ("import_header_invalid", 400, "The import file's header row is not usable"),
+    ImportColumnUnknown => ("import_column_unknown", 400, "A column is not a field of the database"),
+    ImportRowWidth => ("import_row_width", 400, "A row has more or fewer cells than the header"),
+    ImportEncodingInvalid => ("import_encoding_invalid", 400, "The text is not valid UTF-8"),
+    ImportRowInvalid => ("import_row_invalid", 400, "A row does not have the expected shape"),
+    ImportJsonSyntax => ("import_json_syntax", 400, "The JSON is malformed or cut short"),
+    ImportLineTooLong => ("import_line_too_long", 400, "A line is longer than allowed"),
+    ImportUploadFailed => ("import_upload_failed", 400, "The upload broke off before its end"),
+    JobNotFound => ("job_not_found", 404, "No such import job"),
     Internal => ("internal", 500, "Internal error"),
 }
 

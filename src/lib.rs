@@ -9,6 +9,7 @@
 //! - [`store`]: the sharded profile map of one database and its identifier index.
 //! - [`db`]: the database actor (the only writer), the registry of databases.
 //! - [`persist`]: the data directory, WAL, snapshots and recovery: every byte on disk.
+//! - [`ingest`]: CSV, JSON and NDJSON importers and import jobs, on the one write path.
 //! - [`document`]: the profile document, whole or projected, serialized from the store.
 //! - [`auth`]: API keys, roles and groups.
 //! - [`http`]: handlers, one file per resource; they translate and hold no rules.
@@ -35,6 +36,7 @@ pub mod db;
 pub mod document;
 pub mod error;
 pub mod http;
+pub mod ingest;
 pub mod persist;
 pub mod schema;
 pub mod server;

@@ -13,6 +13,7 @@ use crate::auth::{AdminKeySource, KeyRing};
 use crate::config::Settings;
 use crate::db::{Databases, Persistence};
 use crate::http::{self, AppState, Telemetry};
+use crate::ingest::Jobs;
 use crate::persist::{DataDir, PersistError};
 
 /// Why the server could not start.
@@ -86,6 +87,7 @@ impl Server {
             databases: Databases::new(data, persistence, cores),
             keys,
             telemetry: Telemetry::install(),
+            imports: Jobs::default(),
             settings,
         });
         // Loading runs beside the listener: /healthz answers at once, /readyz and the

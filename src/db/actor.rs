@@ -98,15 +98,22 @@ impl DatabaseActor {
         if let Some(e) = wal.durability().failed() {
             return Err(storage_failed(&name(), &e));
         }
+        if let Change::Import(updates) = change {
+            let mut rejected = Vec::new();
+            for (i, update) in updates.into_iter().enumerate() {
+                match effect(&self.state, Change::Upsert(update)) {
+                    Ok((entry, _)) => self.log_and_apply(entry),
+                    Err(p) => rejected.push((i, p)),
+                }
+            }
+            if self.since_snapshot >= self.persistence.snapshot_after {
+                self.request_snapshot(ctx);
+            }
+            return Ok((Applied::Imported { rejected }, self.lsn));
+        }
         let (entry, applied) = effect(&self.state, change)?;
         let erases = matches!(entry, Entry::Remove(_));
-        let lsn = self.lsn + 1;
-        wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
-        self.lsn = lsn;
-        // Before the apply: whoever sees the effect in the store then reads this LSN.
-        self.applied.store(lsn, Ordering::SeqCst);
-        self.state.apply_entry(entry);
-        self.since_snapshot += 1;
+        self.log_and_apply(entry);
         if erases {
             // Erasure reaches the disk with the next snapshot, taken now.
             self.erasure_pending = true;
@@ -114,7 +121,22 @@ impl DatabaseActor {
         } else if self.since_snapshot >= self.persistence.snapshot_after {
             self.request_snapshot(ctx);
         }
-        Ok((applied, lsn))
+        Ok((applied, self.lsn))
+    }
+
+    /// Gives an effect the next LSN, queues it on the WAL and applies it.
+    fn log_and_apply(&mut self, entry: Entry) {
+        let lsn = self.lsn + 1;
+        let wal = self
+            .wal
+            .as_ref()
+            .expect("apply checked that the WAL is open");
+        wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
+        self.lsn = lsn;
+        // Before the apply: whoever sees the effect in the store then reads this LSN.
+        self.applied.store(lsn, Ordering::SeqCst);
+        self.state.apply_entry(entry);
+        self.since_snapshot += 1;
     }
 
     fn request_snapshot(&mut self, ctx: &mut Context<Self>) {

@@ -121,6 +121,13 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
             let settings = st.settings.load().patched(spec)?;
             (Entry::Settings(Arc::new(settings)), Applied::Done)
         }
+        Change::Import(_) => {
+            // The actor takes an import apart into upserts, one effect each.
+            return Err(Problem::new(
+                ErrorCode::Internal,
+                "an import batch has no single effect",
+            ));
+        }
     })
 }
 

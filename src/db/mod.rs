@@ -49,6 +49,9 @@ pub enum Change {
     DropField(String),
     /// Change settings.
     Settings(DatabaseSpec),
+    /// Rows of an import: each applied as an upsert, in order; a refused row refuses
+    /// only itself.
+    Import(Vec<ProfileUpdate>),
 }
 
 /// What an applied change produced.
@@ -58,6 +61,11 @@ pub enum Applied {
     Profile(Packed),
     /// The change took effect; nothing to return.
     Done,
+    /// An import batch was applied but for these rows (by index in the batch).
+    Imported {
+        /// The refused rows and why.
+        rejected: Vec<(usize, Problem)>,
+    },
 }
 
 /// What readers of a database share with its actor.

@@ -107,6 +107,7 @@ pub async fn patch(db: Db<Write>, body: JsonBody<DatabaseSpec>) -> Result<HttpRe
     responses((status = 204)), security(("bearer" = [])))]
 pub async fn delete(state: State, db: Db<Write>) -> Result<HttpResponse, Problem> {
     state.databases.delete(&db.db).await?;
+    state.imports.forget(&db.name());
     tracing::info!(database = %db.name(), "database deleted");
     Ok(HttpResponse::NoContent().finish())
 }

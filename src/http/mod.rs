@@ -7,6 +7,7 @@
 mod databases;
 mod extract;
 mod fields;
+mod imports;
 mod keys;
 pub mod openapi;
 mod ops;
@@ -25,6 +26,7 @@ pub use ops::Telemetry;
 use crate::auth::KeyRing;
 use crate::config::Settings;
 use crate::db::Databases;
+use crate::ingest::Jobs;
 
 /// What every handler shares.
 pub struct AppState {
@@ -36,6 +38,8 @@ pub struct AppState {
     pub keys: KeyRing,
     /// Prometheus rendering.
     pub telemetry: Telemetry,
+    /// Import jobs, running and finished.
+    pub imports: Jobs,
 }
 
 /// Shorthand for handler state.
@@ -110,6 +114,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 }))
                 .service(resource(DB, "/v1/databases/{db}/fields/{name}", |r| {
                     r.route(web::delete().to(fields::delete))
+                }))
+                .service(resource(DB, "/v1/databases/{db}/imports", |r| {
+                    r.route(get().to(imports::list))
+                        .route(web::post().to(imports::create))
+                }))
+                .service(resource(DB, "/v1/databases/{db}/imports/{job}", |r| {
+                    r.route(get().to(imports::get))
                 }))
                 .service(resource(DB, "/v1/databases/{db}/snapshot", |r| {
                     r.route(web::post().to(databases::snapshot))

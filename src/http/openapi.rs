@@ -5,7 +5,7 @@ use actix_web::http::header;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{databases, fields, keys, ops, profiles};
+use super::{databases, fields, imports, keys, ops, profiles};
 
 struct Bearer;
 
@@ -30,6 +30,7 @@ impl Modify for Bearer {
         fields::list, fields::create, fields::delete,
         profiles::put, profiles::patch, profiles::get, profiles::get_by, profiles::lookup,
         profiles::list, profiles::delete,
+        imports::create, imports::get, imports::list,
         keys::create, keys::list, keys::delete,
     )
 )]

@@ -7,101 +7,14 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Db, JsonBody, Read, Write, json};
 use crate::db::{Applied, Change, lookup_key};
 use crate::document::{self, Document, Projection};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{ProfileUpdate, RawValue, Schema, Source, SubscriptionChange};
+use crate::schema::{ProfileBody, Schema, Source};
 use crate::store::{Packed, ProfileView};
-
-/// Tag changes in a profile body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TagsBody {
-    /// Tags to add.
-    #[serde(default)]
-    add: Vec<String>,
-    /// Tags to remove.
-    #[serde(default)]
-    remove: Vec<String>,
-}
-
-/// The body of `PUT` and `PATCH .../profiles/{customer_id}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileBody {
-    /// If given, must equal the path's customer id (it cannot change).
-    customer_id: Option<String>,
-    /// Refused: the internal id is assigned by the server.
-    id: Option<String>,
-    /// Field values by name; `null` clears a field.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    fields: Map<String, Json>,
-    /// Fields to clear.
-    #[serde(default)]
-    unset: Vec<String>,
-    /// Tags to add and remove.
-    #[serde(default)]
-    tags: TagsBody,
-    /// External identifiers by namespace (`crm`, `device`...); `null` removes one.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    identifiers: Map<String, Json>,
-    /// Subscription changes.
-    #[serde(default)]
-    subscriptions: Vec<SubscriptionChange>,
-}
-
-impl ProfileBody {
-    fn into_update(self, customer_id: &str, replace: bool) -> Result<ProfileUpdate, Problem> {
-        if let Some(given) = &self.customer_id
-            && given != customer_id
-        {
-            return Err(Problem::new(
-                ErrorCode::CustomerIdImmutable,
-                format!(
-                    "the body names customer `{given}` but the path names `{customer_id}`; a customer id never changes"
-                ),
-            ));
-        }
-        if self.id.is_some() {
-            return Err(Problem::new(
-                ErrorCode::InvalidBody,
-                "`id` is assigned by the server and cannot be set or changed",
-            )
-            .with("path", "id"));
-        }
-        let mut u = ProfileUpdate::new(customer_id, Source::Api);
-        u.replace = replace;
-        u.fields = self
-            .fields
-            .into_iter()
-            .map(|(k, v)| (k, RawValue::Json(v)))
-            .collect();
-        u.unset = self.unset;
-        u.tags_add = self.tags.add;
-        u.tags_remove = self.tags.remove;
-        for (ns, v) in self.identifiers {
-            let v = match v {
-                Json::Null => None,
-                Json::String(s) => Some(s),
-                other => {
-                    return Err(Problem::new(
-                        ErrorCode::IdentifierInvalid,
-                        format!("identifier `{ns}` must be a string or null, not {other}"),
-                    ));
-                }
-            };
-            u.identifiers.push((ns, v));
-        }
-        u.subscriptions = self.subscriptions;
-        Ok(u)
-    }
-}
 
 /// `?fields=` on reads.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -150,10 +63,10 @@ async fn write(
     replace: bool,
 ) -> Result<HttpResponse, Problem> {
     let (_, customer_id) = path.into_inner();
-    let update = body.into_update(&customer_id, replace)?;
+    let update = body.into_update(&customer_id, replace, Source::Api)?;
     match db.apply(Change::Upsert(update)).await? {
         Applied::Profile(profile) => Ok(render(&db.state.schema.load(), &profile, None)),
-        Applied::Done => Err(Problem::new(
+        Applied::Done | Applied::Imported { .. } => Err(Problem::new(
             ErrorCode::Internal,
             "the write returned no profile",
         )),

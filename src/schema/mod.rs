@@ -10,5 +10,7 @@ pub mod value;
 
 pub use database::{Channel, DatabaseSettings, DatabaseSpec, Resource};
 pub use field::{FieldDef, FieldSpec, FieldType, Schema};
-pub use update::{ProfileUpdate, Source, SubscriptionChange, SubscriptionStatus};
+pub use update::{
+    ProfileBody, ProfileUpdate, Source, SubscriptionChange, SubscriptionStatus, TagsBody,
+};
 pub use value::{RawValue, Value, ValueError};

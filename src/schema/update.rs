@@ -7,10 +7,12 @@
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
 use utoipa::ToSchema;
 
 use super::database::Channel;
 use super::value::RawValue;
+use crate::error::{ErrorCode, Problem};
 
 /// Where a write came from; recorded with subscription changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -92,6 +94,99 @@ impl ProfileUpdate {
             subscriptions: Vec::new(),
             source,
         }
+    }
+}
+
+/// Tag changes in a profile body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    /// Tags to add.
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Tags to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// The body of `PUT` and `PATCH .../profiles/{customer_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBody {
+    /// If given, must equal the path's customer id (it cannot change).
+    pub customer_id: Option<String>,
+    /// Refused: the internal id is assigned by the server.
+    pub id: Option<String>,
+    /// Field values by name; `null` clears a field.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Json>,
+    /// Fields to clear.
+    #[serde(default)]
+    pub unset: Vec<String>,
+    /// Tags to add and remove.
+    #[serde(default)]
+    pub tags: TagsBody,
+    /// External identifiers by namespace (`crm`, `device`...); `null` removes one.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub identifiers: Map<String, Json>,
+    /// Subscription changes.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionChange>,
+}
+
+impl ProfileBody {
+    /// The update this body asks for, for the profile `customer_id` (the path's, or a
+    /// file row's).
+    pub fn into_update(
+        self,
+        customer_id: &str,
+        replace: bool,
+        source: Source,
+    ) -> Result<ProfileUpdate, Problem> {
+        if let Some(given) = &self.customer_id
+            && given != customer_id
+        {
+            return Err(Problem::new(
+                ErrorCode::CustomerIdImmutable,
+                format!(
+                    "the body names customer `{given}` but the path names `{customer_id}`; a customer id never changes"
+                ),
+            ));
+        }
+        if self.id.is_some() {
+            return Err(Problem::new(
+                ErrorCode::InvalidBody,
+                "`id` is assigned by the server and cannot be set or changed",
+            )
+            .with("path", "id"));
+        }
+        let mut u = ProfileUpdate::new(customer_id, source);
+        u.replace = replace;
+        u.fields = self
+            .fields
+            .into_iter()
+            .map(|(k, v)| (k, RawValue::Json(v)))
+            .collect();
+        u.unset = self.unset;
+        u.tags_add = self.tags.add;
+        u.tags_remove = self.tags.remove;
+        for (ns, v) in self.identifiers {
+            let v = match v {
+                Json::Null => None,
+                Json::String(s) => Some(s),
+                other => {
+                    return Err(Problem::new(
+                        ErrorCode::IdentifierInvalid,
+                        format!("identifier `{ns}` must be a string or null, not {other}"),
+                    ));
+                }
+            };
+            u.identifiers.push((ns, v));
+        }
+        u.subscriptions = self.subscriptions;
+        Ok(u)
     }
 }
 

@@ -6,5 +6,6 @@ mod auth;
 mod databases;
 mod durability;
 mod fields;
+mod imports;
 mod ops;
 mod profiles;

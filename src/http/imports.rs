@@ -1,0 +1,154 @@
+//! `/v1/databases/{db}/imports...`: start an import with the file as the body, follow it.
+//!
+//! The handler only pumps the request body into the job (`ingest::Upload`) chunk by
+//! chunk, as it arrives; parsing and applying happen in `ingest`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{Db, Read, State, Write, json};
+use crate::error::{ErrorCode, Problem};
+use crate::ingest::{Format, JobView, Options, Upload};
+
+/// What to do with a column the schema does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownColumns {
+    /// Refuse the file before any row is read (the default).
+    Refuse,
+    /// Skip the column.
+    Ignore,
+}
+
+/// `POST .../imports` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// `csv`, `csv-long`, `json` or `ndjson`.
+    format: Format,
+    /// Answer when the job is done (`200` and the job) rather than when the body is read
+    /// (`202` and the job id).
+    #[serde(default)]
+    wait: bool,
+    /// CSV delimiter: `,` (default), `;`, `tab` or `|`.
+    delimiter: Option<String>,
+    /// `refuse` (default) or `ignore`.
+    unknown_columns: Option<UnknownColumns>,
+}
+
+impl ImportQuery {
+    fn options(&self) -> Result<Options, Problem> {
+        let delimiter = match self.delimiter.as_deref() {
+            None | Some(",") => b',',
+            Some(";") => b';',
+            Some("tab" | "\t") => b'\t',
+            Some("|") => b'|',
+            Some(other) => {
+                return Err(Problem::new(
+                    ErrorCode::InvalidQuery,
+                    format!("delimiter `{other}` is not one of `,` `;` `tab` `|`"),
+                )
+                .with("parameter", "delimiter"));
+            }
+        };
+        Ok(Options {
+            format: self.format,
+            delimiter,
+            ignore_unknown_columns: self.unknown_columns == Some(UnknownColumns::Ignore),
+        })
+    }
+}
+
+/// Imports a file into a database; the body is the file, read as it arrives.
+#[utoipa::path(post, path = "/v1/databases/{db}/imports", tag = "imports", params(ImportQuery),
+    request_body(content = String, description = "the file"),
+    responses((status = 202, description = "`{\"job\": id}`: the body was read; the job goes on"),
+        (status = 200, description = "with `wait=true`: the finished job", body = JobView),
+        (status = 400, description = "the file was refused before any row was read")),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: State,
+    db: Db<Write>,
+    query: web::Query<ImportQuery>,
+    req: HttpRequest,
+    mut body: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let opts = query.options()?;
+    let expected = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut upload = Upload::start(&state.imports, db.db.clone(), opts, expected).map_err(|e| {
+        Problem::new(
+            ErrorCode::Unavailable,
+            format!("cannot start an import: {e}"),
+        )
+    })?;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if !upload.send(chunk).await {
+                    // The parser stopped: the file was refused or the job failed.
+                    break;
+                }
+            }
+            Err(e) => {
+                upload.abort(Problem::new(
+                    ErrorCode::ImportUploadFailed,
+                    format!("the upload broke off: {e}"),
+                ));
+                break;
+            }
+        }
+    }
+    let job = upload.finish().await;
+    if let Some(p) = job.refused() {
+        return Err(p.with("job", job.id.to_string()));
+    }
+    if query.wait {
+        job.finished().await;
+        return Ok(json(StatusCode::OK, &job.view()));
+    }
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "job": job.id.to_string() }),
+    ))
+}
+
+/// An import job: status, counts, progress and the first 1000 refused rows.
+#[utoipa::path(get, path = "/v1/databases/{db}/imports/{job}", tag = "imports",
+    responses((status = 200, body = JobView), (status = 404, description = "job_not_found")),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: State,
+    db: Db<Read>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (_, id) = path.into_inner();
+    let job = state.imports.get(&db.name(), &id).ok_or_else(|| {
+        Problem::new(
+            ErrorCode::JobNotFound,
+            format!("no import job `{id}` in database `{}`", db.name()),
+        )
+        .with("job", id.as_str())
+    })?;
+    Ok(json(StatusCode::OK, &job.view()))
+}
+
+/// A database's import jobs, newest first (the last 100 finished, and any running).
+#[utoipa::path(get, path = "/v1/databases/{db}/imports", tag = "imports",
+    responses((status = 200, description = "`{\"jobs\": [...]}`")),
+    security(("bearer" = [])))]
+pub async fn list(state: State, db: Db<Read>) -> HttpResponse {
+    let jobs: Vec<JobView> = state
+        .imports
+        .list(&db.name())
+        .iter()
+        .map(|j| j.view())
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "jobs": jobs }))
+}

@@ -1,0 +1,486 @@
+//! CSV files, wide (a column per field) and long (a row per field value).
+//!
+//! RFC 4180 quoting, CRLF or LF, a UTF-8 byte order mark and the delimiter come from the
+//! `csv` crate; what a header and a cell mean is here. An empty cell means "no value":
+//! the field is left as it is, not set to an empty string. Cells stay text; the database
+//! types them by their field (`schema::value`), as it does every write.
+
+use std::io::Read;
+
+use ::csv::{ByteRecord, ReaderBuilder};
+
+use super::{Options, Row, RowError, Sink};
+use crate::error::{ErrorCode, Problem};
+use crate::schema::{ProfileUpdate, RawValue, Schema, Source};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// What a wide file's column holds.
+#[derive(Debug, Clone, PartialEq)]
+enum Column {
+    CustomerId,
+    Field(String),
+    Skipped,
+}
+
+fn reader(input: impl Read, opts: &Options) -> ::csv::Reader<impl Read> {
+    ReaderBuilder::new()
+        .delimiter(opts.delimiter)
+        .has_headers(false)
+        // Row widths are checked here, so that a short row is that row's error.
+        .flexible(true)
+        .from_reader(input)
+}
+
+/// Reads the first record, the header, with its byte order mark removed.
+fn header(rdr: &mut ::csv::Reader<impl Read>) -> Result<Vec<String>, Problem> {
+    let mut rec = ByteRecord::new();
+    if !rdr.read_byte_record(&mut rec).map_err(read_failed)? {
+        return Err(Problem::new(ErrorCode::ImportEmpty, "the file is empty"));
+    }
+    rec.iter()
+        .enumerate()
+        .map(|(i, cell)| {
+            let cell = if i == 0 {
+                cell.strip_prefix(BOM).unwrap_or(cell)
+            } else {
+                cell
+            };
+            std::str::from_utf8(cell)
+                .map(|s| s.trim().to_owned())
+                .map_err(|_| {
+                    Problem::new(
+                        ErrorCode::ImportEncodingInvalid,
+                        format!("header cell {} is not UTF-8", i + 1),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn read_failed(e: ::csv::Error) -> Problem {
+    Problem::new(
+        ErrorCode::ImportUploadFailed,
+        format!("reading the file failed: {e}"),
+    )
+}
+
+fn no_rows() -> Problem {
+    Problem::new(ErrorCode::ImportNoRows, "the file has a header but no rows")
+}
+
+/// Checks a wide header against the schema: `customer_id` once, then field names.
+fn wide_columns(names: &[String], opts: &Options, schema: &Schema) -> Result<Vec<Column>, Problem> {
+    let mut columns = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(Problem::new(
+                ErrorCode::ImportHeaderInvalid,
+                format!("column `{name}` appears twice"),
+            )
+            .with("column", name.as_str()));
+        }
+        let column = if name == "customer_id" {
+            Column::CustomerId
+        } else if schema.get(name).is_some() {
+            Column::Field(name.clone())
+        } else if opts.ignore_unknown_columns {
+            Column::Skipped
+        } else if name.is_empty() {
+            return Err(Problem::new(
+                ErrorCode::ImportHeaderInvalid,
+                format!("column {} has no name", i + 1),
+            ));
+        } else {
+            return Err(Problem::new(
+                ErrorCode::ImportColumnUnknown,
+                format!(
+                    "column `{name}` is not a field of this database; add it with POST .../fields, \
+                     or import with unknown_columns=ignore"
+                ),
+            )
+            .with("column", name.as_str()));
+        };
+        columns.push(column);
+    }
+    if !columns.contains(&Column::CustomerId) {
+        return Err(Problem::new(
+            ErrorCode::ImportHeaderInvalid,
+            "the header has no `customer_id` column (finding profiles by email or phone alone \
+             is not supported yet)",
+        ));
+    }
+    Ok(columns)
+}
+
+/// The cell as text, or the row's error naming the column.
+fn text<'r>(cell: &'r [u8], row: u64, column: &str) -> Result<&'r str, RowError> {
+    std::str::from_utf8(cell).map_err(|e| {
+        RowError::new(
+            row,
+            ErrorCode::ImportEncodingInvalid,
+            format!(
+                "the cell is not UTF-8 (invalid byte at {})",
+                e.valid_up_to()
+            ),
+        )
+        .at(column)
+    })
+}
+
+fn width(rec: &ByteRecord, want: usize, row: u64) -> Result<(), RowError> {
+    if rec.len() == want {
+        return Ok(());
+    }
+    Err(RowError::new(
+        row,
+        ErrorCode::ImportRowWidth,
+        format!(
+            "the row has {} cells where the header has {want}",
+            rec.len()
+        ),
+    ))
+}
+
+/// A wide file: a header of `customer_id` and field names, then a profile a row.
+pub fn parse_wide(
+    input: impl Read,
+    opts: &Options,
+    schema: &Schema,
+    sink: &mut impl Sink,
+) -> Result<(), Problem> {
+    let mut rdr = reader(input, opts);
+    let names = header(&mut rdr)?;
+    let columns = wide_columns(&names, opts, schema)?;
+    let mut rec = ByteRecord::new();
+    let mut row = 0;
+    while rdr.read_byte_record(&mut rec).map_err(read_failed)? {
+        row += 1;
+        match wide_row(&rec, &columns, &names, row) {
+            Ok(update) => {
+                if !sink.row(Row { row, update }) {
+                    return Ok(());
+                }
+            }
+            Err(e) => sink.error(e),
+        }
+    }
+    if row == 0 {
+        return Err(no_rows());
+    }
+    Ok(())
+}
+
+fn wide_row(
+    rec: &ByteRecord,
+    columns: &[Column],
+    names: &[String],
+    row: u64,
+) -> Result<ProfileUpdate, RowError> {
+    width(rec, columns.len(), row)?;
+    let mut customer_id = "";
+    let mut fields = Vec::with_capacity(columns.len());
+    for ((cell, column), name) in rec.iter().zip(columns).zip(names) {
+        match column {
+            Column::Skipped => {}
+            Column::CustomerId => customer_id = text(cell, row, name)?,
+            Column::Field(field) => {
+                let value = text(cell, row, name)?;
+                if !value.is_empty() {
+                    fields.push((field.clone(), RawValue::Text(value.to_owned())));
+                }
+            }
+        }
+    }
+    if customer_id.is_empty() {
+        return Err(RowError::new(
+            row,
+            ErrorCode::CustomerIdInvalid,
+            "the customer id is empty",
+        )
+        .at("customer_id"));
+    }
+    let mut update = ProfileUpdate::new(customer_id, Source::Import);
+    update.fields = fields;
+    Ok(update)
+}
+
+/// A long file: `customerId,fieldName,fieldValue` (or `customer_id,field,value`) rows.
+///
+/// Consecutive rows of one customer fold into one update, numbered by its first row; a
+/// customer whose rows are not together gets one update per run of rows, applied in
+/// order (so later values win either way).
+pub fn parse_long(
+    input: impl Read,
+    opts: &Options,
+    schema: &Schema,
+    sink: &mut impl Sink,
+) -> Result<(), Problem> {
+    let mut rdr = reader(input, opts);
+    let names = header(&mut rdr)?;
+    let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    if lower != ["customerid", "fieldname", "fieldvalue"]
+        && lower != ["customer_id", "field", "value"]
+    {
+        return Err(Problem::new(
+            ErrorCode::ImportHeaderInvalid,
+            format!(
+                "a long file's header is `customerId,fieldName,fieldValue` or \
+                 `customer_id,field,value`, not `{}`",
+                names.join(",")
+            ),
+        ));
+    }
+    let mut rec = ByteRecord::new();
+    let mut row = 0;
+    let mut pending: Option<Row> = None;
+    while rdr.read_byte_record(&mut rec).map_err(read_failed)? {
+        row += 1;
+        let cell = match long_row(&rec, &names, opts, schema, row) {
+            Ok(Some(cell)) => cell,
+            Ok(None) => continue,
+            Err(e) => {
+                sink.error(e);
+                continue;
+            }
+        };
+        let (customer_id, field, value) = cell;
+        let same = pending
+            .as_ref()
+            .is_some_and(|p| p.update.customer_id == customer_id);
+        if !same {
+            if let Some(done) = pending.take()
+                && !sink.row(done)
+            {
+                return Ok(());
+            }
+            pending = Some(Row {
+                row,
+                update: ProfileUpdate::new(customer_id, Source::Import),
+            });
+        }
+        let update = &mut pending.as_mut().expect("set above").update;
+        if let Some((field, value)) = field.zip(value) {
+            // A field given twice for one customer: the later row wins.
+            update.fields.retain(|(f, _)| *f != field);
+            update.fields.push((field, RawValue::Text(value)));
+        }
+    }
+    if let Some(done) = pending {
+        sink.row(done);
+    }
+    if row == 0 {
+        return Err(no_rows());
+    }
+    Ok(())
+}
+
+/// One long row: the customer id, and the field and value unless the value is empty or
+/// the field is skipped. `Ok(None)`: nothing to do for this row.
+#[allow(clippy::type_complexity)]
+fn long_row(
+    rec: &ByteRecord,
+    names: &[String],
+    opts: &Options,
+    schema: &Schema,
+    row: u64,
+) -> Result<Option<(String, Option<String>, Option<String>)>, RowError> {
+    width(rec, 3, row)?;
+    let customer_id = text(&rec[0], row, &names[0])?;
+    let field = text(&rec[1], row, &names[1])?.trim();
+    let value = text(&rec[2], row, &names[2])?;
+    if customer_id.is_empty() {
+        return Err(RowError::new(
+            row,
+            ErrorCode::CustomerIdInvalid,
+            "the customer id is empty",
+        )
+        .at(&names[0]));
+    }
+    if schema.get(field).is_none() {
+        if opts.ignore_unknown_columns {
+            return Ok(None);
+        }
+        return Err(RowError::new(
+            row,
+            ErrorCode::FieldUnknown,
+            format!("`{field}` is not a field of this database"),
+        )
+        .at(&names[1]));
+    }
+    let (field, value) = if value.is_empty() {
+        (None, None)
+    } else {
+        (Some(field.to_owned()), Some(value.to_owned()))
+    };
+    Ok(Some((customer_id.to_owned(), field, value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::Format;
+    use super::super::tests::run;
+    use super::*;
+
+    fn fields(r: &Row) -> Vec<(&str, &str)> {
+        r.update
+            .fields
+            .iter()
+            .map(|(n, v)| match v {
+                RawValue::Text(t) => (n.as_str(), t.as_str()),
+                RawValue::Json(_) => panic!("CSV cells are text"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wide_rows_with_bom_crlf_quotes_and_empty_cells() {
+        let file = b"\xEF\xBB\xBFcustomer_id,first_name,city\r\nc1,\"Ana, \"\"Nita\"\"\",Lisbon\r\nc2,,Porto\r\n";
+        let (r, got) = run(Format::Csv, file);
+        r.unwrap();
+        assert!(got.errors.is_empty(), "{:?}", got.errors);
+        assert_eq!(got.rows.len(), 2);
+        assert_eq!(got.rows[0].row, 1);
+        assert_eq!(
+            fields(&got.rows[0]),
+            [("first_name", "Ana, \"Nita\""), ("city", "Lisbon")]
+        );
+        // The empty cell means no value, not an empty string.
+        assert_eq!(fields(&got.rows[1]), [("city", "Porto")]);
+        assert_eq!(got.rows[1].update.customer_id, "c2");
+    }
+
+    #[test]
+    fn wide_header_problems_refuse_the_file() {
+        for (file, code) in [
+            (&b""[..], ErrorCode::ImportEmpty),
+            (b"customer_id,city\n", ErrorCode::ImportNoRows),
+            (
+                b"customer_id,shoe_size\nc1,42\n",
+                ErrorCode::ImportColumnUnknown,
+            ),
+            (b"city\nLisbon\n", ErrorCode::ImportHeaderInvalid),
+            (
+                b"customer_id,city,city\nc1,a,b\n",
+                ErrorCode::ImportHeaderInvalid,
+            ),
+        ] {
+            let (r, got) = run(Format::Csv, file);
+            assert_eq!(
+                r.unwrap_err().code,
+                code,
+                "{:?}",
+                String::from_utf8_lossy(file)
+            );
+            assert!(got.rows.is_empty());
+        }
+    }
+
+    #[test]
+    fn bad_rows_are_reported_and_the_rest_goes_on() {
+        let file =
+            b"customer_id,city\nc1,Lisbon\nc2\nc3,Porto,extra\n,Braga\nc5,\xff\xfe\nc6,Faro\n";
+        let (r, got) = run(Format::Csv, file);
+        r.unwrap();
+        let ids: Vec<&str> = got
+            .rows
+            .iter()
+            .map(|r| r.update.customer_id.as_str())
+            .collect();
+        assert_eq!(ids, ["c1", "c6"]);
+        let errs: Vec<(u64, ErrorCode, Option<&str>)> = got
+            .errors
+            .iter()
+            .map(|e| (e.row, e.code, e.column.as_deref()))
+            .collect();
+        assert_eq!(
+            errs,
+            [
+                (2, ErrorCode::ImportRowWidth, None),
+                (3, ErrorCode::ImportRowWidth, None),
+                (4, ErrorCode::CustomerIdInvalid, Some("customer_id")),
+                (5, ErrorCode::ImportEncodingInvalid, Some("city")),
+            ]
+        );
+    }
+
+    #[test]
+    fn delimiters_and_ignored_columns() {
+        let mut sink = super::super::tests::Collect::default();
+        let opts = Options {
+            delimiter: b';',
+            ignore_unknown_columns: true,
+            ..Options::new(Format::Csv)
+        };
+        parse_wide(
+            &b"customer_id;shoe_size;city\nc1;42;Lisbon\n"[..],
+            &opts,
+            &Schema::default(),
+            &mut sink,
+        )
+        .unwrap();
+        assert_eq!(fields(&sink.rows[0]), [("city", "Lisbon")]);
+    }
+
+    #[test]
+    fn long_rows_fold_per_customer() {
+        let file = b"customerId,fieldName,fieldValue\nc1,city,Lisbon\nc1,first_name,Ana\nc1,city,Porto\nc2,city,\nc2,nope,x\nc1,country,PT\n";
+        let (r, got) = run(Format::CsvLong, file);
+        r.unwrap();
+        type Folded<'a> = (u64, &'a str, Vec<(&'a str, &'a str)>);
+        let rows: Vec<Folded> = got
+            .rows
+            .iter()
+            .map(|r| (r.row, r.update.customer_id.as_str(), fields(r)))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (1, "c1", vec![("first_name", "Ana"), ("city", "Porto")]),
+                (4, "c2", vec![]),
+                (6, "c1", vec![("country", "PT")]),
+            ]
+        );
+        assert_eq!(got.errors.len(), 1);
+        assert_eq!(
+            (got.errors[0].row, got.errors[0].code),
+            (5, ErrorCode::FieldUnknown)
+        );
+        let (r, _) = run(Format::CsvLong, b"id,field,value\nc1,city,x\n");
+        assert_eq!(r.unwrap_err().code, ErrorCode::ImportHeaderInvalid);
+        let (r, got) = run(Format::CsvLong, b"customer_id,field,value\nc1,city,x\n");
+        r.unwrap();
+        assert_eq!(got.rows.len(), 1);
+    }
+
+    proptest! {
+        /// Any cells written by a CSV writer (quotes, delimiters, newlines inside) come
+        /// back as the same values, an empty cell as no value.
+        #[test]
+        fn wide_cells_round_trip(
+            rows in prop::collection::vec(("[a-z0-9]{1,8}", ".{0,12}", ".{0,12}"), 1..20),
+            delimiter in prop::sample::select(vec![b',', b';', b'\t', b'|']),
+        ) {
+            let mut w = ::csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+            w.write_record(["customer_id", "city", "last_name"]).unwrap();
+            for (id, city, last) in &rows {
+                w.write_record([id, city, last]).unwrap();
+            }
+            let bytes = w.into_inner().unwrap();
+            let mut sink = super::super::tests::Collect::default();
+            let opts = Options { delimiter, ..Options::new(Format::Csv) };
+            parse_wide(&bytes[..], &opts, &Schema::default(), &mut sink).unwrap();
+            prop_assert!(sink.errors.is_empty(), "{:?}", sink.errors);
+            prop_assert_eq!(sink.rows.len(), rows.len());
+            for (got, (id, city, last)) in sink.rows.iter().zip(&rows) {
+                prop_assert_eq!(got.update.customer_id.as_str(), id.as_str());
+                let mut want = Vec::new();
+                if !city.is_empty() { want.push(("city", city.as_str())); }
+                if !last.is_empty() { want.push(("last_name", last.as_str())); }
+                prop_assert_eq!(fields(got), want);
+            }
+        }
+    }
+}

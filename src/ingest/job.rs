@@ -1,0 +1,423 @@
+//! Import jobs: a parser thread, batches to the database actor, and the job's record.
+//!
+//! [`Upload::start`] runs a job in three stages joined by bounded channels, so memory
+//! stays bounded whatever the file's size and a slow stage slows the ones before it
+//! (down to the client's TCP connection):
+//!
+//! ```text
+//! body chunks ──▶ parser thread ──▶ batches of rows ──▶ Database::apply (the actor)
+//! ```
+//!
+//! The parser has a thread of its own, off the HTTP workers, so a big file never stalls
+//! lookups. Rows reach the actor as one [`Change::Import`] per batch; the actor applies
+//! each row as it would a PATCH and names the rows it refused. Jobs are kept, newest
+//! first, after they finish ([`Jobs`]).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use ulid::Ulid;
+
+use super::{Format, Options, Row, RowError, Sink};
+use crate::db::{Applied, Change, Database};
+use crate::error::Problem;
+
+/// The errors a job keeps, those of the lowest rows (the rest are counted, not kept).
+pub const MAX_ERRORS: usize = 1000;
+/// Rows a batch sends to the actor at once.
+const BATCH: usize = 1024;
+/// Finished jobs kept per database.
+const KEEP_FINISHED: usize = 100;
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Reading or applying.
+    Running,
+    /// Every row read was applied or reported.
+    Done,
+    /// Stopped early: see `error`.
+    Failed,
+}
+
+#[derive(Debug)]
+struct State {
+    status: Status,
+    rows_total: u64,
+    rows_accepted: u64,
+    rows_rejected: u64,
+    errors: Vec<RowError>,
+    failure: Option<Problem>,
+    finished_at: Option<Timestamp>,
+}
+
+/// One import.
+#[derive(Debug)]
+pub struct Job {
+    /// The job id.
+    pub id: Ulid,
+    /// The database it imports into.
+    pub database: String,
+    /// The file's format.
+    pub format: Format,
+    started_at: Timestamp,
+    // The body's length when the client said it (for `progress`).
+    expected_bytes: Option<u64>,
+    bytes_read: AtomicU64,
+    state: Mutex<State>,
+    // Flips to true once the job has finished.
+    finished: watch::Sender<bool>,
+}
+
+/// What `GET .../imports/{job}` answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    /// The job id.
+    pub job: String,
+    /// The database.
+    pub database: String,
+    /// The file's format.
+    pub format: Format,
+    /// `running`, `done` or `failed`.
+    pub status: Status,
+    /// Rows read (good and bad).
+    pub rows_total: u64,
+    /// Rows applied.
+    pub rows_accepted: u64,
+    /// Rows refused.
+    pub rows_rejected: u64,
+    /// Body bytes read so far.
+    pub bytes_read: u64,
+    /// Fraction of the body read, when its length is known; 1 once finished.
+    pub progress: Option<f64>,
+    /// When the job started.
+    #[schema(value_type = String)]
+    pub started_at: Timestamp,
+    /// When it finished.
+    #[schema(value_type = Option<String>)]
+    pub finished_at: Option<Timestamp>,
+    /// The first refused rows.
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<RowError>,
+    /// Why the job failed, as a problem document.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+}
+
+impl Job {
+    /// What the job looks like now.
+    pub fn view(&self) -> JobView {
+        let st = self.state.lock();
+        let bytes_read = self.bytes_read.load(Ordering::Relaxed);
+        let progress = if st.status == Status::Running {
+            self.expected_bytes
+                .filter(|n| *n > 0)
+                .map(|n| (bytes_read as f64 / n as f64).min(1.0))
+        } else {
+            Some(1.0)
+        };
+        JobView {
+            job: self.id.to_string(),
+            database: self.database.clone(),
+            format: self.format,
+            status: st.status,
+            rows_total: st.rows_total,
+            rows_accepted: st.rows_accepted,
+            rows_rejected: st.rows_rejected,
+            bytes_read,
+            progress,
+            started_at: self.started_at,
+            finished_at: st.finished_at,
+            errors: st.errors.clone(),
+            error: st.failure.as_ref().map(Problem::to_json),
+        }
+    }
+
+    /// Why the file was refused before any row was read (an empty file, a bad header,
+    /// a header and nothing else), if it was: such a job answers with the problem itself.
+    pub fn refused(&self) -> Option<Problem> {
+        let st = self.state.lock();
+        st.failure.clone().filter(|_| st.rows_total == 0)
+    }
+
+    /// Waits until the job has finished.
+    pub async fn finished(&self) {
+        let mut rx = self.finished.subscribe();
+        // Never fails: the sender lives as long as the job.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Counts a refused row and keeps its error, in row order: a row the parser refuses
+    /// is known before the rows ahead of it come back from the database.
+    fn reject(&self, st: &mut State, e: RowError) {
+        st.rows_rejected += 1;
+        let at = st.errors.partition_point(|x| x.row <= e.row);
+        if at < MAX_ERRORS {
+            if st.errors.len() == MAX_ERRORS {
+                st.errors.pop();
+            }
+            st.errors.insert(at, e);
+        }
+    }
+
+    fn fail(&self, p: Problem) {
+        let mut st = self.state.lock();
+        if st.failure.is_none() {
+            st.failure = Some(p);
+        }
+    }
+
+    fn finish(&self) {
+        {
+            let mut st = self.state.lock();
+            st.status = if st.failure.is_some() {
+                Status::Failed
+            } else {
+                Status::Done
+            };
+            st.finished_at = Some(Timestamp::now());
+        }
+        self.finished.send_replace(true);
+    }
+}
+
+/// Every database's import jobs.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    jobs: Mutex<BTreeMap<(String, Ulid), Arc<Job>>>,
+}
+
+impl Jobs {
+    fn create(&self, database: &str, format: Format, expected_bytes: Option<u64>) -> Arc<Job> {
+        let job = Arc::new(Job {
+            id: Ulid::new(),
+            database: database.to_owned(),
+            format,
+            started_at: Timestamp::now(),
+            expected_bytes,
+            bytes_read: AtomicU64::new(0),
+            state: Mutex::new(State {
+                status: Status::Running,
+                rows_total: 0,
+                rows_accepted: 0,
+                rows_rejected: 0,
+                errors: Vec::new(),
+                failure: None,
+                finished_at: None,
+            }),
+            finished: watch::Sender::new(false),
+        });
+        let mut jobs = self.jobs.lock();
+        // Keep the newest finished jobs; running ones always stay.
+        let finished: Vec<(String, Ulid)> = jobs
+            .iter()
+            .filter(|((db, _), j)| db == database && j.state.lock().status != Status::Running)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in finished.iter().rev().skip(KEEP_FINISHED - 1) {
+            jobs.remove(key);
+        }
+        jobs.insert((database.to_owned(), job.id), Arc::clone(&job));
+        job
+    }
+
+    /// A job of a database.
+    pub fn get(&self, database: &str, id: &str) -> Option<Arc<Job>> {
+        let id = Ulid::from_string(id).ok()?;
+        self.jobs.lock().get(&(database.to_owned(), id)).cloned()
+    }
+
+    /// A database's jobs, newest first.
+    pub fn list(&self, database: &str) -> Vec<Arc<Job>> {
+        let jobs = self.jobs.lock();
+        let mut list: Vec<Arc<Job>> = jobs
+            .range((database.to_owned(), Ulid::nil())..)
+            .take_while(|((db, _), _)| db == database)
+            .map(|(_, j)| Arc::clone(j))
+            .collect();
+        list.reverse();
+        list
+    }
+
+    /// Forgets a database's jobs (it was deleted).
+    pub fn forget(&self, database: &str) {
+        self.jobs.lock().retain(|(db, _), _| db != database);
+    }
+}
+
+/// The sending end of a running job: the HTTP side pushes the body's chunks in.
+pub struct Upload {
+    job: Arc<Job>,
+    chunks: Option<mpsc::Sender<Bytes>>,
+    // True once the parser has read a row or stopped: whether the file was refused
+    // outright is known from then on.
+    settled: watch::Receiver<bool>,
+}
+
+impl Upload {
+    /// Starts a job importing into `db`: a parser thread, and a task on the current
+    /// (actix) thread that sends its batches to the actor.
+    pub fn start(
+        jobs: &Jobs,
+        db: Arc<Database>,
+        opts: Options,
+        expected_bytes: Option<u64>,
+    ) -> std::io::Result<Upload> {
+        let job = jobs.create(&db.name(), opts.format, expected_bytes);
+        let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
+        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Row>>(2);
+        let (settled_tx, settled_rx) = watch::channel(false);
+        let schema = db.state.schema.load_full();
+        let parser_job = Arc::clone(&job);
+        std::thread::Builder::new()
+            .name(format!("import-{}", job.id))
+            .spawn(move || {
+                let input = ChunkReader {
+                    rx: chunk_rx,
+                    chunk: Bytes::new(),
+                    job: Arc::clone(&parser_job),
+                };
+                let mut sink = Batcher {
+                    job: Arc::clone(&parser_job),
+                    batch: Vec::with_capacity(BATCH),
+                    tx: batch_tx,
+                    settled: settled_tx,
+                };
+                if let Err(p) = super::parse(input, &opts, &schema, &mut sink) {
+                    parser_job.fail(p);
+                }
+                sink.flush();
+                sink.settled.send_replace(true);
+                // Dropping the batch sender ends the applying task, which finishes
+                // the job once the last batch is applied.
+            })?;
+        actix_web::rt::spawn(apply_batches(Arc::clone(&job), db, batch_rx));
+        Ok(Upload {
+            job,
+            chunks: Some(chunk_tx),
+            settled: settled_rx,
+        })
+    }
+
+    /// The job.
+    pub fn job(&self) -> &Arc<Job> {
+        &self.job
+    }
+
+    /// Passes on a chunk of the body; `false` when the parser has stopped (the file was
+    /// refused, or the job failed) and wants no more.
+    pub async fn send(&mut self, chunk: Bytes) -> bool {
+        match &self.chunks {
+            Some(tx) => tx.send(chunk).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// The body broke off: the job fails with that problem.
+    pub fn abort(&mut self, p: Problem) {
+        self.job.fail(p);
+        self.chunks = None;
+    }
+
+    /// The body is complete. Returns once the parser has read a row or stopped (so a
+    /// refused file is known), not when the job is done.
+    pub async fn finish(mut self) -> Arc<Job> {
+        self.chunks = None;
+        // Never fails: the parser thread sends `true` before it drops the sender.
+        let _ = self.settled.wait_for(|settled| *settled).await;
+        self.job
+    }
+}
+
+/// The body as `io::Read`, fed by the HTTP side through a bounded channel.
+struct ChunkReader {
+    rx: mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+    job: Arc<Job>,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(c) => self.chunk = c,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        self.job.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Collects rows into batches for the actor; records refused rows on the job.
+struct Batcher {
+    job: Arc<Job>,
+    batch: Vec<Row>,
+    tx: mpsc::Sender<Vec<Row>>,
+    settled: watch::Sender<bool>,
+}
+
+impl Batcher {
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.tx.blocking_send(batch).is_ok()
+    }
+}
+
+impl Sink for Batcher {
+    fn row(&mut self, row: Row) -> bool {
+        self.job.state.lock().rows_total += 1;
+        self.settled
+            .send_if_modified(|s| !std::mem::replace(s, true));
+        self.batch.push(row);
+        self.batch.len() < BATCH || self.flush()
+    }
+
+    fn error(&mut self, error: RowError) {
+        let mut st = self.job.state.lock();
+        st.rows_total += 1;
+        self.job.reject(&mut st, error);
+        drop(st);
+        self.settled
+            .send_if_modified(|s| !std::mem::replace(s, true));
+    }
+}
+
+/// Applies batches as they come, then finishes the job.
+async fn apply_batches(job: Arc<Job>, db: Arc<Database>, mut rx: mpsc::Receiver<Vec<Row>>) {
+    while let Some(batch) = rx.recv().await {
+        let numbers: Vec<u64> = batch.iter().map(|r| r.row).collect();
+        let updates = batch.into_iter().map(|r| r.update).collect();
+        match db.apply(Change::Import(updates)).await {
+            Ok(Applied::Imported { rejected }) => {
+                let mut st = job.state.lock();
+                st.rows_accepted += (numbers.len() - rejected.len()) as u64;
+                for (i, p) in rejected {
+                    job.reject(&mut st, RowError::from_problem(numbers[i], &p));
+                }
+            }
+            Ok(_) => unreachable!("an import answers Imported"),
+            Err(p) => {
+                // The database cannot take writes (storage failed, shutting down):
+                // stop, and let the parser stop at its next batch.
+                job.fail(p);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    job.finish();
+}

@@ -1,0 +1,263 @@
+//! Imports over HTTP: CSV (wide and long), JSON and NDJSON files as jobs.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use reqwest::blocking::Body;
+use serde_json::{Value, json};
+
+use crate::common::{Res, Server, send};
+
+/// A server with database `shop` and an integer field `score`.
+fn shop() -> Server {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    let res = s.post(
+        "/v1/databases/shop/fields",
+        json!({"name":"score","type":"integer"}),
+    );
+    assert_eq!(res.status, 201, "{:#}", res.body);
+    s
+}
+
+fn import(s: &Server, query: &str, body: impl Into<Body>) -> Res {
+    send(
+        s.req(Method::POST, &format!("/v1/databases/shop/imports?{query}"))
+            .body(body),
+    )
+}
+
+fn profile(s: &Server, id: &str) -> Value {
+    let res = s.get(&format!("/v1/databases/shop/profiles/{id}"));
+    assert_eq!(res.status, 200, "{id}: {:#}", res.body);
+    res.body
+}
+
+#[test]
+fn a_csv_import_applies_good_rows_and_reports_bad_ones() {
+    let s = shop();
+    s.patch(
+        "/v1/databases/shop/profiles/c2",
+        json!({"fields": {"first_name": "Bea", "city": "Faro"}}),
+    );
+    let file = "\u{feff}customer_id,first_name,city,score\r\n\
+                c1,\"Ana, \"\"Nita\"\"\",Lisbon,7\r\n\
+                c2,,Porto,\r\n\
+                c3,Carla,Braga,lots\r\n\
+                c4,Diana\r\n\
+                c5,Eva,Coimbra,-2\r\n";
+    let res = import(&s, "format=csv&wait=true", file);
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    let job = &res.body;
+    assert_eq!(job["status"], "done");
+    assert_eq!(job["format"], "csv");
+    assert_eq!(
+        (
+            &job["rows_total"],
+            &job["rows_accepted"],
+            &job["rows_rejected"]
+        ),
+        (&json!(5), &json!(3), &json!(2)),
+        "{job:#}"
+    );
+    assert_eq!(job["progress"], 1.0);
+    assert_eq!(job["bytes_read"], file.len());
+    let errors = job["errors"].as_array().unwrap();
+    assert_eq!(errors[0]["row"], 3);
+    assert_eq!(errors[0]["column"], "score");
+    assert_eq!(errors[0]["code"], "field_type_mismatch");
+    assert_eq!(errors[1]["row"], 4);
+    assert_eq!(errors[1]["code"], "import_row_width");
+
+    let c1 = profile(&s, "c1");
+    assert_eq!(c1["fields"]["first_name"], "Ana, \"Nita\"");
+    assert_eq!(c1["fields"]["score"], 7);
+    // An empty cell leaves the field as it was; given cells merge into the profile.
+    let c2 = profile(&s, "c2");
+    assert_eq!(c2["fields"]["first_name"], "Bea");
+    assert_eq!(c2["fields"]["city"], "Porto");
+    assert_eq!(
+        s.get("/v1/databases/shop/profiles/c3").code(),
+        "profile_not_found"
+    );
+}
+
+#[test]
+fn a_job_can_be_followed_and_is_listed_newest_first() {
+    let s = shop();
+    let first = import(&s, "format=csv", "customer_id,city\nc1,Lisbon\n");
+    assert_eq!(first.status, 202, "{:#}", first.body);
+    let id = first.body["job"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let job = s.get(&format!("/v1/databases/shop/imports/{id}"));
+        assert_eq!(job.status, 200, "{:#}", job.body);
+        if job.body["status"] != "running" {
+            break job.body;
+        }
+        assert!(Instant::now() < deadline, "the job never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(job["status"], "done");
+    assert_eq!(job["rows_accepted"], 1);
+    assert!(job["finished_at"].is_string());
+    let second = import(&s, "format=ndjson&wait=true", "{\"customer_id\":\"c2\"}\n");
+    assert_eq!(second.status, 200);
+    let list = s.get("/v1/databases/shop/imports");
+    let ids: Vec<&str> = list.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second.body["job"].as_str().unwrap(), id.as_str()]);
+    s.get("/v1/databases/shop/imports/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        .assert_problem(404, "job_not_found");
+    s.get("/v1/databases/shop/imports/nope")
+        .assert_problem(404, "job_not_found");
+}
+
+#[test]
+fn a_bad_file_or_query_is_refused_before_any_row() {
+    let s = shop();
+    let res = import(&s, "format=csv", "customer_id,shoe_size\nc1,42\n");
+    res.assert_problem(400, "import_column_unknown");
+    assert_eq!(res.body["column"], "shoe_size");
+    assert!(res.body["job"].is_string());
+    let job = s.get(&format!(
+        "/v1/databases/shop/imports/{}",
+        res.body["job"].as_str().unwrap()
+    ));
+    assert_eq!(job.body["status"], "failed");
+    assert_eq!(job.body["error"]["code"], "import_column_unknown");
+
+    import(&s, "format=csv", "").assert_problem(400, "import_empty");
+    import(&s, "format=csv", "customer_id,city\n").assert_problem(400, "import_no_rows");
+    import(&s, "format=csv", "city\nLisbon\n").assert_problem(400, "import_header_invalid");
+    import(&s, "format=xml", "x").assert_problem(400, "invalid_query");
+    import(&s, "format=csv&delimiter=x", "x").assert_problem(400, "invalid_query");
+    import(&s, "format=csv&atomic=maybe", "x").assert_problem(400, "invalid_query");
+    assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 0);
+
+    // Ignored unknown columns, and another delimiter.
+    let res = import(
+        &s,
+        "format=csv&wait=true&unknown_columns=ignore&delimiter=;",
+        "customer_id;shoe_size;city\nc1;42;Lisbon\n",
+    );
+    assert_eq!(res.body["rows_accepted"], 1, "{:#}", res.body);
+    assert_eq!(profile(&s, "c1")["fields"]["city"], "Lisbon");
+
+    // Readers may follow jobs but not start them.
+    let reader = s.key("reader", &["default"]);
+    let res = send(
+        s.anon(Method::POST, "/v1/databases/shop/imports?format=csv")
+            .bearer_auth(&reader)
+            .body("customer_id\nc9\n"),
+    );
+    res.assert_problem(403, "forbidden");
+    let res = s.call_as(&reader, Method::GET, "/v1/databases/shop/imports", None);
+    assert_eq!(res.status, 200);
+}
+
+#[test]
+fn long_csv_json_and_ndjson_files() {
+    let s = shop();
+    let long =
+        "customerId,fieldName,fieldValue\nc1,city,Lisbon\nc1,score,3\nc2,city,Porto\nc2,nope,x\n";
+    let res = import(&s, "format=csv-long&wait=true", long);
+    assert_eq!(
+        (
+            &res.body["rows_total"],
+            &res.body["rows_accepted"],
+            &res.body["rows_rejected"]
+        ),
+        (&json!(3), &json!(2), &json!(1)),
+        "{:#}",
+        res.body
+    );
+    assert_eq!(res.body["errors"][0]["row"], 4);
+    assert_eq!(profile(&s, "c1")["fields"]["score"], 3);
+
+    let array = json!([
+        {"customer_id": "j1", "city": "Braga", "score": 5},
+        {"customer_id": "j2", "fields": {"city": "Faro"}, "tags": {"add": ["vip"]}},
+        {"customer_id": "j3", "score": "many"},
+    ]);
+    let res = import(&s, "format=json&wait=true", array.to_string());
+    assert_eq!(res.body["rows_accepted"], 2, "{:#}", res.body);
+    assert_eq!(res.body["errors"][0]["row"], 3);
+    assert_eq!(res.body["errors"][0]["code"], "field_type_mismatch");
+    assert_eq!(profile(&s, "j2")["tags"], json!(["vip"]));
+
+    // JSON cut in half: the elements before the cut are imported, the job fails.
+    let res = import(
+        &s,
+        "format=json&wait=true",
+        r#"[{"customer_id":"k1"},{"customer_id":"k2","ci"#,
+    );
+    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
+    assert_eq!(res.body["error"]["code"], "import_json_syntax");
+    assert_eq!(res.body["rows_accepted"], 1);
+    profile(&s, "k1");
+
+    let lines =
+        "{\"customer_id\":\"n1\",\"city\":\"Porto\"}\nnot json\n\n{\"customer_id\":\"n2\"}\n";
+    let res = import(&s, "format=ndjson&wait=true", lines);
+    assert_eq!(res.body["rows_accepted"], 2, "{:#}", res.body);
+    assert_eq!(res.body["errors"][0]["row"], 2);
+    assert_eq!(res.body["errors"][0]["code"], "import_json_syntax");
+}
+
+/// Generates `rows` CSV rows as the body is read, so the file never exists whole.
+struct Generated {
+    rows: u64,
+    next: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Generated {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.buf.len() {
+            self.buf.clear();
+            self.at = 0;
+            if self.next == 0 {
+                self.buf.extend_from_slice(b"customer_id,city,score\n");
+            }
+            while self.buf.len() < 64 * 1024 && self.next < self.rows {
+                let i = self.next;
+                self.buf
+                    .extend_from_slice(format!("g{i},City {},{}\n", i % 50, i % 1000).as_bytes());
+                self.next += 1;
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_streamed_body_of_unknown_length_imports_and_survives_a_crash() {
+    let s = shop();
+    let rows = 30_000;
+    let body = Body::new(Generated {
+        rows,
+        next: 0,
+        buf: Vec::new(),
+        at: 0,
+    });
+    let res = import(&s, "format=csv&wait=true", body);
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    assert_eq!(res.body["rows_accepted"], rows, "{:#}", res.body);
+    assert_eq!(res.body["rows_rejected"], 0);
+    // Killed, not stopped: the rows come back from the WAL.
+    let s = Server::start_in(s.kill(), &[], &[], false);
+    assert_eq!(
+        profile(&s, &format!("g{}", rows - 1))["fields"]["score"],
+        (rows - 1) % 1000
+    );
+}
