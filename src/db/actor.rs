@@ -25,6 +25,7 @@ use super::apply::effect;
 use super::{Applied, Change, DbState, Persistence, storage_failed};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::record::encode_entry;
+use crate::persist::wal::append_frame;
 use crate::persist::{Entry, SnapshotInfo, Wal, snapshot};
 
 /// Someone waiting for a snapshot's outcome.
@@ -99,12 +100,24 @@ impl DatabaseActor {
             return Err(storage_failed(&name(), &e));
         }
         if let Change::Import(updates) = change {
+            // The batch's records go to the WAL together, after the loop: one wake-up of
+            // the writer instead of one a row. Nobody waits on them before the batch is
+            // answered, and a snapshot syncs the log through the applied LSN, which waits
+            // for them.
+            let mut frames = Vec::with_capacity(updates.len() * 320);
             let mut rejected = Vec::new();
             for (i, update) in updates.into_iter().enumerate() {
                 match effect(&self.state, Change::Upsert(update)) {
-                    Ok((entry, _)) => self.log_and_apply(entry),
+                    Ok((entry, _)) => {
+                        let lsn = self.lsn + 1;
+                        append_frame(&mut frames, |buf| encode_entry(lsn, &entry, buf));
+                        self.apply_logged(lsn, entry);
+                    }
                     Err(p) => rejected.push((i, p)),
                 }
+            }
+            if let Some(wal) = &self.wal {
+                wal.append_frames(self.lsn, &frames);
             }
             if self.since_snapshot >= self.persistence.snapshot_after {
                 self.request_snapshot(ctx);
@@ -132,6 +145,11 @@ impl DatabaseActor {
             .as_ref()
             .expect("apply checked that the WAL is open");
         wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
+        self.apply_logged(lsn, entry);
+    }
+
+    /// Applies an effect whose record `lsn` is (or is about to be) queued on the WAL.
+    fn apply_logged(&mut self, lsn: u64, entry: Entry) {
         self.lsn = lsn;
         // Before the apply: whoever sees the effect in the store then reads this LSN.
         self.applied.store(lsn, Ordering::SeqCst);

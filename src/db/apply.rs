@@ -13,7 +13,7 @@ use crate::contacts::{EmailContact, PhoneContact};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::Entry;
 use crate::schema::update::{check_customer_id, check_namespace};
-use crate::schema::{DatabaseSettings, ProfileUpdate, Schema, Value, value};
+use crate::schema::{DatabaseSettings, Prepared, ProfileUpdate, Schema, Value, value};
 use crate::store::{Packed, Profile, ProfileStore, Subscription, identifier_key};
 
 /// Why a write was refused.
@@ -234,7 +234,7 @@ pub fn build_profile(
         }
     }
 
-    refresh_contacts(&mut p, old, settings);
+    refresh_contacts(&mut p, old, settings, &update.prepared);
 
     for def in schema.fields() {
         if def.required && def.default.is_none() && p.field(&def.name).is_none() {
@@ -264,15 +264,31 @@ fn set_field(p: &mut Profile, name: Arc<str>, v: Value) {
 
 /// Re-derives the email and phone contacts from their fields. Phone parsing is the
 /// costly part, so a phone is parsed again only when its value changed.
-fn refresh_contacts(p: &mut Profile, old: Option<&Profile>, settings: &DatabaseSettings) {
+fn refresh_contacts(
+    p: &mut Profile,
+    old: Option<&Profile>,
+    settings: &DatabaseSettings,
+    prepared: &Prepared,
+) {
     // A blank email or phone is no contact: it is neither validated nor indexed.
-    p.email = str_field(p, "email").map(EmailContact::new);
+    p.email = str_field(p, "email").map(|s| {
+        prepared
+            .email(s)
+            .cloned()
+            .unwrap_or_else(|| EmailContact::new(s))
+    });
     let phone = str_field(p, "phone");
     // An unparsed number is tried again: the database may have a default_region now.
     let unchanged = p.phone.as_ref().is_some_and(|c| c.e164.is_some())
         && phone == old.and_then(|o| str_field(o, "phone"));
     if !unchanged {
-        p.phone = phone.map(|s| PhoneContact::new(s, settings.default_region.as_deref()));
+        let region = settings.default_region.as_deref();
+        p.phone = phone.map(|s| {
+            prepared
+                .phone(s, region)
+                .cloned()
+                .unwrap_or_else(|| PhoneContact::new(s, region))
+        });
     }
 }
 
@@ -341,6 +357,40 @@ mod tests {
             u.fields.push((k.clone(), RawValue::Json(v.clone())));
         }
         u
+    }
+
+    #[test]
+    fn prepared_contacts_are_used_only_for_the_value_and_region_they_were_made_for() {
+        let (schema, settings, store) = setup();
+        let build = |u: &ProfileUpdate| {
+            build_profile(&schema, &settings, &store, None, u, Timestamp::UNIX_EPOCH).unwrap()
+        };
+        let mut u = update(json!({"tier":"gold","phone":"912345678","email":"A@b.example"}));
+        u.prepare(Some("PT"));
+        let p = build(&u);
+        assert_eq!(
+            p.phone.as_ref().unwrap().e164.as_deref(),
+            Some("+351912345678")
+        );
+        assert_eq!(p.email.as_ref().unwrap().normalized, "a@b.example");
+        // Prepared under another region, or for another value: derived again, not used.
+        let mut stale = u.clone();
+        stale.prepare(Some("ES"));
+        assert_eq!(build(&stale).phone, p.phone);
+        let mut other = u.clone();
+        other.prepared.email = Some(("x@y.example".into(), EmailContact::new("x@y.example")));
+        other.prepared.phone = Some((
+            "912345678".into(),
+            Some("PT".into()),
+            PhoneContact::new("+34 612 345 678", None),
+        ));
+        let q = build(&other);
+        assert_eq!(q.email, p.email);
+        // Same value and region: the prepared contact is trusted as it is.
+        assert_eq!(
+            q.phone.as_ref().unwrap().e164.as_deref(),
+            Some("+34612345678")
+        );
     }
 
     #[test]

@@ -63,7 +63,9 @@ async fn write(
     replace: bool,
 ) -> Result<HttpResponse, Problem> {
     let (_, customer_id) = path.into_inner();
-    let update = body.into_update(&customer_id, replace, Source::Api)?;
+    let mut update = body.into_update(&customer_id, replace, Source::Api)?;
+    // Phone and email parsing happen here, on an HTTP worker, not on the actor.
+    update.prepare(db.state.settings.load().default_region.as_deref());
     match db.apply(Change::Upsert(update)).await? {
         Applied::Profile(profile) => Ok(render(&db.state.schema.load(), &profile, None)),
         Applied::Done | Applied::Imported { .. } => Err(Problem::new(

@@ -321,6 +321,28 @@ impl Wal {
         self.shared.wake.notify_one();
     }
 
+    /// Queues frames already encoded with [`append_frame`], the last of which is record
+    /// `last_lsn`: a batch of records for one lock and one wake-up of the writer, where
+    /// [`Wal::append`] a record at a time wakes it for each.
+    pub fn append_frames(&self, last_lsn: u64, frames: &[u8]) {
+        if frames.is_empty() {
+            return;
+        }
+        let mut q = self.shared.queue.lock();
+        match q.ops.last_mut() {
+            Some(Op::Bytes { bytes, last_lsn: l }) => {
+                bytes.extend_from_slice(frames);
+                *l = last_lsn;
+            }
+            _ => q.ops.push(Op::Bytes {
+                bytes: frames.to_vec(),
+                last_lsn,
+            }),
+        }
+        drop(q);
+        self.shared.wake.notify_one();
+    }
+
     /// Closes the current segment after what is queued and begins a new one at
     /// `first_lsn`; the receiver hears when that is done.
     pub fn rotate(&self, first_lsn: u64) -> std::sync::mpsc::Receiver<io::Result<()>> {

@@ -11,6 +11,6 @@ pub mod value;
 pub use database::{Channel, DatabaseSettings, DatabaseSpec, Resource};
 pub use field::{FieldDef, FieldSpec, FieldType, Schema};
 pub use update::{
-    ProfileBody, ProfileUpdate, Source, SubscriptionChange, SubscriptionStatus, TagsBody,
+    Prepared, ProfileBody, ProfileUpdate, Source, SubscriptionChange, SubscriptionStatus, TagsBody,
 };
 pub use value::{RawValue, Value, ValueError};

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::database::Channel;
 use super::value::RawValue;
+use crate::contacts::{EmailContact, PhoneContact};
 use crate::error::{ErrorCode, Problem};
 
 /// Where a write came from; recorded with subscription changes.
@@ -78,6 +79,67 @@ pub struct ProfileUpdate {
     pub subscriptions: Vec<SubscriptionChange>,
     /// Where the write came from.
     pub source: Source,
+    /// Contacts derived from this update's email and phone values before it reached
+    /// the actor (see [`Prepared`]).
+    pub prepared: Prepared,
+}
+
+/// Email and phone contacts derived ahead of time, off the database actor's thread:
+/// parsing a phone number is the costliest part of a write. The actor uses one only if
+/// the profile ends up with exactly that value (and, for a phone, that default region);
+/// otherwise it derives the contact itself, so a stale or missing one changes nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prepared {
+    /// The email value and what it is.
+    pub email: Option<(String, EmailContact)>,
+    /// The phone value, the default region it was parsed with, and what it is.
+    pub phone: Option<(String, Option<String>, PhoneContact)>,
+}
+
+impl Prepared {
+    /// The contact for this email value, if it was derived.
+    pub fn email(&self, value: &str) -> Option<&EmailContact> {
+        self.email
+            .as_ref()
+            .filter(|(v, _)| v == value)
+            .map(|(_, c)| c)
+    }
+
+    /// The contact for this phone value under this default region, if it was derived.
+    pub fn phone(&self, value: &str, region: Option<&str>) -> Option<&PhoneContact> {
+        self.phone
+            .as_ref()
+            .filter(|(v, r, _)| v == value && r.as_deref() == region)
+            .map(|(_, _, c)| c)
+    }
+}
+
+impl ProfileUpdate {
+    /// Derives the contacts of the email and phone values this update sets (see
+    /// [`Prepared`]). Call it on any thread but the actor's.
+    pub fn prepare(&mut self, default_region: Option<&str>) {
+        for (name, raw) in &self.fields {
+            let text = match raw {
+                RawValue::Text(t) => t.as_str(),
+                RawValue::Json(Json::String(t)) => t.as_str(),
+                RawValue::Json(_) => continue,
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            match name.as_str() {
+                "email" => self.prepared.email = Some((text.to_owned(), EmailContact::new(text))),
+                "phone" => {
+                    self.prepared.phone = Some((
+                        text.to_owned(),
+                        default_region.map(str::to_owned),
+                        PhoneContact::new(text, default_region),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl ProfileUpdate {
@@ -93,6 +155,7 @@ impl ProfileUpdate {
             identifiers: Vec::new(),
             subscriptions: Vec::new(),
             source,
+            prepared: Prepared::default(),
         }
     }
 }

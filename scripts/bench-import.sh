@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Import throughput over HTTP, end to end, beside Redis mass insertion of the same rows.
+#
+# Generates ROWS profiles of ten fields (the shape of benches/common: eight default
+# fields plus loyalty_score and tier) as CSV (wide), CSV long, JSON, NDJSON and Redis
+# protocol (HSET per profile). Starts the release persona on 127.0.0.1 (fsync
+# every_second, the default), and for each format imports the file into a fresh database
+# with `curl --data-binary` and `wait=true`, timing from the first byte sent until the job
+# is done; reads the server's peak RSS. Then starts redis-server (Debian's, no
+# persistence) and times `redis-cli --pipe` of the same rows (Redis's documented mass
+# insertion path). Prints rows/s and ratios.
+#
+# Usage: bash scripts/bench-import.sh
+# Env: ROWS (1000000). Installs redis-server with apt-get if missing. Every process it
+# starts is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROWS=${ROWS:-1000000}
+log() { echo "[bench-import] $*" >&2; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+need curl curl
+need redis-server redis-server
+
+log "cargo build --release"
+cargo build --release --quiet
+BIN=target/release/persona
+
+TMP=$(mktemp -d)
+SERVER_PID=""
+REDIS_PID=""
+cleanup() {
+    local rc=$?
+    for pid in $SERVER_PID $REDIS_PID; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "generating $ROWS rows in five formats"
+python3 - "$ROWS" "$TMP" <<'PY'
+import json, sys
+n, d = int(sys.argv[1]), sys.argv[2]
+F = ["Ana","Beatriz","Carla","Diana","Eva","Filipa","Joana","Lara","Marta","Sofia",
+     "Andre","Bruno","Carlos","Daniel","Eduardo","Francisco","Joao","Luis","Miguel","Tiago"]
+L = ["Silva","Santos","Ferreira","Pereira","Oliveira","Costa","Rodrigues","Martins","Jesus","Sousa"]
+C = [("PT","Lisboa"),("PT","Porto"),("ES","Madrid"),("FR","Paris"),("PT","Braga")]
+T = ["bronze","silver","gold","platinum"]
+NAMES = ["first_name","last_name","email","phone","birth_date","country","city",
+         "registered_at","loyalty_score","tier"]
+def row(i):
+    h = (i * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    f, l, c = F[i % 20], L[(i // 20) % 10], C[(h >> 16) % 5]
+    return "c%08d" % i, [f, l, "%s.%s.%d@example.com" % (f.lower(), l.lower(), i),
+        "+3519%d%07d" % ([1, 2, 3, 6][(i // 10000000) % 4], i % 10000000),
+        "%04d-%02d-%02d" % (1950 + (h >> 24) % 55, 1 + (h >> 32) % 12, 1 + (h >> 40) % 28),
+        c[0], c[1], "2023-05-0%dT10:11:12Z" % (1 + h % 9), str((h >> 48) % 10000), T[(h >> 44) % 4]]
+def resp(args):
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a.encode(); parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(parts)
+with open(d + "/rows.csv", "w") as wide, open(d + "/rows-long.csv", "w") as long_, \
+     open(d + "/rows.json", "w") as arr, open(d + "/rows.ndjson", "w") as nd, \
+     open(d + "/rows.resp", "wb") as r:
+    wide.write("customer_id," + ",".join(NAMES) + "\n")
+    long_.write("customerId,fieldName,fieldValue\n")
+    arr.write("[")
+    for i in range(n):
+        cid, vals = row(i)
+        wide.write(cid + "," + ",".join(vals) + "\n")
+        for k, v in zip(NAMES, vals):
+            long_.write("%s,%s,%s\n" % (cid, k, v))
+        obj = {"customer_id": cid}
+        for k, v in zip(NAMES, vals):
+            obj[k] = int(v) if k == "loyalty_score" else v
+        text = json.dumps(obj, separators=(",", ":"))
+        arr.write(("," if i else "") + text)
+        nd.write(text + "\n")
+        args = ["HSET", cid]
+        for k, v in zip(NAMES, vals):
+            args += [k, v]
+        r.write(resp(args))
+    arr.write("]")
+PY
+
+KEY="pk_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+AUTH="Authorization: Bearer $KEY"
+PERSONA_ADMIN_KEY="$KEY" "$BIN" --listen 127.0.0.1:0 --data-dir "$TMP/data" >"$TMP/server.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$TMP/server.log" "$SERVER_PID"
+
+results=()
+for format in csv csv-long json ndjson; do
+    db="bench_${format//-/_}"
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases" \
+        --data "{\"name\":\"$db\",\"consent_confirmed\":true}" >/dev/null
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases/$db/fields" \
+        --data '{"name":"loyalty_score","type":"integer"}' >/dev/null
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases/$db/fields" \
+        --data '{"name":"tier","type":"string"}' >/dev/null
+    case $format in
+        csv) file=rows.csv ;;
+        csv-long) file=rows-long.csv ;;
+        json) file=rows.json ;;
+        ndjson) file=rows.ndjson ;;
+    esac
+    log "importing $file ($(du -h "$TMP/$file" | cut -f1)) as $format"
+    s=$(date +%s%N)
+    curl -fsS -X POST -H "$AUTH" --data-binary "@$TMP/$file" \
+        "$BASE/v1/databases/$db/imports?format=$format&wait=true" >"$TMP/job.json"
+    e=$(date +%s%N)
+    accepted=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["rows_accepted"], j["rows_rejected"], j["status"])' "$TMP/job.json")
+    secs=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.3f", (b-a)/1e9}')
+    rate=$(awk -v n="$ROWS" -v t="$secs" 'BEGIN {printf "%.0f", n/t}')
+    log "$format: $secs s, accepted/rejected/status: $accepted"
+    results+=("$format $secs $rate")
+done
+PEAK=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
+
+RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$TMP" \
+    --logfile "$TMP/redis.log" &
+REDIS_PID=$!
+until [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = "PONG" ]; do sleep 0.01; done
+log "redis-cli --pipe rows.resp"
+s=$(date +%s%N)
+redis-cli -p "$RPORT" --pipe <"$TMP/rows.resp" >/dev/null
+e=$(date +%s%N)
+kill "$REDIS_PID"; wait "$REDIS_PID" || true; REDIS_PID=""
+rsecs=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.3f", (b-a)/1e9}')
+rrate=$(awk -v n="$ROWS" -v t="$rsecs" 'BEGIN {printf "%.0f", n/t}')
+
+echo
+echo "### import of $ROWS rows x 10 fields over HTTP (wait=true, fsync every_second), 2 cores"
+echo
+echo "| input | seconds | rows/s | / Redis --pipe |"
+echo "|---|---:|---:|---:|"
+for r in "${results[@]}"; do
+    read -r f secs rate <<<"$r"
+    echo "| Persona $f | $secs | $rate | $(awk -v a="$rate" -v b="$rrate" 'BEGIN {printf "%.2f", a/b}') |"
+done
+echo "| Redis HSET via redis-cli --pipe | $rsecs | $rrate | 1.00 |"
+echo
+echo "- Persona peak RSS over the four imports (4 databases of $ROWS profiles): $((PEAK / 1024)) MiB"
