@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Import a file into a database of a running server, with progress.
+    Import(crate::cli::ImportArgs),
 }
 
 /// When the WAL is flushed to disk (Redis AOF's three policies).

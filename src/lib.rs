@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`cli`]: `persona import`, a client of a running server.
 //! - [`config`]: settings from defaults, `persona.toml`, environment and flags.
 //! - [`error`]: the table of stable error codes and the problem document.
 //! - [`schema`]: field types and values, database settings, the one update type. Pure.
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod contacts;
 pub mod db;

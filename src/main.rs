@@ -1,4 +1,5 @@
-//! The `persona` command: parse flags, load settings, start logging, run the server.
+//! The `persona` command: parse flags, load settings, start logging, run the server (or
+//! `persona import`, a client of one).
 
 use anyhow::Context;
 use clap::Parser;
@@ -11,6 +12,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Import(args)) => {
+            let code = persona::cli::import(&args).unwrap_or_else(|e| {
+                eprintln!("persona import: {e:#}");
+                persona::cli::EXIT_USAGE
+            });
+            std::process::exit(code);
+        }
         None => cli.serve,
     };
     let settings = Settings::load(&args)?;

@@ -107,6 +107,8 @@ pub async fn create(
     }
     let job = upload.finish().await;
     if let Some(p) = job.refused() {
+        // Nothing is left to apply: answer once the job's record says it failed.
+        job.finished().await;
         return Err(p.with("job", job.id.to_string()));
     }
     if query.wait {

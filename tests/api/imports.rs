@@ -261,3 +261,71 @@ fn a_streamed_body_of_unknown_length_imports_and_survives_a_crash() {
         (rows - 1) % 1000
     );
 }
+
+/// Runs `persona import` against the server; returns the exit code and stderr.
+fn cli(s: &Server, args: &[&str], key: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_persona"))
+        .arg("import")
+        .args(args)
+        .env("PERSONA_URL", &s.base)
+        .env("PERSONA_KEY", key)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_command_line_importer_streams_a_file_and_reports() {
+    let s = shop();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, "customer_id;city\nc1;Lisbon\nc2;Porto\n").unwrap();
+    let good = good.to_str().unwrap();
+    let (code, err) = cli(
+        &s,
+        &["--db", "shop", "--format", "csv", "--delimiter", ";", good],
+        &s.admin,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 rows read, 2 imported, 0 refused"), "{err}");
+    assert_eq!(profile(&s, "c2")["fields"]["city"], "Porto");
+
+    let bad = dir.path().join("bad.ndjson");
+    std::fs::write(
+        &bad,
+        "{\"customer_id\":\"n1\",\"score\":\"x\"}\n{\"customer_id\":\"n2\"}\n",
+    )
+    .unwrap();
+    let (code, err) = cli(
+        &s,
+        &["--db", "shop", "--format", "ndjson", bad.to_str().unwrap()],
+        &s.admin,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("row 1, column score"), "{err}");
+    assert!(err.contains("field_type_mismatch"), "{err}");
+
+    let unknown = dir.path().join("unknown.csv");
+    std::fs::write(&unknown, "customer_id,shoe_size\nc1,42\n").unwrap();
+    let (code, err) = cli(
+        &s,
+        &["--db", "shop", "--format", "csv", unknown.to_str().unwrap()],
+        &s.admin,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("import_column_unknown"), "{err}");
+
+    let (code, err) = cli(&s, &["--db", "shop", "--format", "csv", good], "pk_wrong");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unauthorized"), "{err}");
+    let (code, err) = cli(
+        &s,
+        &["--db", "shop", "--format", "csv", "/no/such/file"],
+        &s.admin,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot open"), "{err}");
+}
