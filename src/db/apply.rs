@@ -83,10 +83,20 @@ const MAX_IDENTIFIER: usize = 256;
 /// and what to answer. Pure: nothing changes until the actor applies the effect.
 pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem> {
     Ok(match change {
-        Change::Upsert(update) => {
+        Change::Upsert(mut update) => {
             let schema = st.schema.load();
-            let old = st.store.get(&update.customer_id).map(|p| p.unpack(&schema));
             let settings = st.settings.load();
+            if update.customer_id.is_empty()
+                && let Some((kind, value)) = &update.find_by
+            {
+                // Found by an identifier, or created under a generated customer id.
+                let key = lookup_key(kind, value, &settings)?;
+                update.customer_id = match st.store.holder(&key) {
+                    Some(holder) => holder,
+                    None => ulid::Ulid::new().to_string().into(),
+                };
+            }
+            let old = st.store.get(&update.customer_id).map(|p| p.unpack(&schema));
             let now = Timestamp::now();
             let profile = build_profile(&schema, &settings, &st.store, old.as_ref(), &update, now)?;
             let profile = Packed::encode(&profile);

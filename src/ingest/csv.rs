@@ -103,11 +103,16 @@ fn wide_columns(names: &[String], opts: &Options, schema: &Schema) -> Result<Vec
         };
         columns.push(column);
     }
-    if !columns.contains(&Column::CustomerId) {
+    let keyed = columns.iter().any(|c| match c {
+        Column::CustomerId => true,
+        Column::Field(f) => f == "email" || f == "phone",
+        Column::Skipped => false,
+    });
+    if !keyed {
         return Err(Problem::new(
             ErrorCode::ImportHeaderInvalid,
-            "the header has no `customer_id` column (finding profiles by email or phone alone \
-             is not supported yet)",
+            "the header has no `customer_id`, `email` or `phone` column to find each row's \
+             profile by",
         ));
     }
     Ok(columns)
@@ -192,17 +197,34 @@ fn wide_row(
             }
         }
     }
-    if customer_id.is_empty() {
-        return Err(RowError::new(
-            row,
-            ErrorCode::CustomerIdInvalid,
-            "the customer id is empty",
-        )
-        .at("customer_id"));
-    }
     let mut update = ProfileUpdate::new(customer_id, Source::Import);
+    if customer_id.is_empty() {
+        update.find_by = find_by(&fields);
+        if update.find_by.is_none() {
+            return Err(RowError::new(
+                row,
+                ErrorCode::CustomerIdInvalid,
+                "the row has no customer id, email or phone to find its profile by",
+            )
+            .at("customer_id"));
+        }
+    }
     update.fields = fields;
     Ok(update)
+}
+
+/// The identifier a row without a customer id is found by: its email, else its phone.
+pub(super) fn find_by(fields: &[(String, RawValue)]) -> Option<(String, String)> {
+    ["email", "phone"].into_iter().find_map(|kind| {
+        fields.iter().find_map(|(name, value)| {
+            let text = match value {
+                RawValue::Text(t) => t.as_str(),
+                RawValue::Json(serde_json::Value::String(t)) => t.as_str(),
+                RawValue::Json(_) => return None,
+            };
+            (name == kind && !text.trim().is_empty()).then(|| (kind.to_owned(), text.to_owned()))
+        })
+    })
 }
 
 /// A long file: `customerId,fieldName,fieldValue` (or `customer_id,field,value`) rows.
@@ -362,6 +384,10 @@ mod tests {
                 ErrorCode::ImportColumnUnknown,
             ),
             (b"city\nLisbon\n", ErrorCode::ImportHeaderInvalid),
+            (
+                b"city,first_name\nLisbon,Ana\n",
+                ErrorCode::ImportHeaderInvalid,
+            ),
             (
                 b"customer_id,city,city\nc1,a,b\n",
                 ErrorCode::ImportHeaderInvalid,

@@ -29,9 +29,11 @@ fn object_update(value: Json, row: u64) -> Result<ProfileUpdate, RowError> {
             format!("a row is a JSON object, not {}", kind(&value)),
         ));
     };
+    // Without a customer id, the row's email or phone finds (or creates) the profile.
     let customer_id = match obj.remove("customer_id") {
         Some(Json::String(s)) if !s.is_empty() => s,
         Some(Json::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+        None | Some(Json::Null) => String::new(),
         Some(other) => {
             return Err(RowError::new(
                 row,
@@ -40,16 +42,8 @@ fn object_update(value: Json, row: u64) -> Result<ProfileUpdate, RowError> {
             )
             .at("customer_id"));
         }
-        None => {
-            return Err(RowError::new(
-                row,
-                ErrorCode::ImportRowInvalid,
-                "the object has no `customer_id` member",
-            )
-            .at("customer_id"));
-        }
     };
-    if obj.get("fields").is_some_and(Json::is_object) {
+    let mut update = if obj.get("fields").is_some_and(Json::is_object) {
         let body: ProfileBody = serde_json::from_value(Json::Object(obj)).map_err(|e| {
             RowError::new(
                 row,
@@ -57,12 +51,24 @@ fn object_update(value: Json, row: u64) -> Result<ProfileUpdate, RowError> {
                 format!("an object with `fields` has the PATCH body's shape: {e}"),
             )
         })?;
-        return body
-            .into_update(&customer_id, false, Source::Import)
-            .map_err(|p| RowError::from_problem(row, &p));
+        body.into_update(&customer_id, false, Source::Import)
+            .map_err(|p| RowError::from_problem(row, &p))?
+    } else {
+        let mut update = ProfileUpdate::new(customer_id.as_str(), Source::Import);
+        update.fields = flat_fields(obj);
+        update
+    };
+    if customer_id.is_empty() {
+        update.find_by = super::csv::find_by(&update.fields);
+        if update.find_by.is_none() {
+            return Err(RowError::new(
+                row,
+                ErrorCode::ImportRowInvalid,
+                "the object has no `customer_id`, `email` or `phone` to find its profile by",
+            )
+            .at("customer_id"));
+        }
     }
-    let mut update = ProfileUpdate::new(customer_id, Source::Import);
-    update.fields = flat_fields(obj);
     Ok(update)
 }
 

@@ -82,6 +82,10 @@ pub struct ProfileUpdate {
     /// Contacts derived from this update's email and phone values before it reached
     /// the actor (see [`Prepared`]).
     pub prepared: Prepared,
+    /// With an empty `customer_id`: find the profile by this identifier (`email` or
+    /// `phone` and its value, normalized as lookups are), or create one under a
+    /// generated customer id.
+    pub find_by: Option<(String, String)>,
 }
 
 /// Email and phone contacts derived ahead of time, off the database actor's thread:
@@ -156,6 +160,7 @@ impl ProfileUpdate {
             subscriptions: Vec::new(),
             source,
             prepared: Prepared::default(),
+            find_by: None,
         }
     }
 }

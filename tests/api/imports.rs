@@ -329,3 +329,30 @@ fn the_command_line_importer_streams_a_file_and_reports() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot open"), "{err}");
 }
+
+#[test]
+fn rows_without_a_customer_id_find_or_create_by_email_or_phone() {
+    let s = Server::start();
+    s.create_db("shop", json!({"default_region": "PT"}));
+    let file = "email,phone,city\nAna@Example.com,,Lisbon\n,912 345 678,Porto\n,,Faro\n";
+    let res = import(&s, "format=csv&wait=true", file);
+    assert_eq!(res.body["rows_accepted"], 2, "{:#}", res.body);
+    assert_eq!(res.body["errors"][0]["row"], 3);
+    assert_eq!(res.body["errors"][0]["code"], "customer_id_invalid");
+    let by_email = s.get("/v1/databases/shop/profiles/by/email/ana@example.com");
+    assert_eq!(by_email.status, 200, "{:#}", by_email.body);
+    let id = by_email.body["customer_id"].as_str().unwrap().to_owned();
+    assert_eq!(by_email.body["fields"]["city"], "Lisbon");
+
+    // The same people again, written differently: found, not created twice.
+    let again = "[{\"email\":\"ANA@example.com\",\"city\":\"Braga\"},{\"phone\":\"+351912345678\",\"city\":\"Coimbra\"}]";
+    let res = import(&s, "format=json&wait=true", again);
+    assert_eq!(res.body["rows_accepted"], 2, "{:#}", res.body);
+    assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 2);
+    assert_eq!(
+        s.get(&format!("/v1/databases/shop/profiles/{id}")).body["fields"]["city"],
+        "Braga"
+    );
+    let by_phone = s.get("/v1/databases/shop/profiles/by/phone/912345678");
+    assert_eq!(by_phone.body["fields"]["city"], "Coimbra");
+}
