@@ -29,7 +29,7 @@ pub struct ImportArgs {
     #[arg(long, value_enum)]
     pub format: ImportFormat,
     /// The server's address.
-    #[arg(long, env = "PERSONA_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "PERSONA_URL", default_value = "http://127.0.0.1:7070")]
     pub url: String,
     /// An API key allowed to write the database.
     #[arg(long, env = "PERSONA_KEY", hide_env_values = true)]
