@@ -40,6 +40,9 @@ pub struct ImportArgs {
     /// Skip columns the database has no field for, instead of refusing the file.
     #[arg(long)]
     pub ignore_unknown_columns: bool,
+    /// Apply every row or none.
+    #[arg(long)]
+    pub atomic: bool,
     /// No progress bar (it is also left out when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -132,6 +135,9 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<i32> {
         .append_pair("wait", "true");
     if let Some(d) = &args.delimiter {
         url.query_pairs_mut().append_pair("delimiter", d);
+    }
+    if args.atomic {
+        url.query_pairs_mut().append_pair("atomic", "true");
     }
     if args.ignore_unknown_columns {
         url.query_pairs_mut()

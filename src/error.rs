@@ -87,6 +87,8 @@ codes! {
     ImportLineTooLong => ("import_line_too_long", 400, "A line is longer than allowed"),
     ImportUploadFailed => ("import_upload_failed", 400, "The upload broke off before its end"),
     JobNotFound => ("job_not_found", 404, "No such import job"),
+    ImportNotApplied => ("import_not_applied", 400, "An atomic import had refused rows, so nothing was applied"),
+    ImportTooLarge => ("import_too_large", 413, "The import is larger than an atomic import may be"),
     Internal => ("internal", 500, "Internal error"),
 }
 

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use tokio::sync::oneshot;
 
-use super::apply::effect;
+use super::apply::{effect, upsert};
+use super::overlay::Overlay;
 use super::{Applied, Change, DbState, Persistence, storage_failed};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::record::encode_entry;
@@ -108,21 +109,34 @@ impl DatabaseActor {
             let mut rejected = Vec::new();
             for (i, update) in updates.into_iter().enumerate() {
                 match effect(&self.state, Change::Upsert(update)) {
-                    Ok((entry, _)) => {
-                        let lsn = self.lsn + 1;
-                        append_frame(&mut frames, |buf| encode_entry(lsn, &entry, buf));
-                        self.apply_logged(lsn, entry);
-                    }
+                    Ok((entry, _)) => self.apply_framed(entry, &mut frames),
                     Err(p) => rejected.push((i, p)),
                 }
             }
-            if let Some(wal) = &self.wal {
-                wal.append_frames(self.lsn, &frames);
+            return Ok(self.end_import(rejected, true, &frames, ctx));
+        }
+        if let Change::ImportAtomic(updates) = change {
+            // Every row is validated against the store with the rows before it laid
+            // over it; only if all are good is anything published. One message, so no
+            // other write comes between the check and the publishing.
+            let (schema, settings) = (self.state.schema.load(), self.state.settings.load());
+            let now = jiff::Timestamp::now();
+            let mut view = Overlay::new(&self.state.store);
+            let mut rejected = Vec::new();
+            for (i, update) in updates.into_iter().enumerate() {
+                match upsert(&schema, &settings, &view, update, now) {
+                    Ok(profile) => view.put(profile),
+                    Err(p) => rejected.push((i, p)),
+                }
             }
-            if self.since_snapshot >= self.persistence.snapshot_after {
-                self.request_snapshot(ctx);
+            let mut frames = Vec::new();
+            if rejected.is_empty() {
+                for profile in view.into_profiles() {
+                    self.apply_framed(Entry::Put(profile), &mut frames);
+                }
             }
-            return Ok((Applied::Imported { rejected }, self.lsn));
+            let committed = rejected.is_empty();
+            return Ok(self.end_import(rejected, committed, &frames, ctx));
         }
         let (entry, applied) = effect(&self.state, change)?;
         let erases = matches!(entry, Entry::Remove(_));
@@ -135,6 +149,37 @@ impl DatabaseActor {
             self.request_snapshot(ctx);
         }
         Ok((applied, self.lsn))
+    }
+
+    /// Gives an effect the next LSN, encodes its record into `frames` (queued on the WAL
+    /// by [`Self::end_import`]) and applies it.
+    fn apply_framed(&mut self, entry: Entry, frames: &mut Vec<u8>) {
+        let lsn = self.lsn + 1;
+        append_frame(frames, |buf| encode_entry(lsn, &entry, buf));
+        self.apply_logged(lsn, entry);
+    }
+
+    /// Queues an import batch's records and answers for it.
+    fn end_import(
+        &mut self,
+        rejected: Vec<(usize, Problem)>,
+        committed: bool,
+        frames: &[u8],
+        ctx: &mut Context<Self>,
+    ) -> (Applied, u64) {
+        if let Some(wal) = &self.wal {
+            wal.append_frames(self.lsn, frames);
+        }
+        if self.since_snapshot >= self.persistence.snapshot_after {
+            self.request_snapshot(ctx);
+        }
+        (
+            Applied::Imported {
+                rejected,
+                committed,
+            },
+            self.lsn,
+        )
     }
 
     /// Gives an effect the next LSN, queues it on the WAL and applies it.

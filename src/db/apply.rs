@@ -14,7 +14,7 @@ use crate::error::{ErrorCode, Problem};
 use crate::persist::Entry;
 use crate::schema::update::{check_customer_id, check_namespace};
 use crate::schema::{DatabaseSettings, Prepared, ProfileUpdate, Schema, Value, value};
-use crate::store::{Packed, Profile, ProfileStore, Subscription, identifier_key};
+use crate::store::{Lookup, Packed, Profile, Subscription, identifier_key};
 
 /// Why a write was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -83,23 +83,14 @@ const MAX_IDENTIFIER: usize = 256;
 /// and what to answer. Pure: nothing changes until the actor applies the effect.
 pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem> {
     Ok(match change {
-        Change::Upsert(mut update) => {
-            let schema = st.schema.load();
-            let settings = st.settings.load();
-            if update.customer_id.is_empty()
-                && let Some((kind, value)) = &update.find_by
-            {
-                // Found by an identifier, or created under a generated customer id.
-                let key = lookup_key(kind, value, &settings)?;
-                update.customer_id = match st.store.holder(&key) {
-                    Some(holder) => holder,
-                    None => ulid::Ulid::new().to_string().into(),
-                };
-            }
-            let old = st.store.get(&update.customer_id).map(|p| p.unpack(&schema));
-            let now = Timestamp::now();
-            let profile = build_profile(&schema, &settings, &st.store, old.as_ref(), &update, now)?;
-            let profile = Packed::encode(&profile);
+        Change::Upsert(update) => {
+            let profile = upsert(
+                &st.schema.load(),
+                &st.settings.load(),
+                &st.store,
+                update,
+                Timestamp::now(),
+            )?;
             (Entry::Put(profile.clone()), Applied::Profile(profile))
         }
         Change::Delete { customer_id } => {
@@ -131,7 +122,7 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
             let settings = st.settings.load().patched(spec)?;
             (Entry::Settings(Arc::new(settings)), Applied::Done)
         }
-        Change::Import(_) => {
+        Change::Import(_) | Change::ImportAtomic(_) => {
             // The actor takes an import apart into upserts, one effect each.
             return Err(Problem::new(
                 ErrorCode::Internal,
@@ -141,11 +132,37 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
     })
 }
 
+/// The profile an upsert publishes, read against `profiles` (the store, or an atomic
+/// import's view of it).
+pub fn upsert(
+    schema: &Schema,
+    settings: &DatabaseSettings,
+    profiles: &impl Lookup,
+    mut update: ProfileUpdate,
+    now: Timestamp,
+) -> Result<Packed, Problem> {
+    if update.customer_id.is_empty()
+        && let Some((kind, value)) = &update.find_by
+    {
+        // Found by an identifier, or created under a generated customer id.
+        let key = lookup_key(kind, value, settings)?;
+        update.customer_id = match profiles.holder(&key) {
+            Some(holder) => holder,
+            None => ulid::Ulid::new().to_string().into(),
+        };
+    }
+    let old = profiles
+        .profile(&update.customer_id)
+        .map(|p| p.unpack(schema));
+    let profile = build_profile(schema, settings, profiles, old.as_ref(), &update, now)?;
+    Ok(Packed::encode(&profile))
+}
+
 /// Builds the profile that `update` makes of `old` (absent: a new profile).
 pub fn build_profile(
     schema: &Schema,
     settings: &DatabaseSettings,
-    store: &ProfileStore,
+    store: &impl Lookup,
     old: Option<&Profile>,
     update: &ProfileUpdate,
     now: Timestamp,
@@ -341,6 +358,7 @@ mod tests {
 
     use super::*;
     use crate::schema::{DatabaseSpec, FieldSpec, RawValue, Source};
+    use crate::store::ProfileStore;
 
     fn setup() -> (Schema, DatabaseSettings, ProfileStore) {
         let settings = DatabaseSettings::create(

@@ -11,6 +11,7 @@
 
 pub mod actor;
 pub mod apply;
+pub mod overlay;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub enum Change {
     /// Rows of an import: each applied as an upsert, in order; a refused row refuses
     /// only itself.
     Import(Vec<ProfileUpdate>),
+    /// All the rows of an atomic import: applied together, or, if any is refused, none.
+    ImportAtomic(Vec<ProfileUpdate>),
 }
 
 /// What an applied change produced.
@@ -65,6 +68,9 @@ pub enum Applied {
     Imported {
         /// The refused rows and why.
         rejected: Vec<(usize, Problem)>,
+        /// Whether the good rows were applied (an atomic import with refused rows
+        /// applies none).
+        committed: bool,
     },
 }
 

@@ -37,6 +37,9 @@ pub struct ImportQuery {
     delimiter: Option<String>,
     /// `refuse` (default) or `ignore`.
     unknown_columns: Option<UnknownColumns>,
+    /// Apply every row or none (rows are held until the end: at most 1,000,000).
+    #[serde(default)]
+    atomic: bool,
 }
 
 impl ImportQuery {
@@ -58,6 +61,7 @@ impl ImportQuery {
             format: self.format,
             delimiter,
             ignore_unknown_columns: self.unknown_columns == Some(UnknownColumns::Ignore),
+            atomic: self.atomic,
         })
     }
 }

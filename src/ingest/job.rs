@@ -27,12 +27,15 @@ use ulid::Ulid;
 
 use super::{Format, Options, Row, RowError, Sink};
 use crate::db::{Applied, Change, Database};
-use crate::error::Problem;
+use crate::error::{ErrorCode, Problem};
+use crate::schema::ProfileUpdate;
 
 /// The errors a job keeps, those of the lowest rows (the rest are counted, not kept).
 pub const MAX_ERRORS: usize = 1000;
 /// Rows a batch sends to the actor at once.
 const BATCH: usize = 1024;
+/// The most rows an atomic import holds (it keeps every row until it commits).
+pub const MAX_ATOMIC_ROWS: usize = 1_000_000;
 /// Finished jobs kept per database.
 const KEEP_FINISHED: usize = 100;
 
@@ -301,7 +304,7 @@ impl Upload {
                 // Dropping the batch sender ends the applying task, which finishes
                 // the job once the last batch is applied.
             })?;
-        actix_web::rt::spawn(apply_batches(Arc::clone(&job), db, batch_rx));
+        actix_web::rt::spawn(apply_batches(Arc::clone(&job), db, batch_rx, opts.atomic));
         Ok(Upload {
             job,
             chunks: Some(chunk_tx),
@@ -402,30 +405,82 @@ impl Sink for Batcher {
     }
 }
 
-/// Applies batches as they come, then finishes the job. (Sending the next batches
-/// before the first is answered was measured and gained nothing: the parser's thread,
-/// which derives phone and email contacts, is the slower stage.)
-async fn apply_batches(job: Arc<Job>, db: Arc<Database>, mut rx: mpsc::Receiver<Vec<Row>>) {
+/// Applies batches as they come (or, for an atomic import, all at once at the end),
+/// then finishes the job. (Sending the next batches before the first is answered was
+/// measured and gained nothing: the parser's thread, which derives phone and email
+/// contacts, is the slower stage.)
+async fn apply_batches(
+    job: Arc<Job>,
+    db: Arc<Database>,
+    mut rx: mpsc::Receiver<Vec<Row>>,
+    atomic: bool,
+) {
+    let mut held: Vec<Row> = Vec::new();
     while let Some(batch) = rx.recv().await {
-        let numbers: Vec<u64> = batch.iter().map(|r| r.row).collect();
-        let updates = batch.into_iter().map(|r| r.update).collect();
-        match db.apply(Change::Import(updates)).await {
-            Ok(Applied::Imported { rejected }) => {
-                let mut st = job.state.lock();
-                st.rows_accepted += (numbers.len() - rejected.len()) as u64;
-                for (i, p) in rejected {
-                    job.reject(&mut st, RowError::from_problem(numbers[i], &p));
-                }
-            }
-            Ok(_) => unreachable!("an import answers Imported"),
-            Err(p) => {
-                // The database cannot take writes (storage failed, shutting down): stop,
-                // and let the parser stop at its next batch.
-                job.fail(p);
+        if atomic {
+            held.extend(batch);
+            if held.len() > MAX_ATOMIC_ROWS {
+                job.fail(Problem::new(
+                    ErrorCode::ImportTooLarge,
+                    format!(
+                        "an atomic import holds its rows until it commits and takes at most \
+                         {MAX_ATOMIC_ROWS} rows; nothing was applied"
+                    ),
+                ));
                 break;
             }
+            continue;
+        }
+        if !apply(&job, &db, Change::Import, batch).await {
+            break;
         }
     }
     drop(rx);
+    if atomic && job.state.lock().failure.is_none() {
+        if job.state.lock().rows_rejected == 0 {
+            apply(&job, &db, Change::ImportAtomic, held).await;
+        }
+        let refused = job.state.lock().rows_rejected;
+        if refused > 0 {
+            job.state.lock().rows_accepted = 0;
+            job.fail(Problem::new(
+                ErrorCode::ImportNotApplied,
+                format!("{refused} rows were refused, so nothing was applied (atomic=true)"),
+            ));
+        }
+    }
     job.finish();
+}
+
+/// Sends rows to the actor as one change and records what it says; `false` when the
+/// database cannot take writes (storage failed, shutting down) and the job failed.
+async fn apply(
+    job: &Job,
+    db: &Database,
+    change: fn(Vec<ProfileUpdate>) -> Change,
+    rows: Vec<Row>,
+) -> bool {
+    let numbers: Vec<u64> = rows.iter().map(|r| r.row).collect();
+    let updates = rows.into_iter().map(|r| r.update).collect();
+    match db.apply(change(updates)).await {
+        Ok(Applied::Imported {
+            rejected,
+            committed,
+        }) => {
+            let mut st = job.state.lock();
+            if committed {
+                st.rows_accepted += (numbers.len() - rejected.len()) as u64;
+            }
+            for (i, p) in rejected {
+                job.reject(&mut st, RowError::from_problem(numbers[i], &p));
+            }
+            true
+        }
+        Ok(_) => unreachable!("an import answers Imported"),
+        Err(p) => {
+            // The parser stops at its next batch.
+            job.fail(p);
+            false
+        }
+    }
 }

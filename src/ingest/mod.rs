@@ -43,6 +43,8 @@ pub struct Options {
     /// Skip columns (and long-format field names) the schema does not have, instead of
     /// refusing the file.
     pub ignore_unknown_columns: bool,
+    /// Apply every row or none: any refused row means nothing is applied.
+    pub atomic: bool,
 }
 
 impl Options {
@@ -52,6 +54,7 @@ impl Options {
             format,
             delimiter: b',',
             ignore_unknown_columns: false,
+            atomic: false,
         }
     }
 }

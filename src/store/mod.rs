@@ -23,6 +23,25 @@ pub use profile::{Fields, Profile, Subscription, identifier_key};
 
 type Hasher = foldhash::quality::RandomState;
 
+/// What validating a write reads: profiles by customer id, and who holds an identifier.
+/// The store, or a transaction's view of it (`db::overlay`).
+pub trait Lookup {
+    /// The profile with this customer id.
+    fn profile(&self, customer_id: &str) -> Option<Packed>;
+    /// The customer id holding an identifier key.
+    fn holder(&self, key: &str) -> Option<CompactString>;
+}
+
+impl Lookup for ProfileStore {
+    fn profile(&self, customer_id: &str) -> Option<Packed> {
+        self.get(customer_id)
+    }
+
+    fn holder(&self, key: &str) -> Option<CompactString> {
+        ProfileStore::holder(self, key)
+    }
+}
+
 /// All profiles of one database, by customer id, plus identifier and order indexes.
 #[derive(Debug, Default)]
 pub struct ProfileStore {

@@ -138,6 +138,7 @@ fn a_bad_file_or_query_is_refused_before_any_row() {
     import(&s, "format=xml", "x").assert_problem(400, "invalid_query");
     import(&s, "format=csv&delimiter=x", "x").assert_problem(400, "invalid_query");
     import(&s, "format=csv&atomic=maybe", "x").assert_problem(400, "invalid_query");
+    import(&s, "format=csv&limit=5", "x").assert_problem(400, "invalid_query");
     assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 0);
 
     // Ignored unknown columns, and another delimiter.
@@ -430,4 +431,51 @@ fn a_two_gigabyte_file_streams_through_in_bounded_memory() {
     let grown = s.peak_rss().saturating_sub(before);
     eprintln!("peak RSS grew by {} MiB over a 2 GiB import", grown >> 20);
     assert!(grown < 256 << 20, "peak RSS grew by {} MiB", grown >> 20);
+}
+
+#[test]
+fn an_atomic_import_applies_every_row_or_none() {
+    let s = shop();
+    s.patch(
+        "/v1/databases/shop/profiles/held",
+        json!({"fields": {"email": "taken@example.com"}}),
+    );
+    // Row 2 finds the profile row 1 creates; row 3 takes an email another profile holds.
+    let file = "customer_id,email,city,score\n\
+                a1,ana@example.com,Lisbon,1\n\
+                ,ana@example.com,Porto,2\n\
+                a3,taken@example.com,Faro,3\n";
+    let res = import(&s, "format=csv&wait=true&atomic=true", file);
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
+    assert_eq!(res.body["error"]["code"], "import_not_applied");
+    assert_eq!(res.body["rows_accepted"], 0);
+    assert_eq!(res.body["errors"][0]["row"], 3);
+    assert_eq!(res.body["errors"][0]["code"], "identifier_conflict");
+    s.get("/v1/databases/shop/profiles/a1")
+        .assert_problem(404, "profile_not_found");
+
+    // A bad cell found by the parser refuses the whole file too.
+    let res = import(
+        &s,
+        "format=csv&wait=true&atomic=true",
+        "customer_id,city\nb1,Lisbon\nb2\n",
+    );
+    assert_eq!(
+        res.body["error"]["code"], "import_not_applied",
+        "{:#}",
+        res.body
+    );
+    s.get("/v1/databases/shop/profiles/b1")
+        .assert_problem(404, "profile_not_found");
+
+    // Without the conflict, every row applies, later rows over earlier ones.
+    let good = file.replace("taken@", "other@");
+    let res = import(&s, "format=csv&wait=true&atomic=true", good);
+    assert_eq!(res.body["status"], "done", "{:#}", res.body);
+    assert_eq!(res.body["rows_accepted"], 3);
+    let a1 = profile(&s, "a1");
+    assert_eq!(a1["fields"]["city"], "Porto");
+    assert_eq!(a1["fields"]["score"], 2);
+    assert_eq!(profile(&s, "a3")["fields"]["email"], "other@example.com");
 }

@@ -1,0 +1,81 @@
+//! An atomic import's view of a database: the store with the import's profiles over it.
+//!
+//! Rows of an atomic import are validated one after another against this view, so a
+//! later row sees what earlier rows did (a profile created, an email moved) without the
+//! store changing; if every row is good the actor publishes the view's profiles, else
+//! nothing. Used only on the actor's thread; holds one profile per customer the import
+//! touched.
+
+use std::collections::HashMap;
+
+use compact_str::CompactString;
+
+use crate::store::{Lookup, Packed, ProfileStore};
+
+/// The store as it would be after the rows validated so far.
+pub struct Overlay<'s> {
+    store: &'s ProfileStore,
+    profiles: HashMap<CompactString, Packed>,
+    // An identifier key's holder as the import left it; `None`: released.
+    holders: HashMap<CompactString, Option<CompactString>>,
+    // Customers in the order the import first touched them.
+    order: Vec<CompactString>,
+}
+
+impl<'s> Overlay<'s> {
+    /// A view of `store` with nothing over it yet.
+    pub fn new(store: &'s ProfileStore) -> Self {
+        Overlay {
+            store,
+            profiles: HashMap::new(),
+            holders: HashMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    /// Lays a profile over the store, moving its identifier keys as the store would.
+    pub fn put(&mut self, profile: Packed) {
+        let view = profile.view();
+        let customer_id = CompactString::from(view.customer_id);
+        let new_keys = view.identifier_keys();
+        if let Some(old) = self.profile(&customer_id) {
+            for key in old.view().identifier_keys() {
+                if !new_keys.contains(&key)
+                    && self.holder(&key).as_deref() == Some(customer_id.as_str())
+                {
+                    self.holders.insert(key, None);
+                }
+            }
+        }
+        for key in new_keys {
+            self.holders.insert(key, Some(customer_id.clone()));
+        }
+        if self.profiles.insert(customer_id.clone(), profile).is_none() {
+            self.order.push(customer_id);
+        }
+    }
+
+    /// The profiles to publish, in the order the import first touched them.
+    pub fn into_profiles(mut self) -> Vec<Packed> {
+        self.order
+            .iter()
+            .filter_map(|c| self.profiles.remove(c))
+            .collect()
+    }
+}
+
+impl Lookup for Overlay<'_> {
+    fn profile(&self, customer_id: &str) -> Option<Packed> {
+        match self.profiles.get(customer_id) {
+            Some(p) => Some(p.clone()),
+            None => self.store.get(customer_id),
+        }
+    }
+
+    fn holder(&self, key: &str) -> Option<CompactString> {
+        match self.holders.get(key) {
+            Some(held) => held.clone(),
+            None => self.store.holder(key),
+        }
+    }
+}
