@@ -20,6 +20,11 @@ macro_rules! codes {
             /// Every code, in catalogue order.
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
 
+            /// The code named `s`, if there is one.
+            pub fn parse(s: &str) -> Option<ErrorCode> {
+                ErrorCode::ALL.iter().copied().find(|c| c.as_str() == s)
+            }
+
             /// The snake_case code clients match on.
             pub fn as_str(self) -> &'static str {
                 match self { $(ErrorCode::$variant => $code,)* }

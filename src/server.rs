@@ -96,6 +96,14 @@ impl Server {
         std::thread::Builder::new()
             .name("load".into())
             .spawn(move || {
+                // Job records first: once the databases are ready, so is their history.
+                if let Ok(dirs) = loader.databases.on_disk() {
+                    for (name, dir) in dirs {
+                        loader
+                            .imports
+                            .restore(&name, &dir.join(crate::ingest::job::RECORDS));
+                    }
+                }
                 if let Err(e) = loader.databases.load() {
                     tracing::error!(error = %e, "cannot list the databases; the server stays unready");
                 }

@@ -216,6 +216,16 @@ impl Databases {
         }
     }
 
+    /// The directory a database keeps its files in.
+    pub fn dir_of(&self, name: &str) -> PathBuf {
+        self.data.database(name)
+    }
+
+    /// The databases on disk, by name and directory (loaded or not).
+    pub fn on_disk(&self) -> Result<Vec<(String, PathBuf)>, PersistError> {
+        self.data.databases()
+    }
+
     /// Loads every database on disk (blocking: run it off the async workers), then marks
     /// the registry ready. A database that cannot be recovered is left unloaded, its
     /// reason kept for `/readyz` and for requests to it.

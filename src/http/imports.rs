@@ -11,6 +11,7 @@ use utoipa::IntoParams;
 
 use super::{Db, Read, State, Write, json};
 use crate::error::{ErrorCode, Problem};
+use crate::ingest::job::RECORDS;
 use crate::ingest::{Format, JobView, Options, Upload};
 
 /// What to do with a column the schema does not have.
@@ -86,12 +87,14 @@ pub async fn create(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let mut upload = Upload::start(&state.imports, db.db.clone(), opts, expected).map_err(|e| {
-        Problem::new(
-            ErrorCode::Unavailable,
-            format!("cannot start an import: {e}"),
-        )
-    })?;
+    let archive = state.databases.dir_of(&db.name()).join(RECORDS);
+    let mut upload = Upload::start(&state.imports, db.db.clone(), opts, expected, Some(archive))
+        .map_err(|e| {
+            Problem::new(
+                ErrorCode::Unavailable,
+                format!("cannot start an import: {e}"),
+            )
+        })?;
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) => {

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,11 +37,13 @@ pub const MAX_ERRORS: usize = 1000;
 const BATCH: usize = 1024;
 /// The most rows an atomic import holds (it keeps every row until it commits).
 pub const MAX_ATOMIC_ROWS: usize = 1_000_000;
+/// The file in a database's directory that keeps its finished jobs' records.
+pub const RECORDS: &str = "imports.ndjson";
 /// Finished jobs kept per database.
 const KEEP_FINISHED: usize = 100;
 
 /// A job's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Reading or applying.
@@ -78,10 +81,14 @@ pub struct Job {
     state: Mutex<State>,
     // Flips to true once the job has finished.
     finished: watch::Sender<bool>,
+    // Where the finished job's record is appended (the database's directory).
+    archive: Option<PathBuf>,
+    // A job finished before the server started: its record as read back.
+    restored: Option<JobView>,
 }
 
-/// What `GET .../imports/{job}` answers.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// What `GET .../imports/{job}` answers; also a finished job's record on disk.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     /// The job id.
     pub job: String,
@@ -118,6 +125,9 @@ pub struct JobView {
 impl Job {
     /// What the job looks like now.
     pub fn view(&self) -> JobView {
+        if let Some(v) = &self.restored {
+            return v.clone();
+        }
         let st = self.state.lock();
         let bytes_read = self.bytes_read.load(Ordering::Relaxed);
         let progress = if st.status == Status::Running {
@@ -188,8 +198,53 @@ impl Job {
             };
             st.finished_at = Some(Timestamp::now());
         }
+        if let Some(path) = &self.archive {
+            // Best effort: the record is for people looking back; losing it loses no data.
+            if let Err(e) = append_record(path, &self.view()) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot keep the import job's record");
+            }
+        }
         self.finished.send_replace(true);
     }
+}
+
+impl Job {
+    /// A job that finished before this server started, from its record.
+    fn restored(id: Ulid, database: &str, view: JobView) -> Job {
+        let finished = watch::Sender::new(true);
+        Job {
+            id,
+            database: database.to_owned(),
+            format: view.format,
+            started_at: view.started_at,
+            expected_bytes: None,
+            bytes_read: AtomicU64::new(view.bytes_read),
+            state: Mutex::new(State {
+                status: view.status,
+                rows_total: view.rows_total,
+                rows_accepted: view.rows_accepted,
+                rows_rejected: view.rows_rejected,
+                errors: Vec::new(),
+                failure: None,
+                finished_at: view.finished_at,
+            }),
+            finished,
+            archive: None,
+            restored: Some(view),
+        }
+    }
+}
+
+/// Appends one job record (a JSON line).
+fn append_record(path: &Path, view: &JobView) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(view).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(&line)
 }
 
 /// Every database's import jobs.
@@ -199,7 +254,13 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    fn create(&self, database: &str, format: Format, expected_bytes: Option<u64>) -> Arc<Job> {
+    fn create(
+        &self,
+        database: &str,
+        format: Format,
+        expected_bytes: Option<u64>,
+        archive: Option<PathBuf>,
+    ) -> Arc<Job> {
         let job = Arc::new(Job {
             id: Ulid::new(),
             database: database.to_owned(),
@@ -217,7 +278,15 @@ impl Jobs {
                 finished_at: None,
             }),
             finished: watch::Sender::new(false),
+            archive,
+            restored: None,
         });
+        self.insert(job)
+    }
+
+    fn insert(&self, job: Arc<Job>) -> Arc<Job> {
+        let database = job.database.clone();
+        let database = database.as_str();
         let mut jobs = self.jobs.lock();
         // Keep the newest finished jobs; running ones always stay.
         let finished: Vec<(String, Ulid)> = jobs
@@ -250,6 +319,44 @@ impl Jobs {
         list
     }
 
+    /// Reads back the records of a database's finished jobs (the newest
+    /// [`KEEP_FINISHED`]), and trims the file to them. A record that does not read is
+    /// skipped with a warning.
+    pub fn restore(&self, database: &str, path: &Path) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read import job records");
+                return;
+            }
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let keep = &lines[lines.len().saturating_sub(KEEP_FINISHED)..];
+        for line in keep {
+            match serde_json::from_str::<JobView>(line) {
+                Ok(view) => match Ulid::from_string(&view.job) {
+                    Ok(id) => {
+                        self.insert(Arc::new(Job::restored(id, database, view)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "a job record with a bad id")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "an unreadable import job record");
+                }
+            }
+        }
+        if keep.len() < lines.len() {
+            let mut trimmed = keep.join("\n");
+            trimmed.push('\n');
+            if let Err(e) = std::fs::write(path, trimmed) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot trim import job records");
+            }
+        }
+    }
+
     /// Forgets a database's jobs (it was deleted).
     pub fn forget(&self, database: &str) {
         self.jobs.lock().retain(|(db, _), _| db != database);
@@ -268,13 +375,16 @@ pub struct Upload {
 impl Upload {
     /// Starts a job importing into `db`: a parser thread, and a task on the current
     /// (actix) thread that sends its batches to the actor.
+    /// The finished job's record is appended to `archive` (the database directory's
+    /// [`RECORDS`] file).
     pub fn start(
         jobs: &Jobs,
         db: Arc<Database>,
         opts: Options,
         expected_bytes: Option<u64>,
+        archive: Option<PathBuf>,
     ) -> std::io::Result<Upload> {
-        let job = jobs.create(&db.name(), opts.format, expected_bytes);
+        let job = jobs.create(&db.name(), opts.format, expected_bytes, archive);
         let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
         let (batch_tx, batch_rx) = mpsc::channel::<Vec<Row>>(2);
         let (settled_tx, settled_rx) = watch::channel(false);

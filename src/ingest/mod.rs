@@ -70,15 +70,15 @@ pub struct Row {
 }
 
 /// A row that was refused, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowError {
     /// Row number, counted as in [`Row`].
     pub row: u64,
     /// The column (CSV) or member (JSON) at fault, if one is.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
     /// The error code, as in the error catalogue.
-    #[serde(serialize_with = "code_str")]
+    #[serde(serialize_with = "code_str", deserialize_with = "code_from")]
     pub code: ErrorCode,
     /// What was wrong, naming the value.
     pub detail: String,
@@ -86,6 +86,11 @@ pub struct RowError {
 
 fn code_str<S: Serializer>(code: &ErrorCode, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(code.as_str())
+}
+
+fn code_from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ErrorCode, D::Error> {
+    let s = String::deserialize(d)?;
+    ErrorCode::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown code `{s}`")))
 }
 
 impl RowError {

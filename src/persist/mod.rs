@@ -11,6 +11,9 @@
 //! <data dir>/db/<name>/snap-<lsn>.bin  the newest two snapshots
 //! <data dir>/db/<name>/wal/<lsn>.wal   log segments, named by their first record
 //! ```
+//!
+//! One file in a database's directory is not this module's: `imports.ndjson`, the
+//! records of finished import jobs, which `ingest` appends and reads back.
 
 pub mod dir;
 pub mod record;

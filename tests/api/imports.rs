@@ -479,3 +479,28 @@ fn an_atomic_import_applies_every_row_or_none() {
     assert_eq!(a1["fields"]["score"], 2);
     assert_eq!(profile(&s, "a3")["fields"]["email"], "other@example.com");
 }
+
+#[test]
+fn finished_jobs_are_kept_across_a_restart() {
+    let s = shop();
+    let done = import(
+        &s,
+        "format=csv&wait=true",
+        "customer_id,score\nc1,1\nc2,x\n",
+    );
+    let refused = import(&s, "format=csv", "customer_id,shoe_size\nc1,42\n");
+    refused.assert_problem(400, "import_column_unknown");
+    let before = s.get("/v1/databases/shop/imports").body["jobs"].clone();
+    assert_eq!(before.as_array().unwrap().len(), 2);
+    let s = s.restart(false);
+    let after = s.get("/v1/databases/shop/imports").body["jobs"].clone();
+    assert_eq!(after, before);
+    let id = done.body["job"].as_str().unwrap();
+    let job = s.get(&format!("/v1/databases/shop/imports/{id}"));
+    assert_eq!(job.body["rows_rejected"], 1);
+    assert_eq!(job.body["errors"][0]["code"], "field_type_mismatch");
+    // A deleted database takes its jobs' records with it.
+    assert_eq!(s.delete("/v1/databases/shop").status, 204);
+    s.create_db("shop", json!({}));
+    assert_eq!(s.count("/v1/databases/shop/imports", "jobs"), 0);
+}
