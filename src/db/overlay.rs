@@ -79,3 +79,43 @@ impl Lookup for Overlay<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::contacts::EmailContact;
+    use crate::store::{Profile, identifier_key};
+
+    fn with_email(cid: &str, email: &str) -> Packed {
+        let mut p = Profile::new(cid.into(), Timestamp::UNIX_EPOCH);
+        p.email = Some(EmailContact::new(email));
+        Packed::encode(&p)
+    }
+
+    #[test]
+    fn identifiers_move_in_the_view_and_not_in_the_store() {
+        let store = ProfileStore::new();
+        store.put(with_email("a", "x@example.com"), None);
+        let x = identifier_key("email", "x@example.com");
+        let y = identifier_key("email", "y@example.com");
+        let mut view = Overlay::new(&store);
+        // `a` moves to y; `b` takes x, which `a` released.
+        view.put(with_email("a", "y@example.com"));
+        assert_eq!(view.holder(&x), None);
+        view.put(with_email("b", "x@example.com"));
+        assert_eq!(view.holder(&x).as_deref(), Some("b"));
+        assert_eq!(view.holder(&y).as_deref(), Some("a"));
+        assert!(view.profile("b").is_some());
+        // The store saw none of it.
+        assert_eq!(store.holder(&x).as_deref(), Some("a"));
+        assert!(store.get("b").is_none());
+        let out: Vec<_> = view
+            .into_profiles()
+            .iter()
+            .map(|p| p.view().customer_id.to_owned())
+            .collect();
+        assert_eq!(out, ["a", "b"]);
+    }
+}
