@@ -94,6 +94,7 @@ codes! {
     JobNotFound => ("job_not_found", 404, "No such import job"),
     ImportNotApplied => ("import_not_applied", 400, "An atomic import had refused rows, so nothing was applied"),
     ImportTooLarge => ("import_too_large", 413, "The import is larger than an atomic import may be"),
+    ImportInterrupted => ("import_interrupted", 503, "The server stopped before the import finished"),
     Internal => ("internal", 500, "Internal error"),
 }
 

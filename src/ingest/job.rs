@@ -319,9 +319,11 @@ impl Jobs {
         list
     }
 
-    /// Reads back the records of a database's finished jobs (the newest
-    /// [`KEEP_FINISHED`]), and trims the file to them. A record that does not read is
-    /// skipped with a warning.
+    /// Reads back a database's job records: the newest [`KEEP_FINISHED`] jobs, each as
+    /// its last record says. A job whose last record says `running` was cut off by a
+    /// stop or a crash, and is shown as failed with `import_interrupted`. The file is
+    /// rewritten to one line a kept job; a record that does not read is skipped with a
+    /// warning.
     pub fn restore(&self, database: &str, path: &Path) {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -331,29 +333,44 @@ impl Jobs {
                 return;
             }
         };
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        let keep = &lines[lines.len().saturating_sub(KEEP_FINISHED)..];
-        for line in keep {
-            match serde_json::from_str::<JobView>(line) {
-                Ok(view) => match Ulid::from_string(&view.job) {
-                    Ok(id) => {
-                        self.insert(Arc::new(Job::restored(id, database, view)));
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "a job record with a bad id")
-                    }
-                },
+        let mut last: BTreeMap<Ulid, JobView> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let read = serde_json::from_str::<JobView>(line)
+                .map_err(|e| e.to_string())
+                .and_then(|v| Ok((Ulid::from_string(&v.job).map_err(|e| e.to_string())?, v)));
+            match read {
+                Ok((id, view)) => {
+                    last.insert(id, view);
+                }
                 Err(e) => {
                     tracing::warn!(file = %path.display(), error = %e, "an unreadable import job record");
                 }
             }
         }
-        if keep.len() < lines.len() {
-            let mut trimmed = keep.join("\n");
-            trimmed.push('\n');
-            if let Err(e) = std::fs::write(path, trimmed) {
-                tracing::warn!(file = %path.display(), error = %e, "cannot trim import job records");
+        let skip = last.len().saturating_sub(KEEP_FINISHED);
+        let mut kept = Vec::new();
+        for (id, mut view) in last.into_iter().skip(skip) {
+            if view.status == Status::Running {
+                view.status = Status::Failed;
+                view.progress = Some(1.0);
+                view.error = Some(
+                    Problem::new(
+                        ErrorCode::ImportInterrupted,
+                        "the server stopped before the import finished; rows applied until \
+                         then were kept",
+                    )
+                    .to_json(),
+                );
             }
+            kept.push(serde_json::to_string(&view).expect("a job view serializes"));
+            self.insert(Arc::new(Job::restored(id, database, view)));
+        }
+        let mut rewritten = kept.join("\n");
+        rewritten.push('\n');
+        if rewritten != text
+            && let Err(e) = std::fs::write(path, rewritten)
+        {
+            tracing::warn!(file = %path.display(), error = %e, "cannot rewrite import job records");
         }
     }
 
@@ -385,6 +402,12 @@ impl Upload {
         archive: Option<PathBuf>,
     ) -> std::io::Result<Upload> {
         let job = jobs.create(&db.name(), opts.format, expected_bytes, archive);
+        if let Some(path) = &job.archive
+            && let Err(e) = append_record(path, &job.view())
+        {
+            // Recorded as running, so that a crash leaves it shown as cut off.
+            tracing::warn!(file = %path.display(), error = %e, "cannot keep the import job's record");
+        }
         let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
         let (batch_tx, batch_rx) = mpsc::channel::<Vec<Row>>(2);
         let (settled_tx, settled_rx) = watch::channel(false);

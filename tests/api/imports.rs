@@ -504,3 +504,47 @@ fn finished_jobs_are_kept_across_a_restart() {
     s.create_db("shop", json!({}));
     assert_eq!(s.count("/v1/databases/shop/imports", "jobs"), 0);
 }
+
+/// A body that sends a header and a row, then waits (a slow client).
+struct Slow {
+    sent: bool,
+}
+
+impl Read for Slow {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.sent {
+            std::thread::sleep(Duration::from_secs(3));
+            return Ok(0);
+        }
+        self.sent = true;
+        let head = b"customer_id,city\nc1,Lisbon\n";
+        out[..head.len()].copy_from_slice(head);
+        Ok(head.len())
+    }
+}
+
+#[test]
+fn a_job_cut_off_by_a_crash_is_shown_as_interrupted() {
+    let s = shop();
+    let url = format!("{}/v1/databases/shop/imports?format=csv", s.base);
+    let admin = s.admin.clone();
+    let upload = std::thread::spawn(move || {
+        reqwest::blocking::Client::new()
+            .post(url)
+            .bearer_auth(admin)
+            .body(Body::new(Slow { sent: false }))
+            .send()
+            .is_ok()
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.count("/v1/databases/shop/imports", "jobs") == 0 {
+        assert!(Instant::now() < deadline, "the job never showed up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = Server::start_in(s.kill(), &[], &[], false);
+    let _ = upload.join();
+    let jobs = s.get("/v1/databases/shop/imports").body["jobs"].clone();
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs:#}");
+    assert_eq!(jobs[0]["status"], "failed");
+    assert_eq!(jobs[0]["error"]["code"], "import_interrupted");
+}
