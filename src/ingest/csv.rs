@@ -1,13 +1,14 @@
 //! CSV files, wide (a column per field) and long (a row per field value).
 //!
-//! RFC 4180 quoting, CRLF or LF, a UTF-8 byte order mark and the delimiter come from the
-//! `csv` crate; what a header and a cell mean is here. An empty cell means "no value":
+//! RFC 4180 quoting, CRLF or LF, a UTF-8 byte order mark and the delimiter come from
+//! `csv-core` (the `csv` crate's engine); what a header and a cell mean is here. An empty cell means "no value":
 //! the field is left as it is, not set to an empty string. Cells stay text; the database
 //! types them by their field (`schema::value`), as it does every write.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
+use std::ops::Index;
 
-use ::csv::{ByteRecord, ReaderBuilder};
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 use super::{Options, Row, RowError, Sink};
 use crate::error::{ErrorCode, Problem};
@@ -23,20 +24,120 @@ enum Column {
     Skipped,
 }
 
-fn reader(input: impl Read, opts: &Options) -> ::csv::Reader<impl Read> {
-    ReaderBuilder::new()
-        .delimiter(opts.delimiter)
-        .has_headers(false)
-        // Row widths are checked here, so that a short row is that row's error.
-        .flexible(true)
-        .from_reader(input)
+/// The longest record kept (1 MiB, as an NDJSON line): a longer one is read through to
+/// its end without being held, and reported.
+const MAX_RECORD: usize = super::json::MAX_LINE;
+
+/// One record's cells, read into buffers reused from record to record.
+#[derive(Debug, Default)]
+struct Record {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    len: usize,
+    too_long: bool,
+}
+
+impl Record {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len).map(|i| &self[i])
+    }
+}
+
+impl Index<usize> for Record {
+    type Output = [u8];
+
+    fn index(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// CSV records over `csv-core`, the `csv` crate's own engine.
+///
+/// Written here rather than using `csv::Reader` for one reason: a cap on a record's size
+/// while it is read. `csv::Reader` grows a record to whatever the input holds, so one
+/// endless row would take all memory; this reader stops keeping a record's bytes past
+/// [`MAX_RECORD`] and reads on to its end. Quoting, delimiters, CRLF, the UTF-8 byte
+/// order mark and blank lines are `csv-core`'s.
+struct Records<R> {
+    input: BufReader<R>,
+    core: Reader,
+}
+
+impl<R: Read> Records<R> {
+    fn new(input: R, opts: &Options) -> Self {
+        Records {
+            input: BufReader::with_capacity(1 << 16, input),
+            core: ReaderBuilder::new().delimiter(opts.delimiter).build(),
+        }
+    }
+
+    /// Reads the next record into `rec`; `false` at the end of the input.
+    fn read(&mut self, rec: &mut Record) -> std::io::Result<bool> {
+        if rec.bytes.is_empty() {
+            rec.bytes.resize(4096, 0);
+            rec.ends.resize(32, 0);
+        }
+        let (mut nout, mut nend) = (0, 0);
+        rec.too_long = false;
+        loop {
+            let input = self.input.fill_buf()?;
+            // Past the cap, the same buffers are written over and over: the cells are
+            // not needed, only the record's end.
+            let (out, ends) = if rec.too_long {
+                (&mut rec.bytes[..], &mut rec.ends[..])
+            } else {
+                (&mut rec.bytes[nout..], &mut rec.ends[nend..])
+            };
+            let (res, nin, o, e) = self.core.read_record(input, out, ends);
+            self.input.consume(nin);
+            if !rec.too_long {
+                nout += o;
+                nend += e;
+            }
+            match res {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull if rec.too_long => {}
+                ReadRecordResult::OutputFull if rec.bytes.len() >= MAX_RECORD => {
+                    rec.too_long = true;
+                }
+                ReadRecordResult::OutputFull => {
+                    let n = (rec.bytes.len() * 2).min(MAX_RECORD);
+                    rec.bytes.resize(n, 0);
+                }
+                ReadRecordResult::OutputEndsFull if rec.too_long => {}
+                ReadRecordResult::OutputEndsFull if rec.ends.len() * 8 >= MAX_RECORD => {
+                    rec.too_long = true;
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let n = rec.ends.len() * 2;
+                    rec.ends.resize(n, 0);
+                }
+                ReadRecordResult::Record => {
+                    rec.len = if rec.too_long { 0 } else { nend };
+                    return Ok(true);
+                }
+                ReadRecordResult::End => return Ok(false),
+            }
+        }
+    }
 }
 
 /// Reads the first record, the header, with its byte order mark removed.
-fn header(rdr: &mut ::csv::Reader<impl Read>) -> Result<Vec<String>, Problem> {
-    let mut rec = ByteRecord::new();
-    if !rdr.read_byte_record(&mut rec).map_err(read_failed)? {
+fn header(rdr: &mut Records<impl Read>) -> Result<Vec<String>, Problem> {
+    let mut rec = Record::default();
+    if !rdr.read(&mut rec).map_err(read_failed)? {
         return Err(Problem::new(ErrorCode::ImportEmpty, "the file is empty"));
+    }
+    if rec.too_long {
+        return Err(Problem::new(
+            ErrorCode::ImportHeaderInvalid,
+            format!("the header is longer than {MAX_RECORD} bytes"),
+        ));
     }
     rec.iter()
         .enumerate()
@@ -58,7 +159,7 @@ fn header(rdr: &mut ::csv::Reader<impl Read>) -> Result<Vec<String>, Problem> {
         .collect()
 }
 
-fn read_failed(e: ::csv::Error) -> Problem {
+fn read_failed(e: std::io::Error) -> Problem {
     Problem::new(
         ErrorCode::ImportUploadFailed,
         format!("reading the file failed: {e}"),
@@ -134,16 +235,12 @@ fn text<'r>(cell: &'r [u8], row: u64, column: &str) -> Result<&'r str, RowError>
 }
 
 /// Checks a record's size and cell count.
-///
-/// The size limit is the same as an NDJSON line's. (The `csv` crate has read the record
-/// whole by then: a record far past the limit is held once, then refused; a cap while
-/// reading needs a reader of our own over `csv-core`, left for the hardening issue.)
-fn width(rec: &ByteRecord, want: usize, row: u64) -> Result<(), RowError> {
-    if rec.as_slice().len() > super::json::MAX_LINE {
+fn width(rec: &Record, want: usize, row: u64) -> Result<(), RowError> {
+    if rec.too_long {
         return Err(RowError::new(
             row,
             ErrorCode::ImportLineTooLong,
-            format!("the row is longer than {} bytes", super::json::MAX_LINE),
+            format!("the row is longer than {MAX_RECORD} bytes"),
         ));
     }
     if rec.len() == want {
@@ -166,12 +263,12 @@ pub fn parse_wide(
     schema: &Schema,
     sink: &mut impl Sink,
 ) -> Result<(), Problem> {
-    let mut rdr = reader(input, opts);
+    let mut rdr = Records::new(input, opts);
     let names = header(&mut rdr)?;
     let columns = wide_columns(&names, opts, schema)?;
-    let mut rec = ByteRecord::new();
+    let mut rec = Record::default();
     let mut row = 0;
-    while rdr.read_byte_record(&mut rec).map_err(read_failed)? {
+    while rdr.read(&mut rec).map_err(read_failed)? {
         row += 1;
         match wide_row(&rec, &columns, &names, row) {
             Ok(update) => {
@@ -189,7 +286,7 @@ pub fn parse_wide(
 }
 
 fn wide_row(
-    rec: &ByteRecord,
+    rec: &Record,
     columns: &[Column],
     names: &[String],
     row: u64,
@@ -250,7 +347,7 @@ pub fn parse_long(
     schema: &Schema,
     sink: &mut impl Sink,
 ) -> Result<(), Problem> {
-    let mut rdr = reader(input, opts);
+    let mut rdr = Records::new(input, opts);
     let names = header(&mut rdr)?;
     let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
     if lower != ["customerid", "fieldname", "fieldvalue"]
@@ -265,10 +362,10 @@ pub fn parse_long(
             ),
         ));
     }
-    let mut rec = ByteRecord::new();
+    let mut rec = Record::default();
     let mut row = 0;
     let mut pending: Option<Row> = None;
-    while rdr.read_byte_record(&mut rec).map_err(read_failed)? {
+    while rdr.read(&mut rec).map_err(read_failed)? {
         row += 1;
         let cell = match long_row(&rec, &names, opts, schema, row) {
             Ok(Some(cell)) => cell,
@@ -313,7 +410,7 @@ pub fn parse_long(
 /// the field is skipped. `Ok(None)`: nothing to do for this row.
 #[allow(clippy::type_complexity)]
 fn long_row(
-    rec: &ByteRecord,
+    rec: &Record,
     names: &[String],
     opts: &Options,
     schema: &Schema,
