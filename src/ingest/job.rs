@@ -487,6 +487,11 @@ impl Read for ChunkReader {
         while self.chunk.is_empty() {
             match self.rx.blocking_recv() {
                 Some(c) => self.chunk = c,
+                // A body that broke off is not an end of file: the bytes so far may end
+                // inside a row, which must not be read as a whole one.
+                None if self.job.state.lock().failure.is_some() => {
+                    return Err(std::io::Error::other("the upload broke off"));
+                }
                 None => return Ok(0),
             }
         }

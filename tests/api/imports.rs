@@ -548,3 +548,43 @@ fn a_job_cut_off_by_a_crash_is_shown_as_interrupted() {
     assert_eq!(jobs[0]["status"], "failed");
     assert_eq!(jobs[0]["error"]["code"], "import_interrupted");
 }
+
+#[test]
+fn a_body_that_breaks_off_fails_the_job_without_the_cut_row() {
+    use std::io::Write;
+    let s = shop();
+    // A raw client: one chunk that ends inside a row, then the connection closes.
+    let addr = s.base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let part = "customer_id,city\nc1,Lisbon\nc2,Por";
+    write!(
+        conn,
+        "POST /v1/databases/shop/imports?format=csv HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{part}\r\n",
+        s.admin,
+        part.len()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let jobs = s.get("/v1/databases/shop/imports").body["jobs"].clone();
+        if jobs[0]["status"].as_str().is_some_and(|st| st != "running") {
+            break jobs[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never finished: {jobs:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(job["status"], "failed", "{job:#}");
+    assert_eq!(job["error"]["code"], "import_upload_failed");
+    assert!(job["bytes_read"].as_u64().unwrap() > 0, "{job:#}");
+    // The cut row is not applied as if it were whole; the whole one before it is.
+    s.get("/v1/databases/shop/profiles/c2")
+        .assert_problem(404, "profile_not_found");
+    assert_eq!(profile(&s, "c1")["fields"]["city"], "Lisbon");
+}
