@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -78,6 +78,9 @@ pub struct Job {
     // The body's length when the client said it (for `progress`).
     expected_bytes: Option<u64>,
     bytes_read: AtomicU64,
+    // Set once the whole body has been handed over: the parser's input ending without
+    // it means the upload broke off.
+    body_complete: AtomicBool,
     state: Mutex<State>,
     // Flips to true once the job has finished.
     finished: watch::Sender<bool>,
@@ -219,6 +222,7 @@ impl Job {
             started_at: view.started_at,
             expected_bytes: None,
             bytes_read: AtomicU64::new(view.bytes_read),
+            body_complete: AtomicBool::new(true),
             state: Mutex::new(State {
                 status: view.status,
                 rows_total: view.rows_total,
@@ -268,6 +272,7 @@ impl Jobs {
             started_at: Timestamp::now(),
             expected_bytes,
             bytes_read: AtomicU64::new(0),
+            body_complete: AtomicBool::new(false),
             state: Mutex::new(State {
                 status: Status::Running,
                 rows_total: 0,
@@ -429,13 +434,29 @@ impl Upload {
                     tx: batch_tx,
                     settled: settled_tx,
                 };
-                if let Err(p) = super::parse(input, &opts, &schema, &mut sink) {
-                    parser_job.fail(p);
+                // A panic in a parser fails this job, not silently as a finished one.
+                let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    super::parse(input, &opts, &schema, &mut sink)
+                }));
+                match parsed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(p)) => parser_job.fail(p),
+                    Err(_) => parser_job.fail(Problem::new(
+                        ErrorCode::Internal,
+                        "the import's parser failed; rows read before it were applied",
+                    )),
                 }
                 sink.flush();
                 sink.settled.send_replace(true);
                 // Dropping the batch sender ends the applying task, which finishes
                 // the job once the last batch is applied.
+            })
+            .inspect_err(|e| {
+                job.fail(Problem::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot start the import's parser: {e}"),
+                ));
+                job.finish();
             })?;
         actix_web::rt::spawn(apply_batches(Arc::clone(&job), db, batch_rx, opts.atomic));
         Ok(Upload {
@@ -468,10 +489,28 @@ impl Upload {
     /// The body is complete. Returns once the parser has read a row or stopped (so a
     /// refused file is known), not when the job is done.
     pub async fn finish(mut self) -> Arc<Job> {
-        self.chunks = None;
+        if let Some(chunks) = self.chunks.take() {
+            // Before the channel closes, so the parser reads its end as the file's.
+            self.job.body_complete.store(true, Ordering::SeqCst);
+            drop(chunks);
+        }
         // Never fails: the parser thread sends `true` before it drops the sender.
         let _ = self.settled.wait_for(|settled| *settled).await;
-        self.job
+        Arc::clone(&self.job)
+    }
+}
+
+impl Drop for Upload {
+    /// An upload dropped before `finish` (the connection was reset, the request
+    /// cancelled) broke off: the job fails, and the parser reads the end of its input as
+    /// an error, not as the end of the file.
+    fn drop(&mut self) {
+        if self.chunks.take().is_some() {
+            self.job.fail(Problem::new(
+                ErrorCode::ImportUploadFailed,
+                "the upload broke off before its end",
+            ));
+        }
     }
 }
 
@@ -489,7 +528,7 @@ impl Read for ChunkReader {
                 Some(c) => self.chunk = c,
                 // A body that broke off is not an end of file: the bytes so far may end
                 // inside a row, which must not be read as a whole one.
-                None if self.job.state.lock().failure.is_some() => {
+                None if !self.job.body_complete.load(Ordering::SeqCst) => {
                     return Err(std::io::Error::other("the upload broke off"));
                 }
                 None => return Ok(0),
