@@ -6,8 +6,10 @@
 //! PATCH shape it clears the field, as in a PATCH. The array is read element by element
 //! (serde's sequence visitor), so a file larger than memory streams.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
+use std::rc::Rc;
 
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
@@ -107,17 +109,30 @@ pub fn parse_array(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem
     if reader.fill_buf().map_or(true, <[u8]>::is_empty) {
         return Err(Problem::new(ErrorCode::ImportEmpty, "the file is empty"));
     }
-    let mut de = serde_json::Deserializer::from_reader(reader);
+    let read = Rc::new(Cell::new(0));
+    let mut de = serde_json::Deserializer::from_reader(Capped {
+        inner: reader,
+        read: Rc::clone(&read),
+    });
     let mut rows = 0;
     let result = (&mut de)
         .deserialize_seq(Elements {
             sink,
             rows: &mut rows,
+            read: &read,
         })
         .and_then(|()| de.end());
     match result {
         Ok(()) if rows == 0 => Err(Problem::new(ErrorCode::ImportNoRows, "the array is empty")),
         Ok(()) => Ok(()),
+        Err(e) if e.is_io() && read.get() > MAX_LINE => Err(Problem::new(
+            ErrorCode::ImportLineTooLong,
+            format!(
+                "element {} is longer than {MAX_LINE} bytes; the elements before were imported",
+                rows + 1
+            ),
+        )
+        .with("row", rows + 1)),
         Err(e) => Err(Problem::new(
             ErrorCode::ImportJsonSyntax,
             format!("after {rows} elements: {e}; the elements before were imported"),
@@ -131,6 +146,25 @@ pub fn parse_array(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem
 struct Elements<'s, S> {
     sink: &'s mut S,
     rows: &'s mut u64,
+    read: &'s Cell<usize>,
+}
+
+/// Counts the bytes of the element being read and refuses to read past [`MAX_LINE`]:
+/// an element is read whole into memory, so its size is capped as a line's is.
+struct Capped<R> {
+    inner: R,
+    read: Rc<Cell<usize>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read.get() > MAX_LINE {
+            return Err(std::io::Error::other("an element longer than allowed"));
+        }
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n);
+        Ok(n)
+    }
 }
 
 impl<'de, S: Sink> Visitor<'de> for Elements<'_, S> {
@@ -142,6 +176,7 @@ impl<'de, S: Sink> Visitor<'de> for Elements<'_, S> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(value) = seq.next_element_seed(Element)? {
+            self.read.set(0);
             *self.rows += 1;
             if !deliver(self.sink, value, *self.rows) {
                 // Downstream failed: stop reading; the job records why.
@@ -169,6 +204,8 @@ pub fn parse_lines(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem
     let mut line = Vec::new();
     let mut row = 0;
     let mut any = false;
+    // A line that is not blank: a file of blank lines has no rows.
+    let mut rows_seen = false;
     loop {
         line.clear();
         let (ended, too_long) = read_line(&mut reader, &mut line).map_err(|e| {
@@ -181,10 +218,9 @@ pub fn parse_lines(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem
             break;
         }
         row += 1;
-        if !any {
-            any = true;
-        }
+        any = true;
         if too_long {
+            rows_seen = true;
             sink.error(RowError::new(
                 row,
                 ErrorCode::ImportLineTooLong,
@@ -196,6 +232,7 @@ pub fn parse_lines(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem
         if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        rows_seen = true;
         match serde_json::from_slice::<Json>(text) {
             Ok(value) => {
                 if !deliver(sink, value, row) {
@@ -211,6 +248,12 @@ pub fn parse_lines(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem
     }
     if !any {
         return Err(Problem::new(ErrorCode::ImportEmpty, "the file is empty"));
+    }
+    if !rows_seen {
+        return Err(Problem::new(
+            ErrorCode::ImportNoRows,
+            "the file has only blank lines",
+        ));
     }
     Ok(())
 }
@@ -302,6 +345,30 @@ mod tests {
     }
 
     #[test]
+    fn an_array_element_longer_than_the_limit_stops_the_file_after_the_ones_before() {
+        let mut file = b"[{\"customer_id\":\"c1\"},{\"customer_id\":\"c2\",\"city\":\"".to_vec();
+        file.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        file.extend(b"\"}]");
+        let (r, got) = run(Format::Json, &file);
+        let err = r.unwrap_err();
+        assert_eq!(err.code, ErrorCode::ImportLineTooLong);
+        assert_eq!(err.members["row"], 2);
+        assert_eq!(got.rows.len(), 1);
+        // Elements under the limit each, however many, are fine.
+        let many: Vec<String> = (0..3000)
+            .map(|i| {
+                format!(
+                    "{{\"customer_id\":\"c{i}\",\"city\":\"{}\"}}",
+                    "y".repeat(500)
+                )
+            })
+            .collect();
+        let (r, got) = run(Format::Json, format!("[{}]", many.join(",")).as_bytes());
+        r.unwrap();
+        assert_eq!(got.rows.len(), 3000);
+    }
+
+    #[test]
     fn ndjson_lines_numbered_with_blank_bad_and_long_lines() {
         let mut file = b"{\"customer_id\":\"c1\",\"city\":\"Lisbon\"}\r\n\n{oops\n".to_vec();
         file.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
@@ -321,6 +388,10 @@ mod tests {
         assert_eq!(
             run(Format::Ndjson, b"").0.unwrap_err().code,
             ErrorCode::ImportEmpty
+        );
+        assert_eq!(
+            run(Format::Ndjson, b"\n  \r\n").0.unwrap_err().code,
+            ErrorCode::ImportNoRows
         );
     }
 }
