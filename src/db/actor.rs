@@ -130,10 +130,16 @@ impl DatabaseActor {
                 }
             }
             let mut frames = Vec::new();
+            let profiles = view.into_profiles();
             if rejected.is_empty() {
-                for profile in view.into_profiles() {
+                // Between Begin and Commit in the log, so that a crash before the whole
+                // batch is written leaves none of it after replay. (Readers of the store
+                // may see the profiles appear one by one while this message runs.)
+                self.apply_framed(Entry::Begin, &mut frames);
+                for profile in profiles {
                     self.apply_framed(Entry::Put(profile), &mut frames);
                 }
+                self.apply_framed(Entry::Commit, &mut frames);
             }
             let committed = rejected.is_empty();
             return Ok(self.end_import(rejected, committed, &frames, ctx));

@@ -111,6 +111,8 @@ impl DbState {
                 self.schema.store(schema);
             }
             Entry::Settings(settings) => self.settings.store(settings),
+            // Markers for replay: what they enclose is applied entry by entry.
+            Entry::Begin | Entry::Commit => {}
         }
     }
 }

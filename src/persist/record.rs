@@ -40,6 +40,11 @@ pub enum Entry {
     },
     /// New settings.
     Settings(Arc<DatabaseSettings>),
+    /// The records up to the matching [`Entry::Commit`] are one transaction (an atomic
+    /// import): replay applies them only if the commit made it to the log.
+    Begin,
+    /// The end of a transaction begun by [`Entry::Begin`].
+    Commit,
 }
 
 /// Why persisted bytes could not become records.
@@ -71,6 +76,8 @@ enum EntryRec<'a> {
     Schema(Vec<FieldRec<'a>>),
     DropField(&'a str, Vec<FieldRec<'a>>),
     Settings(Cow<'a, str>),
+    Begin,
+    Commit,
 }
 
 /// The encoding side of [`EntryRec`]: the same variants in the same order, so the same
@@ -82,6 +89,8 @@ enum EntryOut<'a> {
     Schema(Vec<FieldRec<'a>>),
     DropField(&'a str, Vec<FieldRec<'a>>),
     Settings(&'a str),
+    Begin,
+    Commit,
 }
 
 /// A WAL record: a log sequence number and the effect.
@@ -109,6 +118,8 @@ pub fn encode_entry(lsn: u64, entry: &Entry, out: &mut Vec<u8>) {
             settings_json = settings_text(s);
             EntryOut::Settings(&settings_json)
         }
+        Entry::Begin => EntryOut::Begin,
+        Entry::Commit => EntryOut::Commit,
     };
     encode_into(&WalOut { lsn, entry }, out);
 }
@@ -130,6 +141,8 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Entry), RecordError> {
             schema: Arc::new(schema_from(fields)?),
         },
         EntryRec::Settings(json) => Entry::Settings(Arc::new(settings_from(&json)?)),
+        EntryRec::Begin => Entry::Begin,
+        EntryRec::Commit => Entry::Commit,
     };
     Ok((rec.lsn, entry))
 }
@@ -355,6 +368,8 @@ pub(crate) mod tests {
                 schema: Arc::new(schema.without_field("visits").unwrap()),
             },
             Entry::Settings(Arc::new(settings)),
+            Entry::Begin,
+            Entry::Commit,
         ];
         for (i, e) in entries.iter().enumerate() {
             let mut buf = Vec::new();

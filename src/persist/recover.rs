@@ -87,6 +87,9 @@ pub fn replay(
     let mut erasures = 0;
     let mut truncated = None;
     let last = segments.len().saturating_sub(1);
+    // An open transaction: its segment, the byte its Begin starts at, its LSN, and the
+    // records held back until its Commit.
+    let mut open: Option<(usize, usize, u64, Vec<Entry>)> = None;
     for (i, (first, path)) in segments.iter().enumerate() {
         // Segments wholly before the snapshot are still on disk for the older snapshot;
         // skip them without reading.
@@ -125,6 +128,7 @@ pub fn replay(
                     });
                 }
             };
+            let at = good;
             good += 8 + frame.len();
             if lsn < next {
                 continue;
@@ -137,7 +141,18 @@ pub fn replay(
                 });
             }
             erasures += u64::from(matches!(entry, Entry::Remove(_)));
-            target.apply(entry);
+            match entry {
+                Entry::Begin => open = Some((i, at, lsn, Vec::new())),
+                Entry::Commit => {
+                    for e in open.take().map(|(.., held)| held).unwrap_or_default() {
+                        target.apply(e);
+                    }
+                }
+                e => match &mut open {
+                    Some((.., held)) => held.push(e),
+                    None => target.apply(e),
+                },
+            }
             next += 1;
             records += 1;
         }
@@ -175,6 +190,32 @@ pub fn replay(
                 });
             }
         }
+    }
+    // A transaction without its commit is where the log ends: the crash came while it
+    // was being written, and nobody was answered for it. Its records go, as a torn
+    // record does, and the next write takes its first LSN.
+    if let Some((i, at, begin, held)) = open {
+        let path = &segments[i].1;
+        if i != last {
+            return Err(PersistError::Corrupt {
+                path: path.clone(),
+                detail: format!(
+                    "a transaction begun at byte {at} has no commit, yet later segments follow"
+                ),
+            });
+        }
+        tracing::warn!(
+            records = held.len() + 1,
+            "an atomic import cut off before its commit is dropped"
+        );
+        cut(
+            path,
+            at,
+            "an atomic import without its commit",
+            &mut truncated,
+        )?;
+        records -= held.len() as u64 + 1;
+        next = begin;
     }
     // What was replayed may sit only in the page cache (a crash, not a power loss, ended
     // the last run). Make it durable before a newer segment exists, or a power loss now
@@ -355,6 +396,47 @@ mod tests {
         assert!(err.contains("whole record follows"), "{err}");
         // Refused means untouched.
         assert_eq!(fs::read(&seg).unwrap(), damaged);
+    }
+
+    #[test]
+    fn a_transaction_applies_at_its_commit_and_without_one_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = crate::persist::wal::segment_path(dir.path(), 1);
+        let put = |cid: &str| {
+            Entry::Put(Packed::encode(&crate::store::Profile::new(
+                cid.into(),
+                jiff::Timestamp::UNIX_EPOCH,
+            )))
+        };
+        let log = |entries: &[Entry]| {
+            let mut bytes = crate::persist::wal::SEGMENT_MAGIC.to_vec();
+            for (i, e) in entries.iter().enumerate() {
+                crate::persist::wal::append_frame(&mut bytes, |b| encode_entry(i as u64 + 1, e, b));
+            }
+            bytes
+        };
+        let whole = log(&[
+            Entry::Remove("x".into()),
+            Entry::Begin,
+            put("a"),
+            put("b"),
+            Entry::Commit,
+        ]);
+        fs::write(&seg, &whole).unwrap();
+        let sink = Sink(Default::default());
+        let r = replay(dir.path(), 0, &sink).unwrap();
+        assert_eq!((r.last_lsn, r.truncated.is_some()), (5, false));
+        assert_eq!(sink.0.lock().len(), 3);
+
+        let cut = log(&[Entry::Remove("x".into()), Entry::Begin, put("a"), put("b")]);
+        fs::write(&seg, &cut).unwrap();
+        let sink = Sink(Default::default());
+        let r = replay(dir.path(), 0, &sink).unwrap();
+        assert_eq!((r.last_lsn, r.records), (1, 1));
+        assert_eq!(*sink.0.lock(), [Entry::Remove("x".into())]);
+        assert!(r.truncated.is_some());
+        // The uncommitted records are gone from the file: the next write takes LSN 2.
+        assert_eq!(fs::read(&seg).unwrap(), log(&[Entry::Remove("x".into())]));
     }
 
     const SEGMENT_MAGIC_LEN: usize = crate::persist::wal::SEGMENT_MAGIC.len();
