@@ -272,7 +272,11 @@ pub fn parse_wide(
         row += 1;
         match wide_row(&rec, &columns, &names, row) {
             Ok(update) => {
-                if !sink.row(Row { row, update }) {
+                if !sink.row(Row {
+                    row,
+                    rows: 1,
+                    update,
+                }) {
                     return Ok(());
                 }
             }
@@ -387,10 +391,13 @@ pub fn parse_long(
             }
             pending = Some(Row {
                 row,
+                rows: 0,
                 update: ProfileUpdate::new(customer_id, Source::Import),
             });
         }
-        let update = &mut pending.as_mut().expect("set above").update;
+        let folded = pending.as_mut().expect("set above");
+        folded.rows += 1;
+        let update = &mut folded.update;
         if let Some((field, value)) = field.zip(value) {
             // A field given twice for one customer: the later row wins.
             update.fields.retain(|(f, _)| *f != field);

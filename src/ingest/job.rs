@@ -173,8 +173,8 @@ impl Job {
 
     /// Counts a refused row and keeps its error, in row order: a row the parser refuses
     /// is known before the rows ahead of it come back from the database.
-    fn reject(&self, st: &mut State, e: RowError) {
-        st.rows_rejected += 1;
+    fn reject(&self, st: &mut State, e: RowError, rows: u64) {
+        st.rows_rejected += rows;
         let at = st.errors.partition_point(|x| x.row <= e.row);
         if at < MAX_ERRORS {
             if st.errors.len() == MAX_ERRORS {
@@ -565,7 +565,7 @@ impl Sink for Batcher {
     fn row(&mut self, mut row: Row) -> bool {
         // Contacts are derived here, on the parser's thread, not on the actor's.
         row.update.prepare(self.region.as_deref());
-        self.job.state.lock().rows_total += 1;
+        self.job.state.lock().rows_total += row.rows;
         self.settled
             .send_if_modified(|s| !std::mem::replace(s, true));
         self.batch.push(row);
@@ -575,7 +575,7 @@ impl Sink for Batcher {
     fn error(&mut self, error: RowError) {
         let mut st = self.job.state.lock();
         st.rows_total += 1;
-        self.job.reject(&mut st, error);
+        self.job.reject(&mut st, error, 1);
         drop(st);
         self.settled
             .send_if_modified(|s| !std::mem::replace(s, true));
@@ -637,7 +637,7 @@ async fn apply(
     change: fn(Vec<ProfileUpdate>) -> Change,
     rows: Vec<Row>,
 ) -> bool {
-    let numbers: Vec<u64> = rows.iter().map(|r| r.row).collect();
+    let numbers: Vec<(u64, u64)> = rows.iter().map(|r| (r.row, r.rows)).collect();
     let updates = rows.into_iter().map(|r| r.update).collect();
     match db.apply(change(updates)).await {
         Ok(Applied::Imported {
@@ -645,11 +645,13 @@ async fn apply(
             committed,
         }) => {
             let mut st = job.state.lock();
+            let refused: u64 = rejected.iter().map(|(i, _)| numbers[*i].1).sum();
             if committed {
-                st.rows_accepted += (numbers.len() - rejected.len()) as u64;
+                st.rows_accepted += numbers.iter().map(|(_, n)| n).sum::<u64>() - refused;
             }
             for (i, p) in rejected {
-                job.reject(&mut st, RowError::from_problem(numbers[i], &p));
+                let (row, rows) = numbers[i];
+                job.reject(&mut st, RowError::from_problem(row, &p), rows);
             }
             true
         }

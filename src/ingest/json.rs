@@ -95,7 +95,11 @@ fn kind(v: &Json) -> &'static str {
 /// Hands one row to the sink; `false` when the sink asks to stop.
 fn deliver(sink: &mut impl Sink, value: Json, row: u64) -> bool {
     match object_update(value, row) {
-        Ok(update) => sink.row(Row { row, update }),
+        Ok(update) => sink.row(Row {
+            row,
+            rows: 1,
+            update,
+        }),
         Err(e) => {
             sink.error(e);
             true

@@ -63,8 +63,11 @@ impl Options {
 /// in a JSON array) and the update it asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// Row number.
+    /// Row number (the first, for rows folded together).
     pub row: u64,
+    /// How many rows of the file it stands for (more than one when a long CSV file's
+    /// rows for one customer fold into one update).
+    pub rows: u64,
     /// The update.
     pub update: ProfileUpdate,
 }

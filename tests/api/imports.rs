@@ -174,7 +174,7 @@ fn long_csv_json_and_ndjson_files() {
             &res.body["rows_accepted"],
             &res.body["rows_rejected"]
         ),
-        (&json!(3), &json!(2), &json!(1)),
+        (&json!(4), &json!(3), &json!(1)),
         "{:#}",
         res.body
     );
