@@ -100,6 +100,10 @@ pub struct ServeArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bench_routes: Option<bool>,
+    /// Imports that may run at once, server-wide (each has a parser thread).
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_imports: Option<usize>,
 }
 
 /// Every setting, resolved.
@@ -128,6 +132,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Serve the constant-body ceiling route for the load harness.
     pub bench_routes: bool,
+    /// Imports that may run at once, server-wide.
+    pub max_imports: usize,
 }
 
 impl Default for Settings {
@@ -144,6 +150,7 @@ impl Default for Settings {
             workers: 0,
             max_body_bytes: 1 << 20,
             bench_routes: false,
+            max_imports: 4,
         }
     }
 }
@@ -175,6 +182,7 @@ const ENV_KEYS: &[&str] = &[
     "workers",
     "max_body_bytes",
     "bench_routes",
+    "max_imports",
 ];
 
 impl Settings {

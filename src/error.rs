@@ -95,6 +95,7 @@ codes! {
     ImportNotApplied => ("import_not_applied", 400, "An atomic import had refused rows, so nothing was applied"),
     ImportTooLarge => ("import_too_large", 413, "The import is larger than an atomic import may be"),
     ImportInterrupted => ("import_interrupted", 503, "The server stopped before the import finished"),
+    ImportsBusy => ("imports_busy", 429, "As many imports as allowed are running; retry later"),
     Internal => ("internal", 500, "Internal error"),
 }
 

@@ -87,7 +87,7 @@ impl Server {
             databases: Databases::new(data, persistence, cores),
             keys,
             telemetry: Telemetry::install(),
-            imports: Jobs::default(),
+            imports: Jobs::new(settings.max_imports),
             settings,
         });
         // Loading runs beside the listener: /healthz answers at once, /readyz and the

@@ -88,13 +88,7 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let archive = state.databases.dir_of(&db.name()).join(RECORDS);
-    let mut upload = Upload::start(&state.imports, db.db.clone(), opts, expected, Some(archive))
-        .map_err(|e| {
-            Problem::new(
-                ErrorCode::Unavailable,
-                format!("cannot start an import: {e}"),
-            )
-        })?;
+    let mut upload = Upload::start(&state.imports, db.db.clone(), opts, expected, Some(archive))?;
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) => {

@@ -252,19 +252,51 @@ fn append_record(path: &Path, view: &JobView) -> std::io::Result<()> {
 }
 
 /// Every database's import jobs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Jobs {
     jobs: Mutex<BTreeMap<(String, Ulid), Arc<Job>>>,
+    // Jobs that may run at once, server-wide: each holds a parser thread.
+    max_running: usize,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs::new(4)
+    }
 }
 
 impl Jobs {
+    /// No jobs yet; at most `max_running` running at once.
+    pub fn new(max_running: usize) -> Self {
+        Jobs {
+            jobs: Mutex::default(),
+            max_running: max_running.max(1),
+        }
+    }
+
     fn create(
         &self,
         database: &str,
         format: Format,
         expected_bytes: Option<u64>,
         archive: Option<PathBuf>,
-    ) -> Arc<Job> {
+    ) -> Result<Arc<Job>, Problem> {
+        let running = self
+            .jobs
+            .lock()
+            .values()
+            .filter(|j| j.state.lock().status == Status::Running)
+            .count();
+        if running >= self.max_running {
+            return Err(Problem::new(
+                ErrorCode::ImportsBusy,
+                format!(
+                    "{running} imports are running, as many as this server allows \
+                     (--max-imports); retry when one has finished"
+                ),
+            )
+            .with("limit", self.max_running));
+        }
         let job = Arc::new(Job {
             id: Ulid::new(),
             database: database.to_owned(),
@@ -286,7 +318,7 @@ impl Jobs {
             archive,
             restored: None,
         });
-        self.insert(job)
+        Ok(self.insert(job))
     }
 
     fn insert(&self, job: Arc<Job>) -> Arc<Job> {
@@ -405,8 +437,8 @@ impl Upload {
         opts: Options,
         expected_bytes: Option<u64>,
         archive: Option<PathBuf>,
-    ) -> std::io::Result<Upload> {
-        let job = jobs.create(&db.name(), opts.format, expected_bytes, archive);
+    ) -> Result<Upload, Problem> {
+        let job = jobs.create(&db.name(), opts.format, expected_bytes, archive)?;
         if let Some(path) = &job.archive
             && let Err(e) = append_record(path, &job.view())
         {
@@ -451,12 +483,14 @@ impl Upload {
                 // Dropping the batch sender ends the applying task, which finishes
                 // the job once the last batch is applied.
             })
-            .inspect_err(|e| {
-                job.fail(Problem::new(
+            .map_err(|e| {
+                let p = Problem::new(
                     ErrorCode::Unavailable,
                     format!("cannot start the import's parser: {e}"),
-                ));
+                );
+                job.fail(p.clone());
                 job.finish();
+                p
             })?;
         actix_web::rt::spawn(apply_batches(Arc::clone(&job), db, batch_rx, opts.atomic));
         Ok(Upload {

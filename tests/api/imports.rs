@@ -600,3 +600,37 @@ fn body_breaks_off(sized: bool) {
         .assert_problem(404, "profile_not_found");
     assert_eq!(profile(&s, "c1")["fields"]["city"], "Lisbon");
 }
+
+#[test]
+fn imports_beyond_the_limit_are_refused_until_one_finishes() {
+    let s = Server::start_with(&["--max-imports", "1"], &[]);
+    s.create_db("shop", json!({}));
+    let url = format!("{}/v1/databases/shop/imports?format=csv", s.base);
+    let admin = s.admin.clone();
+    let slow = std::thread::spawn(move || {
+        reqwest::blocking::Client::new()
+            .post(url)
+            .bearer_auth(admin)
+            .body(Body::new(Slow { sent: false }))
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.count("/v1/databases/shop/imports", "jobs") == 0 {
+        assert!(Instant::now() < deadline, "the job never showed up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let res = import(&s, "format=csv&wait=true", "customer_id,city\nc9,Faro\n");
+    res.assert_problem(429, "imports_busy");
+    assert_eq!(res.body["limit"], 1);
+    assert_eq!(slow.join().unwrap().unwrap(), 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let res = import(&s, "format=csv&wait=true", "customer_id,city\nc9,Faro\n");
+        if res.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:#}", res.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
