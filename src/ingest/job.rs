@@ -281,9 +281,10 @@ impl Jobs {
         expected_bytes: Option<u64>,
         archive: Option<PathBuf>,
     ) -> Result<Arc<Job>, Problem> {
-        let running = self
-            .jobs
-            .lock()
+        // Counted and taken under one lock, so two requests cannot both take the last
+        // place.
+        let mut jobs = self.jobs.lock();
+        let running = jobs
             .values()
             .filter(|j| j.state.lock().status == Status::Running)
             .count();
@@ -318,13 +319,16 @@ impl Jobs {
             archive,
             restored: None,
         });
-        Ok(self.insert(job))
+        Ok(Self::insert_into(&mut jobs, job))
     }
 
     fn insert(&self, job: Arc<Job>) -> Arc<Job> {
+        Self::insert_into(&mut self.jobs.lock(), job)
+    }
+
+    fn insert_into(jobs: &mut BTreeMap<(String, Ulid), Arc<Job>>, job: Arc<Job>) -> Arc<Job> {
         let database = job.database.clone();
         let database = database.as_str();
-        let mut jobs = self.jobs.lock();
         // Keep the newest finished jobs; running ones always stay.
         let finished: Vec<(String, Ulid)> = jobs
             .iter()
