@@ -633,6 +633,12 @@ async fn apply_batches(
     let mut held: Vec<Row> = Vec::new();
     while let Some(batch) = rx.recv().await {
         if atomic {
+            // A row already refused by the parser means nothing will be applied: stop
+            // reading (the parser stops at its next batch) rather than hold the rest.
+            if job.state.lock().rows_rejected > 0 {
+                held = Vec::new();
+                break;
+            }
             held.extend(batch);
             if held.len() > MAX_ATOMIC_ROWS {
                 job.fail(Problem::new(
