@@ -634,3 +634,35 @@ fn imports_beyond_the_limit_are_refused_until_one_finishes() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn bad_rows_get_their_own_codes_over_http() {
+    let s = shop();
+    let mut csv = b"customer_id,city\nc1,Lisbon\nc2,\xff\xfe\nc3,".to_vec();
+    csv.extend(std::iter::repeat_n(b'x', (1 << 20) + 1));
+    csv.extend(b"\nc4,Faro\n");
+    let res = import(&s, "format=csv&wait=true", csv);
+    let codes: Vec<(u64, &str)> = res.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["row"].as_u64().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        [(2, "import_encoding_invalid"), (3, "import_line_too_long")],
+        "{:#}",
+        res.body
+    );
+    assert_eq!(res.body["rows_accepted"], 2);
+
+    let lines = "7\n{\"city\":\"Porto\"}\n{\"customer_id\":\"n1\",\"fields\":{\"city\":1},\"bogus\":true}\n";
+    let res = import(&s, "format=ndjson&wait=true", lines);
+    let errors = res.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "{:#}", res.body);
+    assert!(
+        errors.iter().all(|e| e["code"] == "import_row_invalid"),
+        "{:#}",
+        res.body
+    );
+}
