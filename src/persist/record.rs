@@ -14,7 +14,7 @@ use bincode::{BorrowDecode, Encode};
 use compact_str::CompactString;
 
 use crate::schema::{DatabaseSettings, FieldDef, FieldType, Schema};
-use crate::store::{PackError, Packed, ValueRec};
+use crate::store::{PackError, Packed, ProfileView, ValueRec};
 
 pub use crate::store::packed::{MAX_RECORD, config};
 
@@ -203,19 +203,21 @@ pub fn encode_profiles<'p>(profiles: impl ExactSizeIterator<Item = &'p Packed>, 
     }
 }
 
-/// Decodes a chunk of profiles, checking each.
+/// Decodes a chunk of profiles, checking each, and hands each to `each` with its view
+/// (borrowed from `bytes`): a load indexes a profile from the walk that checked it.
 ///
 /// A profile may hold a field that the snapshot's schema (taken at its start) lacks: a
 /// snapshot is taken while writes go on, so it may have captured a profile written after
 /// the field was added; replaying the WAL after the snapshot's LSN adds the field.
-pub fn decode_profiles(bytes: &[u8]) -> Result<Vec<Packed>, RecordError> {
+pub fn decode_profiles(
+    bytes: &[u8],
+    mut each: impl FnMut(Packed, &ProfileView<'_>),
+) -> Result<(), RecordError> {
     let (count, mut at): (u64, usize) = bincode::decode_from_slice(bytes, config())?;
-    // A count is checksummed, not trusted: no profile takes under 16 bytes.
-    let mut out = Vec::with_capacity((count as usize).min(bytes.len() / 16));
     for _ in 0..count {
-        let (p, used) = Packed::read_first(&bytes[at..])?;
+        let (p, view, used) = Packed::read_first(&bytes[at..])?;
+        each(p, &view);
         at += used;
-        out.push(p);
     }
     if at != bytes.len() {
         return Err(RecordError::Invalid(format!(
@@ -223,7 +225,7 @@ pub fn decode_profiles(bytes: &[u8]) -> Result<Vec<Packed>, RecordError> {
             bytes.len() - at
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 fn settings_text(s: &DatabaseSettings) -> String {
@@ -401,7 +403,8 @@ pub(crate) mod tests {
         let p = Packed::encode(&profile);
         let mut buf = Vec::new();
         encode_profiles([&p, &p].into_iter(), &mut buf);
-        let back = decode_profiles(&buf).unwrap();
+        let mut back = Vec::new();
+        decode_profiles(&buf, |p, _| back.push(p)).unwrap();
         assert_eq!(back, [p.clone(), p.clone()]);
         // A field the schema lacks (added after a snapshot's start) is left out.
         let older = back[0].unpack(&Schema::default());
@@ -409,14 +412,14 @@ pub(crate) mod tests {
         assert_eq!(names, ["first_name", "email", "phone", "birth_date"]);
         assert_eq!(back[0].unpack(&schema), profile);
         buf.push(0);
-        assert!(decode_profiles(&buf).is_err());
+        assert!(decode_profiles(&buf, |_, _| {}).is_err());
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         for bytes in [&[][..], &[0xff; 9], &[0, 0, 200, 1, 2]] {
             assert!(decode_entry(bytes).is_err());
-            assert!(decode_profiles(bytes).is_err());
+            assert!(decode_profiles(bytes, |_, _| {}).is_err());
         }
     }
 }

@@ -289,14 +289,11 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
                             failed = Some(format!("chunk {n}: the checksum does not match"));
                             continue;
                         };
-                        match record::decode_profiles(payload) {
-                            Ok(batch) => {
-                                order.reserve(batch.len());
-                                for p in batch {
-                                    order.push(store_ref.insert_restored(p));
-                                }
-                            }
-                            Err(e) => failed = Some(format!("chunk {n}: {e}")),
+                        let decoded = record::decode_profiles(payload, |p, view| {
+                            order.push(store_ref.insert_restored(p, view));
+                        });
+                        if let Err(e) = decoded {
+                            failed = Some(format!("chunk {n}: {e}"));
                         }
                     }
                     match failed {

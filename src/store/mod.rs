@@ -152,10 +152,10 @@ impl ProfileStore {
         }
     }
 
-    /// Adds a profile read back from a snapshot, from any thread; returns its entry for
+    /// Adds a profile read back from a snapshot (`view`: its view, from the walk that checked
+    /// it), from any thread; returns its entry for
     /// [`ProfileStore::set_order`]. Recovery only.
-    pub fn insert_restored(&self, p: Packed) -> (Ulid, CompactString) {
-        let view = p.view();
+    pub fn insert_restored(&self, p: Packed, view: &ProfileView<'_>) -> (Ulid, CompactString) {
         let customer_id = CompactString::from(view.customer_id);
         for key in view.identifier_keys() {
             self.identifiers.insert(key, customer_id.clone());

@@ -72,17 +72,18 @@ impl Packed {
         Packed(Arc::from(out))
     }
 
-    /// Checks the first profile in `bytes` and copies it out; returns it and how many
+    /// Checks the first profile in `bytes` and copies it out; returns it, its view (of
+    /// `bytes`, so that a caller indexing it need not walk the bytes again) and how many
     /// bytes it took.
-    pub fn read_first(bytes: &[u8]) -> Result<(Packed, usize), PackError> {
+    pub fn read_first(bytes: &[u8]) -> Result<(Packed, ProfileView<'_>, usize), PackError> {
         let (view, used) = ProfileView::decode(bytes)?;
         view.check()?;
-        Ok((Packed(Arc::from(&bytes[..used])), used))
+        Ok((Packed(Arc::from(&bytes[..used])), view, used))
     }
 
     /// Checks bytes that hold exactly one profile and copies them.
     pub fn from_bytes(bytes: &[u8]) -> Result<Packed, PackError> {
-        let (p, used) = Packed::read_first(bytes)?;
+        let (p, _, used) = Packed::read_first(bytes)?;
         if used != bytes.len() {
             return Err(PackError::Invalid(format!(
                 "{} bytes after the profile",
