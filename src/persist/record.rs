@@ -295,7 +295,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::contacts::{EmailContact, PhoneContact};
-    use crate::schema::{Channel, FieldSpec, Source, SubscriptionStatus, Value};
+    use crate::schema::{Channel, Source, SubscriptionStatus, Value};
     use crate::store::{Profile, Subscription};
 
     pub(crate) fn sample_profile(schema: &Schema) -> Profile {
@@ -336,21 +336,7 @@ pub(crate) mod tests {
         p
     }
 
-    pub(crate) fn sample_schema() -> Schema {
-        let mut s = Schema::default();
-        for (n, t) in [
-            ("score", "float"),
-            ("visits", "integer"),
-            ("ip", "ip"),
-            ("meta", "object"),
-            ("labels", "tags"),
-        ] {
-            let spec: FieldSpec =
-                serde_json::from_value(serde_json::json!({"name": n, "type": t})).unwrap();
-            s = s.with_field(spec.into_def().unwrap()).unwrap();
-        }
-        s
-    }
+    pub(crate) use crate::store::packed::tests::schema as sample_schema;
 
     #[test]
     fn every_entry_kind_round_trips() {

@@ -854,13 +854,15 @@ fn source_from(n: u8) -> Result<Source, PackError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
     use crate::schema::{FieldSpec, FieldType};
 
-    fn schema() -> Schema {
+    /// The default fields and one custom field of most types; shared by the persistence
+    /// tests.
+    pub(crate) fn schema() -> Schema {
         let mut s = Schema::default();
         for (n, t) in [
             ("score", "float"),
