@@ -32,29 +32,8 @@ log() { printf '[bench-durability] %s\n' "$*" >&2; }
 . scripts/lib.sh
 need wrk wrk
 
-log "cargo build --release"
-cargo build --release --quiet
-BIN=target/release/persona
-
-TMP=$(mktemp -d)
-SERVER_PID=""
-REDIS_PID=""
-cleanup() {
-    local rc=$?
-    for pid in $SERVER_PID $REDIS_PID; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-KEY="pk_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
-AUTH="Authorization: Bearer $KEY"
+build_release
+setup_run
 
 start_server() { # POLICY
     rm -rf "$TMP/data"

@@ -23,26 +23,8 @@ source scripts/lib.sh
 need curl curl
 need redis-server redis-server
 
-log "cargo build --release"
-cargo build --release --quiet
-BIN=target/release/persona
-
-TMP=$(mktemp -d)
-SERVER_PID=""
-REDIS_PID=""
-cleanup() {
-    local rc=$?
-    for pid in $SERVER_PID $REDIS_PID; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+build_release
+setup_run
 
 log "generating $ROWS rows in five formats"
 python3 - "$ROWS" "$TMP" <<'PY'
@@ -91,8 +73,6 @@ with open(d + "/rows.csv", "w") as wide, open(d + "/rows-long.csv", "w") as long
     arr.write("]")
 PY
 
-KEY="pk_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
-AUTH="Authorization: Bearer $KEY"
 PERSONA_ADMIN_KEY="$KEY" "$BIN" --listen 127.0.0.1:0 --data-dir "$TMP/data" >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 wait_ready "$TMP/server.log" "$SERVER_PID"

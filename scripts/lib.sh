@@ -27,3 +27,40 @@ wait_ready() { # LOG PID
     tail -n 5 "$1" >&2
     exit 1
 }
+
+# Builds the release binary and sets BIN to it.
+build_release() {
+    log "cargo build --release"
+    cargo build --release --quiet
+    BIN=target/release/persona
+}
+
+# Makes TMP and a fresh admin key (KEY, and AUTH as a header). On exit, stops whichever
+# of WRK_PID, SERVER_PID and REDIS_PID still runs, shows the server log's tail after a
+# failure, and removes TMP.
+setup_run() {
+    TMP=$(mktemp -d)
+    SERVER_PID=""
+    REDIS_PID=""
+    WRK_PID=""
+    KEY="pk_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+    AUTH="Authorization: Bearer $KEY"
+    trap cleanup_run EXIT
+    trap 'exit 130' INT TERM
+}
+
+cleanup_run() {
+    local rc=$?
+    for pid in $WRK_PID $SERVER_PID $REDIS_PID; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    if [ "$rc" -ne 0 ] && [ -f "$TMP/server.log" ]; then
+        log "failed (exit $rc); last server log lines:"
+        tail -n 20 "$TMP/server.log" >&2 || true
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}

@@ -38,37 +38,8 @@ log() { printf '[load-lookup] %s\n' "$*" >&2; }
 . scripts/lib.sh
 need wrk wrk
 
-# --- build -----------------------------------------------------------------------------
-log "cargo build --release"
-cargo build --release --quiet
-BIN=target/release/persona
-
-# --- server ----------------------------------------------------------------------------
-TMP=$(mktemp -d)
-SERVER_PID=""
-WRK_PID=""
-cleanup() {
-    local rc=$?
-    if [ -n "$WRK_PID" ] && kill -0 "$WRK_PID" 2>/dev/null; then
-        kill "$WRK_PID" 2>/dev/null || true
-        wait "$WRK_PID" 2>/dev/null || true
-    fi
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [ "$rc" -ne 0 ] && [ -f "$TMP/server.log" ]; then
-        log "failed (exit $rc); last server log lines:"
-        tail -n 20 "$TMP/server.log" >&2 || true
-    fi
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-KEY="pk_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
-AUTH="Authorization: Bearer $KEY"
+build_release
+setup_run
 
 # Port 0: the kernel picks a free port; the server logs the address it bound.
 PERSONA_ADMIN_KEY="$KEY" "$BIN" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
