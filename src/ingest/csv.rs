@@ -311,33 +311,8 @@ fn wide_row(
         }
     }
     let mut update = ProfileUpdate::new(customer_id, Source::Import);
-    if customer_id.is_empty() {
-        update.find_by = find_by(&fields);
-        if update.find_by.is_none() {
-            return Err(RowError::new(
-                row,
-                ErrorCode::CustomerIdInvalid,
-                "the row has no customer id, email or phone to find its profile by",
-            )
-            .at("customer_id"));
-        }
-    }
     update.fields = fields;
-    Ok(update)
-}
-
-/// The identifier a row without a customer id is found by: its email, else its phone.
-pub(super) fn find_by(fields: &[(String, RawValue)]) -> Option<(String, String)> {
-    ["email", "phone"].into_iter().find_map(|kind| {
-        fields.iter().find_map(|(name, value)| {
-            let text = match value {
-                RawValue::Text(t) => t.as_str(),
-                RawValue::Json(serde_json::Value::String(t)) => t.as_str(),
-                RawValue::Json(_) => return None,
-            };
-            (name == kind && !text.trim().is_empty()).then(|| (kind.to_owned(), text.to_owned()))
-        })
-    })
+    super::keyed(update, row)
 }
 
 /// A long file: `customerId,fieldName,fieldValue` (or `customer_id,field,value`) rows.

@@ -45,7 +45,7 @@ fn object_update(value: Json, row: u64) -> Result<ProfileUpdate, RowError> {
             .at("customer_id"));
         }
     };
-    let mut update = if obj.get("fields").is_some_and(Json::is_object) {
+    let update = if obj.get("fields").is_some_and(Json::is_object) {
         let body: ProfileBody = serde_json::from_value(Json::Object(obj)).map_err(|e| {
             RowError::new(
                 row,
@@ -60,18 +60,7 @@ fn object_update(value: Json, row: u64) -> Result<ProfileUpdate, RowError> {
         update.fields = flat_fields(obj);
         update
     };
-    if customer_id.is_empty() {
-        update.find_by = super::csv::find_by(&update.fields);
-        if update.find_by.is_none() {
-            return Err(RowError::new(
-                row,
-                ErrorCode::ImportRowInvalid,
-                "the object has no `customer_id`, `email` or `phone` to find its profile by",
-            )
-            .at("customer_id"));
-        }
-    }
-    Ok(update)
+    super::keyed(update, row)
 }
 
 fn flat_fields(obj: Map<String, Json>) -> Vec<(String, RawValue)> {
@@ -334,7 +323,7 @@ mod tests {
             codes,
             [
                 (2, ErrorCode::ImportRowInvalid),
-                (3, ErrorCode::ImportRowInvalid),
+                (3, ErrorCode::CustomerIdInvalid),
                 (4, ErrorCode::CustomerIdInvalid),
             ]
         );

@@ -129,6 +129,26 @@ impl RowError {
     }
 }
 
+/// A row's update, with its profile found by identifier when it has no customer id:
+/// its email, else its phone. A row with none of the three is refused.
+fn keyed(mut update: ProfileUpdate, row: u64) -> Result<ProfileUpdate, RowError> {
+    if update.customer_id.is_empty() {
+        update.find_by = ["email", "phone"].into_iter().find_map(|kind| {
+            let (_, raw) = update.fields.iter().find(|(name, _)| name == kind)?;
+            Some((kind.to_owned(), raw.text()?.to_owned()))
+        });
+        if update.find_by.is_none() {
+            return Err(RowError::new(
+                row,
+                ErrorCode::CustomerIdInvalid,
+                "the row has no customer id, email or phone to find its profile by",
+            )
+            .at("customer_id"));
+        }
+    }
+    Ok(update)
+}
+
 /// Where a parser puts what it reads.
 pub trait Sink {
     /// A good row. `false` asks the parser to stop (the job failed downstream).

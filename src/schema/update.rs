@@ -123,14 +123,7 @@ impl ProfileUpdate {
     /// [`Prepared`]). Call it on any thread but the actor's.
     pub fn prepare(&mut self, default_region: Option<&str>) {
         for (name, raw) in &self.fields {
-            let text = match raw {
-                RawValue::Text(t) => t.as_str(),
-                RawValue::Json(Json::String(t)) => t.as_str(),
-                RawValue::Json(_) => continue,
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
+            let Some(text) = raw.text() else { continue };
             match name.as_str() {
                 "email" => self.prepared.email = Some((text.to_owned(), EmailContact::new(text))),
                 "phone" => {

@@ -48,6 +48,18 @@ pub enum RawValue {
     Text(String),
 }
 
+impl RawValue {
+    /// The value as text, if it is a text cell or a JSON string and not blank (what an
+    /// email or phone value must be to name a contact).
+    pub fn text(&self) -> Option<&str> {
+        let t = match self {
+            RawValue::Text(t) | RawValue::Json(serde_json::Value::String(t)) => t.as_str(),
+            RawValue::Json(_) => return None,
+        };
+        (!t.trim().is_empty()).then_some(t)
+    }
+}
+
 /// Why a raw value does not fit its field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ValueError {

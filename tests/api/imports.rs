@@ -617,8 +617,14 @@ fn bad_rows_get_their_own_codes_over_http() {
     let res = import(&s, "format=ndjson&wait=true", lines);
     let errors = res.body["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 3, "{:#}", res.body);
-    assert!(
-        errors.iter().all(|e| e["code"] == "import_row_invalid"),
+    let codes: Vec<&str> = errors.iter().map(|e| e["code"].as_str().unwrap()).collect();
+    assert_eq!(
+        codes,
+        [
+            "import_row_invalid",
+            "customer_id_invalid",
+            "import_row_invalid"
+        ],
         "{:#}",
         res.body
     );
