@@ -96,6 +96,21 @@ impl KeyRecord {
         ))
     }
 
+    /// Fails with `forbidden` unless the key may upload and delete plugins (admins and
+    /// plugin publishers).
+    pub fn require_publish(&self) -> Result<(), Problem> {
+        if matches!(self.role, Role::Admin | Role::PluginPublisher) {
+            return Ok(());
+        }
+        Err(Problem::new(
+            ErrorCode::Forbidden,
+            format!(
+                "key `{}` ({:?}) may not upload or delete plugins: that takes role `plugin_publisher` or `admin`",
+                self.name, self.role
+            ),
+        ))
+    }
+
     /// Fails with `forbidden` unless the key may create or move databases into `group`:
     /// admins anywhere, editors within their groups.
     pub fn require_manage(&self, group: &str) -> Result<(), Problem> {

@@ -96,7 +96,25 @@ codes! {
     ImportTooLarge => ("import_too_large", 413, "The import is larger than an atomic import may be"),
     ImportInterrupted => ("import_interrupted", 503, "The server stopped before the import finished"),
     ImportsBusy => ("imports_busy", 429, "As many imports as allowed are running; retry later"),
+    PluginInvalid => ("plugin_invalid", 400, "The upload is not a component of the plugin contract"),
+    PluginNotFound => ("plugin_not_found", 404, "No such plugin"),
+    PluginNameInvalid => ("plugin_name_invalid", 400, "Invalid plugin name"),
+    PluginTimeout => ("plugin_timeout", 422, "The plugin ran past its time budget"),
+    PluginMemoryExceeded => ("plugin_memory_exceeded", 422, "The plugin wanted more memory than its cap"),
+    PluginTrap => ("plugin_trap", 422, "The plugin trapped or panicked"),
+    PluginOutputTooLarge => ("plugin_output_too_large", 422, "The plugin returned more updates than a payload may"),
+    PluginOutputInvalid => ("plugin_output_invalid", 422, "An update the plugin returned is malformed"),
+    PluginPayloadRefused => ("plugin_payload_refused", 422, "The plugin refused the payload as a whole"),
+    PluginRecordError => ("plugin_record_error", 422, "The plugin could not read one record of the payload"),
+    PluginsBusy => ("plugins_busy", 429, "As many plugin calls as allowed are running; retry later"),
+    EventsUnsupported => ("events_unsupported", 422, "Events are not stored yet (the activity store is to come)"),
     Internal => ("internal", 500, "Internal error"),
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl fmt::Display for ErrorCode {

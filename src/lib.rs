@@ -11,6 +11,7 @@
 //! - [`db`]: the database actor (the only writer), the registry of databases.
 //! - [`persist`]: the data directory, WAL, snapshots and recovery: every byte on disk.
 //! - [`ingest`]: CSV, JSON and NDJSON importers and import jobs, on the one write path.
+//! - [`plugins`]: the WebAssembly plugin sandbox, uploaded plugins, their output as updates.
 //! - [`document`]: the profile document, whole or projected, serialized from the store.
 //! - [`auth`]: API keys, roles and groups.
 //! - [`http`]: handlers, one file per resource; they translate and hold no rules.
@@ -40,6 +41,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod persist;
+pub mod plugins;
 pub mod schema;
 pub mod server;
 pub mod store;

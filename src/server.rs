@@ -15,6 +15,7 @@ use crate::db::{Databases, Persistence};
 use crate::http::{self, AppState, Telemetry};
 use crate::ingest::Jobs;
 use crate::persist::{DataDir, PersistError};
+use crate::plugins::Plugins;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,9 @@ pub enum StartError {
     /// The address cannot be bound.
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
+    /// The plugin sandbox cannot start or the plugins directory cannot be read.
+    #[error("plugins: {0}")]
+    Plugins(#[from] crate::plugins::PluginError),
     /// Another I/O failure while starting (socket set-up, signal handlers).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -83,7 +87,9 @@ impl Server {
         } else {
             settings.workers
         };
+        let plugins = Plugins::open(Some(&settings.data_dir.join("plugins")))?;
         let state = web::Data::new(AppState {
+            plugins: std::sync::Arc::new(plugins),
             databases: Databases::new(data, persistence, cores),
             keys,
             telemetry: Telemetry::install(),

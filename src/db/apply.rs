@@ -141,15 +141,17 @@ pub fn upsert(
     mut update: ProfileUpdate,
     now: Timestamp,
 ) -> Result<Packed, Problem> {
-    if update.customer_id.is_empty()
-        && let Some((kind, value)) = &update.find_by
-    {
-        // Found by an identifier, or created under a generated customer id.
-        let key = lookup_key(kind, value, settings)?;
-        update.customer_id = match profiles.holder(&key) {
-            Some(holder) => holder,
-            None => ulid::Ulid::new().to_string().into(),
-        };
+    if update.customer_id.is_empty() && !update.find_by.is_empty() {
+        // Found by the first identifier that names a profile, or created under a
+        // generated customer id. Every identifier must be well-formed, found or not.
+        let mut found = None;
+        for (kind, value) in &update.find_by {
+            let key = lookup_key(kind, value, settings)?;
+            if found.is_none() {
+                found = profiles.holder(&key);
+            }
+        }
+        update.customer_id = found.unwrap_or_else(|| ulid::Ulid::new().to_string().into());
     }
     let old = profiles
         .profile(&update.customer_id)

@@ -79,11 +79,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let declared = declared_length(req);
         let mut payload = payload.take();
         Box::pin(async move {
             if let Some(ct) = content_type {
@@ -105,32 +101,55 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     ));
                 }
             }
-            let too_large = || {
-                Problem::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("the body is larger than {limit} bytes (max_body_bytes)"),
-                )
-                .with("limit", limit)
-            };
-            if declared.is_some_and(|n| n > limit) {
-                return Err(too_large());
-            }
-            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    Problem::new(
-                        ErrorCode::InvalidBody,
-                        format!("could not read the body: {e}"),
-                    )
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body(&mut payload, declared, limit, "max_body_bytes").await?;
             parse_json(&body).map(JsonBody)
         })
     }
+}
+
+/// Reads a whole body of at most `limit` bytes (`setting` names the limit in the
+/// error), refusing early when `Content-Length` already says it is larger.
+pub async fn read_body<S>(
+    payload: &mut S,
+    declared: Option<usize>,
+    limit: usize,
+    setting: &str,
+) -> Result<web::BytesMut, Problem>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
+{
+    let too_large = || {
+        Problem::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes ({setting})"),
+        )
+        .with("limit", limit)
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            Problem::new(
+                ErrorCode::InvalidBody,
+                format!("could not read the body: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The `Content-Length` a request declares, if any.
+pub fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
 }
 
 /// Parses JSON, telling syntax errors (`invalid_json`) from shape errors (`invalid_body`).

@@ -11,8 +11,10 @@ use utoipa::IntoParams;
 
 use super::{Db, Read, State, Write, json};
 use crate::error::{ErrorCode, Problem};
+use crate::ingest::chunks::Transform;
 use crate::ingest::job::RECORDS;
 use crate::ingest::{Format, JobView, Options, Upload};
+use crate::plugins::PluginImport;
 
 /// What to do with a column the schema does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -41,6 +43,10 @@ pub struct ImportQuery {
     /// Apply every row or none (rows are held until the end: at most 1,000,000).
     #[serde(default)]
     atomic: bool,
+    /// Read the file with this uploaded plugin instead of the built-in importer; the
+    /// format then says how the file is cut into chunks (CSV and NDJSON at record
+    /// boundaries, about 1 MiB each; JSON whole, up to 16 MiB).
+    plugin: Option<String>,
 }
 
 impl ImportQuery {
@@ -88,7 +94,29 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let archive = state.databases.dir_of(&db.name()).join(RECORDS);
-    let mut upload = Upload::start(&state.imports, db.db.clone(), opts, expected, Some(archive))?;
+    let transform = match &query.plugin {
+        Some(name) => {
+            let plugin = state.plugins.get(name)?;
+            let schema = db.state.schema.load();
+            let t = PluginImport::new(
+                state.plugins.clone(),
+                plugin,
+                &db.name(),
+                &schema,
+                opts.format,
+            );
+            Some(Box::new(t) as Box<dyn Transform + Send>)
+        }
+        None => None,
+    };
+    let mut upload = Upload::start(
+        &state.imports,
+        db.db.clone(),
+        opts,
+        expected,
+        Some(archive),
+        transform,
+    )?;
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) => {

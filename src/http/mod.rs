@@ -11,8 +11,10 @@ mod imports;
 mod keys;
 pub mod openapi;
 mod ops;
+mod plugins;
 mod problem;
 mod profiles;
+mod webhooks;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::http::header;
@@ -27,6 +29,8 @@ use crate::auth::KeyRing;
 use crate::config::Settings;
 use crate::db::Databases;
 use crate::ingest::Jobs;
+use crate::plugins::Plugins;
+use std::sync::Arc;
 
 /// What every handler shares.
 pub struct AppState {
@@ -40,6 +44,8 @@ pub struct AppState {
     pub telemetry: Telemetry,
     /// Import jobs, running and finished.
     pub imports: Jobs,
+    /// Uploaded plugins and their sandbox.
+    pub plugins: Arc<Plugins>,
 }
 
 /// Shorthand for handler state.
@@ -122,6 +128,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource(DB, "/v1/databases/{db}/imports/{job}", |r| {
                     r.route(get().to(imports::get))
                 }))
+                .service(resource(DB, "/v1/databases/{db}/webhooks/{plugin}", |r| {
+                    r.route(web::post().to(webhooks::receive))
+                }))
                 .service(resource(DB, "/v1/databases/{db}/snapshot", |r| {
                     r.route(web::post().to(databases::snapshot))
                 }))
@@ -137,6 +146,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource(V1, "/v1/databases", |r| {
                     r.route(get().to(databases::list))
                         .route(web::post().to(databases::create))
+                }))
+                .service(resource(V1, "/v1/plugins", |r| {
+                    r.route(get().to(plugins::list))
+                }))
+                .service(resource(V1, "/v1/plugins/{name}", |r| {
+                    r.route(get().to(plugins::get))
+                        .route(web::put().to(plugins::put))
+                        .route(web::delete().to(plugins::delete))
                 }))
                 .service(resource(V1, "/v1/keys", |r| {
                     r.route(get().to(keys::list))

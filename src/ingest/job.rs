@@ -26,6 +26,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use ulid::Ulid;
 
+use super::chunks::Transform;
 use super::{Format, Options, Row, RowError, Sink};
 use crate::db::{Applied, Change, Database};
 use crate::error::{ErrorCode, Problem};
@@ -441,6 +442,7 @@ impl Upload {
         opts: Options,
         expected_bytes: Option<u64>,
         archive: Option<PathBuf>,
+        transform: Option<Box<dyn Transform + Send>>,
     ) -> Result<Upload, Problem> {
         let job = jobs.create(&db.name(), opts.format, expected_bytes, archive)?;
         if let Some(path) = &job.archive
@@ -471,9 +473,11 @@ impl Upload {
                     settled: settled_tx,
                 };
                 // A panic in a parser fails this job, not silently as a finished one.
-                let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    super::parse(input, &opts, &schema, &mut sink)
-                }));
+                let parsed =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match transform {
+                        Some(mut t) => super::chunks::parse(input, &opts, t.as_mut(), &mut sink),
+                        None => super::parse(input, &opts, &schema, &mut sink),
+                    }));
                 match parsed {
                     Ok(Ok(())) => {}
                     Ok(Err(p)) => parser_job.fail(p),
@@ -611,9 +615,13 @@ impl Sink for Batcher {
     }
 
     fn error(&mut self, error: RowError) {
+        self.error_rows(error, 1);
+    }
+
+    fn error_rows(&mut self, error: RowError, rows: u64) {
         let mut st = self.job.state.lock();
-        st.rows_total += 1;
-        self.job.reject(&mut st, error, 1);
+        st.rows_total += rows;
+        self.job.reject(&mut st, error, rows);
         drop(st);
         self.settled
             .send_if_modified(|s| !std::mem::replace(s, true));

@@ -8,6 +8,7 @@
 //! the WAL, then the store. Uses `schema` (to check a header against the fields) and
 //! `db` (to apply); knows nothing of HTTP.
 
+pub mod chunks;
 pub mod csv;
 pub mod job;
 pub mod json;
@@ -133,11 +134,13 @@ impl RowError {
 /// its email, else its phone. A row with none of the three is refused.
 fn keyed(mut update: ProfileUpdate, row: u64) -> Result<ProfileUpdate, RowError> {
     if update.customer_id.is_empty() {
-        update.find_by = ["email", "phone"].into_iter().find_map(|kind| {
-            let (_, raw) = update.fields.iter().find(|(name, _)| name == kind)?;
-            Some((kind.to_owned(), raw.text()?.to_owned()))
-        });
-        if update.find_by.is_none() {
+        update
+            .find_by
+            .extend(["email", "phone"].into_iter().find_map(|kind| {
+                let (_, raw) = update.fields.iter().find(|(name, _)| name == kind)?;
+                Some((kind.to_owned(), raw.text()?.to_owned()))
+            }));
+        if update.find_by.is_empty() {
             return Err(RowError::new(
                 row,
                 ErrorCode::CustomerIdInvalid,
@@ -155,6 +158,12 @@ pub trait Sink {
     fn row(&mut self, row: Row) -> bool;
     /// A refused row; the parser goes on with the next.
     fn error(&mut self, error: RowError);
+    /// An error that stands for `rows` rows of the file (a chunk a plugin failed on:
+    /// all its rows; a note on an applied row: none).
+    fn error_rows(&mut self, error: RowError, rows: u64) {
+        let _ = rows;
+        self.error(error);
+    }
 }
 
 /// Reads a whole file into `sink`. `Err` is a failure of the file as a whole (an empty

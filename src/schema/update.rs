@@ -82,10 +82,10 @@ pub struct ProfileUpdate {
     /// Contacts derived from this update's email and phone values before it reached
     /// the actor (see [`Prepared`]).
     pub prepared: Prepared,
-    /// With an empty `customer_id`: find the profile by this identifier (`email` or
-    /// `phone` and its value, normalized as lookups are), or create one under a
-    /// generated customer id.
-    pub find_by: Option<(String, String)>,
+    /// With an empty `customer_id`: find the profile by the first of these identifiers
+    /// that names one (`email`, `phone` or a namespace, and its value, normalized as
+    /// lookups are), or create one under a generated customer id.
+    pub find_by: Vec<(String, String)>,
 }
 
 /// Email and phone contacts derived ahead of time, off the database actor's thread:
@@ -153,7 +153,7 @@ impl ProfileUpdate {
             subscriptions: Vec::new(),
             source,
             prepared: Prepared::default(),
-            find_by: None,
+            find_by: Vec::new(),
         }
     }
 }
