@@ -1,4 +1,6 @@
-//! `persona import`: streams a file to a running server's import endpoint and reports.
+//! The client commands: `persona import` (streams a file to a running server's import
+//! endpoint and reports) and `persona plugin check|run` (a partner's plugin, tried
+//! without a server, in the same sandbox the server uses).
 //!
 //! A client of the HTTP API (`POST /v1/databases/{db}/imports?wait=true`), nothing
 //! more: the server parses and applies. The file is sent as it is read, so its size does
@@ -223,4 +225,175 @@ fn report(job: &Value, took: Duration) -> i32 {
     } else {
         EXIT_OK
     }
+}
+
+/// Flags of `persona plugin`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Is this file a valid plugin? Compiles it and checks it against the contract.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+    },
+    /// Runs a payload through a plugin, without a server, and prints the updates it
+    /// returns as JSON.
+    Run(PluginRunArgs),
+}
+
+/// Flags of `persona plugin run`.
+#[derive(Debug, Clone, Args)]
+pub struct PluginRunArgs {
+    /// The component (`.wasm`).
+    pub file: PathBuf,
+    /// The payload (`-` for standard input).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The target database's fields: the body of `GET /v1/databases/{db}/fields`, or a
+    /// JSON array of field specs. The nine default fields are always there.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// The payload's content type.
+    #[arg(long, default_value = "application/json")]
+    pub content_type: String,
+    /// A request header, `name: value` (repeatable), such as `x-shopify-topic: orders/create`.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// Present the payload as a chunk of an import file instead of a webhook body.
+    #[arg(long)]
+    pub import: bool,
+    /// Time budget in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub timeout_ms: u32,
+    /// Memory cap in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: u32,
+}
+
+/// Runs `persona plugin ...`; returns the exit code: 0 fine, 1 the plugin is invalid or
+/// failed on the payload, 2 a usage problem.
+pub fn plugin(cmd: &PluginCommand) -> anyhow::Result<i32> {
+    use crate::plugins::{Plugins, host};
+    let plugins = Plugins::open(None).context("cannot start the plugin sandbox")?;
+    let file = match cmd {
+        PluginCommand::Check { file } | PluginCommand::Run(PluginRunArgs { file, .. }) => file,
+    };
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let compiled = match plugins.check(&wasm) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: not a valid plugin ({}): {e}", file.display(), e.code());
+            return Ok(EXIT_FAILED);
+        }
+    };
+    let args = match cmd {
+        PluginCommand::Check { .. } => {
+            println!(
+                "{}: a valid persona:plugin/importer@1.0.0 component ({} bytes; exports: {})",
+                file.display(),
+                wasm.len(),
+                compiled.exports.join(", ")
+            );
+            return Ok(EXIT_OK);
+        }
+        PluginCommand::Run(args) => args,
+    };
+    let settings = crate::plugins::PluginSettings {
+        timeout_ms: args.timeout_ms,
+        memory_mib: args.memory_mib,
+    };
+    settings.check().map_err(|p| anyhow::anyhow!(p.detail))?;
+    let body = if args.input.as_os_str() == "-" {
+        let mut b = Vec::new();
+        io::stdin().read_to_end(&mut b)?;
+        b
+    } else {
+        std::fs::read(&args.input)
+            .with_context(|| format!("cannot read {}", args.input.display()))?
+    };
+    let schema = match &args.schema {
+        Some(path) => schema_file(path)?,
+        None => crate::schema::Schema::default(),
+    };
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            let (name, value) = h
+                .split_once(':')
+                .with_context(|| format!("--header `{h}` is not `name: value`"))?;
+            Ok(host::Header {
+                name: name.trim().to_ascii_lowercase(),
+                value: value.trim().to_owned(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let payload = host::Payload {
+        body,
+        content_type: args.content_type.clone(),
+        headers,
+        source: if args.import {
+            host::Source::Import
+        } else {
+            host::Source::Webhook
+        },
+        database: "cli".into(),
+        fields: crate::plugins::convert::fields_of(&schema),
+        chunk: args.import.then_some(host::Chunk {
+            index: 0,
+            first_row: 1,
+            header: None,
+        }),
+    };
+    match plugins.run_once(&compiled, &payload, settings.limits()) {
+        Ok(output) => {
+            let (updates, errors) = (output.updates.len(), output.errors.len());
+            println!("{}", serde_json::to_string_pretty(&output)?);
+            eprintln!("{updates} updates, {errors} record errors");
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("the plugin failed ({}): {e}", e.code());
+            Ok(EXIT_FAILED)
+        }
+    }
+}
+
+/// A schema from a fields file: `{"fields": [...]}` or `[...]`.
+fn schema_file(path: &std::path::Path) -> anyhow::Result<crate::schema::Schema> {
+    use crate::schema::{FieldDef, FieldType, Schema};
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        name: String,
+        #[serde(rename = "type")]
+        ty: FieldType,
+        #[serde(default)]
+        required: bool,
+        #[serde(default)]
+        values: Option<Vec<String>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum File {
+        Wrapped { fields: Vec<Spec> },
+        Bare(Vec<Spec>),
+    }
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let specs = match serde_json::from_slice::<File>(&text)
+        .with_context(|| format!("{}: not a list of fields", path.display()))?
+    {
+        File::Wrapped { fields } | File::Bare(fields) => fields,
+    };
+    let mut schema = Schema::default();
+    for s in specs {
+        if schema.get(&s.name).is_some() {
+            continue;
+        }
+        let mut def = FieldDef::custom(&s.name, s.ty);
+        def.required = s.required;
+        def.values = s.values.unwrap_or_default();
+        schema = schema
+            .with_field(def)
+            .map_err(|p| anyhow::anyhow!("{}: field `{}`: {}", path.display(), s.name, p.detail))?;
+    }
+    Ok(schema)
 }

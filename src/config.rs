@@ -32,6 +32,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Import a file into a database of a running server, with progress.
     Import(crate::cli::ImportArgs),
+    /// Check a plugin, or run a payload through one, without a server.
+    #[command(subcommand)]
+    Plugin(crate::cli::PluginCommand),
 }
 
 /// When the WAL is flushed to disk (Redis AOF's three policies).

@@ -19,6 +19,13 @@ fn main() -> anyhow::Result<()> {
             });
             std::process::exit(code);
         }
+        Some(Command::Plugin(cmd)) => {
+            let code = persona::cli::plugin(&cmd).unwrap_or_else(|e| {
+                eprintln!("persona plugin: {e:#}");
+                persona::cli::EXIT_USAGE
+            });
+            std::process::exit(code);
+        }
         None => cli.serve,
     };
     let settings = Settings::load(&args)?;

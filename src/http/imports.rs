@@ -45,7 +45,7 @@ pub struct ImportQuery {
     atomic: bool,
     /// Read the file with this uploaded plugin instead of the built-in importer; the
     /// format then says how the file is cut into chunks (CSV and NDJSON at record
-    /// boundaries, about 1 MiB each; JSON whole, up to 16 MiB).
+    /// boundaries, about 256 KiB each; JSON whole, up to 16 MiB).
     plugin: Option<String>,
 }
 

@@ -16,7 +16,7 @@ use super::{Format, Options, RowError, Sink};
 use crate::error::{ErrorCode, Problem};
 
 /// A chunk is cut once it holds this many bytes of records.
-pub const CHUNK_BYTES: usize = 1 << 20;
+pub const CHUNK_BYTES: usize = 256 << 10;
 /// The largest record (and JSON document) a chunk may carry.
 pub const MAX_RECORD: usize = 16 << 20;
 
@@ -210,6 +210,11 @@ impl Cutter {
             self.header = Some(line.to_vec());
             return Ok(());
         }
+        // A blank CSV line is no record (the built-in importer and csv-core skip it too),
+        // so it must not count in row numbers.
+        if self.csv && record.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
         if self.chunk.is_empty()
             && let Some(h) = &self.header
         {
@@ -288,6 +293,14 @@ mod tests {
             row += c.records;
         }
         assert_eq!(row - 1, 40_000);
+    }
+
+    #[test]
+    fn blank_csv_lines_are_no_rows() {
+        let (r, chunks, _) = cut(Format::Csv, b"id,x\n\r\nc1,a\n\nc2,b\n");
+        r.unwrap();
+        assert_eq!((chunks[0].first_row, chunks[0].records), (1, 2));
+        assert_eq!(chunks[0].body, b"id,x\nc1,a\nc2,b\n");
     }
 
     #[test]

@@ -355,6 +355,14 @@ fn trap(
             limits.memory >> 20
         ));
     }
+    // Wasmtime's own bound on what one call may copy out (128 MiB): a private error
+    // type, known by its message.
+    if format!("{e:#}").contains("fuel allocated for hostcalls") {
+        return PluginError::OutputTooLarge(format!(
+            "the plugin returned more than the host copies out of one call (128 MiB), or more than {} updates",
+            limits.max_updates
+        ));
+    }
     let said = String::from_utf8_lossy(&stderr.contents())
         .trim()
         .to_owned();

@@ -8,4 +8,5 @@ mod durability;
 mod fields;
 mod imports;
 mod ops;
+mod plugins;
 mod profiles;
