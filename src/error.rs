@@ -106,7 +106,6 @@ codes! {
     PluginOutputInvalid => ("plugin_output_invalid", 422, "An update the plugin returned is malformed"),
     PluginPayloadRefused => ("plugin_payload_refused", 422, "The plugin refused the payload as a whole"),
     PluginRecordError => ("plugin_record_error", 422, "The plugin could not read one record of the payload"),
-    PluginsBusy => ("plugins_busy", 429, "As many plugin calls as allowed are running; retry later"),
     EventsUnsupported => ("events_unsupported", 422, "Events are not stored yet (the activity store is to come)"),
     Internal => ("internal", 500, "Internal error"),
 }
