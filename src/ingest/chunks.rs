@@ -146,15 +146,7 @@ impl Cutter {
             }
             self.take(&buf[start..n]);
             if self.record.len() > MAX_RECORD {
-                if self.csv {
-                    return Err(Problem::new(
-                        ErrorCode::ImportLineTooLong,
-                        format!(
-                            "row {} is longer than {MAX_RECORD} bytes (an unbalanced quote?)",
-                            self.next_row
-                        ),
-                    ));
-                }
+                // Held no further: the rest of the record is skipped up to its end.
                 self.skipping = true;
                 self.record.clear();
             }
@@ -187,7 +179,16 @@ impl Cutter {
         sink: &mut dyn Sink,
     ) -> Result<(), Problem> {
         let record = std::mem::take(&mut self.record);
-        if self.skipping {
+        if self.skipping || record.len() > MAX_RECORD {
+            if self.csv {
+                return Err(Problem::new(
+                    ErrorCode::ImportLineTooLong,
+                    format!(
+                        "row {} is longer than {MAX_RECORD} bytes (an unbalanced quote?)",
+                        self.next_row
+                    ),
+                ));
+            }
             // The chunk so far goes first, so that a chunk's rows stay contiguous.
             self.flush(transform, sink)?;
             self.skipping = false;
