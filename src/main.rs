@@ -20,6 +20,11 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Some(Command::Plugin(cmd)) => {
+            // A plugin's `log` lines, on stderr beside the summary.
+            tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::new("info"))
+                .with_writer(std::io::stderr)
+                .init();
             let code = persona::cli::plugin(&cmd).unwrap_or_else(|e| {
                 eprintln!("persona plugin: {e:#}");
                 persona::cli::EXIT_USAGE

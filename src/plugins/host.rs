@@ -41,8 +41,9 @@ use wit::{Importer, ImporterPre};
 const TICK: Duration = Duration::from_millis(10);
 /// The most a plugin's memory may be set to (the pool reserves address space for it).
 pub const MAX_MEMORY_MIB: u32 = 1024;
-/// Calls that may run at once; the pool holds this many instances.
-const POOL_SLOTS: u32 = 64;
+/// Calls that may run at once; the pool holds this many instances, and further calls
+/// wait for a slot (they run on blocking threads, never on HTTP workers).
+pub const POOL_SLOTS: u32 = 64;
 /// Log lines a call may write; the rest are dropped (and counted).
 const LOG_LINES: u32 = 100;
 /// Longest log line kept, in bytes.
@@ -73,6 +74,7 @@ impl Default for Limits {
 
 /// The engine and linker every plugin shares.
 pub struct Sandbox {
+    slots: Slots,
     engine: Engine,
     linker: Linker<CallState>,
     // Stops the epoch ticker when the sandbox goes.
@@ -227,6 +229,7 @@ impl Sandbox {
             })
             .map_err(|e| PluginError::Host(format!("cannot start the epoch ticker: {e}")))?;
         Ok(Sandbox {
+            slots: Slots::default(),
             engine,
             linker,
             stop,
@@ -283,6 +286,7 @@ impl Sandbox {
         payload: &Payload,
         limits: Limits,
     ) -> Result<Output, PluginError> {
+        let _slot = self.slots.take();
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -331,6 +335,34 @@ impl Sandbox {
             })),
             Err(e) => Err(trap(&e, &store, &stderr, started.elapsed(), limits)),
         }
+    }
+}
+
+/// Counts calls in the pool: one more than it holds would fail to instantiate.
+#[derive(Default)]
+struct Slots {
+    busy: std::sync::Mutex<u32>,
+    freed: std::sync::Condvar,
+}
+
+/// A slot held for one call.
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn take(&self) -> Slot<'_> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= POOL_SLOTS {
+            busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.freed.notify_one();
     }
 }
 
