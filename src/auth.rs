@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +17,8 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::persist::replace_file;
 use utoipa::ToSchema;
 
 use crate::error::{ErrorCode, Problem};
@@ -253,9 +254,7 @@ impl KeyRing {
                     (k.trim().to_owned(), AdminKeySource::File(path))
                 } else {
                     let k = new_secret();
-                    let tmp = path.with_extension("key.tmp");
-                    write_private(&tmp, k.as_bytes())?;
-                    fs::rename(&tmp, &path).map_err(io(&path))?;
+                    replace_file(&path, k.as_bytes(), 0o600).map_err(io(&path))?;
                     (k, AdminKeySource::Generated(path))
                 }
             }
@@ -370,9 +369,7 @@ impl KeyRing {
             .map(|r| &**r)
             .collect();
         let json = serde_json::to_vec_pretty(&records).expect("key records serialize");
-        let tmp = file.with_extension("json.tmp");
-        write_private(&tmp, &json)
-            .and_then(|()| fs::rename(&tmp, file).map_err(io(file)))
+        replace_file(file, &json, 0o600)
             .map_err(|e| Problem::new(ErrorCode::Internal, format!("could not save keys: {e}")))
     }
 }
@@ -385,19 +382,6 @@ fn check_admin_key(key: &str, from: &str) -> Result<(), KeyRingError> {
         return Err(KeyRingError::WeakAdminKey(from.to_owned(), key.len()));
     }
     Ok(())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyRingError> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
 }
 
 fn check_private(path: &Path) -> Result<(), KeyRingError> {

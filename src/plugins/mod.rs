@@ -10,7 +10,7 @@
 //! Files: `<name>.wasm` (what was uploaded), `<name>.cwasm` (machine code for this
 //! engine, so a restart does not recompile; rebuilt from the `.wasm` if the engine
 //! changed) and `<name>.json` (its [`PluginInfo`]), each written under a temporary name
-//! and renamed into place, the `.json` last.
+//! and renamed into place, the `.json` last (`persist::replace_file`).
 
 pub mod convert;
 pub mod host;
@@ -207,6 +207,9 @@ pub struct Plugins {
     sandbox: Sandbox,
     dir: Option<PathBuf>,
     loaded: RwLock<HashMap<String, Arc<Plugin>>>,
+    // Held while a plugin's files change: two uploads under one name must not
+    // interleave their three files.
+    writing: parking_lot::Mutex<()>,
 }
 
 /// Checks a plugin name: the same rule as database names.
@@ -230,6 +233,7 @@ impl Plugins {
             sandbox: Sandbox::new()?,
             dir: dir.map(Path::to_path_buf),
             loaded: RwLock::new(HashMap::new()),
+            writing: parking_lot::Mutex::new(()),
         };
         let Some(dir) = dir else { return Ok(plugins) };
         fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
@@ -310,6 +314,7 @@ impl Plugins {
             settings,
             exports: compiled.exports.clone(),
         };
+        let _writing = self.writing.lock();
         if let Some(dir) = &self.dir {
             let base = dir.join(name);
             write_atomic(&base.with_extension("wasm"), wasm)?;
@@ -348,8 +353,8 @@ impl Plugins {
 
     /// Removes a plugin and its files. Calls already running finish.
     pub fn delete(&self, name: &str) -> Result<(), PluginError> {
-        let mut loaded = self.loaded.write();
-        if loaded.remove(name).is_none() {
+        let _writing = self.writing.lock();
+        if self.loaded.write().remove(name).is_none() {
             return Err(PluginError::NotFound(name.escape_debug().to_string()));
         }
         if let Some(dir) = &self.dir {
@@ -504,17 +509,9 @@ fn io_error(path: &Path, e: &std::io::Error) -> PluginError {
     PluginError::Host(format!("{}: {e}", path.display()))
 }
 
-/// Writes a file whole or not at all: a temporary beside it, synced, then renamed.
+/// Writes one of a plugin's files whole or not at all.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        crate::persist::sync_dir(path.parent().unwrap_or(Path::new(".")))
-    };
-    write().map_err(|e| io_error(path, &e))
+    crate::persist::replace_file(path, bytes, 0o600).map_err(|e| io_error(path, &e))
 }
 
 #[cfg(test)]
