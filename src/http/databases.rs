@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::fields::FieldView;
-use super::{Caller, Db, JsonBody, Read, State, Write, json};
+use super::{Caller, Db, JsonBody, Read, State, Write, blocking, json};
 use crate::auth::Access;
 use crate::db::{Change, Database};
-use crate::error::{ErrorCode, Problem};
+use crate::error::Problem;
 use crate::schema::{DatabaseSettings, DatabaseSpec};
 
 /// A database as the API shows it: its settings, fields and profile count.
@@ -75,9 +75,7 @@ pub async fn create(
     let spec = body.0;
     caller.require_manage(spec.group.as_deref().unwrap_or("default"))?;
     // Creating writes and fsyncs the database's first snapshot: off the async workers.
-    let db = web::block(move || state.databases.create(spec))
-        .await
-        .map_err(|_| Problem::new(ErrorCode::Internal, "database creation was interrupted"))??;
+    let db = blocking(move || state.databases.create(spec)).await?;
     tracing::info!(database = %db.name(), "database created");
     Ok(json(StatusCode::CREATED, &DatabaseView::of(&db)))
 }

@@ -9,9 +9,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Admin, JsonBody, State, json};
+use super::{Admin, JsonBody, State, blocking, json};
 use crate::auth::{KeyRecord, Role};
-use crate::error::{ErrorCode, Problem};
+use crate::error::Problem;
 
 /// The body of `POST /v1/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -62,14 +62,6 @@ pub struct NewKey {
 #[derive(Serialize, ToSchema)]
 pub struct KeyList {
     keys: Vec<KeyView>,
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, Problem> + Send + 'static,
-) -> Result<T, Problem> {
-    web::block(work)
-        .await
-        .map_err(|_| Problem::new(ErrorCode::Unavailable, "the server is shutting down"))?
 }
 
 /// Creates a key.

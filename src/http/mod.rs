@@ -58,6 +58,19 @@ pub fn json<T: Serialize>(status: actix_web::http::StatusCode, body: &T) -> Http
         .body(serde_json::to_vec(body).expect("views serialize"))
 }
 
+/// Runs slow or blocking work (file writes, compiling, a plugin call) on the blocking
+/// pool, off the worker that also serves lookups.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::error::Problem> + Send + 'static,
+) -> Result<T, crate::error::Problem> {
+    web::block(work).await.map_err(|_| {
+        crate::error::Problem::new(
+            crate::error::ErrorCode::Unavailable,
+            "the server is shutting down",
+        )
+    })?
+}
+
 /// A GET route that answers HEAD too (the body is left out for HEAD by actix-http):
 /// monitors and caches ask with HEAD.
 fn get() -> actix_web::Route {

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{declared_length, read_body};
-use super::{Caller, State, json};
-use crate::error::{ErrorCode, Problem};
+use super::{Caller, State, blocking, json};
+use crate::error::Problem;
 use crate::plugins::{MAX_PLUGIN_BYTES, Plugin, PluginInfo, PluginSettings, StatsView};
 
 /// `PUT /v1/plugins/{name}` query: the plugin's limits.
@@ -71,9 +71,8 @@ pub async fn put(
     .await?;
     let plugins = state.plugins.clone();
     let name = name.into_inner();
-    let (plugin, created) = web::block(move || plugins.put(&name, &wasm, settings))
-        .await
-        .map_err(|e| Problem::new(ErrorCode::Internal, e.to_string()))??;
+    let (plugin, created) =
+        blocking(move || plugins.put(&name, &wasm, settings).map_err(Problem::from)).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -120,8 +119,6 @@ pub async fn delete(
 ) -> Result<HttpResponse, Problem> {
     caller.require_publish()?;
     let plugins = state.plugins.clone();
-    web::block(move || plugins.delete(&name))
-        .await
-        .map_err(|e| Problem::new(ErrorCode::Internal, e.to_string()))??;
+    blocking(move || plugins.delete(&name).map_err(Problem::from)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

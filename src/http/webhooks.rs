@@ -10,9 +10,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::{declared_length, read_body};
-use super::{Db, State, Write, json};
+use super::{Db, State, Write, blocking, json};
 use crate::db::{Applied, Change};
-use crate::error::{ErrorCode, Problem};
+use crate::error::Problem;
 use crate::plugins::Payload;
 use crate::plugins::convert::{self, Rejected};
 use crate::plugins::host::{Header, Source as PayloadSource};
@@ -75,9 +75,7 @@ pub async fn receive(
         chunk: None,
     };
     let plugins = state.plugins.clone();
-    let output = web::block(move || plugins.call(&plugin, &payload))
-        .await
-        .map_err(|e| Problem::new(ErrorCode::Internal, e.to_string()))??;
+    let output = blocking(move || plugins.call(&plugin, &payload).map_err(Problem::from)).await?;
     let (converted, mut rejected) = convert::convert(output, Source::Webhook);
     let mut applied = converted.len();
     if !converted.is_empty() {
