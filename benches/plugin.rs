@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench plugin`. Builds the example plugins first (wasm32-wasip2).
 
-mod common;
+#[path = "../tests/support/plugins.rs"]
+mod plugins_built;
 
 use std::hint::black_box;
 
@@ -45,7 +46,7 @@ fn bench(c: &mut Criterion) {
     };
 
     let (shopify, _) = plugins
-        .put("shopify", &common::plugin("shopify"), settings)
+        .put("shopify", &plugins_built::plugin("shopify"), settings)
         .unwrap();
     let hook = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -65,7 +66,7 @@ fn bench(c: &mut Criterion) {
 
     // A 256 KiB chunk of the ingest bench's CSV shape (the import chunk size).
     let (csv, _) = plugins
-        .put("csv", &common::plugin("csv"), settings)
+        .put("csv", &plugins_built::plugin("csv"), settings)
         .unwrap();
     let mut body = String::from(
         "customer_id,first_name,last_name,email,phone,birth_date,country,city,registered_at,loyalty_score,tier\n",

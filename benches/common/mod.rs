@@ -267,29 +267,3 @@ pub fn rss_bytes() -> Option<u64> {
 // The server's allocator (see src/main.rs), so the benches measure what it runs.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The bytes of a plugin of this workspace, built for wasm32-wasip2 (once a run) into
-/// `target/bench-plugins`.
-pub fn plugin(name: &str) -> Vec<u8> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join("bench-plugins");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--locked",
-            "--profile",
-            "plugin",
-            "--target",
-            "wasm32-wasip2",
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .args(["-p", &format!("persona-plugin-{name}")])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building plugin {name} failed");
-    let path = target.join(format!("wasm32-wasip2/plugin/persona_plugin_{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}

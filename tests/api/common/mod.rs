@@ -366,41 +366,9 @@ fn wait_for_listen(log: &Path) -> String {
     }
 }
 
-/// The bytes of a plugin of this workspace (`hostile`, `shopify`, `segment`, `stripe`,
-/// `csv`), built for wasm32-wasip2 on first use: one `cargo build` a test run, in a
-/// target directory of its own so it never waits on the one running the tests.
-pub fn plugin(name: &str) -> Vec<u8> {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = root.join("target").join("test-plugins");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(root)
-            .args([
-                "build",
-                "--locked",
-                "--profile",
-                "plugin",
-                "--target",
-                "wasm32-wasip2",
-            ])
-            .arg("--target-dir")
-            .arg(&target);
-        for p in ["hostile", "shopify", "segment", "stripe", "csv"] {
-            cmd.args(["-p", &format!("persona-plugin-{p}")]);
-        }
-        let out = cmd.output().expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building the plugins failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("wasm32-wasip2").join("plugin")
-    });
-    let path = dir.join(format!("persona_plugin_{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+#[path = "../../support/plugins.rs"]
+mod plugins;
+pub use plugins::plugin;
 
 /// A real payload from `tests/fixtures/webhooks/` (sources in its SOURCES.md).
 pub fn fixture(name: &str) -> Vec<u8> {
