@@ -51,6 +51,21 @@ pub struct ImportQuery {
 
 impl ImportQuery {
     fn options(&self) -> Result<Options, Problem> {
+        if self.plugin.is_some() {
+            // The plugin reads the cells: these would be silently ignored.
+            for (given, name) in [
+                (self.delimiter.is_some(), "delimiter"),
+                (self.unknown_columns.is_some(), "unknown_columns"),
+            ] {
+                if given {
+                    return Err(Problem::new(
+                        ErrorCode::InvalidQuery,
+                        format!("`{name}` is for the built-in importer; with `plugin` the plugin reads the file"),
+                    )
+                    .with("parameter", name));
+                }
+            }
+        }
         let delimiter = match self.delimiter.as_deref() {
             None | Some(",") => b',',
             Some(";") => b';',

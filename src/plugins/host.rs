@@ -239,17 +239,20 @@ impl Sandbox {
     /// Compiles a component to this engine's machine code (60-110 ms): done once, at
     /// upload, and kept on disk.
     pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, PluginError> {
-        if kind_of(wasm) == Kind::CoreModule {
-            return Err(PluginError::Invalid(
-                "this is a core WebAssembly module, not a component: build the plugin for \
-                 the wasm32-wasip2 target (see plugins/README.md)"
-                    .into(),
-            ));
-        }
-        if kind_of(wasm) == Kind::NotWasm {
-            return Err(PluginError::Invalid(
-                "this is not WebAssembly (it does not start with `\\0asm`)".into(),
-            ));
+        match kind_of(wasm) {
+            Kind::Component => {}
+            Kind::CoreModule => {
+                return Err(PluginError::Invalid(
+                    "this is a core WebAssembly module, not a component: build the plugin for \
+                     the wasm32-wasip2 target (see plugins/README.md)"
+                        .into(),
+                ));
+            }
+            Kind::NotWasm => {
+                return Err(PluginError::Invalid(
+                    "this is not WebAssembly (it does not start with `\\0asm`)".into(),
+                ));
+            }
         }
         self.engine
             .precompile_component(wasm)

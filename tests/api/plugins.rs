@@ -82,6 +82,40 @@ fn a_webhook_applies_good_updates_and_refuses_bad_ones_alone() {
     );
 
     webhook(&s, "missing", "x").assert_problem(404, "plugin_not_found");
+
+    // Malformed updates are refused alone, before they reach the database.
+    let res = webhook(&s, "hostile", "nameless");
+    assert_eq!(res.body["applied"], 1, "{:#}", res.body);
+    let codes: Vec<_> = res.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["update"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        [(0, "plugin_output_invalid"), (1, "plugin_output_invalid")]
+    );
+    assert_eq!(res.body["rejected"][1]["field"], "first_name");
+    assert_eq!(s.get("/v1/databases/shop/profiles/named").status, 200);
+}
+
+#[test]
+fn a_replaced_plugin_finishes_the_calls_it_started() {
+    let s = with_hostile("timeout_ms=1500");
+    let (old, new) = std::thread::scope(|scope| {
+        let running = scope.spawn(|| webhook(&s, "hostile", "loop"));
+        // The call is under way (it runs for its whole budget) when the name changes.
+        std::thread::sleep(Duration::from_millis(300));
+        let new = upload(&s, &s.admin.clone(), "hostile", "", plugin("shopify"));
+        (running.join().unwrap(), new)
+    });
+    assert_eq!(new.status, 200, "{:#}", new.body);
+    // The old version ran to its end: its own budget, its own code.
+    old.assert_problem(422, "plugin_timeout");
+    assert!(old.body["detail"].as_str().unwrap().contains("1500 ms"));
+    // The next call reaches the new version, which reads only Shopify JSON.
+    webhook(&s, "hostile", "c1,Ana").assert_problem(422, "plugin_payload_refused");
 }
 
 #[test]
@@ -171,6 +205,10 @@ fn uploads_are_checked_versioned_kept_and_deleted() {
     );
     upload(&s, &publisher, "Bad.Name", "", wasm.clone()).assert_problem(400, "plugin_name_invalid");
     upload(&s, &publisher, "p", "timeout_ms=0", wasm.clone()).assert_problem(400, "invalid_query");
+    upload(&s, &publisher, "p", "memory_mib=4096", wasm.clone())
+        .assert_problem(400, "invalid_query");
+    let huge = upload(&s, &publisher, "p", "", vec![0; (32 << 20) + 1]);
+    huge.assert_problem(413, "payload_too_large");
 
     let first = upload(&s, &publisher, "p", "timeout_ms=250", wasm.clone());
     assert_eq!(first.status, 201, "{:#}", first.body);
@@ -365,6 +403,24 @@ fn an_import_goes_through_a_plugin_chunk_by_chunk() {
         "/v1/databases/shop/imports?format=csv&plugin=nope",
     ))
     .assert_problem(404, "plugin_not_found");
+    // Options of the built-in importer mean nothing to a plugin: refused, not ignored.
+    let res = send(s.req(
+        Method::POST,
+        "/v1/databases/shop/imports?format=csv&plugin=crm&delimiter=%3B",
+    ));
+    res.assert_problem(400, "invalid_query");
+    assert_eq!(res.body["parameter"], "delimiter");
+    // A JSON file goes to a plugin whole, so it has a size limit of its own.
+    let big = format!("[{}]", "1,".repeat(9 << 20));
+    let res = send(
+        s.req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=json&plugin=crm&wait=true",
+        )
+        .body(big),
+    );
+    assert_eq!(res.status, 413, "{:#}", res.body);
+    assert_eq!(res.code(), "import_too_large");
 }
 
 /// Runs `persona plugin ...`; returns the exit code, stdout and stderr.

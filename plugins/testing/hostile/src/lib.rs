@@ -9,6 +9,8 @@
 //! - `flood N`: returns N updates.
 //! - `mixed`: one good update, one for an unknown field, one with a wrong type.
 //! - `refuse`: returns a plugin error.
+//! - `nameless`: one update that names no profile, one with JSON text that does not
+//!   parse, and one good one.
 //! - `log`: writes many log lines, then one update.
 //! - anything else: one update per line, `customer_id,first_name`.
 
@@ -51,6 +53,11 @@ impl Guest for Hostile {
                 Update::for_customer("good").set_text("first_name", "Ada"),
                 Update::for_customer("unknown").set_text("no_such_field", "x"),
                 Update::for_customer("wrong").set("first_name", Value::Integer(7)),
+            ],
+            "nameless" => vec![
+                Update::empty().set_text("first_name", "Nobody"),
+                Update::for_customer("badjson").set("first_name", Value::Json("{".into())),
+                Update::for_customer("named").set_text("first_name", "Nora"),
             ],
             "refuse" => return Err(PluginError::Unsupported("refuse was asked for".into())),
             "log" => {
