@@ -1,6 +1,7 @@
 //! Plugin calls: the per-call overhead of the sandbox (a fresh store, instantiation,
-//! the call, lifting the output and turning it into updates) for a 1 KB webhook, and a
-//! CSV chunk through the example CRM plugin.
+//! the call, lifting the output and turning it into updates) for a 1 KB webhook, through
+//! the Shopify example and through a plugin that does next to nothing, and a CSV chunk
+//! through the example CRM plugin.
 //!
 //! `cargo bench --bench plugin`. Builds the example plugins first (wasm32-wasip2).
 
@@ -62,6 +63,19 @@ fn bench(c: &mut Criterion) {
             black_box(convert::convert(out, Source::Webhook))
         })
     });
+    // The sandbox's own cost: the same kilobyte to a plugin that does next to nothing
+    // with it (one update out of one line).
+    let (hostile, _) = plugins
+        .put("hostile", &plugins_built::plugin("hostile"), settings)
+        .unwrap();
+    let line = format!("c1,{}", "a".repeat(hook.len() - 3));
+    let p = payload(line.into_bytes(), "text/plain", &schema, None);
+    g.bench_function("webhook_1kb_minimal_plugin", |b| {
+        b.iter(|| {
+            let out = plugins.call(&hostile, black_box(&p)).unwrap();
+            black_box(convert::convert(out, Source::Webhook))
+        })
+    });
     g.finish();
 
     // A 256 KiB chunk of the ingest bench's CSV shape (the import chunk size).
@@ -97,6 +111,11 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 }
+
+// The server's allocator: a call allocates the payload, the lifted output and the
+// updates on the host, so the figure depends on it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
