@@ -108,6 +108,11 @@ for format in csv csv-long json ndjson csv-plugin; do
     secs=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.3f", (b-a)/1e9}')
     rate=$(awk -v n="$ROWS" -v t="$secs" 'BEGIN {printf "%.0f", n/t}')
     log "$format: $secs s, accepted/rejected/status: $accepted"
+    if [ "${accepted##* }" != "done" ]; then
+        # A failed job's rate means nothing (a full disk fails writes, for one).
+        log "the $format import did not finish: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"])' "$TMP/job.json")"
+        exit 1
+    fi
     results+=("$format $secs $rate")
 done
 PEAK=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")

@@ -1,7 +1,7 @@
 //! `POST /v1/databases/{db}/webhooks/{plugin}`: a partner's payload through a plugin.
 //!
 //! The body, its content type and headers (all but `authorization` and `cookie`) go to
-//! the plugin on the blocking pool; its updates go to the database actor as one batch,
+//! the plugin on a plugin thread; its updates go to the database actor as one batch,
 //! like an import's. A failing plugin is a `422` for this payload alone.
 
 use actix_web::http::{StatusCode, header};
@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::{declared_length, read_body};
-use super::{Db, State, Write, blocking, json};
+use super::{Db, State, Write, json};
 use crate::db::{Applied, Change};
 use crate::error::Problem;
 use crate::plugins::Payload;
@@ -74,8 +74,7 @@ pub async fn receive(
         fields: convert::fields_of(&db.state.schema.load()),
         chunk: None,
     };
-    let plugins = state.plugins.clone();
-    let output = blocking(move || plugins.call(&plugin, &payload).map_err(Problem::from)).await?;
+    let output = state.plugins.run(plugin, payload).await?;
     let (converted, mut rejected) = convert::convert(output, Source::Webhook);
     let mut applied = converted.len();
     if !converted.is_empty() {

@@ -210,6 +210,8 @@ pub struct Plugins {
     // Held while a plugin's files change: two uploads under one name must not
     // interleave their three files.
     writing: parking_lot::Mutex<()>,
+    // The threads webhook calls run on.
+    workers: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
 }
 
 /// Checks a plugin name: the same rule as database names.
@@ -234,6 +236,7 @@ impl Plugins {
             dir: dir.map(Path::to_path_buf),
             loaded: RwLock::new(HashMap::new()),
             writing: parking_lot::Mutex::new(()),
+            workers: start_workers()?,
         };
         let Some(dir) = dir else { return Ok(plugins) };
         fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
@@ -371,8 +374,26 @@ impl Plugins {
         Ok(())
     }
 
-    /// Runs one payload through `plugin` on the calling thread (never an HTTP
-    /// worker's: a call may take its whole time budget).
+    /// Runs one payload through `plugin` on a plugin thread and waits for it without
+    /// blocking the caller's thread (webhooks).
+    pub async fn run(
+        self: &Arc<Self>,
+        plugin: Arc<Plugin>,
+        payload: Payload,
+    ) -> Result<host::Output, PluginError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let plugins = Arc::clone(self);
+        let job = Box::new(move || {
+            let _ = tx.send(plugins.call(&plugin, &payload));
+        });
+        let gone = || PluginError::Host("the plugin threads have stopped".into());
+        self.workers.send(job).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Runs one payload through `plugin` on the calling thread, which should be a
+    /// thread of low priority (see [`lower_priority`]) and never an HTTP worker: a
+    /// call may take its whole time budget.
     pub fn call(&self, plugin: &Plugin, payload: &Payload) -> Result<host::Output, PluginError> {
         let started = Instant::now();
         let out = self.sandbox.call(
@@ -451,6 +472,10 @@ impl crate::ingest::chunks::Transform for PluginImport {
         sink: &mut dyn crate::ingest::Sink,
     ) -> Result<(), Problem> {
         use crate::ingest::{Row, RowError};
+        if chunk.index == 0 {
+            // The import's parser thread is its own and ends with the job.
+            lower_priority();
+        }
         let (first, records) = (chunk.first_row, chunk.records);
         let payload = Payload {
             body: chunk.body,
@@ -502,6 +527,47 @@ impl crate::ingest::chunks::Transform for PluginImport {
             }
         }
         Ok(())
+    }
+}
+
+/// Threads for webhook calls: as many as the machine has cores, each at low priority.
+fn start_workers() -> Result<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>, PluginError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+    let rx = Arc::new(parking_lot::Mutex::new(rx));
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for i in 0..n {
+        let rx = Arc::clone(&rx);
+        std::thread::Builder::new()
+            .name(format!("plugin-{i}"))
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    // The lock is held only while waiting, not while a job runs.
+                    let job = rx.lock().recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Host(format!("cannot start plugin threads: {e}")))?;
+    }
+    Ok(tx)
+}
+
+/// Lowers the calling thread's CPU priority (nice +10): a plugin that spends its whole
+/// budget then takes only what lookups and writes leave over. Linux applies nice per
+/// thread; elsewhere this does nothing. A thread cannot raise it again, so only threads
+/// that run plugins and nothing else call it.
+pub fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers; a failure leaves the
+        // priority as it was, which is only less protective.
+        unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        }
     }
 }
 
