@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
+use persona::activity::ActivityStore;
 use persona::config::FsyncPolicy;
 use persona::persist::{Wal, recover, snapshot};
 use persona::store::ProfileStore;
@@ -43,7 +44,7 @@ fn snapshots(c: &mut Criterion) {
         b.iter(|| {
             let profiles = store.all();
             info =
-                Some(snapshot::write(dir.path(), 1, &settings, &schema, &profiles, false).unwrap());
+                Some(snapshot::write(dir.path(), 1, &settings, &schema, &profiles, &ActivityStore::new(), false).unwrap());
         })
     });
     let info = info.expect("at least one write");
@@ -108,7 +109,7 @@ fn phases(
     }
     let encode = t.elapsed();
     let t = Instant::now();
-    let info = snapshot::write(dir.path(), 1, settings, schema, &profiles, false).unwrap();
+    let info = snapshot::write(dir.path(), 1, settings, schema, &profiles, &ActivityStore::new(), false).unwrap();
     let write = t.elapsed();
     drop(profiles);
     let t = Instant::now();

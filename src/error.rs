@@ -107,6 +107,12 @@ codes! {
     PluginPayloadRefused => ("plugin_payload_refused", 422, "The plugin refused the payload as a whole"),
     PluginRecordError => ("plugin_record_error", 422, "The plugin could not read one record of the payload"),
     EventsUnsupported => ("events_unsupported", 422, "Events are not stored yet (the activity store is to come)"),
+    EventInvalid => ("event_invalid", 400, "An event or its payload does not have the expected shape"),
+    EventTypeInvalid => ("event_type_invalid", 400, "The event type is neither built in nor a valid custom name"),
+    EventTimeInvalid => ("event_time_invalid", 400, "The event time is not an RFC 3339 instant"),
+    EventCustomerMissing => ("event_customer_missing", 400, "The event names no customer"),
+    EventTooLarge => ("event_too_large", 400, "The event is larger than an event may be"),
+    EventsTooMany => ("events_too_many", 413, "More events in one request than allowed"),
     Internal => ("internal", 500, "Internal error"),
 }
 

@@ -7,6 +7,7 @@
 //! - [`error`]: the table of stable error codes and the problem document.
 //! - [`schema`]: field types and values, database settings, the one update type. Pure.
 //! - [`contacts`]: email and phone validation and normalization. Pure.
+//! - [`activity`]: events, timelines and the values derived from them (stats, RFM...).
 //! - [`store`]: the sharded profile map of one database and its identifier index.
 //! - [`db`]: the database actor (the only writer), the registry of databases.
 //! - [`persist`]: the data directory, WAL, snapshots and recovery: every byte on disk.
@@ -31,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -123,9 +123,16 @@ impl DatabaseActor {
             let now = jiff::Timestamp::now();
             let mut view = Overlay::new(&self.state.store);
             let mut rejected = Vec::new();
-            for (i, update) in updates.into_iter().enumerate() {
+            let mut activity = Vec::new();
+            for (i, mut update) in updates.into_iter().enumerate() {
+                let events = std::mem::take(&mut update.events);
                 match upsert(&schema, &settings, &view, update, now) {
-                    Ok(profile) => view.put(profile),
+                    Ok(profile) => {
+                        if !events.is_empty() {
+                            activity.push((profile.view().customer_id.into(), events));
+                        }
+                        view.put(profile);
+                    }
                     Err(p) => rejected.push((i, p)),
                 }
             }
@@ -138,6 +145,14 @@ impl DatabaseActor {
                 self.apply_framed(Entry::Begin, &mut frames);
                 for profile in profiles {
                     self.apply_framed(Entry::Put(profile), &mut frames);
+                }
+                for (customer_id, events) in activity {
+                    let entry = Entry::Events {
+                        customer_id,
+                        profile: None,
+                        events: events.into(),
+                    };
+                    self.apply_framed(entry, &mut frames);
                 }
                 self.apply_framed(Entry::Commit, &mut frames);
             }
@@ -204,7 +219,7 @@ impl DatabaseActor {
         self.lsn = lsn;
         // Before the apply: whoever sees the effect in the store then reads this LSN.
         self.applied.store(lsn, Ordering::SeqCst);
-        self.state.apply_entry(entry);
+        self.state.apply_entry(lsn, entry);
         self.since_snapshot += 1;
     }
 
@@ -252,7 +267,15 @@ impl DatabaseActor {
                     durability
                         .sync_through(applied.load(Ordering::SeqCst))
                         .map_err(|e| format!("the WAL could not be made durable: {e}"))?;
-                    let info = snapshot::write(&dir, lsn, &settings, &schema, &profiles, erasing)
+                    let info = snapshot::write(
+                        &dir,
+                        lsn,
+                        &settings,
+                        &schema,
+                        &profiles,
+                        &state.activity,
+                        erasing,
+                    )
                         .map_err(|e| e.to_string())?;
                     snapshot::prune(&dir, keep).map_err(|e| e.to_string())?;
                     Ok(info)

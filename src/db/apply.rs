@@ -83,6 +83,34 @@ const MAX_IDENTIFIER: usize = 256;
 /// and what to answer. Pure: nothing changes until the actor applies the effect.
 pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem> {
     Ok(match change {
+        Change::Upsert(mut update) if !update.events.is_empty() => {
+            let events: Arc<[_]> = std::mem::take(&mut update.events).into();
+            if !update.touches_profile()
+                && !update.customer_id.is_empty()
+                && let Some(existing) = st.store.get(&update.customer_id)
+            {
+                // Only the activity changes: the profile is not rebuilt or logged again.
+                let entry = Entry::Events {
+                    customer_id: update.customer_id,
+                    profile: None,
+                    events,
+                };
+                return Ok((entry, Applied::Profile(existing)));
+            }
+            let profile = upsert(
+                &st.schema.load(),
+                &st.settings.load(),
+                &st.store,
+                update,
+                Timestamp::now(),
+            )?;
+            let entry = Entry::Events {
+                customer_id: profile.view().customer_id.into(),
+                profile: Some(profile.clone()),
+                events,
+            };
+            (entry, Applied::Profile(profile))
+        }
         Change::Upsert(update) => {
             let profile = upsert(
                 &st.schema.load(),

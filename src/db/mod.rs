@@ -27,6 +27,7 @@ pub use actor::DatabaseActor;
 use actor::{Apply, Close, TakeSnapshot};
 pub use apply::{WriteError, build_profile, lookup_key};
 
+use crate::activity::ActivityStore;
 use crate::config::FsyncPolicy;
 use crate::error::{ErrorCode, Problem};
 use crate::persist::recover::{self, Target};
@@ -83,12 +84,14 @@ pub struct DbState {
     pub schema: ArcSwap<Schema>,
     /// The profiles.
     pub store: ProfileStore,
+    /// Their activity and the RFM ranking.
+    pub activity: ActivityStore,
 }
 
 impl DbState {
     /// Applies one logged effect: the only code that changes a database's state, used
     /// alike by the actor for a new write and by recovery for a logged one.
-    pub fn apply_entry(&self, entry: Entry) {
+    pub fn apply_entry(&self, lsn: u64, entry: Entry) {
         match entry {
             Entry::Put(p) => {
                 let old = self.store.get(p.view().customer_id);
@@ -96,6 +99,19 @@ impl DbState {
             }
             Entry::Remove(id) => {
                 self.store.remove(&id);
+                self.activity.remove(&id);
+            }
+            Entry::Events {
+                customer_id,
+                profile,
+                events,
+            } => {
+                if let Some(p) = profile {
+                    let old = self.store.get(p.view().customer_id);
+                    self.store.put(p, old.as_ref());
+                }
+                let max = self.settings.load().max_events as usize;
+                self.activity.apply(lsn, &customer_id, &events, max);
             }
             Entry::Schema(schema) => self.schema.store(schema),
             Entry::DropField { name, schema } => {
@@ -118,8 +134,8 @@ impl DbState {
 }
 
 impl Target for DbState {
-    fn apply(&self, entry: Entry) {
-        self.apply_entry(entry);
+    fn apply(&self, lsn: u64, entry: Entry) {
+        self.apply_entry(lsn, entry);
     }
 }
 
@@ -263,6 +279,7 @@ impl Databases {
             settings: ArcSwap::from_pointee(loaded.settings),
             schema: ArcSwap::from_pointee(loaded.schema),
             store: loaded.store,
+            activity: loaded.activity,
         });
         let wal_dir = dir.join("wal");
         let replayed = recover::replay(&wal_dir, snapshot_lsn, &*state)?;
@@ -384,6 +401,7 @@ impl Databases {
             settings: ArcSwap::from_pointee(settings),
             schema: ArcSwap::from_pointee(schema),
             store: ProfileStore::new(),
+            activity: ActivityStore::new(),
         });
         let db = self.start(state, dir, wal, 0, false);
         self.by_name.insert(name, Arc::clone(&db));

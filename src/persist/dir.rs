@@ -110,7 +110,15 @@ impl DataDir {
         fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
         let result = (|| {
             fs::create_dir(tmp.join("wal")).map_err(|e| io(&tmp, e))?;
-            snapshot::write(&tmp, 0, settings, schema, &[], false)?;
+            snapshot::write(
+                &tmp,
+                0,
+                settings,
+                schema,
+                &[],
+                &crate::activity::ActivityStore::new(),
+                false,
+            )?;
             sync_dir(&tmp).map_err(|e| io(&tmp, e))?;
             // rename(2) onto an existing non-empty directory fails: a namesake created
             // at the same moment wins and this one is refused.

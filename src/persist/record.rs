@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bincode::{BorrowDecode, Encode};
 use compact_str::CompactString;
 
+use crate::activity::{Activity, Event, Kind, event};
 use crate::schema::{DatabaseSettings, FieldDef, FieldType, Schema};
 use crate::store::{PackError, Packed, ProfileView, ValueRec};
 
@@ -45,6 +46,17 @@ pub enum Entry {
     Begin,
     /// The end of a transaction begun by [`Entry::Begin`].
     Commit,
+    /// Events applied to a profile's activity, with the profile as published when the
+    /// events created or changed it (a `tag_set`, a first event). Replaying the record
+    /// again changes nothing: an activity remembers the last LSN applied to it.
+    Events {
+        /// The profile's customer id.
+        customer_id: CompactString,
+        /// The profile, when it changed.
+        profile: Option<Packed>,
+        /// The events, in order.
+        events: Arc<[Event]>,
+    },
 }
 
 /// Why persisted bytes could not become records.
@@ -78,6 +90,16 @@ enum EntryRec<'a> {
     Settings(Cow<'a, str>),
     Begin,
     Commit,
+    Events(&'a str, Option<&'a [u8]>, Vec<EventRec<'a>>),
+}
+
+/// An event as logged: its time, kind, custom name and payload text.
+#[derive(Encode, BorrowDecode)]
+struct EventRec<'a> {
+    time: i64,
+    kind: u8,
+    custom: Option<&'a str>,
+    data: &'a str,
 }
 
 /// The encoding side of [`EntryRec`]: the same variants in the same order, so the same
@@ -91,6 +113,7 @@ enum EntryOut<'a> {
     Settings(&'a str),
     Begin,
     Commit,
+    Events(&'a str, Option<&'a [u8]>, Vec<EventRec<'a>>),
 }
 
 /// A WAL record: a log sequence number and the effect.
@@ -120,6 +143,23 @@ pub fn encode_entry(lsn: u64, entry: &Entry, out: &mut Vec<u8>) {
         }
         Entry::Begin => EntryOut::Begin,
         Entry::Commit => EntryOut::Commit,
+        Entry::Events {
+            customer_id,
+            profile,
+            events,
+        } => EntryOut::Events(
+            customer_id,
+            profile.as_ref().map(Packed::bytes),
+            events
+                .iter()
+                .map(|e| EventRec {
+                    time: e.time,
+                    kind: e.kind as u8,
+                    custom: e.custom.as_deref(),
+                    data: &e.data,
+                })
+                .collect(),
+        ),
     };
     encode_into(&WalOut { lsn, entry }, out);
 }
@@ -143,6 +183,18 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Entry), RecordError> {
         EntryRec::Settings(json) => Entry::Settings(Arc::new(settings_from(&json)?)),
         EntryRec::Begin => Entry::Begin,
         EntryRec::Commit => Entry::Commit,
+        EntryRec::Events(customer_id, profile, events) => Entry::Events {
+            customer_id: customer_id.into(),
+            profile: profile.map(Packed::from_bytes).transpose()?,
+            events: events
+                .into_iter()
+                .map(|e| {
+                    let kind = Kind::from_u8(e.kind)
+                        .ok_or_else(|| RecordError::Invalid(format!("event kind {}", e.kind)))?;
+                    event::restore(kind, e.custom, e.time, e.data).map_err(RecordError::Invalid)
+                })
+                .collect::<Result<_, _>>()?,
+        },
     };
     Ok((rec.lsn, entry))
 }
@@ -222,6 +274,40 @@ pub fn decode_profiles(
     if at != bytes.len() {
         return Err(RecordError::Invalid(format!(
             "{} bytes after the last profile",
+            bytes.len() - at
+        )));
+    }
+    Ok(())
+}
+
+/// Encodes one activity of a chunk (a snapshot body part: a count, see
+/// [`encode_count`], then each customer id and activity).
+pub fn encode_activity(customer_id: &str, act: &Activity, out: &mut Vec<u8>) {
+    encode_into(&customer_id, out);
+    encode_into(act, out);
+}
+
+/// Encodes the count that heads a chunk.
+pub fn encode_count(n: u64, out: &mut Vec<u8>) {
+    encode_into(&n, out);
+}
+
+/// Decodes a chunk of activities and hands each to `each`.
+pub fn decode_activities(
+    bytes: &[u8],
+    mut each: impl FnMut(CompactString, Activity),
+) -> Result<(), RecordError> {
+    let (count, mut at): (u64, usize) = bincode::decode_from_slice(bytes, config())?;
+    for _ in 0..count {
+        let (id, n): (&str, usize) = bincode::borrow_decode_from_slice(&bytes[at..], config())?;
+        at += n;
+        let (act, n): (Activity, usize) = bincode::decode_from_slice(&bytes[at..], config())?;
+        at += n;
+        each(id.into(), act);
+    }
+    if at != bytes.len() {
+        return Err(RecordError::Invalid(format!(
+            "{} bytes after the last activity",
             bytes.len() - at
         )));
     }
@@ -358,6 +444,16 @@ pub(crate) mod tests {
             Entry::Settings(Arc::new(settings)),
             Entry::Begin,
             Entry::Commit,
+            Entry::Events {
+                customer_id: "c1".into(),
+                profile: Some(Packed::encode(&sample_profile(&schema))),
+                events: events().into(),
+            },
+            Entry::Events {
+                customer_id: "c2".into(),
+                profile: None,
+                events: events()[..1].into(),
+            },
         ];
         for (i, e) in entries.iter().enumerate() {
             let mut buf = Vec::new();
@@ -366,6 +462,32 @@ pub(crate) mod tests {
             assert_eq!(lsn, i as u64 + 7);
             assert_eq!(e, &back);
         }
+    }
+
+    fn events() -> Vec<Event> {
+        let receipt = serde_json::json!({"receipt_id":"r1","total":12.5,
+            "items":[{"sku":"a","price":12.5}]});
+        vec![
+            event::build("receipt", 1_700_000_000_000_000, Some(receipt)).unwrap().0,
+            event::build("app.opened", 1_700_000_000_000_001, Some(serde_json::json!({"b":1,"a":[2]})))
+                .unwrap()
+                .0,
+        ]
+    }
+
+    #[test]
+    fn activities_round_trip_through_a_chunk() {
+        let mut a = Activity::default();
+        a.apply(9, &events(), 1000);
+        let mut buf = Vec::new();
+        encode_count(2, &mut buf);
+        encode_activity("c1", &a, &mut buf);
+        encode_activity("c2", &Activity::default(), &mut buf);
+        let mut back = Vec::new();
+        decode_activities(&buf, |id, act| back.push((id, act))).unwrap();
+        assert_eq!(back, [("c1".into(), a), ("c2".into(), Activity::default())]);
+        buf.push(0);
+        assert!(decode_activities(&buf, |_, _| {}).is_err());
     }
 
     #[test]

@@ -17,8 +17,8 @@ use super::{PersistError, sync_dir};
 
 /// Where replayed effects go: the database state being rebuilt.
 pub trait Target {
-    /// Applies one logged effect.
-    fn apply(&self, entry: Entry);
+    /// Applies one logged effect, the record `lsn`.
+    fn apply(&self, lsn: u64, entry: Entry);
 }
 
 /// What a replay did.
@@ -89,7 +89,7 @@ pub fn replay(
     let last = segments.len().saturating_sub(1);
     // An open transaction: its segment, the byte its Begin starts at, its LSN, and the
     // records held back until its Commit.
-    let mut open: Option<(usize, usize, u64, Vec<Entry>)> = None;
+    let mut open: Option<(usize, usize, u64, Vec<(u64, Entry)>)> = None;
     for (i, (first, path)) in segments.iter().enumerate() {
         // Segments wholly before the snapshot are still on disk for the older snapshot;
         // skip them without reading.
@@ -144,13 +144,13 @@ pub fn replay(
             match entry {
                 Entry::Begin => open = Some((i, at, lsn, Vec::new())),
                 Entry::Commit => {
-                    for e in open.take().map(|(.., held)| held).unwrap_or_default() {
-                        target.apply(e);
+                    for (lsn, e) in open.take().map(|(.., held)| held).unwrap_or_default() {
+                        target.apply(lsn, e);
                     }
                 }
                 e => match &mut open {
-                    Some((.., held)) => held.push(e),
-                    None => target.apply(e),
+                    Some((.., held)) => held.push((lsn, e)),
+                    None => target.apply(lsn, e),
                 },
             }
             next += 1;
@@ -265,6 +265,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::activity::ActivityStore;
     use crate::config::FsyncPolicy;
     use crate::db::{Change, DbState, apply::effect};
     use crate::persist::record::encode_entry;
@@ -286,6 +287,12 @@ mod tests {
             replace: bool,
         },
         Delete(u8),
+        Event {
+            cid: u8,
+            receipt: u8,
+            hour: u8,
+            tag: bool,
+        },
         AddField(u8),
         DropField(u8),
         Region(bool),
@@ -299,6 +306,8 @@ mod tests {
                     cid, name, email, tag, custom, replace
                 }),
             1 => (0u8..8).prop_map(Op::Delete),
+            4 => (0u8..8, 0u8..6, 0u8..48, any::<bool>())
+                .prop_map(|(cid, receipt, hour, tag)| Op::Event { cid, receipt, hour, tag }),
             1 => (0u8..2).prop_map(Op::AddField),
             1 => (0u8..2).prop_map(Op::DropField),
             1 => any::<bool>().prop_map(Op::Region),
@@ -341,6 +350,28 @@ mod tests {
             Op::Delete(cid) => Change::Delete {
                 customer_id: format!("c{cid}"),
             },
+            Op::Event {
+                cid,
+                receipt,
+                hour,
+                tag,
+            } => {
+                let mut u = ProfileUpdate::new(format!("c{cid}"), Source::Event);
+                let time = 1_700_000_000_000_000 + i64::from(*hour) * 3_600_000_000;
+                let data = json!({"receipt_id": format!("r{receipt}"), "total": f64::from(*receipt) * 2.5,
+                    "items": [{"sku": "a", "category": "c", "price": f64::from(*receipt) * 2.5}]});
+                u.events
+                    .push(crate::activity::event::build("receipt", time, Some(data)).unwrap().0);
+                u.events.push(
+                    crate::activity::event::build("category_view", time + 1, Some(json!({"category":"c"})))
+                        .unwrap()
+                        .0,
+                );
+                if *tag {
+                    u.tags_add.push("buyer".into());
+                }
+                Change::Upsert(u)
+            }
             Op::AddField(f) => Change::AddField(
                 serde_json::from_value::<FieldSpec>(
                     json!({"name": format!("x{f}"), "type": "integer"}),
@@ -360,7 +391,7 @@ mod tests {
     struct Sink(parking_lot::Mutex<Vec<Entry>>);
 
     impl Target for Sink {
-        fn apply(&self, entry: Entry) {
+        fn apply(&self, _lsn: u64, entry: Entry) {
             self.0.lock().push(entry);
         }
     }
@@ -467,11 +498,13 @@ mod tests {
                 jiff::Timestamp::UNIX_EPOCH,
             )
             .unwrap();
-            snapshot::write(dir.path(), 0, &settings, &Schema::default(), &[], false).unwrap();
+            snapshot::write(dir.path(), 0, &settings, &Schema::default(), &[], &ActivityStore::new(), false)
+                .unwrap();
             let state = DbState {
                 settings: ArcSwap::from_pointee(settings),
                 schema: ArcSwap::from_pointee(Schema::default()),
                 store: ProfileStore::new(),
+                activity: ActivityStore::new(),
             };
             let wal = Wal::open(&wal_dir, 1, FsyncPolicy::Never).unwrap();
             let k = at.index(ops.len() + 1);
@@ -485,7 +518,8 @@ mod tests {
                 if i == k2 {
                     let (s_lsn, s_settings, s_schema) = view.clone().unwrap();
                     snapshot::write(
-                        dir.path(), s_lsn, &s_settings, &s_schema, &state.store.all(), false,
+                        dir.path(), s_lsn, &s_settings, &s_schema, &state.store.all(),
+                        &state.activity, false,
                     )
                     .unwrap();
                 }
@@ -494,7 +528,7 @@ mod tests {
                     lsn += 1;
                     let n = lsn;
                     wal.append(n, |buf| encode_entry(n, &entry, buf));
-                    state.apply_entry(entry);
+                    state.apply_entry(n, entry);
                 }
             }
             wal.close();
@@ -505,6 +539,7 @@ mod tests {
                 settings: ArcSwap::from_pointee(loaded.settings),
                 schema: ArcSwap::from_pointee(loaded.schema),
                 store: loaded.store,
+                activity: loaded.activity,
             };
             let replayed = replay(&wal_dir, snapshot_lsn, &back).unwrap();
             prop_assert_eq!(replayed.last_lsn, lsn);
@@ -512,6 +547,17 @@ mod tests {
             prop_assert_eq!(&**back.settings.load(), &**state.settings.load());
             prop_assert_eq!(&**back.schema.load(), &**state.schema.load());
             prop_assert_eq!(sorted(&back.store), sorted(&state.store));
+            let mut ids = state.activity.customer_ids();
+            ids.sort();
+            let mut back_ids = back.activity.customer_ids();
+            back_ids.sort();
+            prop_assert_eq!(&back_ids, &ids);
+            prop_assert_eq!(back.activity.ranked(), state.activity.ranked());
+            for id in &ids {
+                let mine = state.activity.read(id, |a, rfm| (a.cloned(), rfm));
+                let theirs = back.activity.read(id, |a, rfm| (a.cloned(), rfm));
+                prop_assert_eq!(theirs, mine);
+            }
             for p in state.store.all() {
                 let p = p.view();
                 for key in p.identifier_keys() {

@@ -2,7 +2,8 @@
 //!
 //! `snap-<lsn>.bin` is a magic number and frames (the WAL's framing, each with its
 //! CRC32): a header (database, LSN, profile and chunk counts, time), the settings and
-//! schema, then chunks of profiles. A file is written to a temporary name, fsynced,
+//! schema, chunks of profiles, then (from format 2) an activity header (activity and
+//! chunk counts) and chunks of activities. A file is written to a temporary name, fsynced,
 //! renamed and the directory fsynced, so a crash leaves either the old set of snapshots
 //! or the new one. Chunks let a load decode on every core.
 //!
@@ -21,11 +22,17 @@ use bincode::{BorrowDecode, Encode};
 use super::record::{self, config};
 use super::wal::append_frame;
 use super::{PersistError, sync_dir};
+use crate::activity::ActivityStore;
 use crate::schema::{DatabaseSettings, Schema};
 use crate::store::{Packed, ProfileStore};
 
-/// The first bytes of every snapshot: the name and the format version.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSNSNP\x01";
+/// The first bytes of every snapshot: the name and the format version (2: with
+/// activities).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSNSNP\x02";
+/// Format 1, without activities: still read.
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"PRSNSNP\x01";
+/// Activities per chunk.
+const ACTIVITY_CHUNK: usize = 1024;
 /// Profiles per chunk: large enough to amortize framing, small enough to share out.
 const CHUNK: usize = 4096;
 
@@ -65,6 +72,8 @@ pub struct Loaded {
     pub schema: Schema,
     /// The profiles, indexed.
     pub store: ProfileStore,
+    /// Their activities, with the RFM index built.
+    pub activity: ActivityStore,
     /// It was taken for an erasure (older snapshots and segments must go).
     pub erasing: bool,
 }
@@ -107,10 +116,11 @@ pub fn write(
     settings: &DatabaseSettings,
     schema: &Schema,
     profiles: &[Packed],
+    activity: &ActivityStore,
     erasing: bool,
 ) -> Result<SnapshotInfo, PersistError> {
     let tmp = db_dir.join(format!(".snap-{lsn:020}.tmp"));
-    let written = write_at(db_dir, &tmp, lsn, settings, schema, profiles, erasing);
+    let written = write_at(db_dir, &tmp, lsn, settings, schema, profiles, activity, erasing);
     if written.is_err() {
         // Best effort: the next prune removes leftovers and reports what it cannot.
         let _ = fs::remove_file(&tmp);
@@ -118,6 +128,7 @@ pub fn write(
     written
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_at(
     db_dir: &Path,
     tmp: &Path,
@@ -125,6 +136,7 @@ fn write_at(
     settings: &DatabaseSettings,
     schema: &Schema,
     profiles: &[Packed],
+    activity: &ActivityStore,
     erasing: bool,
 ) -> Result<SnapshotInfo, PersistError> {
     let path = snapshot_path(db_dir, lsn);
@@ -147,6 +159,7 @@ fn write_at(
     append_frame(&mut buf, |b| record::encode_head(settings, schema, b));
     out.write_all(&buf).map_err(io)?;
     write_chunks(profiles, &mut out).map_err(io)?;
+    write_activities(activity, &mut out).map_err(io)?;
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
@@ -200,6 +213,48 @@ fn write_chunks(profiles: &[Packed], out: &mut impl Write) -> std::io::Result<()
     })
 }
 
+/// Writes the activity header and chunks. Each activity is read under its shard's lock
+/// for the time it takes to encode it, never the whole map at once.
+fn write_activities(activity: &ActivityStore, out: &mut impl Write) -> std::io::Result<()> {
+    let ids = activity.customer_ids();
+    let mut frames = Vec::new();
+    append_frame(&mut frames, |b| {
+        let header = ActivityHeader {
+            chunks: ids.len().div_ceil(ACTIVITY_CHUNK) as u64,
+        };
+        bincode::encode_into_std_write(header, b, config()).expect("encode into memory");
+    });
+    let mut body = Vec::with_capacity(1 << 16);
+    for chunk in ids.chunks(ACTIVITY_CHUNK) {
+        body.clear();
+        // An activity erased since the ids were listed is left out: the chunk's count
+        // is of those written.
+        let mut n = 0u64;
+        for id in chunk {
+            activity.read(id, |act, _| {
+                if let Some(act) = act {
+                    record::encode_activity(id, act, &mut body);
+                    n += 1;
+                }
+            });
+        }
+        append_frame(&mut frames, |b| {
+            record::encode_count(n, b);
+            b.extend_from_slice(&body);
+        });
+        if frames.len() > 1 << 20 {
+            out.write_all(&frames)?;
+            frames.clear();
+        }
+    }
+    out.write_all(&frames)
+}
+
+#[derive(Encode, bincode::Decode)]
+struct ActivityHeader {
+    chunks: u64,
+}
+
 /// Keeps the newest `keep` snapshots and removes older ones, leftovers of interrupted
 /// writes, and the WAL segments the oldest kept snapshot no longer needs.
 pub fn prune(db_dir: &Path, keep: usize) -> Result<(), PersistError> {
@@ -241,9 +296,11 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let file = File::open(path).map_err(io)?;
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0; 8];
-    if r.read_exact(&mut magic).is_err() || &magic != SNAPSHOT_MAGIC {
+    if r.read_exact(&mut magic).is_err() || (&magic != SNAPSHOT_MAGIC && &magic != SNAPSHOT_MAGIC_V1)
+    {
         return Err(corrupt("not a Persona snapshot (bad magic number)".into()));
     }
+    let with_activity = &magic == SNAPSHOT_MAGIC;
     let mut frame = |what: &str| -> Result<Frame, PersistError> {
         let f = next_frame(&mut r)
             .map_err(|e| corrupt(format!("{what}: {e}")))?
@@ -268,7 +325,8 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Frame)>(threads.max(1) * 2);
     let rx = parking_lot::Mutex::new(rx);
-    let (store_ref, rx_ref) = (&store, &rx);
+    let activity = ActivityStore::new();
+    let (store_ref, rx_ref, activity_ref) = (&store, &rx, &activity);
     let (read_result, decoded) = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
@@ -312,12 +370,15 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
                     break;
                 }
             }
+            drop(tx);
+            if with_activity {
+                read_activities(&mut r, activity_ref).map_err(corrupt)?;
+            }
             match next_frame(&mut r) {
                 Ok(None) => Ok(()),
                 _ => Err(corrupt("bytes after the last chunk".into())),
             }
         })();
-        drop(tx);
         let decoded: Vec<Result<Vec<_>, String>> = workers
             .into_iter()
             .map(|w| w.join().expect("snapshot decode thread"))
@@ -336,13 +397,38 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         )));
     }
     store.set_order(order);
+    activity.rebuild_rfm();
     Ok(Loaded {
         lsn,
         settings,
         schema,
         store,
+        activity,
         erasing,
     })
+}
+
+/// Reads the activity header and chunks into `activity`, on the reading thread while
+/// the workers finish the profile chunks.
+fn read_activities(r: &mut impl Read, activity: &ActivityStore) -> Result<(), String> {
+    let mut frame = |what: &str| -> Result<Frame, String> {
+        let f = next_frame(r)
+            .map_err(|e| format!("{what}: {e}"))?
+            .ok_or_else(|| format!("{what} missing"))?;
+        if f.payload().is_none() {
+            return Err(format!("{what}: the checksum does not match"));
+        }
+        Ok(f)
+    };
+    let head = frame("the activity header")?;
+    let (header, _): (ActivityHeader, usize) =
+        bincode::decode_from_slice(&head.0[8..], config()).map_err(|e| format!("activity header: {e}"))?;
+    for n in 0..header.chunks {
+        let f = frame(&format!("activity chunk {n}"))?;
+        record::decode_activities(&f.0[8..], |id, act| activity.insert_restored(id, act))
+            .map_err(|e| format!("activity chunk {n}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A frame as read: its 8 header bytes and payload in one buffer.
@@ -411,7 +497,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let schema = sample_schema();
         let profiles = numbered(&schema, 5000);
-        let info = write(dir.path(), 42, &settings(), &schema, &profiles, false).unwrap();
+        let info = write(dir.path(), 42, &settings(), &schema, &profiles, &ActivityStore::new(), false).unwrap();
         assert_eq!(info.profiles, 5000);
         let loaded = read(&info.path, 2).unwrap();
         assert_eq!(loaded.lsn, 42);
@@ -437,7 +523,7 @@ mod tests {
         let schema = sample_schema();
         // Six chunks: more than the channel holds while the only worker has given up.
         let profiles = numbered(&schema, CHUNK * 6);
-        let info = write(dir.path(), 1, &settings(), &schema, &profiles, false).unwrap();
+        let info = write(dir.path(), 1, &settings(), &schema, &profiles, &ActivityStore::new(), false).unwrap();
         let mut bytes = fs::read(&info.path).unwrap();
         // Well inside the first chunk, past the header and the schema.
         bytes[4000] ^= 1;

@@ -101,6 +101,10 @@ pub struct DatabaseSettings {
     pub sender: Sender,
     /// Days of category views that count as interest.
     pub interest_window_days: u32,
+    /// Events kept per profile in its timeline (the oldest go first); derived values
+    /// count every event ever applied, kept or not.
+    #[serde(default = "default_max_events")]
+    pub max_events: u32,
     /// ISO 3166 region for phone numbers written without a country code.
     pub default_region: Option<String>,
     /// The owner confirmed consent to hold this data (required at creation).
@@ -134,10 +138,16 @@ pub struct DatabaseSpec {
     pub sender: Option<Sender>,
     /// Interest window in days (1 to 3650, default 30).
     pub interest_window_days: Option<u32>,
+    /// Events kept per profile's timeline (10 to 100,000, default 1000).
+    pub max_events: Option<u32>,
     /// Default phone region, such as `PT`.
     pub default_region: Option<String>,
     /// Must be `true` at creation.
     pub consent_confirmed: Option<bool>,
+}
+
+fn default_max_events() -> u32 {
+    1000
 }
 
 fn invalid(setting: &str, detail: String) -> Problem {
@@ -180,6 +190,7 @@ impl DatabaseSettings {
             watchers: false,
             sender: Sender::default(),
             interest_window_days: 30,
+            max_events: default_max_events(),
             default_region: None,
             consent_confirmed: true,
             created_at: now,
@@ -296,6 +307,15 @@ impl DatabaseSettings {
                 ));
             }
             s.interest_window_days = v;
+        }
+        if let Some(v) = spec.max_events {
+            if !(10..=100_000).contains(&v) {
+                return Err(invalid(
+                    "max_events",
+                    format!("{v} is outside 10 to 100,000 events"),
+                ));
+            }
+            s.max_events = v;
         }
         if let Some(v) = spec.default_region {
             let region = v.to_ascii_uppercase();

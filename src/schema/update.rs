@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::database::Channel;
 use super::value::RawValue;
+use crate::activity::Event;
 use crate::contacts::{EmailContact, PhoneContact};
 use crate::error::{ErrorCode, Problem};
 
@@ -86,6 +87,8 @@ pub struct ProfileUpdate {
     /// that names one (`email`, `phone` or a namespace, and its value, normalized as
     /// lookups are), or create one under a generated customer id.
     pub find_by: Vec<(String, String)>,
+    /// Events for the profile's activity, applied after the rest of the update.
+    pub events: Vec<Event>,
 }
 
 /// Email and phone contacts derived ahead of time, off the database actor's thread:
@@ -154,7 +157,19 @@ impl ProfileUpdate {
             source,
             prepared: Prepared::default(),
             find_by: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// Whether the update changes the profile itself (not only its activity).
+    pub fn touches_profile(&self) -> bool {
+        self.replace
+            || !self.fields.is_empty()
+            || !self.unset.is_empty()
+            || !self.tags_add.is_empty()
+            || !self.tags_remove.is_empty()
+            || !self.identifiers.is_empty()
+            || !self.subscriptions.is_empty()
     }
 }
 
