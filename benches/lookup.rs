@@ -18,7 +18,8 @@ use std::time::Instant;
 use compact_str::CompactString;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::Timestamp;
-use persona::document::{self, Document, Projection, utc_date};
+use persona::activity::ActivityStore;
+use persona::document::{self, Projection};
 use persona::store::Packed;
 
 use common::XorShift;
@@ -30,19 +31,15 @@ fn lookups(c: &mut Criterion) {
     let built = t0.elapsed();
     let ids: Vec<CompactString> = (0..n).map(common::customer_id).collect();
     let email_keys: Vec<CompactString> = (0..n).map(common::email_key).collect();
-    let today = utc_date(Timestamp::now());
+    // No events in this bench: the activity map is looked up (as on the server) and
+    // found empty. `benches/activity.rs` reads profiles with activity.
+    let activity = ActivityStore::new();
+    let now = Timestamp::now();
     let projection = Projection::parse("email,city,loyalty_score", &schema).unwrap();
 
     let size = |i: u64, projection: Option<&Projection>| {
         let p = store.get(&ids[i as usize]).unwrap();
-        let view = p.view();
-        document::to_vec(&Document {
-            profile: &view,
-            schema: &schema,
-            projection,
-            today,
-        })
-        .len()
+        document::render(&p.view(), &schema, projection, &activity, now, 30).len()
     };
     let sample = n.min(10_001);
     let median = |projection: Option<&Projection>| {
@@ -70,13 +67,7 @@ fn lookups(c: &mut Criterion) {
 
     // The lookup path after the map: borrow a view from the packed bytes, serialize it.
     let render = |p: &Packed, projection: Option<&Projection>| {
-        let view = p.view();
-        document::to_vec(&Document {
-            profile: &view,
-            schema: &schema,
-            projection,
-            today,
-        })
+        document::render(&p.view(), &schema, projection, &activity, now, 30)
     };
     let mut rng = XorShift::new(0x5EED);
     let len = n as usize;

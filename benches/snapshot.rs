@@ -43,8 +43,18 @@ fn snapshots(c: &mut Criterion) {
     g.bench_function("write", |b| {
         b.iter(|| {
             let profiles = store.all();
-            info =
-                Some(snapshot::write(dir.path(), 1, &settings, &schema, &profiles, &ActivityStore::new(), false).unwrap());
+            info = Some(
+                snapshot::write(
+                    dir.path(),
+                    1,
+                    &settings,
+                    &schema,
+                    &profiles,
+                    &ActivityStore::new(),
+                    false,
+                )
+                .unwrap(),
+            );
         })
     });
     let info = info.expect("at least one write");
@@ -109,7 +119,16 @@ fn phases(
     }
     let encode = t.elapsed();
     let t = Instant::now();
-    let info = snapshot::write(dir.path(), 1, settings, schema, &profiles, &ActivityStore::new(), false).unwrap();
+    let info = snapshot::write(
+        dir.path(),
+        1,
+        settings,
+        schema,
+        &profiles,
+        &ActivityStore::new(),
+        false,
+    )
+    .unwrap();
     let write = t.elapsed();
     drop(profiles);
     let t = Instant::now();

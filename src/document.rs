@@ -6,12 +6,12 @@
 //! from `?fields=` and selects members by dotted path. Pure; called by HTTP handlers and
 //! by the benches.
 
-use jiff::civil::Date;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
+use crate::activity::ActivityStore;
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus};
 use crate::store::{ProfileView, ValueRef};
@@ -29,6 +29,9 @@ enum Member {
     FavoriteStores,
     AbandonedCart,
     Bonuses,
+    Mailings,
+    PromoCodes,
+    Polls,
     CreatedAt,
     UpdatedAt,
 }
@@ -44,6 +47,9 @@ const MEMBERS: &[(&str, Member)] = &[
     ("favorite_stores", Member::FavoriteStores),
     ("abandoned_cart", Member::AbandonedCart),
     ("bonuses", Member::Bonuses),
+    ("mailings", Member::Mailings),
+    ("promo_codes", Member::PromoCodes),
+    ("polls", Member::Polls),
     ("created_at", Member::CreatedAt),
     ("updated_at", Member::UpdatedAt),
 ];
@@ -197,8 +203,8 @@ pub struct Document<'a, 'v> {
     pub schema: &'a Schema,
     /// What to show; `None` for everything.
     pub projection: Option<&'a Projection>,
-    /// Today (UTC), for day counts.
-    pub today: Date,
+    /// The profile's activity, read now.
+    pub derived: Derived<'a>,
 }
 
 /// The field values other members repeat or derive from.
@@ -242,11 +248,14 @@ impl<'v> Document<'_, 'v> {
             Member::Contacts => serde_json::to_value(self.contacts(&self.known())),
             Member::Subscriptions => serde_json::to_value(Subs(p)),
             Member::Stats => serde_json::to_value(self.stats(&self.known())),
-            Member::Rfm => Ok(Json::Null),
-            Member::Interests | Member::FavoriteStores | Member::AbandonedCart => {
-                Ok(Json::Array(Vec::new()))
-            }
-            Member::Bonuses => serde_json::to_value(Bonuses::default()),
+            Member::Rfm => serde_json::to_value(self.derived.rfm()),
+            Member::Interests => serde_json::to_value(self.derived.interests()),
+            Member::FavoriteStores => serde_json::to_value(self.derived.favorite_stores()),
+            Member::AbandonedCart => serde_json::to_value(self.derived.abandoned_cart()),
+            Member::Bonuses => serde_json::to_value(self.derived.bonuses()),
+            Member::Mailings => serde_json::to_value(self.derived.mailings()),
+            Member::PromoCodes => serde_json::to_value(self.derived.promo_codes()),
+            Member::Polls => serde_json::to_value(self.derived.polls()),
             Member::CreatedAt => serde_json::to_value(p.created_at()),
             Member::UpdatedAt => serde_json::to_value(p.updated_at()),
         };
@@ -274,11 +283,14 @@ impl<'v> Document<'_, 'v> {
     }
 
     fn stats(&self, known: &Known<'v>) -> Stats {
+        let mut stats = self.derived.stats();
+        stats.days_since_registration = self.days_since_registration(known);
+        stats
+    }
+
+    fn days_since_registration(&self, known: &Known<'v>) -> i64 {
         let registered = utc_date(known.registered_at.unwrap_or(self.profile.created_at()));
-        Stats {
-            days_since_registration: days_between(registered, self.today),
-            ..Stats::default()
-        }
+        days_between(registered, self.derived.today)
     }
 }
 
@@ -334,40 +346,8 @@ struct PhoneView<'a> {
     reason: Option<&'a str>,
 }
 
-/// `stats`: receipt statistics (zero until events exist) and day counts.
-#[derive(Serialize, Default)]
-struct Stats {
-    receipts_count: u64,
-    receipts_total: f64,
-    last_receipt_total: Option<f64>,
-    average_receipt: Option<f64>,
-    average_items: Option<f64>,
-    first_receipt_at: Option<jiff::Timestamp>,
-    last_receipt_at: Option<jiff::Timestamp>,
-    days_since_first_receipt: Option<i64>,
-    days_since_last_receipt: Option<i64>,
-    days_since_registration: i64,
-}
-
-/// `bonuses`: loyalty bonus totals (zero until events exist).
-#[derive(Serialize, Default)]
-struct Bonuses {
-    active: f64,
-    pending_activation: f64,
-    pending_deactivation: f64,
-    next_deactivation_at: Option<jiff::Timestamp>,
-    next_deactivation_amount: Option<f64>,
-}
-
-/// Whole UTC days from `from` to `to` (negative if `from` is later).
-fn days_between(from: Date, to: Date) -> i64 {
-    from.until(to).map_or(0, |span| i64::from(span.get_days()))
-}
-
-/// The UTC calendar day of an instant.
-pub fn utc_date(t: jiff::Timestamp) -> Date {
-    jiff::tz::Offset::UTC.to_datetime(t).date()
-}
+pub use crate::activity::view::utc_date;
+use crate::activity::view::{Derived, Stats, days_between};
 
 /// Selected fields; a field without a value or default shows as `null`.
 struct SomeFields<'a, 'v> {
@@ -496,6 +476,32 @@ fn pick(src: &Json, path: &[String], dst: &mut Json) {
     }
 }
 
+/// Serializes a profile's document at `now`, with its activity read in place from
+/// `activity` (the shard's read lock held only while the bytes are written).
+pub fn render(
+    profile: &ProfileView<'_>,
+    schema: &Schema,
+    projection: Option<&Projection>,
+    activity: &ActivityStore,
+    now: jiff::Timestamp,
+    window_days: u32,
+) -> Vec<u8> {
+    activity.read(profile.customer_id, |act, rfm| {
+        to_vec(&Document {
+            profile,
+            schema,
+            projection,
+            derived: Derived {
+                activity: act,
+                rfm,
+                now,
+                today: utc_date(now),
+                window_days,
+            },
+        })
+    })
+}
+
 /// Serializes a document to JSON bytes.
 pub fn to_vec(doc: &Document<'_, '_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1536);
@@ -513,10 +519,10 @@ const STATS_EMPTY_PREFIX: &str = "{\"receipts_count\":0,\"receipts_total\":0.0,\
 \"average_receipt\":null,\"average_items\":null,\"first_receipt_at\":null,\"last_receipt_at\":null,\
 \"days_since_first_receipt\":null,\"days_since_last_receipt\":null,\"days_since_registration\":";
 
-/// The members that hold nothing until events exist: `rfm` to `bonuses`.
+/// The members that hold nothing until events exist: `rfm` to `polls`.
 const EMPTY_ACTIVITY: &str = ",\"rfm\":null,\"interests\":[],\"favorite_stores\":[],\"abandoned_cart\":[],\
 \"bonuses\":{\"active\":0.0,\"pending_activation\":0.0,\"pending_deactivation\":0.0,\
-\"next_deactivation_at\":null,\"next_deactivation_amount\":null}";
+\"next_deactivation_at\":null,\"next_deactivation_amount\":null},\"mailings\":[],\"promo_codes\":[],\"polls\":[]";
 
 fn put_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(&mut *out, value).expect("document values serialize");
@@ -570,9 +576,31 @@ impl Document<'_, '_> {
         out.extend_from_slice(b",\"subscriptions\":");
         put_json(out, &Subs(p));
         out.extend_from_slice(b",\"stats\":");
-        out.extend_from_slice(STATS_EMPTY_PREFIX.as_bytes());
-        let _ = write!(out, "{}}}", self.stats(&known).days_since_registration);
-        out.extend_from_slice(EMPTY_ACTIVITY.as_bytes());
+        if self.derived.activity.is_none() {
+            // The common case of a profile without events: fixed bytes but one number.
+            out.extend_from_slice(STATS_EMPTY_PREFIX.as_bytes());
+            let _ = write!(out, "{}}}", self.days_since_registration(&known));
+            out.extend_from_slice(EMPTY_ACTIVITY.as_bytes());
+        } else {
+            let d = &self.derived;
+            put_json(out, &self.stats(&known));
+            out.extend_from_slice(b",\"rfm\":");
+            put_json(out, &d.rfm());
+            out.extend_from_slice(b",\"interests\":");
+            put_json(out, &d.interests());
+            out.extend_from_slice(b",\"favorite_stores\":");
+            put_json(out, &d.favorite_stores());
+            out.extend_from_slice(b",\"abandoned_cart\":");
+            put_json(out, &d.abandoned_cart());
+            out.extend_from_slice(b",\"bonuses\":");
+            put_json(out, &d.bonuses());
+            out.extend_from_slice(b",\"mailings\":");
+            put_json(out, &d.mailings());
+            out.extend_from_slice(b",\"promo_codes\":");
+            put_json(out, &d.promo_codes());
+            out.extend_from_slice(b",\"polls\":");
+            put_json(out, &d.polls());
+        }
         let _ = write!(
             out,
             ",\"created_at\":\"{}\",\"updated_at\":\"{}\"}}",
@@ -589,6 +617,7 @@ mod tests {
     use jiff::Timestamp;
 
     use super::*;
+    use crate::activity::Activity;
     use crate::schema::{FieldSpec, Value};
     use crate::store::{Packed, Profile};
 
@@ -622,7 +651,7 @@ mod tests {
             profile: &view,
             schema: &s,
             projection: proj.as_ref(),
-            today: Date::constant(2024, 1, 11),
+            derived: derived(None),
         };
         serde_json::from_slice(&to_vec(&doc)).unwrap()
     }
@@ -638,6 +667,41 @@ mod tests {
         assert_eq!(v["created_at"], "2024-01-01T00:00:00Z");
     }
 
+    fn derived(activity: Option<&Activity>) -> Derived<'_> {
+        let now: Timestamp = "2024-01-11T12:00:00Z".parse().unwrap();
+        Derived {
+            activity,
+            rfm: activity.map(|_| crate::activity::Rfm { r: 5, f: 1, m: 3 }),
+            now,
+            today: utc_date(now),
+            window_days: 30,
+        }
+    }
+
+    fn activity() -> Activity {
+        let ev = |kind: &str, data: Json| {
+            crate::activity::event::build(kind, 1_704_800_000_000_000, Some(data))
+                .unwrap()
+                .0
+        };
+        let mut a = Activity::default();
+        a.apply(
+            1,
+            &[
+                ev("receipt", serde_json::json!({"receipt_id":"r","total":9.5,"store":{"id":"s","name":"Main \"St\""},
+                    "items":[{"sku":"a","category":"tv","price":9.5}]})),
+                ev("category_view", serde_json::json!({"category":"radio"})),
+                ev("cart_add", serde_json::json!({"sku":"b","name":"Radio","price":20})),
+                ev("bonus", serde_json::json!({"amount":5,"status":"active","expires_at":"2030-01-01T00:00:00Z"})),
+                ev("mailing", serde_json::json!({"mailing_id":"m","channel":"sms","control_group":true})),
+                ev("promo_code", serde_json::json!({"code":"X"})),
+                ev("poll", serde_json::json!({"poll_id":"p","answers":[{"question":"q","answer":["a","b"]}]})),
+            ],
+            1000,
+        );
+        a
+    }
+
     #[test]
     fn whole_document_bytes_match_the_member_views() {
         let s = schema();
@@ -646,21 +710,34 @@ mod tests {
         p.external_ids.push(("crm".into(), "x\u{1}y".into()));
         let p = Packed::encode(&p);
         let view = p.view();
-        let doc = Document {
-            profile: &view,
-            schema: &s,
-            projection: None,
-            today: Date::constant(2024, 1, 11),
-        };
-        let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
-        for (name, m) in MEMBERS {
-            assert_eq!(v[*name], doc.member_json(*m), "{name}");
+        let act = activity();
+        for with_activity in [false, true] {
+            let doc = Document {
+                profile: &view,
+                schema: &s,
+                projection: None,
+                derived: derived(with_activity.then_some(&act)),
+            };
+            let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
+            for (name, m) in MEMBERS {
+                assert_eq!(v[*name], doc.member_json(*m), "{name}");
+            }
+            let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(keys.len(), 3 + MEMBERS.len(), "{keys:?}");
+            // Embedded in another structure, the whole document is the same JSON.
+            let embedded = serde_json::to_value(serde_json::json!({"d": &doc})).unwrap();
+            assert_eq!(embedded["d"], v);
+            if with_activity {
+                assert_eq!(v["stats"]["receipts_count"], 1);
+                assert_eq!(v["rfm"]["segment"], "new");
+                assert_eq!(v["interests"][0]["category"], "radio");
+                assert_eq!(v["favorite_stores"][0]["name"], "Main \"St\"");
+                assert_eq!(v["abandoned_cart"][0]["sku"], "b");
+                assert_eq!(v["bonuses"]["active"], 5.0);
+                assert_eq!(v["mailings"][0]["control_group"], true);
+                assert_eq!(v["polls"][0]["answers"][0]["answer"][1], "b");
+            }
         }
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 3 + MEMBERS.len(), "{keys:?}");
-        // Embedded in another structure, the whole document is the same JSON.
-        let embedded = serde_json::to_value(serde_json::json!({"d": &doc})).unwrap();
-        assert_eq!(embedded["d"], v);
     }
 
     #[test]

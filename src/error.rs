@@ -112,6 +112,7 @@ codes! {
     EventTimeInvalid => ("event_time_invalid", 400, "The event time is not an RFC 3339 instant"),
     EventCustomerMissing => ("event_customer_missing", 400, "The event names no customer"),
     EventTooLarge => ("event_too_large", 400, "The event is larger than an event may be"),
+    ReceiptTotalMismatch => ("receipt_total_mismatch", 422, "A receipt's items do not add up to its total (a note: the receipt is kept, its total counts)"),
     EventsTooMany => ("events_too_many", 413, "More events in one request than allowed"),
     Internal => ("internal", 500, "Internal error"),
 }

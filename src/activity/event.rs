@@ -489,6 +489,9 @@ pub struct Envelope {
     pub data: Option<Json>,
 }
 
+/// Notes on an accepted event: `(code, detail)`.
+pub type Warnings = Vec<(&'static str, String)>;
+
 /// An event with the customer it is for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Addressed {
@@ -500,7 +503,7 @@ pub struct Addressed {
     pub event: Event,
     /// Things accepted but worth telling the sender (such as a receipt whose items
     /// do not add up to its total): `(code, detail)`.
-    pub warnings: Vec<(&'static str, String)>,
+    pub warnings: Warnings,
 }
 
 /// Parses and checks one posted event (`now` stands in for a missing time).
@@ -561,7 +564,7 @@ pub fn build(
     kind_name: &str,
     time: i64,
     data: Option<Json>,
-) -> Result<(Event, Vec<(&'static str, String)>), EventError> {
+) -> Result<(Event, Warnings), EventError> {
     let kind = Kind::builtin(kind_name);
     let data = data.unwrap_or_else(|| Json::Object(Default::default()));
     if !data.is_object() {
@@ -672,11 +675,7 @@ fn quantity(kind: Kind, what: &str, x: f64) -> Result<(), EventError> {
     Ok(())
 }
 
-fn typed(
-    kind: Kind,
-    data: Json,
-    warnings: &mut Vec<(&'static str, String)>,
-) -> Result<Payload, EventError> {
+fn typed(kind: Kind, data: Json, warnings: &mut Warnings) -> Result<Payload, EventError> {
     Ok(match kind {
         Kind::Receipt => {
             let mut r: Receipt = de(kind, data)?;
@@ -695,7 +694,9 @@ fn typed(
                 opt_text(kind, &format!("items[{i}].category"), &item.category)?;
                 amount(kind, &format!("items[{i}].price"), item.price)?;
                 quantity(kind, &format!("items[{i}].quantity"), item.quantity)?;
-                sum = sum.saturating_add(Fixed::from_f64(item.price * item.quantity).unwrap_or(Fixed::ZERO));
+                sum = sum.saturating_add(
+                    Fixed::from_f64(item.price * item.quantity).unwrap_or(Fixed::ZERO),
+                );
             }
             if let Some(s) = &r.store {
                 text(kind, "store.id", &s.id)?;
@@ -772,7 +773,9 @@ fn typed(
             for (i, a) in v.answers.iter().enumerate() {
                 let plain = |j: &Json| j.is_string() || j.is_number() || j.is_boolean();
                 let ok = plain(&a.answer)
-                    || a.answer.as_array().is_some_and(|xs| xs.iter().all(Json::is_string));
+                    || a.answer
+                        .as_array()
+                        .is_some_and(|xs| xs.iter().all(Json::is_string));
                 if !ok {
                     return Err(EventError::Invalid(format!(
                         "`poll` data: `answers[{i}].answer` must be text, a number, a boolean or a list of texts"
@@ -822,7 +825,13 @@ mod tests {
         .unwrap();
         assert_eq!(a.customer_id, "c1");
         assert_eq!(a.event.kind, Kind::Receipt);
-        assert_eq!(a.event.time, "2024-02-01T08:00:00Z".parse::<Timestamp>().unwrap().as_microsecond());
+        assert_eq!(
+            a.event.time,
+            "2024-02-01T08:00:00Z"
+                .parse::<Timestamp>()
+                .unwrap()
+                .as_microsecond()
+        );
         assert!(a.warnings.is_empty());
         let data: Json = serde_json::from_str(&a.event.data).unwrap();
         assert_eq!(data["status"], "completed");
@@ -831,24 +840,56 @@ mod tests {
     #[test]
     fn bad_events_get_their_own_errors() {
         let cases = [
-            (json!({"type":"receipt","data":{}}), ErrorCode::EventCustomerMissing),
-            (json!({"customer_id":"c","type":"Bad Type"}), ErrorCode::EventTypeInvalid),
-            (json!({"customer_id":"c","type":"page_view","time":"yesterday","data":{"url":"/"}}), ErrorCode::EventTimeInvalid),
-            (json!({"customer_id":"c","type":"receipt","data":{"receipt_id":"r","total":"10"}}), ErrorCode::EventInvalid),
-            (json!({"customer_id":"c","type":"receipt","data":{"receipt_id":"r","total":1,"colour":"red"}}), ErrorCode::EventInvalid),
-            (json!({"customer_id":"c","type":"receipt","data":{"receipt_id":"r","total":1,
-                    "items":[{"sku":"a","price":1,"quantity":-1}]}}), ErrorCode::EventInvalid),
-            (json!({"customer_id":"c","type":"bonus","data":{"amount":-5,"status":"active"}}), ErrorCode::EventInvalid),
-            (json!({"customer_id":"c","type":"custom_thing","data":[1]}), ErrorCode::EventInvalid),
-            (json!({"customer_id":"c","type":"receipt","extra":1,"data":{}}), ErrorCode::EventInvalid),
+            (
+                json!({"type":"receipt","data":{}}),
+                ErrorCode::EventCustomerMissing,
+            ),
+            (
+                json!({"customer_id":"c","type":"Bad Type"}),
+                ErrorCode::EventTypeInvalid,
+            ),
+            (
+                json!({"customer_id":"c","type":"page_view","time":"yesterday","data":{"url":"/"}}),
+                ErrorCode::EventTimeInvalid,
+            ),
+            (
+                json!({"customer_id":"c","type":"receipt","data":{"receipt_id":"r","total":"10"}}),
+                ErrorCode::EventInvalid,
+            ),
+            (
+                json!({"customer_id":"c","type":"receipt","data":{"receipt_id":"r","total":1,"colour":"red"}}),
+                ErrorCode::EventInvalid,
+            ),
+            (
+                json!({"customer_id":"c","type":"receipt","data":{"receipt_id":"r","total":1,
+                    "items":[{"sku":"a","price":1,"quantity":-1}]}}),
+                ErrorCode::EventInvalid,
+            ),
+            (
+                json!({"customer_id":"c","type":"bonus","data":{"amount":-5,"status":"active"}}),
+                ErrorCode::EventInvalid,
+            ),
+            (
+                json!({"customer_id":"c","type":"custom_thing","data":[1]}),
+                ErrorCode::EventInvalid,
+            ),
+            (
+                json!({"customer_id":"c","type":"receipt","extra":1,"data":{}}),
+                ErrorCode::EventInvalid,
+            ),
         ];
         for (value, code) in cases {
             let err = parse(value.clone(), now()).unwrap_err();
             assert_eq!(Problem::from(err).code, code, "{value}");
         }
-        let items: Vec<Json> = (0..10_000).map(|i| json!({"sku":format!("s{i}"),"price":1})).collect();
+        let items: Vec<Json> = (0..10_000)
+            .map(|i| json!({"sku":format!("s{i}"),"price":1}))
+            .collect();
         let big = json!({"customer_id":"c","type":"receipt","data":{"receipt_id":"r","total":10000,"items":items}});
-        assert_eq!(Problem::from(parse(big, now()).unwrap_err()).code, ErrorCode::EventTooLarge);
+        assert_eq!(
+            Problem::from(parse(big, now()).unwrap_err()).code,
+            ErrorCode::EventTooLarge
+        );
     }
 
     #[test]
@@ -865,10 +906,20 @@ mod tests {
 
     #[test]
     fn custom_events_keep_their_payload_and_restore_from_the_log() {
-        let a = parse(json!({"customer_id":"c","type":"app.opened","data":{"screen":"home"}}), now()).unwrap();
+        let a = parse(
+            json!({"customer_id":"c","type":"app.opened","data":{"screen":"home"}}),
+            now(),
+        )
+        .unwrap();
         assert_eq!(a.event.kind, Kind::Custom);
         assert_eq!(a.event.custom.as_deref(), Some("app.opened"));
-        let back = restore(a.event.kind, a.event.custom.as_deref(), a.event.time, &a.event.data).unwrap();
+        let back = restore(
+            a.event.kind,
+            a.event.custom.as_deref(),
+            a.event.time,
+            &a.event.data,
+        )
+        .unwrap();
         assert_eq!(back, a.event);
         for (name, kind) in NAMES {
             assert_eq!(Kind::from_u8(*kind as u8), Some(*kind));

@@ -69,7 +69,11 @@ impl ActivityStore {
 
     /// Calls `f` with a profile's activity (if it has any) and its RFM scores, read in
     /// place.
-    pub fn read<R>(&self, customer_id: &str, f: impl FnOnce(Option<&Activity>, Option<Rfm>) -> R) -> R {
+    pub fn read<R>(
+        &self,
+        customer_id: &str,
+        f: impl FnOnce(Option<&Activity>, Option<Rfm>) -> R,
+    ) -> R {
         match self.map.get(customer_id) {
             Some(act) => {
                 let rfm = act.rfm_keys().and_then(|k| self.rfm.read().scores(k));

@@ -53,10 +53,20 @@ mod tests {
     #[test]
     fn sums_are_exact_in_any_order() {
         let xs = [0.1, 0.2, 0.3, 19.99, 1e9, 0.0001];
-        let fwd = xs.iter().fold(Fixed::ZERO, |a, x| a.saturating_add(Fixed::from_f64(*x).unwrap()));
-        let back = xs.iter().rev().fold(Fixed::ZERO, |a, x| a.saturating_add(Fixed::from_f64(*x).unwrap()));
+        let fwd = xs.iter().fold(Fixed::ZERO, |a, x| {
+            a.saturating_add(Fixed::from_f64(*x).unwrap())
+        });
+        let back = xs.iter().rev().fold(Fixed::ZERO, |a, x| {
+            a.saturating_add(Fixed::from_f64(*x).unwrap())
+        });
         assert_eq!(fwd, back);
-        assert_eq!(Fixed::from_f64(0.1).unwrap().saturating_add(Fixed::from_f64(0.2).unwrap()).to_f64(), 0.3);
+        assert_eq!(
+            Fixed::from_f64(0.1)
+                .unwrap()
+                .saturating_add(Fixed::from_f64(0.2).unwrap())
+                .to_f64(),
+            0.3
+        );
         assert!(Fixed::from_f64(f64::NAN).is_none());
         assert!(Fixed::from_f64(1e13).is_none());
     }

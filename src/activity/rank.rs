@@ -40,7 +40,10 @@ impl<K: Ord + Copy> RankSet<K> {
         let len = keys.len();
         let blocks: Vec<Vec<K>> = keys.chunks(BLOCK).map(<[K]>::to_vec).collect();
         let mut s = RankSet {
-            maxes: blocks.iter().map(|b| *b.last().expect("chunks are not empty")).collect(),
+            maxes: blocks
+                .iter()
+                .map(|b| *b.last().expect("chunks are not empty"))
+                .collect(),
             blocks,
             tree: Vec::new(),
             len,
@@ -78,7 +81,10 @@ impl<K: Ord + Copy> RankSet<K> {
             self.rebuild();
             return;
         }
-        let b = self.maxes.partition_point(|m| *m < k).min(self.blocks.len() - 1);
+        let b = self
+            .maxes
+            .partition_point(|m| *m < k)
+            .min(self.blocks.len() - 1);
         let block = &mut self.blocks[b];
         let at = block.partition_point(|x| *x < k);
         block.insert(at, k);
@@ -319,7 +325,11 @@ mod tests {
     fn scores_follow_the_definition() {
         // Five profiles with counts 1..=5: L = 0..=4, N = 5, F = 1 + floor(5L/5) = L + 1.
         let keys: Vec<RfmKeys> = (1..=5)
-            .map(|c| RfmKeys { last_day: 100, count: c, total: Fixed::from_f64(10.0).unwrap() })
+            .map(|c| RfmKeys {
+                last_day: 100,
+                count: c,
+                total: Fixed::from_f64(10.0).unwrap(),
+            })
             .collect();
         let idx = RfmIndex::from_keys(&keys);
         for k in &keys {

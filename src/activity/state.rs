@@ -99,11 +99,24 @@ pub struct CategoryRec {
     pub bought: i64,
 }
 
+/// A cart add as kept: the latest by time (then by its other members) wins.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+pub struct CartLine {
+    /// When.
+    pub time: i64,
+    /// Product name.
+    pub name: Option<Box<str>>,
+    /// Unit price.
+    pub price: Option<Fixed>,
+    /// How many.
+    pub quantity: Fixed,
+}
+
 /// One sku's cart history.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct CartRec {
-    /// The latest add: time, name, price and quantity.
-    pub added: Option<(i64, Option<Box<str>>, Option<Fixed>, Fixed)>,
+    /// The latest add.
+    pub added: Option<CartLine>,
     /// The latest removal (`i64::MIN`: never).
     pub removed: i64,
     /// The latest receipt containing it (`i64::MIN`: never).
@@ -290,16 +303,14 @@ impl Summary {
             }
             Payload::CategoryView(v) => self.view(&v.category, t),
             Payload::CartAdd(a) => {
-                let line = (
-                    t,
-                    a.name.as_deref().map(boxed),
-                    a.price.map(fixed),
-                    fixed(a.quantity),
-                );
+                let line = CartLine {
+                    time: t,
+                    name: a.name.as_deref().map(boxed),
+                    price: a.price.map(fixed),
+                    quantity: fixed(a.quantity),
+                };
                 let cart = self.cart_entry(&a.sku);
-                if cart.added.as_ref().is_none_or(|old| {
-                    (old.0, &old.1, old.2, old.3) < (line.0, &line.1, line.2, line.3)
-                }) {
+                if cart.added.as_ref().is_none_or(|old| *old < line) {
                     cart.added = Some(line);
                 }
             }
@@ -330,7 +341,10 @@ impl Summary {
                     }
                 }
             }
-            Payload::PageView(_) | Payload::CallCenter(_) | Payload::TagSet(_) | Payload::Custom => {}
+            Payload::PageView(_)
+            | Payload::CallCenter(_)
+            | Payload::TagSet(_)
+            | Payload::Custom => {}
         }
     }
 
@@ -423,7 +437,10 @@ impl Summary {
         }
         if self.first == Some(r.time) || self.last == Some((r.time, id)) {
             // Rare (a receipt returned or replaced): find the ends again.
-            let counted = self.receipts.iter().filter(|(k, x)| **k != id && x.counted());
+            let counted = self
+                .receipts
+                .iter()
+                .filter(|(k, x)| **k != id && x.counted());
             self.first = counted.clone().map(|(_, x)| x.time).min();
             self.last = counted.clone().map(|(k, x)| (x.time, *k)).max();
             self.last_total = self
@@ -531,10 +548,14 @@ impl Summary {
         let mut out: Vec<(&str, &CartRec)> = self
             .cart
             .iter()
-            .filter(|(_, c)| c.added.as_ref().is_some_and(|a| a.0 > c.removed.max(c.bought)))
+            .filter(|(_, c)| {
+                c.added
+                    .as_ref()
+                    .is_some_and(|a| a.time > c.removed.max(c.bought))
+            })
             .map(|(s, c)| (&**s, c))
             .collect();
-        out.sort_by_key(|(s, c)| (std::cmp::Reverse(c.added.as_ref().map(|a| a.0)), *s));
+        out.sort_by_key(|(s, c)| (std::cmp::Reverse(c.added.as_ref().map(|a| a.time)), *s));
         out
     }
 }
@@ -550,13 +571,19 @@ mod tests {
     const H: i64 = 3_600_000_000;
 
     fn ev(kind: &str, hour: i64, data: serde_json::Value) -> Event {
-        build(kind, 1_700_000_000_000_000 + hour * H, Some(data)).unwrap().0
+        build(kind, 1_700_000_000_000_000 + hour * H, Some(data))
+            .unwrap()
+            .0
     }
 
     fn receipt(id: &str, hour: i64, total: f64, status: &str) -> Event {
-        ev("receipt", hour, json!({"receipt_id":id,"total":total,"status":status,
+        ev(
+            "receipt",
+            hour,
+            json!({"receipt_id":id,"total":total,"status":status,
             "store":{"id":"s1","name":"Downtown"},
-            "items":[{"sku":format!("sku-{id}"),"category":"monitors","price":total,"quantity":1}]}))
+            "items":[{"sku":format!("sku-{id}"),"category":"monitors","price":total,"quantity":1}]}),
+        )
     }
 
     fn sample() -> Vec<Event> {
@@ -568,16 +595,36 @@ mod tests {
             receipt("r3", 12, 7.25, "returned"),
             ev("category_view", 2, json!({"category":"monitors"})),
             ev("category_view", 20, json!({"category":"monitors"})),
-            ev("product_view", 21, json!({"sku":"k1","category":"keyboards"})),
+            ev(
+                "product_view",
+                21,
+                json!({"sku":"k1","category":"keyboards"}),
+            ),
             ev("cart_add", 3, json!({"sku":"sku-r2","price":30.5})),
             ev("cart_add", 22, json!({"sku":"k1","price":15})),
             ev("cart_add", 23, json!({"sku":"m1","price":99})),
             ev("cart_remove", 24, json!({"sku":"m1"})),
-            ev("bonus", 1, json!({"bonus_id":"b1","amount":100,"status":"active"})),
-            ev("bonus", 4, json!({"bonus_id":"b1","amount":100,"status":"pending_deactivation",
-                "expires_at":"2030-01-01T00:00:00Z"})),
-            ev("bonus", 4, json!({"amount":30,"status":"pending_activation"})),
-            ev("mailing", 6, json!({"mailing_id":"m1","channel":"email","control_group":true})),
+            ev(
+                "bonus",
+                1,
+                json!({"bonus_id":"b1","amount":100,"status":"active"}),
+            ),
+            ev(
+                "bonus",
+                4,
+                json!({"bonus_id":"b1","amount":100,"status":"pending_deactivation",
+                "expires_at":"2030-01-01T00:00:00Z"}),
+            ),
+            ev(
+                "bonus",
+                4,
+                json!({"amount":30,"status":"pending_activation"}),
+            ),
+            ev(
+                "mailing",
+                6,
+                json!({"mailing_id":"m1","channel":"email","control_group":true}),
+            ),
             ev("promo_code", 7, json!({"code":"SPRING","reissued":true})),
         ]
     }
@@ -601,12 +648,22 @@ mod tests {
         assert_eq!(s.favorite_stores(5), vec![("s1", Some("Downtown"), 2)]);
         // The monitors view at hour 2 was satisfied by r2 (hour 5) and r3; the one at 20 was not.
         let interests = s.interests(i64::MIN, 10);
-        assert_eq!(interests.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(), [("keyboards", 1), ("monitors", 1)]);
+        assert_eq!(
+            interests.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
+            [("keyboards", 1), ("monitors", 1)]
+        );
         // sku-r2 was bought after it was added; m1 was removed: k1 is left.
         let cart: Vec<&str> = s.abandoned_cart().iter().map(|c| c.0).collect();
         assert_eq!(cart, ["k1"]);
         let b = s.bonuses_at(1_700_000_000_000_000);
-        assert_eq!((b.active, b.pending_deactivation.to_f64(), b.pending_activation.to_f64()), (Fixed::ZERO, 100.0, 30.0));
+        assert_eq!(
+            (
+                b.active,
+                b.pending_deactivation.to_f64(),
+                b.pending_activation.to_f64()
+            ),
+            (Fixed::ZERO, 100.0, 30.0)
+        );
         assert_eq!(b.next_deactivation.map(|x| x.1.to_f64()), Some(100.0));
         assert_eq!(s.mailings.len(), 1);
         assert_eq!(a.timeline.len(), sample().len());
@@ -621,7 +678,12 @@ mod tests {
         a.apply(1, &events, 5);
         assert_eq!(a, once);
         assert_eq!(a.timeline.len(), 5);
-        assert_eq!(a.summary, apply_all(&events, 1, 1000).summary.clone_without_seq_keys(&a.summary));
+        assert_eq!(
+            a.summary,
+            apply_all(&events, 1, 1000)
+                .summary
+                .clone_without_seq_keys(&a.summary)
+        );
     }
 
     impl Summary {

@@ -203,13 +203,13 @@ impl<'a> Derived<'a> {
             .into_iter()
             .take(CART_LINES)
             .filter_map(|(sku, c)| {
-                let (t, name, price, qty) = c.added.as_ref()?;
+                let line = c.added.as_ref()?;
                 Some(CartLine {
                     sku,
-                    name: name.as_deref(),
-                    price: price.map(|p| p.to_f64()),
-                    quantity: qty.to_f64(),
-                    added_at: at(*t),
+                    name: line.name.as_deref(),
+                    price: line.price.map(|p| p.to_f64()),
+                    quantity: line.quantity.to_f64(),
+                    added_at: at(line.time),
                 })
             })
             .collect()

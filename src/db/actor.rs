@@ -276,7 +276,7 @@ impl DatabaseActor {
                         &state.activity,
                         erasing,
                     )
-                        .map_err(|e| e.to_string())?;
+                    .map_err(|e| e.to_string())?;
                     snapshot::prune(&dir, keep).map_err(|e| e.to_string())?;
                     Ok(info)
                 })();

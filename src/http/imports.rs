@@ -26,6 +26,16 @@ pub enum UnknownColumns {
     Ignore,
 }
 
+/// What an import's rows are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RowKind {
+    /// Profiles (the default).
+    Profiles,
+    /// Events.
+    Events,
+}
+
 /// `POST .../imports` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +53,9 @@ pub struct ImportQuery {
     /// Apply every row or none (rows are held until the end: at most 1,000,000).
     #[serde(default)]
     atomic: bool,
+    /// `profiles` (default) or `events` (JSON and NDJSON: one event a row, as
+    /// `POST .../events` takes them).
+    kind: Option<RowKind>,
     /// Read the file with this uploaded plugin instead of the built-in importer; the
     /// format then says how the file is cut into chunks (CSV and NDJSON at record
     /// boundaries, about 256 KiB each; JSON whole, up to 16 MiB).
@@ -56,6 +69,7 @@ impl ImportQuery {
             for (given, name) in [
                 (self.delimiter.is_some(), "delimiter"),
                 (self.unknown_columns.is_some(), "unknown_columns"),
+                (self.kind.is_some(), "kind"),
             ] {
                 if given {
                     return Err(Problem::new(
@@ -65,6 +79,15 @@ impl ImportQuery {
                     .with("parameter", name));
                 }
             }
+        }
+        if self.kind == Some(RowKind::Events)
+            && matches!(self.format, Format::Csv | Format::CsvLong)
+        {
+            return Err(Problem::new(
+                ErrorCode::InvalidQuery,
+                "events are imported from JSON or NDJSON (`format=json` or `format=ndjson`)",
+            )
+            .with("parameter", "kind"));
         }
         let delimiter = match self.delimiter.as_deref() {
             None | Some(",") => b',',
@@ -84,6 +107,7 @@ impl ImportQuery {
             delimiter,
             ignore_unknown_columns: self.unknown_columns == Some(UnknownColumns::Ignore),
             atomic: self.atomic,
+            events: self.kind == Some(RowKind::Events),
         })
     }
 }

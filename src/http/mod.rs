@@ -5,6 +5,7 @@
 //! database's shared state; writes go through `Database::apply`.
 
 mod databases;
+mod events;
 mod extract;
 mod fields;
 mod imports;
@@ -116,6 +117,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                             .route(web::delete().to(profiles::delete))
                     },
                 ))
+                .service(resource(
+                    DB,
+                    "/v1/databases/{db}/profiles/{customer_id}/activity",
+                    |r| r.route(get().to(events::activity)),
+                ))
+                .service(resource(DB, "/v1/databases/{db}/events", |r| {
+                    r.route(web::post().to(events::post))
+                }))
                 .service(resource(
                     DB,
                     "/v1/databases/{db}/profiles/by/{identifier}/{value}",

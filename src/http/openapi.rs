@@ -5,7 +5,7 @@ use actix_web::http::header;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{databases, fields, imports, keys, ops, profiles};
+use super::{databases, events, fields, imports, keys, ops, plugins, profiles, webhooks};
 
 struct Bearer;
 
@@ -30,7 +30,11 @@ impl Modify for Bearer {
         fields::list, fields::create, fields::delete,
         profiles::put, profiles::patch, profiles::get, profiles::get_by, profiles::lookup,
         profiles::list, profiles::delete,
+        events::post, events::activity,
         imports::create, imports::get, imports::list,
+        webhooks::receive,
+        plugins::put, plugins::list, plugins::get, plugins::delete,
+        databases::snapshot,
         keys::create, keys::list, keys::delete,
     )
 )]

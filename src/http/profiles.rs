@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Db, JsonBody, Read, Write, json};
+use crate::db::DbState;
 use crate::db::{Applied, Change, lookup_key};
-use crate::document::{self, Document, Projection};
+use crate::document::{self, Projection};
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{ProfileBody, Schema, Source};
-use crate::store::{Packed, ProfileView};
+use crate::store::Packed;
+use serde_json::value::RawValue;
 
 /// `?fields=` on reads.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -24,25 +26,37 @@ pub struct GetQuery {
     fields: Option<String>,
 }
 
-fn today() -> jiff::civil::Date {
-    document::utc_date(Timestamp::now())
-}
-
 fn projection(schema: &Schema, fields: Option<&str>) -> Result<Option<Projection>, Problem> {
     fields
         .map(|list| Projection::parse(list, schema))
         .transpose()
 }
 
-/// The answer for one profile, rendered with the schema the request loaded once.
-fn render(schema: &Schema, profile: &Packed, projection: Option<&Projection>) -> HttpResponse {
-    let view = profile.view();
-    let body = document::to_vec(&Document {
-        profile: &view,
+/// One profile's document, rendered with the schema the request loaded once.
+fn doc(
+    state: &DbState,
+    schema: &Schema,
+    profile: &Packed,
+    projection: Option<&Projection>,
+) -> Vec<u8> {
+    document::render(
+        &profile.view(),
         schema,
         projection,
-        today: today(),
-    });
+        &state.activity,
+        Timestamp::now(),
+        state.settings.load().interest_window_days,
+    )
+}
+
+/// The answer for one profile.
+fn render(
+    state: &DbState,
+    schema: &Schema,
+    profile: &Packed,
+    projection: Option<&Projection>,
+) -> HttpResponse {
+    let body = doc(state, schema, profile, projection);
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .body(body)
@@ -67,7 +81,7 @@ async fn write(
     // Phone and email parsing happen here, on an HTTP worker, not on the actor.
     update.prepare(db.state.settings.load().default_region.as_deref());
     match db.apply(Change::Upsert(update)).await? {
-        Applied::Profile(profile) => Ok(render(&db.state.schema.load(), &profile, None)),
+        Applied::Profile(profile) => Ok(render(&db.state, &db.state.schema.load(), &profile, None)),
         Applied::Done | Applied::Imported { .. } => Err(Problem::new(
             ErrorCode::Internal,
             "the write returned no profile",
@@ -116,7 +130,7 @@ pub async fn get(
         .store
         .get(&customer_id)
         .ok_or_else(|| not_found(&customer_id))?;
-    Ok(render(&schema, &profile, projection.as_ref()))
+    Ok(render(&db.state, &schema, &profile, projection.as_ref()))
 }
 
 /// Reads a profile by email, phone or an external identifier.
@@ -139,7 +153,7 @@ pub async fn get_by(
         )
         .with("identifier", kind.clone())
     })?;
-    Ok(render(&schema, &profile, projection.as_ref()))
+    Ok(render(&db.state, &schema, &profile, projection.as_ref()))
 }
 
 /// The body of a batch lookup.
@@ -176,37 +190,27 @@ pub async fn lookup(db: Db<Read>, body: JsonBody<LookupBody>) -> Result<HttpResp
         .as_ref()
         .map(|f| Projection::from_paths(f.iter().map(String::as_str), &schema))
         .transpose()?;
-    let today = today();
-    let mut profiles: Vec<Packed> = Vec::with_capacity(body.customer_ids.len());
+    let mut profiles = Vec::with_capacity(body.customer_ids.len());
     let mut missing = Vec::new();
     for id in body.customer_ids {
         match db.state.store.get(&id) {
-            Some(p) => profiles.push(p),
+            Some(p) => profiles.push(raw(doc(&db.state, &schema, &p, projection.as_ref()))),
             None => missing.push(id),
         }
     }
-    let views: Vec<ProfileView> = profiles.iter().map(Packed::view).collect();
-    let docs: Vec<Document> = views
-        .iter()
-        .map(|p| Document {
-            profile: p,
-            schema: &schema,
-            projection: projection.as_ref(),
-            today,
-        })
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        &Batch {
-            profiles: docs,
-            missing,
-        },
-    ))
+    Ok(json(StatusCode::OK, &Batch { profiles, missing }))
+}
+
+/// A rendered document as a JSON value to embed: each is rendered on its own, so no
+/// two profiles' activity locks are ever held together.
+fn raw(bytes: Vec<u8>) -> Box<RawValue> {
+    let text = String::from_utf8(bytes).expect("documents are UTF-8");
+    RawValue::from_string(text).expect("documents are JSON")
 }
 
 #[derive(Serialize)]
-struct Batch<'a, 'v> {
-    profiles: Vec<Document<'a, 'v>>,
+struct Batch {
+    profiles: Vec<Box<RawValue>>,
     missing: Vec<String>,
 }
 
@@ -223,8 +227,8 @@ pub struct ListQuery {
 }
 
 #[derive(Serialize)]
-struct Page<'a, 'v> {
-    profiles: Vec<Document<'a, 'v>>,
+struct Page {
+    profiles: Vec<Box<RawValue>>,
     next_cursor: Option<String>,
 }
 
@@ -251,17 +255,10 @@ pub async fn list(db: Db<Read>, q: web::Query<ListQuery>) -> Result<HttpResponse
     let schema = db.state.schema.load();
     let projection = projection(&schema, q.fields.as_deref())?;
     let (profiles, next) = db.state.store.page(after, limit);
-    let views: Vec<ProfileView> = profiles.iter().map(Packed::view).collect();
-    let today = today();
     let page = Page {
-        profiles: views
+        profiles: profiles
             .iter()
-            .map(|p| Document {
-                profile: p,
-                schema: &schema,
-                projection: projection.as_ref(),
-                today,
-            })
+            .map(|p| raw(doc(&db.state, &schema, p, projection.as_ref())))
             .collect(),
         next_cursor: next.map(|u| u.to_string()),
     };

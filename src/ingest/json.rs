@@ -81,9 +81,34 @@ fn kind(v: &Json) -> &'static str {
     }
 }
 
+/// What a file's objects are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Profiles: flat objects or the PATCH body's shape.
+    Profiles,
+    /// Events, as `POST .../events` takes them.
+    Events,
+}
+
+/// The update an event row asks for; a note (a receipt whose items do not add up) goes
+/// to the sink as an error that stands for no row.
+fn event_update(value: Json, row: u64, sink: &mut impl Sink) -> Result<ProfileUpdate, RowError> {
+    let a = crate::activity::event::parse(value, jiff::Timestamp::now())
+        .map_err(|e| RowError::from_problem(row, &Problem::from(e)))?;
+    for (code, detail) in &a.warnings {
+        let code = ErrorCode::parse(code).unwrap_or(ErrorCode::EventInvalid);
+        sink.error_rows(RowError::new(row, code, detail.clone()), 0);
+    }
+    Ok(super::events::update_of(a, Source::Event))
+}
+
 /// Hands one row to the sink; `false` when the sink asks to stop.
-fn deliver(sink: &mut impl Sink, value: Json, row: u64) -> bool {
-    match object_update(value, row) {
+fn deliver(sink: &mut impl Sink, value: Json, row: u64, rows: Rows) -> bool {
+    let update = match rows {
+        Rows::Profiles => object_update(value, row),
+        Rows::Events => event_update(value, row, sink),
+    };
+    match update {
         Ok(update) => sink.row(Row {
             row,
             rows: 1,
@@ -97,7 +122,7 @@ fn deliver(sink: &mut impl Sink, value: Json, row: u64) -> bool {
 }
 
 /// A JSON array of objects, read one element at a time.
-pub fn parse_array(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem> {
+pub fn parse_array(input: impl Read, sink: &mut impl Sink, rows: Rows) -> Result<(), Problem> {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     if reader.fill_buf().map_or(true, <[u8]>::is_empty) {
         return Err(Problem::new(ErrorCode::ImportEmpty, "the file is empty"));
@@ -107,12 +132,14 @@ pub fn parse_array(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem
         inner: reader,
         read: Rc::clone(&read),
     });
+    let kind = rows;
     let mut rows = 0;
     let result = (&mut de)
         .deserialize_seq(Elements {
             sink,
             rows: &mut rows,
             read: &read,
+            kind,
         })
         .and_then(|()| de.end());
     match result {
@@ -140,6 +167,7 @@ struct Elements<'s, S> {
     sink: &'s mut S,
     rows: &'s mut u64,
     read: &'s Cell<usize>,
+    kind: Rows,
 }
 
 /// Counts the bytes of the element being read and refuses to read past [`MAX_LINE`]:
@@ -171,7 +199,7 @@ impl<'de, S: Sink> Visitor<'de> for Elements<'_, S> {
         while let Some(value) = seq.next_element_seed(Element)? {
             self.read.set(0);
             *self.rows += 1;
-            if !deliver(self.sink, value, *self.rows) {
+            if !deliver(self.sink, value, *self.rows, self.kind) {
                 // Downstream failed: stop reading; the job records why.
                 return Ok(());
             }
@@ -192,7 +220,7 @@ impl<'de> DeserializeSeed<'de> for Element {
 }
 
 /// NDJSON: one object a line; rows are numbered by line. Blank lines are skipped.
-pub fn parse_lines(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem> {
+pub fn parse_lines(input: impl Read, sink: &mut impl Sink, rows: Rows) -> Result<(), Problem> {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::new();
     let mut row = 0;
@@ -228,7 +256,7 @@ pub fn parse_lines(input: impl Read, sink: &mut impl Sink) -> Result<(), Problem
         rows_seen = true;
         match serde_json::from_slice::<Json>(text) {
             Ok(value) => {
-                if !deliver(sink, value, row) {
+                if !deliver(sink, value, row, rows) {
                     return Ok(());
                 }
             }

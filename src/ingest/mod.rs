@@ -10,6 +10,7 @@
 
 pub mod chunks;
 pub mod csv;
+pub mod events;
 pub mod job;
 pub mod json;
 
@@ -46,6 +47,8 @@ pub struct Options {
     pub ignore_unknown_columns: bool,
     /// Apply every row or none: any refused row means nothing is applied.
     pub atomic: bool,
+    /// Rows are events (`kind=events`: JSON and NDJSON), not profiles.
+    pub events: bool,
 }
 
 impl Options {
@@ -56,6 +59,7 @@ impl Options {
             delimiter: b',',
             ignore_unknown_columns: false,
             atomic: false,
+            events: false,
         }
     }
 }
@@ -175,11 +179,21 @@ pub fn parse(
     schema: &Schema,
     sink: &mut impl Sink,
 ) -> Result<(), Problem> {
+    let rows = if opts.events {
+        json::Rows::Events
+    } else {
+        json::Rows::Profiles
+    };
     match opts.format {
+        Format::Csv | Format::CsvLong if opts.events => Err(Problem::new(
+            ErrorCode::InvalidQuery,
+            "events are imported from JSON or NDJSON (`format=json` or `format=ndjson`)",
+        )
+        .with("parameter", "kind")),
         Format::Csv => csv::parse_wide(input, opts, schema, sink),
         Format::CsvLong => csv::parse_long(input, opts, schema, sink),
-        Format::Json => json::parse_array(input, sink),
-        Format::Ndjson => json::parse_lines(input, sink),
+        Format::Json => json::parse_array(input, sink, rows),
+        Format::Ndjson => json::parse_lines(input, sink, rows),
     }
 }
 

@@ -468,10 +468,16 @@ pub(crate) mod tests {
         let receipt = serde_json::json!({"receipt_id":"r1","total":12.5,
             "items":[{"sku":"a","price":12.5}]});
         vec![
-            event::build("receipt", 1_700_000_000_000_000, Some(receipt)).unwrap().0,
-            event::build("app.opened", 1_700_000_000_000_001, Some(serde_json::json!({"b":1,"a":[2]})))
+            event::build("receipt", 1_700_000_000_000_000, Some(receipt))
                 .unwrap()
                 .0,
+            event::build(
+                "app.opened",
+                1_700_000_000_000_001,
+                Some(serde_json::json!({"b":1,"a":[2]})),
+            )
+            .unwrap()
+            .0,
         ]
     }
 

@@ -74,6 +74,10 @@ pub fn load_snapshot(db_dir: &Path, threads: usize) -> Result<Loaded, PersistErr
     })
 }
 
+/// A transaction being replayed: its segment, the byte its Begin starts at, its LSN,
+/// and the records (with their LSNs) held back until its Commit.
+type OpenTransaction = (usize, usize, u64, Vec<(u64, Entry)>);
+
 /// Replays the WAL records after `after_lsn` into `target`, in order, and cuts off a torn
 /// tail in the last segment.
 pub fn replay(
@@ -89,7 +93,7 @@ pub fn replay(
     let last = segments.len().saturating_sub(1);
     // An open transaction: its segment, the byte its Begin starts at, its LSN, and the
     // records held back until its Commit.
-    let mut open: Option<(usize, usize, u64, Vec<(u64, Entry)>)> = None;
+    let mut open: Option<OpenTransaction> = None;
     for (i, (first, path)) in segments.iter().enumerate() {
         // Segments wholly before the snapshot are still on disk for the older snapshot;
         // skip them without reading.
@@ -360,12 +364,19 @@ mod tests {
                 let time = 1_700_000_000_000_000 + i64::from(*hour) * 3_600_000_000;
                 let data = json!({"receipt_id": format!("r{receipt}"), "total": f64::from(*receipt) * 2.5,
                     "items": [{"sku": "a", "category": "c", "price": f64::from(*receipt) * 2.5}]});
-                u.events
-                    .push(crate::activity::event::build("receipt", time, Some(data)).unwrap().0);
                 u.events.push(
-                    crate::activity::event::build("category_view", time + 1, Some(json!({"category":"c"})))
+                    crate::activity::event::build("receipt", time, Some(data))
                         .unwrap()
                         .0,
+                );
+                u.events.push(
+                    crate::activity::event::build(
+                        "category_view",
+                        time + 1,
+                        Some(json!({"category":"c"})),
+                    )
+                    .unwrap()
+                    .0,
                 );
                 if *tag {
                     u.tags_add.push("buyer".into());

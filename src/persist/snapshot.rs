@@ -120,7 +120,9 @@ pub fn write(
     erasing: bool,
 ) -> Result<SnapshotInfo, PersistError> {
     let tmp = db_dir.join(format!(".snap-{lsn:020}.tmp"));
-    let written = write_at(db_dir, &tmp, lsn, settings, schema, profiles, activity, erasing);
+    let written = write_at(
+        db_dir, &tmp, lsn, settings, schema, profiles, activity, erasing,
+    );
     if written.is_err() {
         // Best effort: the next prune removes leftovers and reports what it cannot.
         let _ = fs::remove_file(&tmp);
@@ -296,7 +298,8 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let file = File::open(path).map_err(io)?;
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0; 8];
-    if r.read_exact(&mut magic).is_err() || (&magic != SNAPSHOT_MAGIC && &magic != SNAPSHOT_MAGIC_V1)
+    if r.read_exact(&mut magic).is_err()
+        || (&magic != SNAPSHOT_MAGIC && &magic != SNAPSHOT_MAGIC_V1)
     {
         return Err(corrupt("not a Persona snapshot (bad magic number)".into()));
     }
@@ -421,8 +424,8 @@ fn read_activities(r: &mut impl Read, activity: &ActivityStore) -> Result<(), St
         Ok(f)
     };
     let head = frame("the activity header")?;
-    let (header, _): (ActivityHeader, usize) =
-        bincode::decode_from_slice(&head.0[8..], config()).map_err(|e| format!("activity header: {e}"))?;
+    let (header, _): (ActivityHeader, usize) = bincode::decode_from_slice(&head.0[8..], config())
+        .map_err(|e| format!("activity header: {e}"))?;
     for n in 0..header.chunks {
         let f = frame(&format!("activity chunk {n}"))?;
         record::decode_activities(&f.0[8..], |id, act| activity.insert_restored(id, act))
@@ -497,7 +500,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let schema = sample_schema();
         let profiles = numbered(&schema, 5000);
-        let info = write(dir.path(), 42, &settings(), &schema, &profiles, &ActivityStore::new(), false).unwrap();
+        let info = write(
+            dir.path(),
+            42,
+            &settings(),
+            &schema,
+            &profiles,
+            &ActivityStore::new(),
+            false,
+        )
+        .unwrap();
         assert_eq!(info.profiles, 5000);
         let loaded = read(&info.path, 2).unwrap();
         assert_eq!(loaded.lsn, 42);
@@ -523,7 +535,16 @@ mod tests {
         let schema = sample_schema();
         // Six chunks: more than the channel holds while the only worker has given up.
         let profiles = numbered(&schema, CHUNK * 6);
-        let info = write(dir.path(), 1, &settings(), &schema, &profiles, &ActivityStore::new(), false).unwrap();
+        let info = write(
+            dir.path(),
+            1,
+            &settings(),
+            &schema,
+            &profiles,
+            &ActivityStore::new(),
+            false,
+        )
+        .unwrap();
         let mut bytes = fs::read(&info.path).unwrap();
         // Well inside the first chunk, past the header and the schema.
         bytes[4000] ^= 1;

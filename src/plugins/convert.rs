@@ -2,7 +2,8 @@
 //! [`ProfileUpdate`]s its output becomes.
 //!
 //! Conversion checks only what the contract's types cannot say (a JSON text that is not
-//! JSON, a float that is not finite, an update that names no profile); everything else
+//! JSON, a float that is not finite, an update that names no profile, an event whose
+//! payload fails the checks a posted event passes); everything else
 //! (unknown fields, wrong types, bad identifiers) is checked by the database actor, as
 //! for any write, and refuses that update alone.
 
@@ -10,8 +11,9 @@ use serde::Serialize;
 use serde_json::{Number, Value as Json};
 
 use super::host::{
-    Channel, EventData, Field, FieldType as WitType, Identifier, Output, Update, Value,
+    Channel, Event, EventData, Field, FieldType as WitType, Identifier, Output, Update, Value,
 };
+use crate::activity;
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{
     self, FieldType, ProfileUpdate, RawValue, Schema, Source, SubscriptionChange,
@@ -92,7 +94,8 @@ impl Rejected {
 }
 
 /// Splits an output into updates for the actor and what is refused already: the
-/// plugin's own record errors, malformed updates, and events (not stored yet).
+/// plugin's own record errors and malformed updates (an update with a bad event is
+/// refused whole, with the event's code).
 pub fn convert(output: Output, source: Source) -> (Vec<Converted>, Vec<Rejected>) {
     let mut rejected: Vec<Rejected> = output
         .errors
@@ -108,28 +111,12 @@ pub fn convert(output: Output, source: Source) -> (Vec<Converted>, Vec<Rejected>
     let mut updates = Vec::with_capacity(output.updates.len());
     for (index, u) in output.updates.into_iter().enumerate() {
         let record = u.record;
-        let events = u.events.len();
         match update(u, source) {
-            Ok(update) => {
-                if events > 0 {
-                    // The profile part is applied; the events are reported, not lost
-                    // silently, until the activity store exists.
-                    rejected.push(Rejected {
-                        update: Some(index),
-                        record,
-                        code: ErrorCode::EventsUnsupported,
-                        detail: format!(
-                            "{events} event(s) not stored: this server does not keep activity yet; the update's other changes were applied"
-                        ),
-                        field: None,
-                    });
-                }
-                updates.push(Converted {
-                    index,
-                    record,
-                    update,
-                });
-            }
+            Ok(update) => updates.push(Converted {
+                index,
+                record,
+                update,
+            }),
             Err(p) => rejected.push(Rejected::of(index, record, &p)),
         }
     }
@@ -188,20 +175,79 @@ fn update(u: Update, source: Source) -> Result<ProfileUpdate, Problem> {
             },
         })
         .collect();
-    // Events are counted by `convert`; their shapes are the contract's own.
-    for e in &u.events {
-        if let EventData::Custom(c) = &e.data {
-            serde_json::from_str::<serde_json::Map<String, Json>>(&c.properties).map_err(
-                |err| {
+    let now = jiff::Timestamp::now();
+    for (i, e) in u.events.into_iter().enumerate() {
+        let event = event(e, now).map_err(|p| {
+            let detail = format!("event {i}: {}", p.detail);
+            Problem { detail, ..p }
+        })?;
+        crate::ingest::events::add_event(&mut out, event);
+    }
+    Ok(out)
+}
+
+/// A receipt's status as a platform names it, as ours: refunds are returns; voided,
+/// cancelled and failed payments are cancellations; anything else (`paid`, `pending`,
+/// none) is a completed receipt.
+fn receipt_status(status: Option<&str>) -> &'static str {
+    match status.map(str::to_ascii_lowercase).as_deref() {
+        Some("refunded" | "returned" | "partially_refunded") => "returned",
+        Some("voided" | "void" | "cancelled" | "canceled" | "failed") => "cancelled",
+        _ => "completed",
+    }
+}
+
+/// One event of the contract as ours, checked as a posted one is. A custom event named
+/// like a built-in type (`mailing`, `bonus`...) is that type, its properties the payload.
+fn event(e: Event, now: jiff::Timestamp) -> Result<activity::Event, Problem> {
+    let time = match e.time {
+        None => now,
+        Some(t) => t.parse::<jiff::Timestamp>().map_err(|_| {
+            Problem::from(activity::EventError::Time(format!(
+                "event time `{t}` is not an RFC 3339 instant"
+            )))
+        })?,
+    };
+    let (name, data) = match e.data {
+        EventData::Receipt(r) => {
+            let items: Vec<Json> = r
+                .items
+                .into_iter()
+                .map(|i| {
+                    serde_json::json!({"sku": i.sku, "name": i.name, "category": i.category,
+                        "price": i.price, "quantity": i.quantity})
+                })
+                .collect();
+            let mut data = serde_json::json!({"receipt_id": r.id, "total": r.total, "items": items,
+                "status": receipt_status(r.status.as_deref())});
+            if let Some(c) = r.currency {
+                data["currency"] = Json::String(c);
+            }
+            if let Some(s) = r.store {
+                data["store"] = serde_json::json!({"id": s});
+            }
+            // Optional members the contract leaves out are absent, not null.
+            for item in data["items"].as_array_mut().into_iter().flatten() {
+                if let Some(obj) = item.as_object_mut() {
+                    obj.retain(|_, v| !v.is_null());
+                }
+            }
+            ("receipt".to_owned(), data)
+        }
+        EventData::Custom(c) => {
+            let props: serde_json::Map<String, Json> = serde_json::from_str(&c.properties)
+                .map_err(|err| {
                     invalid(format!(
                         "event `{}`: properties are not a JSON object: {err}",
                         c.name
                     ))
-                },
-            )?;
+                })?;
+            (c.name, Json::Object(props))
         }
-    }
-    Ok(out)
+    };
+    activity::event::build(&name, time.as_microsecond(), Some(data))
+        .map(|(event, _)| event)
+        .map_err(Problem::from)
 }
 
 /// A field value of the contract as a raw value, typed later against the schema.
@@ -316,12 +362,80 @@ mod tests {
             codes,
             vec![
                 (None, Some(7), ErrorCode::PluginRecordError),
-                (Some(1), Some(3), ErrorCode::EventsUnsupported),
                 (Some(2), None, ErrorCode::PluginOutputInvalid),
                 (Some(3), None, ErrorCode::PluginOutputInvalid),
             ]
         );
-        assert_eq!(refused[3].field.as_deref(), Some("meta"));
+        assert_eq!(refused[2].field.as_deref(), Some("meta"));
+        assert_eq!(ok[1].update.events[0].custom.as_deref(), Some("signup"));
+    }
+
+    #[test]
+    fn events_become_ours_and_a_bad_one_refuses_its_update() {
+        use crate::plugins::host::{Receipt, ReceiptItem};
+        let receipt = Update {
+            customer_id: Some("c1".into()),
+            events: vec![
+                Event {
+                    time: Some("2024-03-01T10:00:00Z".into()),
+                    data: EventData::Receipt(Receipt {
+                        id: "o1".into(),
+                        total: 20.0,
+                        currency: Some("EUR".into()),
+                        items: vec![ReceiptItem {
+                            sku: "a".into(),
+                            name: None,
+                            category: Some("tv".into()),
+                            price: 10.0,
+                            quantity: 2.0,
+                        }],
+                        store: Some("web".into()),
+                        status: Some("refunded".into()),
+                    }),
+                },
+                Event {
+                    time: None,
+                    data: EventData::Custom(CustomEvent {
+                        name: "tag_set".into(),
+                        properties: r#"{"add":["vip"]}"#.into(),
+                    }),
+                },
+            ],
+            ..blank()
+        };
+        let bad = Update {
+            customer_id: Some("c2".into()),
+            events: vec![Event {
+                time: None,
+                data: EventData::Custom(CustomEvent {
+                    name: "bonus".into(),
+                    properties: r#"{"amount":-1,"status":"active"}"#.into(),
+                }),
+            }],
+            ..blank()
+        };
+        let (ok, refused) = convert(
+            Output {
+                updates: vec![receipt, bad],
+                errors: vec![],
+            },
+            Source::Webhook,
+        );
+        let u = &ok[0].update;
+        assert_eq!(u.events.len(), 2);
+        assert!(
+            u.events[0].data.contains("\"status\":\"returned\""),
+            "{}",
+            u.events[0].data
+        );
+        assert!(u.events[0].data.contains("\"store\":{\"id\":\"web\"}"));
+        assert_eq!(u.tags_add, ["vip"]);
+        assert_eq!(refused[0].code, ErrorCode::EventInvalid);
+        assert!(
+            refused[0].detail.starts_with("event 0:"),
+            "{}",
+            refused[0].detail
+        );
     }
 
     #[test]

@@ -750,7 +750,16 @@ fn databases_answer_starting_until_they_are_loaded() {
         now,
     )
     .unwrap();
-    snapshot::write(&db_dir, 0, &settings, &schema, &profiles, &persona::activity::ActivityStore::new(), false).unwrap();
+    snapshot::write(
+        &db_dir,
+        0,
+        &settings,
+        &schema,
+        &profiles,
+        &persona::activity::ActivityStore::new(),
+        false,
+    )
+    .unwrap();
 
     let s = Server::start_loading(dir);
     let first = s.get("/v1/databases/shop/profiles/c1");

@@ -5,6 +5,7 @@ mod common;
 mod auth;
 mod databases;
 mod durability;
+mod events;
 mod fields;
 mod imports;
 mod ops;

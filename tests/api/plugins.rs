@@ -267,8 +267,7 @@ fn the_example_plugins_read_real_payloads() {
         assert_eq!(res.status, 201, "{name}: {:#}", res.body);
     }
 
-    // Shopify orders/create: the customer's fields and the order as a receipt (which
-    // this server does not store yet, and says so).
+    // Shopify orders/create: the customer's fields and the order as a receipt.
     let res = webhook_with(
         &s,
         "shopify",
@@ -276,7 +275,7 @@ fn the_example_plugins_read_real_payloads() {
         &[("x-shopify-topic", "orders/create")],
     );
     assert_eq!(res.body["applied"], 1, "{:#}", res.body);
-    assert_eq!(res.body["rejected"][0]["code"], "events_unsupported");
+    assert_eq!(res.body["rejected"], json!([]), "{:#}", res.body);
     let p = s.get("/v1/databases/shop/profiles/by/shopify/115310627314723954");
     assert_eq!(
         p.status, 200,
@@ -288,6 +287,20 @@ fn the_example_plugins_read_real_payloads() {
     assert_eq!(p.body["fields"]["city"], "Ottawa");
     assert_eq!(p.body["tags"], json!(["shopify"]));
     let shopify_profile = p.body["customer_id"].clone();
+    // The order was cancelled: on the timeline, not in the statistics.
+    assert_eq!(p.body["stats"]["receipts_count"], 0);
+    let id = shopify_profile.as_str().unwrap();
+    let t = s
+        .get(&format!(
+            "/v1/databases/shop/profiles/{id}/activity?category=receipts"
+        ))
+        .body;
+    assert_eq!(
+        t["events"][0]["data"]["receipt_id"], "820982911946154508",
+        "{t:#}"
+    );
+    assert_eq!(t["events"][0]["data"]["status"], "cancelled");
+    assert_eq!(t["events"][0]["data"]["items"].as_array().unwrap().len(), 5);
 
     // customers/create for another customer: a new profile.
     let res = webhook(&s, "shopify", fixture("shopify_customers_create.json"));
