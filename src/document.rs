@@ -440,7 +440,9 @@ impl Serialize for Document<'_, '_> {
                         continue;
                     }
                     let whole = self.member_json(*m);
-                    if paths.iter().any(|path| path.is_empty()) {
+                    // A member that is null as a whole (`rfm` without receipts) is null
+                    // whatever paths below it were asked for.
+                    if whole.is_null() || paths.iter().any(|path| path.is_empty()) {
                         map.serialize_entry(name, &whole)?;
                     } else {
                         let mut picked = Json::Object(Map::new());

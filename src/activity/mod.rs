@@ -83,6 +83,14 @@ impl ActivityStore {
         }
     }
 
+    /// Calls `f` with a profile's activity, read in place, without its RFM scores.
+    pub fn with<R>(&self, customer_id: &str, f: impl FnOnce(Option<&Activity>) -> R) -> R {
+        match self.map.get(customer_id) {
+            Some(act) => f(Some(&act)),
+            None => f(None),
+        }
+    }
+
     /// How many profiles have activity.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -287,7 +287,7 @@ pub fn page<'a>(
     };
     let mut out = Vec::with_capacity(limit.min(end));
     let mut more = false;
-    for s in activity.timeline[..end].iter().rev() {
+    for s in activity.timeline.range(..end).rev() {
         if !kinds.is_empty() && !kinds.contains(&s.kind()) {
             continue;
         }

@@ -264,10 +264,16 @@ impl DatabaseActor {
                         .map_err(|_| "the log writer stopped".to_string())?
                         .map_err(|e| format!("switching WAL segment: {e}"))?;
                     let profiles = state.store.all();
-                    durability
-                        .sync_through(applied.load(Ordering::SeqCst))
-                        .map_err(|e| format!("the WAL could not be made durable: {e}"))?;
-                    let info = snapshot::write(
+                    // The log must hold everything the file holds before the file
+                    // counts: profiles were read above, activities are read while it
+                    // is written, so the sync comes after both.
+                    let mut durable = || {
+                        durability
+                            .sync_through(applied.load(Ordering::SeqCst))
+                            .map(|_| ())
+                            .map_err(|e| format!("the WAL could not be made durable: {e}"))
+                    };
+                    let info = snapshot::write_then(
                         &dir,
                         lsn,
                         &settings,
@@ -275,6 +281,7 @@ impl DatabaseActor {
                         &profiles,
                         &state.activity,
                         erasing,
+                        &mut durable,
                     )
                     .map_err(|e| e.to_string())?;
                     snapshot::prune(&dir, keep).map_err(|e| e.to_string())?;

@@ -77,6 +77,8 @@ impl From<WriteError> for Problem {
 }
 
 const MAX_TAG: usize = 128;
+/// The most events one update (one log record) may carry.
+pub const MAX_EVENTS_PER_UPDATE: usize = 100_000;
 const MAX_IDENTIFIER: usize = 256;
 
 /// Validates a change against the state it would apply to: the effect to log and apply,
@@ -84,6 +86,16 @@ const MAX_IDENTIFIER: usize = 256;
 pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem> {
     Ok(match change {
         Change::Upsert(mut update) if !update.events.is_empty() => {
+            if update.events.len() > MAX_EVENTS_PER_UPDATE {
+                // Event ids are the record's LSN and the event's place in it.
+                return Err(Problem::new(
+                    ErrorCode::EventsTooMany,
+                    format!(
+                        "one update carries {} events; at most {MAX_EVENTS_PER_UPDATE}",
+                        update.events.len()
+                    ),
+                ));
+            }
             let events: Arc<[_]> = std::mem::take(&mut update.events).into();
             if !update.touches_profile()
                 && !update.customer_id.is_empty()

@@ -49,8 +49,17 @@ pub fn update_of(a: Addressed, source: Source) -> ProfileUpdate {
 /// Adds an event to an update; a `tag_set` changes the update's tags too.
 pub fn add_event(u: &mut ProfileUpdate, e: event::Event) {
     if let Payload::TagSet(t) = &e.payload {
-        u.tags_add.extend(t.add.iter().cloned());
-        u.tags_remove.extend(t.remove.iter().cloned());
+        // In the order events come: a later add undoes an earlier remove of the same
+        // tag within one update, and the other way round. (Tags are the profile's
+        // state, changed as writes arrive, like a PATCH's.)
+        for tag in &t.add {
+            u.tags_remove.retain(|r| r != tag);
+            u.tags_add.push(tag.clone());
+        }
+        for tag in &t.remove {
+            u.tags_add.retain(|a| a != tag);
+            u.tags_remove.push(tag.clone());
+        }
     }
     u.events.push(e);
 }
@@ -159,6 +168,13 @@ not json
         assert_eq!(b.count, 5);
         assert_eq!(b.origin, [vec![0, 4], vec![1]]);
         assert_eq!(b.updates[1].tags_add, ["vip"]);
+        let flip = br#"{"customer_id":"a","type":"tag_set","data":{"remove":["vip"]}}
+{"customer_id":"a","type":"tag_set","data":{"add":["vip"]}}"#;
+        let f = read(flip, true, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(
+            (f.updates[0].tags_add.len(), f.updates[0].tags_remove.len()),
+            (1, 0)
+        );
         let bad: Vec<(usize, ErrorCode)> = b.rejected.iter().map(|(i, p)| (*i, p.code)).collect();
         assert_eq!(
             bad,

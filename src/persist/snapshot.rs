@@ -119,9 +119,43 @@ pub fn write(
     activity: &ActivityStore,
     erasing: bool,
 ) -> Result<SnapshotInfo, PersistError> {
+    write_then(
+        db_dir,
+        lsn,
+        settings,
+        schema,
+        profiles,
+        activity,
+        erasing,
+        &mut || Ok(()),
+    )
+}
+
+/// [`write`], calling `before_rename` once everything is read and written, before the
+/// file takes its name: a live snapshot makes the log durable there through the last
+/// LSN applied, since the activities it read (last) may be that new.
+#[allow(clippy::too_many_arguments)]
+pub fn write_then(
+    db_dir: &Path,
+    lsn: u64,
+    settings: &DatabaseSettings,
+    schema: &Schema,
+    profiles: &[Packed],
+    activity: &ActivityStore,
+    erasing: bool,
+    before_rename: &mut dyn FnMut() -> Result<(), String>,
+) -> Result<SnapshotInfo, PersistError> {
     let tmp = db_dir.join(format!(".snap-{lsn:020}.tmp"));
     let written = write_at(
-        db_dir, &tmp, lsn, settings, schema, profiles, activity, erasing,
+        db_dir,
+        &tmp,
+        lsn,
+        settings,
+        schema,
+        profiles,
+        activity,
+        erasing,
+        before_rename,
     );
     if written.is_err() {
         // Best effort: the next prune removes leftovers and reports what it cannot.
@@ -140,6 +174,7 @@ fn write_at(
     profiles: &[Packed],
     activity: &ActivityStore,
     erasing: bool,
+    before_rename: &mut dyn FnMut() -> Result<(), String>,
 ) -> Result<SnapshotInfo, PersistError> {
     let path = snapshot_path(db_dir, lsn);
     let io = |e| PersistError::io(tmp, e);
@@ -166,6 +201,7 @@ fn write_at(
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
     drop(file);
+    before_rename().map_err(|detail| io(std::io::Error::other(detail)))?;
     fs::rename(tmp, &path).map_err(io)?;
     sync_dir(db_dir).map_err(|e| PersistError::io(db_dir, e))?;
     Ok(SnapshotInfo {
@@ -233,7 +269,7 @@ fn write_activities(activity: &ActivityStore, out: &mut impl Write) -> std::io::
         // is of those written.
         let mut n = 0u64;
         for id in chunk {
-            activity.read(id, |act, _| {
+            activity.with(id, |act| {
                 if let Some(act) = act {
                     record::encode_activity(id, act, &mut body);
                     n += 1;

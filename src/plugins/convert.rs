@@ -186,12 +186,13 @@ fn update(u: Update, source: Source) -> Result<ProfileUpdate, Problem> {
     Ok(out)
 }
 
-/// A receipt's status as a platform names it, as ours: refunds are returns; voided,
-/// cancelled and failed payments are cancellations; anything else (`paid`, `pending`,
-/// none) is a completed receipt.
+/// A receipt's status as a platform names it, as ours: full refunds are returns;
+/// voided, cancelled and failed payments are cancellations; anything else (`paid`,
+/// `pending`, `partially_refunded`, none) is a completed receipt.
 fn receipt_status(status: Option<&str>) -> &'static str {
     match status.map(str::to_ascii_lowercase).as_deref() {
-        Some("refunded" | "returned" | "partially_refunded") => "returned",
+        // A partial refund leaves the purchase standing (its amount is not known).
+        Some("refunded" | "returned") => "returned",
         Some("voided" | "void" | "cancelled" | "canceled" | "failed") => "cancelled",
         _ => "completed",
     }
@@ -202,11 +203,7 @@ fn receipt_status(status: Option<&str>) -> &'static str {
 fn event(e: Event, now: jiff::Timestamp) -> Result<activity::Event, Problem> {
     let time = match e.time {
         None => now,
-        Some(t) => t.parse::<jiff::Timestamp>().map_err(|_| {
-            Problem::from(activity::EventError::Time(format!(
-                "event time `{t}` is not an RFC 3339 instant"
-            )))
-        })?,
+        Some(t) => activity::event::parse_time(&t, now).map_err(Problem::from)?,
     };
     let (name, data) = match e.data {
         EventData::Receipt(r) => {

@@ -223,6 +223,10 @@ fn rfm_scores_follow_the_definition_exactly() {
     }
     let browser = s.get("/v1/databases/shop/profiles/browser").body;
     assert_eq!(browser["rfm"], Value::Null);
+    let projected = s
+        .get("/v1/databases/shop/profiles/browser?fields=rfm.segment")
+        .body;
+    assert_eq!(projected["rfm"], Value::Null, "{projected:#}");
     assert_eq!(browser["stats"]["receipts_count"], 0);
 
     // Ranks are of the database as it is at read time: erasing a profile moves others.
@@ -382,9 +386,12 @@ fn events_find_profiles_by_email_and_survive_a_crash() {
         json!([
             {"email":"Ana@Example.com","type":"page_view","data":{"url":"/a"}},
             {"email":"ana@example.com","type":"page_view","data":{"url":"/b"}},
+            {"email":"ana@example.com","type":"receipt","data":{"receipt_id":"r","total":50,
+                "items":[{"sku":"a","price":10}]}},
         ]),
     );
-    assert_eq!(res.body["accepted"], 2, "{:#}", res.body);
+    assert_eq!(res.body["accepted"], 3, "{:#}", res.body);
+    assert_eq!(res.body["warnings"][0]["code"], "receipt_total_mismatch");
     let p = s
         .get("/v1/databases/shop/profiles/by/email/ana@example.com")
         .body;
@@ -396,7 +403,18 @@ fn events_find_profiles_by_email_and_survive_a_crash() {
     let t = s
         .get(&format!("/v1/databases/shop/profiles/{id}/activity"))
         .body;
-    assert_eq!(t["events"].as_array().unwrap().len(), 2, "{t:#}");
+    assert_eq!(t["events"].as_array().unwrap().len(), 3, "{t:#}");
+    // The flagged receipt reads back from the log (its flag is the server's own).
+    assert_eq!(
+        t["events"][0]["data"]["items_total_mismatch"], true,
+        "{t:#}"
+    );
+    let p = s
+        .get(&format!(
+            "/v1/databases/shop/profiles/{id}?fields=stats.receipts_total"
+        ))
+        .body;
+    assert_eq!(p["stats"]["receipts_total"], 50.0);
 }
 
 #[test]
