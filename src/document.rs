@@ -289,8 +289,10 @@ impl<'v> Document<'_, 'v> {
     }
 
     fn days_since_registration(&self, known: &Known<'v>) -> i64 {
-        let registered = utc_date(known.registered_at.unwrap_or(self.profile.created_at()));
-        days_between(registered, self.derived.today)
+        // Whole UTC days as day numbers: the same count as calendar arithmetic, cheaper.
+        let registered = known.registered_at.unwrap_or(self.profile.created_at());
+        let day = |t: jiff::Timestamp| t.as_microsecond().div_euclid(DAY_US);
+        day(self.derived.now) - day(registered)
     }
 }
 
@@ -346,8 +348,9 @@ struct PhoneView<'a> {
     reason: Option<&'a str>,
 }
 
+use crate::activity::state::DAY_US;
 pub use crate::activity::view::utc_date;
-use crate::activity::view::{Derived, Stats, days_between};
+use crate::activity::view::{Derived, STATS_EMPTY_PREFIX, Stats};
 
 /// Selected fields; a field without a value or default shows as `null`.
 struct SomeFields<'a, 'v> {
@@ -404,7 +407,7 @@ impl Serialize for Document<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.projection.is_none() {
             // One writer for the whole document, wherever it is embedded (pages, batches).
-            let mut out = Vec::with_capacity(1536);
+            let mut out = Vec::with_capacity(2048);
             self.write_whole(&mut out);
             let text = String::from_utf8(out).map_err(serde::ser::Error::custom)?;
             let raw = RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
@@ -506,7 +509,7 @@ pub fn render(
 
 /// Serializes a document to JSON bytes.
 pub fn to_vec(doc: &Document<'_, '_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1536);
+    let mut out = Vec::with_capacity(2048);
     match doc.projection {
         None => doc.write_whole(&mut out),
         Some(_) => {
@@ -515,11 +518,6 @@ pub fn to_vec(doc: &Document<'_, '_>) -> Vec<u8> {
     }
     out
 }
-
-/// `stats` of a profile without receipts, up to the one value that changes by the day.
-const STATS_EMPTY_PREFIX: &str = "{\"receipts_count\":0,\"receipts_total\":0.0,\"last_receipt_total\":null,\
-\"average_receipt\":null,\"average_items\":null,\"first_receipt_at\":null,\"last_receipt_at\":null,\
-\"days_since_first_receipt\":null,\"days_since_last_receipt\":null,\"days_since_registration\":";
 
 /// The members that hold nothing until events exist: `rfm` to `polls`.
 const EMPTY_ACTIVITY: &str = ",\"rfm\":null,\"interests\":[],\"favorite_stores\":[],\"abandoned_cart\":[],\
@@ -584,24 +582,10 @@ impl Document<'_, '_> {
             let _ = write!(out, "{}}}", self.days_since_registration(&known));
             out.extend_from_slice(EMPTY_ACTIVITY.as_bytes());
         } else {
-            let d = &self.derived;
-            put_json(out, &self.stats(&known));
-            out.extend_from_slice(b",\"rfm\":");
-            put_json(out, &d.rfm());
-            out.extend_from_slice(b",\"interests\":");
-            put_json(out, &d.interests());
-            out.extend_from_slice(b",\"favorite_stores\":");
-            put_json(out, &d.favorite_stores());
-            out.extend_from_slice(b",\"abandoned_cart\":");
-            put_json(out, &d.abandoned_cart());
-            out.extend_from_slice(b",\"bonuses\":");
-            put_json(out, &d.bonuses());
-            out.extend_from_slice(b",\"mailings\":");
-            put_json(out, &d.mailings());
-            out.extend_from_slice(b",\"promo_codes\":");
-            put_json(out, &d.promo_codes());
-            out.extend_from_slice(b",\"polls\":");
-            put_json(out, &d.polls());
+            // The activity's digest (rendered once after each change) and the few
+            // values that depend on the moment of the read.
+            self.derived
+                .write_members(out, self.days_since_registration(&known));
         }
         let _ = write!(
             out,

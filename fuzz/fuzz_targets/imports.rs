@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
     let mut opts = Options::new(format);
     opts.delimiter = [b',', b';', b'\t', b'|'][usize::from(selector / 4 % 4)];
     opts.ignore_unknown_columns = selector & 0x10 != 0;
+    opts.events = selector & 0x40 != 0;
     if selector & 0x20 != 0 {
         let _ = chunks::parse(file, &opts, &mut Chunks { next_row: 1 }, &mut Count(0));
         return;

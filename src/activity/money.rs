@@ -30,6 +30,11 @@ impl Fixed {
         self.0 as f64 / SCALE
     }
 
+    /// A fixed value from raw ten-thousandths.
+    pub fn from_units(units: i64) -> Fixed {
+        Fixed(units)
+    }
+
     /// The raw ten-thousandths.
     pub fn units(self) -> i64 {
         self.0

@@ -110,6 +110,18 @@ pub struct Bonuses {
     next_deactivation_amount: Option<f64>,
 }
 
+impl From<super::state::BonusTotals> for Bonuses {
+    fn from(b: super::state::BonusTotals) -> Self {
+        Bonuses {
+            active: b.active.to_f64(),
+            pending_activation: b.pending_activation.to_f64(),
+            pending_deactivation: b.pending_deactivation.to_f64(),
+            next_deactivation_at: b.next_deactivation.map(|(t, _)| at(t)),
+            next_deactivation_amount: b.next_deactivation.map(|(_, x)| x.to_f64()),
+        }
+    }
+}
+
 /// A kept mailing, promo code or poll: its payload with `at` first.
 pub struct RecentView<'a>(&'a Recent);
 
@@ -217,16 +229,9 @@ impl<'a> Derived<'a> {
 
     /// `bonuses` at this moment.
     pub fn bonuses(&self) -> Bonuses {
-        let Some(a) = self.activity else {
-            return Bonuses::default();
-        };
-        let b = a.summary.bonuses_at(self.now.as_microsecond());
-        Bonuses {
-            active: b.active.to_f64(),
-            pending_activation: b.pending_activation.to_f64(),
-            pending_deactivation: b.pending_deactivation.to_f64(),
-            next_deactivation_at: b.next_deactivation.map(|(t, _)| at(t)),
-            next_deactivation_amount: b.next_deactivation.map(|(_, x)| x.to_f64()),
+        match self.activity {
+            Some(a) => a.summary.bonuses_at(self.now.as_microsecond()).into(),
+            None => Bonuses::default(),
         }
     }
 
@@ -304,3 +309,260 @@ pub fn page<'a>(
     };
     (out, next)
 }
+
+/// What a whole document shows of an activity that does not depend on when it is read,
+/// rendered on the first read after a change and kept until the next one (see
+/// [`Rendered`]): the lookup path then copies bytes from two blocks instead of walking
+/// a dozen scattered maps.
+#[derive(Debug, Default)]
+pub struct Digest {
+    /// Back to back: `stats` from `{` through `last_receipt_at` (no closing brace, no
+    /// day counts; empty without a completed receipt), `,"favorite_stores":[..],
+    /// "abandoned_cart":[..]`, `,"mailings":[..],"promo_codes":[..],"polls":[..]`, then
+    /// each viewed category's raw name and rendered last-view time.
+    text: Box<str>,
+    /// Where the parts of `text` end: stats head, stores and cart, recent lists.
+    ends: [u32; 3],
+    first_day: i64,
+    last_day: i64,
+    /// Back to back: per viewed category its text end, last-view end and view count,
+    /// then its view times ascending; then per bonus its status, amount (units) and
+    /// expiry (`i64::MIN` for none).
+    nums: Box<[i64]>,
+    /// Viewed categories and bonuses in `nums`.
+    categories: u32,
+    bonuses: u32,
+}
+
+/// The members of `stats` that do not change by the day, in `Stats`'s order.
+#[derive(Serialize)]
+struct StatsHead {
+    receipts_count: u64,
+    receipts_total: f64,
+    last_receipt_total: Option<f64>,
+    average_receipt: Option<f64>,
+    average_items: Option<f64>,
+    first_receipt_at: Option<Timestamp>,
+    last_receipt_at: Option<Timestamp>,
+}
+
+/// Builds an activity's digest from the same views the projections use.
+pub fn digest(a: &Activity) -> Digest {
+    let d = Derived {
+        activity: Some(a),
+        rfm: None,
+        now: Timestamp::UNIX_EPOCH,
+        today: Date::constant(1970, 1, 1),
+        window_days: 0,
+    };
+    let s = d.stats();
+    let mut text = String::with_capacity(1024);
+    if s.receipts_count > 0 {
+        let head = StatsHead {
+            receipts_count: s.receipts_count,
+            receipts_total: s.receipts_total,
+            last_receipt_total: s.last_receipt_total,
+            average_receipt: s.average_receipt,
+            average_items: s.average_items,
+            first_receipt_at: s.first_receipt_at,
+            last_receipt_at: s.last_receipt_at,
+        };
+        text.push_str(&serde_json::to_string(&head).expect("stats serialize"));
+        text.pop(); // the closing brace: the day counts follow
+    }
+    let e0 = text.len() as u32;
+    let json = |v: &dyn erased::Json| v.to_json();
+    text.push_str(",\"favorite_stores\":");
+    text.push_str(&json(&d.favorite_stores()));
+    text.push_str(",\"abandoned_cart\":");
+    text.push_str(&json(&d.abandoned_cart()));
+    let e1 = text.len() as u32;
+    text.push_str(",\"mailings\":");
+    text.push_str(&json(&d.mailings()));
+    text.push_str(",\"promo_codes\":");
+    text.push_str(&json(&d.promo_codes()));
+    text.push_str(",\"polls\":");
+    text.push_str(&json(&d.polls()));
+    let e2 = text.len() as u32;
+    let mut nums = Vec::new();
+    let mut categories = 0;
+    for (name, c) in &a.summary.categories {
+        let Some(last) = c.views.last() else { continue };
+        text.push_str(name);
+        let name_end = text.len() as i64;
+        text.push_str(&at(*last).to_string());
+        nums.extend_from_slice(&[name_end, text.len() as i64, c.views.len() as i64]);
+        nums.extend_from_slice(&c.views);
+        categories += 1;
+    }
+    let mut bonuses = 0;
+    for b in a.summary.bonuses.values() {
+        nums.extend_from_slice(&[
+            i64::from(b.status),
+            b.amount.units(),
+            b.expires.unwrap_or(i64::MIN),
+        ]);
+        bonuses += 1;
+    }
+    Digest {
+        text: text.into(),
+        ends: [e0, e1, e2],
+        first_day: a.summary.first.map_or(0, |t| t.div_euclid(DAY_US)),
+        last_day: a.summary.last.map_or(0, |(t, _)| t.div_euclid(DAY_US)),
+        nums: nums.into(),
+        categories,
+        bonuses,
+    }
+}
+
+/// Serializing the views above to text without naming each type.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).expect("views serialize")
+        }
+    }
+}
+
+/// A lazily rendered [`Digest`]: filled by the first reader after a change (under the
+/// shard's read lock; concurrent first readers wait for one), emptied by the actor on
+/// every change. Not part of the activity's value: clones start empty, comparisons
+/// ignore it, snapshots leave it out.
+#[derive(Debug, Default)]
+pub struct Rendered(std::sync::OnceLock<Digest>);
+
+impl Rendered {
+    /// The digest, rendered now if it is not yet.
+    pub fn get(&self, a: &Activity) -> &Digest {
+        self.0.get_or_init(|| digest(a))
+    }
+}
+
+impl Clone for Rendered {
+    fn clone(&self) -> Self {
+        Rendered::default()
+    }
+}
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl bincode::Encode for Rendered {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        _: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        Ok(())
+    }
+}
+
+impl<C> bincode::Decode<C> for Rendered {
+    fn decode<D: bincode::de::Decoder<Context = C>>(
+        _: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(Rendered::default())
+    }
+}
+
+impl<'de, C> bincode::BorrowDecode<'de, C> for Rendered {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = C>>(
+        _: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(Rendered::default())
+    }
+}
+
+impl Derived<'_> {
+    /// Writes `"stats"` to `"polls"` of the whole document (from `,"stats":` on, without
+    /// the leading comma's member name: the caller wrote `,"stats":`), with
+    /// `days_since_registration` given. Requires an activity.
+    pub fn write_members(&self, out: &mut Vec<u8>, days_since_registration: i64) {
+        use std::io::Write;
+        let a = self.activity.expect("an activity to write");
+        let d = a.rendered.get(a);
+        let today = self.now.as_microsecond().div_euclid(DAY_US);
+        let [e0, e1, e2] = d.ends.map(|e| e as usize);
+        if e0 > 0 {
+            out.extend_from_slice(&d.text.as_bytes()[..e0]);
+            let _ = write!(
+                out,
+                ",\"days_since_first_receipt\":{},\"days_since_last_receipt\":{},\"days_since_registration\":{}}}",
+                today - d.first_day,
+                today - d.last_day,
+                days_since_registration
+            );
+        } else {
+            out.extend_from_slice(STATS_EMPTY_PREFIX.as_bytes());
+            let _ = write!(out, "{days_since_registration}}}");
+        }
+        out.extend_from_slice(b",\"rfm\":");
+        match self.rfm() {
+            Some(r) => {
+                let _ = write!(
+                    out,
+                    "{{\"r\":{},\"f\":{},\"m\":{},\"segment\":\"{}\"}}",
+                    r.r, r.f, r.m, r.segment
+                );
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"interests\":[");
+        let since = self.now.as_microsecond() - i64::from(self.window_days) * DAY_US;
+        // (views in the window, name, rendered last view, last view)
+        let mut rows: Vec<(usize, &str, &str, i64)> = Vec::new();
+        let (mut text_at, mut i) = (e2, 0usize);
+        for _ in 0..d.categories {
+            let (name_end, last_end, count) = (
+                d.nums[i] as usize,
+                d.nums[i + 1] as usize,
+                d.nums[i + 2] as usize,
+            );
+            let views = &d.nums[i + 3..i + 3 + count];
+            let n = count - views.partition_point(|v| *v < since);
+            if n > 0 {
+                rows.push((
+                    n,
+                    &d.text[text_at..name_end],
+                    &d.text[name_end..last_end],
+                    views[count - 1],
+                ));
+            }
+            text_at = last_end;
+            i += 3 + count;
+        }
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(b.3.cmp(&a.3)).then(a.1.cmp(b.1)));
+        for (k, (n, name, last, _)) in rows.iter().take(TOP_INTERESTS).enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"category\":");
+            serde_json::to_writer(&mut *out, name).expect("a string serializes");
+            let _ = write!(out, ",\"views\":{n},\"last_view_at\":\"{last}\"}}");
+        }
+        out.push(b']');
+        out.extend_from_slice(&d.text.as_bytes()[e0..e1]);
+        out.extend_from_slice(b",\"bonuses\":");
+        let bonuses = d.nums[i..i + 3 * d.bonuses as usize]
+            .chunks_exact(3)
+            .map(|b| {
+                let expires = (b[2] != i64::MIN).then_some(b[2]);
+                (b[0] as u8, super::Fixed::from_units(b[1]), expires)
+            });
+        let b = super::state::bonus_totals(bonuses, self.now.as_microsecond());
+        serde_json::to_writer(&mut *out, &Bonuses::from(b)).expect("bonuses serialize");
+        out.extend_from_slice(&d.text.as_bytes()[e1..e2]);
+    }
+}
+
+/// `stats` of a profile without completed receipts, up to the one value that changes
+/// by the day.
+pub const STATS_EMPTY_PREFIX: &str = "{\"receipts_count\":0,\"receipts_total\":0.0,\"last_receipt_total\":null,\
+\"average_receipt\":null,\"average_items\":null,\"first_receipt_at\":null,\"last_receipt_at\":null,\
+\"days_since_first_receipt\":null,\"days_since_last_receipt\":null,\"days_since_registration\":";
