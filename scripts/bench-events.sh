@@ -14,7 +14,8 @@
 # HINCRBYFLOAT its total and HINCRBY its count (three commands, no derived values).
 #
 # Usage: bash scripts/bench-events.sh
-# Env: EVENTS (1000000), CUSTOMERS (100000), BATCH (2000), PARALLEL (4). Installs curl
+# Env: EVENTS (1000000), CUSTOMERS (100000), BATCH (2000), PARALLEL (4), PERF (a path:
+# record a CPU profile of the server while events are posted). Installs curl
 # and redis-server with apt-get if missing. Every process it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,11 +88,17 @@ RSS0=$(rss)
 
 log "POST /events: $(ls "$TMP/bodies" | wc -l) bodies of $BATCH, $PARALLEL at a time"
 export AUTH BASE TMP
+if [ -n "${PERF:-}" ]; then
+    # A CPU profile of the server while events are posted (PERF=path of perf.data).
+    perf record -g -p "$SERVER_PID" -o "$PERF" >/dev/null 2>&1 &
+    PERF_PID=$!
+fi
 s=$(date +%s%N)
 ls "$TMP/bodies" | xargs -P "$PARALLEL" -I{} sh -c \
     'curl -fsS -X POST -H "$AUTH" -H "Content-Type: application/x-ndjson" --data-binary "@$TMP/bodies/{}" "$BASE/v1/databases/posted/events" >"$TMP/bodies/{}.out"'
 e=$(date +%s%N)
-accepted=$(cat "$TMP"/bodies/*.out | python3 -c 'import json,sys; print(sum(json.loads(l)["accepted"] for l in sys.stdin))')
+if [ -n "${PERF:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
+accepted=$(python3 -c 'import glob,json,sys; print(sum(json.load(open(f))["accepted"] for f in glob.glob(sys.argv[1] + "/bodies/*.out")))' "$TMP")
 if [ "$accepted" != "$EVENTS" ]; then
     log "only $accepted of $EVENTS events were accepted"; head -c 600 "$(ls "$TMP"/bodies/*.out | head -n1)" >&2; exit 1
 fi

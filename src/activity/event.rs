@@ -447,6 +447,9 @@ pub enum EventError {
     /// The envelope or the payload has the wrong shape or a bad value.
     #[error("{0}")]
     Invalid(String),
+    /// The text is not JSON.
+    #[error("{0}")]
+    Syntax(String),
     /// The payload is larger than an event may be.
     #[error("{0}")]
     TooLarge(String),
@@ -459,16 +462,18 @@ impl From<EventError> for Problem {
             EventError::Type(_) => ErrorCode::EventTypeInvalid,
             EventError::Time(_) => ErrorCode::EventTimeInvalid,
             EventError::Invalid(_) => ErrorCode::EventInvalid,
+            EventError::Syntax(_) => ErrorCode::InvalidJson,
             EventError::TooLarge(_) => ErrorCode::EventTooLarge,
         };
         Problem::new(code, e.to_string())
     }
 }
 
-/// The envelope of one event as posted: who, what, when and the payload.
+/// The envelope of one event as posted: who, what, when and the payload. The payload
+/// is borrowed as text and parsed once, straight into its typed form.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     /// The customer; an unknown one is created.
     #[serde(default)]
     pub customer_id: Option<String>,
@@ -485,8 +490,8 @@ pub struct Envelope {
     #[serde(default)]
     pub time: Option<String>,
     /// The payload.
-    #[serde(default)]
-    pub data: Option<Json>,
+    #[serde(default, borrow)]
+    pub data: Option<&'a serde_json::value::RawValue>,
 }
 
 /// Notes on an accepted event: `(code, detail)`.
@@ -508,8 +513,21 @@ pub struct Addressed {
 
 /// Parses and checks one posted event (`now` stands in for a missing time).
 pub fn parse(value: Json, now: Timestamp) -> Result<Addressed, EventError> {
-    let env: Envelope =
-        serde_json::from_value(value).map_err(|e| EventError::Invalid(format!("event: {e}")))?;
+    parse_slice(
+        &serde_json::to_vec(&value).expect("a JSON value serializes"),
+        now,
+    )
+}
+
+/// Parses and checks one posted event from its JSON text.
+pub fn parse_slice(bytes: &[u8], now: Timestamp) -> Result<Addressed, EventError> {
+    let env: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            EventError::Syntax(format!("the event is not JSON: {e}"))
+        } else {
+            EventError::Invalid(format!("event: {e}"))
+        }
+    })?;
     let mut find_by = Vec::new();
     let customer_id = match env.customer_id {
         Some(id) if !id.is_empty() => id,
@@ -529,7 +547,8 @@ pub fn parse(value: Json, now: Timestamp) -> Result<Addressed, EventError> {
         None => now,
         Some(t) => parse_time(&t, now)?,
     };
-    let (event, warnings) = build(&env.kind, time.as_microsecond(), env.data)?;
+    let data = env.data.map_or("{}", |d| d.get());
+    let (event, warnings) = build_text(&env.kind, time.as_microsecond(), data)?;
     Ok(Addressed {
         customer_id,
         find_by,
@@ -581,11 +600,23 @@ pub fn build(
     time: i64,
     data: Option<Json>,
 ) -> Result<(Event, Warnings), EventError> {
+    let text = data.map_or_else(|| "{}".to_owned(), |d| d.to_string());
+    build_text(kind_name, time, &text)
+}
+
+/// [`build`] from the payload's JSON text (already known to be JSON).
+pub fn build_text(kind_name: &str, time: i64, data: &str) -> Result<(Event, Warnings), EventError> {
     let kind = Kind::builtin(kind_name);
-    let data = data.unwrap_or_else(|| Json::Object(Default::default()));
-    if !data.is_object() {
+    let data = data.trim();
+    if !data.starts_with('{') {
         return Err(EventError::Invalid(format!(
             "`data` of a `{kind_name}` event must be a JSON object"
+        )));
+    }
+    if data.len() > MAX_DATA {
+        return Err(EventError::TooLarge(format!(
+            "the `{kind_name}` event's data is {} bytes; an event may carry {MAX_DATA}",
+            data.len()
         )));
     }
     let mut warnings = Vec::new();
@@ -594,18 +625,13 @@ pub fn build(
             check_custom(kind_name)?;
             Payload::Custom
         }
-        Some(kind) => typed(kind, data.clone(), &mut warnings)?,
+        Some(kind) => typed(kind, data, &mut warnings)?,
     };
     let text = match &payload {
-        Payload::Custom => data.to_string(),
+        // Kept as given: the sender's members in the sender's order.
+        Payload::Custom => data.to_owned(),
         typed => canonical(typed),
     };
-    if text.len() > MAX_DATA {
-        return Err(EventError::TooLarge(format!(
-            "the `{kind_name}` event's data is {} bytes; an event may carry {MAX_DATA}",
-            text.len()
-        )));
-    }
     Ok((
         Event {
             time,
@@ -621,19 +647,24 @@ pub fn build(
 /// Rebuilds an event read back from the log: its payload passed the checks when it
 /// was written, so it is parsed, not checked again for warnings.
 pub fn restore(kind: Kind, custom: Option<&str>, time: i64, data: &str) -> Result<Event, String> {
-    let mut json: Json = serde_json::from_str(data).map_err(|e| format!("event data: {e}"))?;
-    if kind == Kind::Receipt
-        && let Some(obj) = json.as_object_mut()
-    {
-        // Set by the server, never taken from a sender: the check below refuses it.
-        obj.remove("items_total_mismatch");
-    }
-    let name = custom.unwrap_or(kind.name());
     if (kind == Kind::Custom) != custom.is_some() {
         return Err(format!("event kind {kind:?} with custom name {custom:?}"));
     }
-    let (mut event, _) = build(name, time, Some(json)).map_err(|e| e.to_string())?;
-    // The text as logged, byte for byte (a custom payload is kept as given).
+    let name = custom.unwrap_or(kind.name());
+    let cleaned;
+    let text = if kind == Kind::Receipt && data.contains("\"items_total_mismatch\"") {
+        // Set by the server, never taken from a sender: the check below refuses it.
+        let mut json: Json = serde_json::from_str(data).map_err(|e| format!("event data: {e}"))?;
+        if let Some(obj) = json.as_object_mut() {
+            obj.remove("items_total_mismatch");
+        }
+        cleaned = json.to_string();
+        cleaned.as_str()
+    } else {
+        data
+    };
+    let (mut event, _) = build_text(name, time, text).map_err(|e| e.to_string())?;
+    // The text as logged, byte for byte.
     event.data = data.into();
     Ok(event)
 }
@@ -657,8 +688,8 @@ fn canonical(p: &Payload) -> String {
     text.expect("payloads serialize")
 }
 
-fn de<T: serde::de::DeserializeOwned>(kind: Kind, data: Json) -> Result<T, EventError> {
-    serde_json::from_value(data)
+fn de<T: serde::de::DeserializeOwned>(kind: Kind, data: &str) -> Result<T, EventError> {
+    serde_json::from_str(data)
         .map_err(|e| EventError::Invalid(format!("`{}` data: {e}", kind.name())))
 }
 
@@ -697,7 +728,7 @@ fn quantity(kind: Kind, what: &str, x: f64) -> Result<(), EventError> {
     Ok(())
 }
 
-fn typed(kind: Kind, data: Json, warnings: &mut Warnings) -> Result<Payload, EventError> {
+fn typed(kind: Kind, data: &str, warnings: &mut Warnings) -> Result<Payload, EventError> {
     Ok(match kind {
         Kind::Receipt => {
             let mut r: Receipt = de(kind, data)?;

@@ -33,7 +33,9 @@ type Hasher = foldhash::quality::RandomState;
 /// A database's activities and the RFM ranking over them.
 #[derive(Debug, Default)]
 pub struct ActivityStore {
-    map: DashMap<CompactString, Activity, Hasher>,
+    // Boxed: an activity is ~400 bytes, and the map's slots move when it grows; a
+    // pointer keeps the table small and growing cheap.
+    map: DashMap<CompactString, Box<Activity>, Hasher>,
     rfm: RwLock<RfmIndex>,
 }
 
@@ -77,7 +79,7 @@ impl ActivityStore {
         match self.map.get(customer_id) {
             Some(act) => {
                 let rfm = act.rfm_keys().and_then(|k| self.rfm.read().scores(k));
-                f(Some(&act), rfm)
+                f(Some(&**act), rfm)
             }
             None => f(None, None),
         }
@@ -86,7 +88,7 @@ impl ActivityStore {
     /// Calls `f` with a profile's activity, read in place, without its RFM scores.
     pub fn with<R>(&self, customer_id: &str, f: impl FnOnce(Option<&Activity>) -> R) -> R {
         match self.map.get(customer_id) {
-            Some(act) => f(Some(&act)),
+            Some(act) => f(Some(&**act)),
             None => f(None),
         }
     }
@@ -109,7 +111,7 @@ impl ActivityStore {
     /// Adds an activity read back from a snapshot, from any thread. Recovery only; call
     /// [`ActivityStore::rebuild_rfm`] when all are in.
     pub fn insert_restored(&self, customer_id: CompactString, act: Activity) {
-        self.map.insert(customer_id, act);
+        self.map.insert(customer_id, Box::new(act));
     }
 
     /// Builds the RFM index from every activity in one pass. Recovery only.

@@ -105,7 +105,11 @@ impl DatabaseActor {
             // the writer instead of one a row. Nobody waits on them before the batch is
             // answered, and a snapshot syncs the log through the applied LSN, which waits
             // for them.
-            let mut frames = Vec::with_capacity(updates.len() * 320);
+            let size: usize = updates
+                .iter()
+                .map(|u| 320 + u.events.iter().map(|e| 32 + e.data.len()).sum::<usize>())
+                .sum();
+            let mut frames = Vec::with_capacity(size);
             let mut rejected = Vec::new();
             for (i, update) in updates.into_iter().enumerate() {
                 match effect(&self.state, Change::Upsert(update)) {

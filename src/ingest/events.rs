@@ -7,6 +7,7 @@
 
 use jiff::Timestamp;
 use serde_json::Value as Json;
+use serde_json::value::RawValue as RawJson;
 
 use crate::activity::event::{self, Addressed, Payload};
 use crate::error::{ErrorCode, Problem};
@@ -67,57 +68,57 @@ pub fn add_event(u: &mut ProfileUpdate, e: event::Event) {
 /// Reads a request body: NDJSON when `ndjson`, else one object or an array. A body
 /// that is not JSON at all, or holds more than [`MAX_EVENTS`], is refused whole.
 pub fn read(body: &[u8], ndjson: bool, now: Timestamp) -> Result<Batch, Problem> {
-    let mut values: Vec<Result<Json, Problem>> = Vec::new();
+    // Each event's text; parsed once, straight into its typed form.
+    let mut texts: Vec<&[u8]> = Vec::new();
     if ndjson {
         for line in body.split(|b| *b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            values.push(serde_json::from_slice(line).map_err(|e| {
-                Problem::new(
-                    ErrorCode::InvalidJson,
-                    format!("the line is not one JSON value: {e}"),
-                )
-            }));
-            if values.len() > MAX_EVENTS {
+            texts.push(line);
+            if texts.len() > MAX_EVENTS {
                 return Err(too_many());
             }
         }
     } else {
-        match serde_json::from_slice::<Json>(body) {
-            Ok(Json::Array(items)) => {
+        let not_json = |e: serde_json::Error| {
+            Problem::new(
+                ErrorCode::InvalidJson,
+                format!(
+                    "the body is not JSON: {e}; send one event, an array, or NDJSON with Content-Type: application/x-ndjson"
+                ),
+            )
+        };
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => {
+                let items: Vec<&RawJson> = serde_json::from_slice(body).map_err(not_json)?;
                 if items.len() > MAX_EVENTS {
                     return Err(too_many());
                 }
-                values.extend(items.into_iter().map(Ok));
+                texts.extend(items.iter().map(|r| r.get().as_bytes()));
             }
-            Ok(one) => values.push(Ok(one)),
-            Err(e) => {
-                return Err(Problem::new(
-                    ErrorCode::InvalidJson,
-                    format!(
-                        "the body is not JSON: {e}; send one event, an array, or NDJSON with Content-Type: application/x-ndjson"
-                    ),
-                ));
+            _ => {
+                serde_json::from_slice::<&RawJson>(body).map_err(not_json)?;
+                texts.push(body);
             }
         }
     }
-    if values.is_empty() {
+    if texts.is_empty() {
         return Err(Problem::new(
             ErrorCode::InvalidBody,
             "the body holds no events",
         ));
     }
     let mut batch = Batch {
-        count: values.len(),
+        count: texts.len(),
         ..Batch::default()
     };
     // Customers by key: the customer id, or the identifiers that find the profile.
     let mut by_customer: std::collections::HashMap<(String, Vec<(String, String)>), usize> =
         std::collections::HashMap::new();
-    for (i, value) in values.into_iter().enumerate() {
-        let a = match value.and_then(|v| event::parse(v, now).map_err(Problem::from)) {
+    for (i, text) in texts.into_iter().enumerate() {
+        let a = match event::parse_slice(text, now).map_err(Problem::from) {
             Ok(a) => a,
             Err(p) => {
                 batch.rejected.push((i, p));

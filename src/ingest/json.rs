@@ -93,8 +93,22 @@ pub enum Rows {
 /// The update an event row asks for; a note (a receipt whose items do not add up) goes
 /// to the sink as an error that stands for no row.
 fn event_update(value: Json, row: u64, sink: &mut impl Sink) -> Result<ProfileUpdate, RowError> {
-    let a = crate::activity::event::parse(value, jiff::Timestamp::now())
-        .map_err(|e| RowError::from_problem(row, &Problem::from(e)))?;
+    let text = serde_json::to_vec(&value).expect("a JSON value serializes");
+    event_update_slice(&text, row, sink)
+}
+
+/// [`event_update`] from the row's text (an NDJSON line), parsed once.
+fn event_update_slice(
+    text: &[u8],
+    row: u64,
+    sink: &mut impl Sink,
+) -> Result<ProfileUpdate, RowError> {
+    use crate::activity::EventError;
+    let a =
+        crate::activity::event::parse_slice(text, jiff::Timestamp::now()).map_err(|e| match e {
+            EventError::Syntax(detail) => RowError::new(row, ErrorCode::ImportJsonSyntax, detail),
+            e => RowError::from_problem(row, &Problem::from(e)),
+        })?;
     for (code, detail) in &a.warnings {
         let code = ErrorCode::parse(code).unwrap_or(ErrorCode::EventInvalid);
         sink.error_rows(RowError::new(row, code, detail.clone()), 0);
@@ -254,6 +268,23 @@ pub fn parse_lines(input: impl Read, sink: &mut impl Sink, rows: Rows) -> Result
             continue;
         }
         rows_seen = true;
+        if rows == Rows::Events {
+            let more = match event_update_slice(text, row, sink) {
+                Ok(update) => sink.row(Row {
+                    row,
+                    rows: 1,
+                    update,
+                }),
+                Err(e) => {
+                    sink.error(e);
+                    true
+                }
+            };
+            if !more {
+                return Ok(());
+            }
+            continue;
+        }
         match serde_json::from_slice::<Json>(text) {
             Ok(value) => {
                 if !deliver(sink, value, row, rows) {
