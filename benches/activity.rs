@@ -9,7 +9,8 @@
 //! - `rfm_maintenance`: `RfmIndex::update` moving one profile's keys (what a receipt
 //!   costs the rankings), and `ActivityStore::apply` of one receipt to a random profile
 //!   (timeline, aggregates and rankings);
-//! - `event_parse`: checking one posted receipt of 3 items (`activity::event::parse`).
+//! - `event_parse`: checking one posted receipt of 3 items from its bytes
+//!   (`activity::event::parse_slice`).
 //!
 //! It also prints the memory a kept event costs (RSS growth over the events applied).
 //! Run with `cargo bench --bench activity`.
@@ -207,9 +208,10 @@ fn activity(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("event_parse");
     g.throughput(Throughput::Elements(1));
-    let posted = receipt_json("c42", 7, 3);
+    // As the HTTP path reads it: the line's bytes, parsed once into the typed payload.
+    let posted = serde_json::to_vec(&receipt_json("c42", 7, 3)).unwrap();
     g.bench_function("receipt_3_items", |b| {
-        b.iter(|| black_box(event::parse(black_box(posted.clone()), now).unwrap()))
+        b.iter(|| black_box(event::parse_slice(black_box(&posted), now).unwrap()))
     });
     g.finish();
 }

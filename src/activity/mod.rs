@@ -48,10 +48,15 @@ impl ActivityStore {
     /// Applies the events of log record `lsn` to a profile's activity. Actor (and
     /// recovery) only.
     pub fn apply(&self, lsn: u64, customer_id: &str, events: &[Event], max_events: usize) {
+        self.apply_owned(lsn, customer_id, events.to_vec(), max_events);
+    }
+
+    /// [`ActivityStore::apply`], keeping the events' payloads without copying them.
+    pub fn apply_owned(&self, lsn: u64, customer_id: &str, events: Vec<Event>, max_events: usize) {
         let (old, new) = {
             let mut act = self.map.entry(customer_id.into()).or_default();
             let old = act.rfm_keys();
-            act.apply(lsn, events, max_events);
+            act.apply_owned(lsn, events, max_events);
             (old, act.rfm_keys())
         };
         // Never taken while a map guard is held: readers take the map's lock first.

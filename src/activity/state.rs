@@ -231,20 +231,25 @@ impl Activity {
     /// keeping at most `max_events` in the timeline. A record at or below the last one
     /// applied changes nothing.
     pub fn apply(&mut self, lsn: u64, events: &[Event], max_events: usize) {
+        self.apply_owned(lsn, events.to_vec(), max_events);
+    }
+
+    /// [`Activity::apply`], keeping the events' payloads without copying them.
+    pub fn apply_owned(&mut self, lsn: u64, events: Vec<Event>, max_events: usize) {
         if lsn <= self.lsn {
             return;
         }
         self.lsn = lsn;
         self.rendered = super::view::Rendered::default();
-        for (i, e) in events.iter().enumerate() {
+        for (i, e) in events.into_iter().enumerate() {
             let seq = (lsn << 20) | i as u64;
-            self.summary.apply(seq, e);
+            self.summary.apply(seq, &e);
             let stored = Stored {
                 time: e.time,
                 seq,
                 kind: e.kind as u8,
-                custom: e.custom.clone(),
-                data: e.data.clone(),
+                custom: e.custom,
+                data: e.data,
             };
             let at = self
                 .timeline

@@ -154,7 +154,7 @@ impl DatabaseActor {
                     let entry = Entry::Events {
                         customer_id,
                         profile: None,
-                        events: events.into(),
+                        events,
                     };
                     self.apply_framed(entry, &mut frames);
                 }

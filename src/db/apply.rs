@@ -96,7 +96,7 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
                     ),
                 ));
             }
-            let events: Arc<[_]> = std::mem::take(&mut update.events).into();
+            let events = std::mem::take(&mut update.events);
             if !update.touches_profile()
                 && !update.customer_id.is_empty()
                 && let Some(existing) = st.store.get(&update.customer_id)

@@ -111,7 +111,7 @@ impl DbState {
                     self.store.put(p, old.as_ref());
                 }
                 let max = self.settings.load().max_events as usize;
-                self.activity.apply(lsn, &customer_id, &events, max);
+                self.activity.apply_owned(lsn, &customer_id, events, max);
             }
             Entry::Schema(schema) => self.schema.store(schema),
             Entry::DropField { name, schema } => {

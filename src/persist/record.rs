@@ -55,7 +55,7 @@ pub enum Entry {
         /// The profile, when it changed.
         profile: Option<Packed>,
         /// The events, in order.
-        events: Arc<[Event]>,
+        events: Vec<Event>,
     },
 }
 
@@ -447,12 +447,12 @@ pub(crate) mod tests {
             Entry::Events {
                 customer_id: "c1".into(),
                 profile: Some(Packed::encode(&sample_profile(&schema))),
-                events: events().into(),
+                events: events(),
             },
             Entry::Events {
                 customer_id: "c2".into(),
                 profile: None,
-                events: events()[..1].into(),
+                events: events()[..1].to_vec(),
             },
         ];
         for (i, e) in entries.iter().enumerate() {
