@@ -117,7 +117,7 @@ impl DatabaseActor {
                     Err(p) => rejected.push((i, p)),
                 }
             }
-            return Ok(self.end_import(rejected, true, &frames, ctx));
+            return Ok(self.end_import(rejected, true, frames, ctx));
         }
         if let Change::ImportAtomic(updates) = change {
             // Every row is validated against the store with the rows before it laid
@@ -161,7 +161,7 @@ impl DatabaseActor {
                 self.apply_framed(Entry::Commit, &mut frames);
             }
             let committed = rejected.is_empty();
-            return Ok(self.end_import(rejected, committed, &frames, ctx));
+            return Ok(self.end_import(rejected, committed, frames, ctx));
         }
         let (entry, applied) = effect(&self.state, change)?;
         let erases = matches!(entry, Entry::Remove(_));
@@ -189,7 +189,7 @@ impl DatabaseActor {
         &mut self,
         rejected: Vec<(usize, Problem)>,
         committed: bool,
-        frames: &[u8],
+        frames: Vec<u8>,
         ctx: &mut Context<Self>,
     ) -> (Applied, u64) {
         if let Some(wal) = &self.wal {

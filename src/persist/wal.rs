@@ -324,18 +324,21 @@ impl Wal {
     /// Queues frames already encoded with [`append_frame`], the last of which is record
     /// `last_lsn`: a batch of records for one lock and one wake-up of the writer, where
     /// [`Wal::append`] a record at a time wakes it for each.
-    pub fn append_frames(&self, last_lsn: u64, frames: &[u8]) {
+    ///
+    /// Takes the buffer: when the writer has nothing queued (the usual case) it is
+    /// queued as it is, so a batch of a megabyte is not copied on the actor's thread.
+    pub fn append_frames(&self, last_lsn: u64, frames: Vec<u8>) {
         if frames.is_empty() {
             return;
         }
         let mut q = self.shared.queue.lock();
         match q.ops.last_mut() {
             Some(Op::Bytes { bytes, last_lsn: l }) => {
-                bytes.extend_from_slice(frames);
+                bytes.extend_from_slice(&frames);
                 *l = last_lsn;
             }
             _ => q.ops.push(Op::Bytes {
-                bytes: frames.to_vec(),
+                bytes: frames,
                 last_lsn,
             }),
         }
