@@ -29,6 +29,10 @@
 //! `db::DbState::apply_entry` → `store::ProfileStore::put`; the handler then waits on
 //! `persist::Durability` for its LSN before it answers. Start-up runs
 //! `persist::recover` (newest snapshot, then the WAL) into the same `apply_entry`.
+//! Events take the same road: `http::events::post` → `ingest::events` (each event checked
+//! by `activity::event`, grouped by customer into `ProfileUpdate`s) → the actor →
+//! `persist::Entry::Events` → `activity::ActivityStore::apply_owned`; a lookup renders
+//! the profile's activity with it (`document::render`, `activity::view`).
 
 #![warn(missing_docs)]
 
