@@ -7,7 +7,7 @@
 //! - [`Histogram`]: a Fenwick tree over a bounded integer domain, for keys with few
 //!   distinct values (the day of the last receipt, the receipt count): a query or an
 //!   update is ~20 steps in one array, whatever the number of profiles.
-//! - [`RankSet`]: sorted blocks of at most [`BLOCK`] keys with a Fenwick tree over the
+//! - [`RankSet`]: sorted blocks of at most `BLOCK` (512) keys with a Fenwick tree over the
 //!   block sizes, for keys of any spread (receipt totals): a million keys in ~2,000
 //!   contiguous arrays.
 

@@ -131,7 +131,7 @@ pub fn write(
     )
 }
 
-/// [`write`], calling `before_rename` once everything is read and written, before the
+/// [`write()`], calling `before_rename` once everything is read and written, before the
 /// file takes its name: a live snapshot makes the log durable there through the last
 /// LSN applied, since the activities it read (last) may be that new.
 #[allow(clippy::too_many_arguments)]

@@ -2,7 +2,7 @@
 //!
 //! Owns the plugin contract's host side ([`host`]: the sandbox, wasmtime), the registry
 //! of uploaded plugins and their files under `<data_dir>/plugins/` (this file), and the
-//! translation of what a plugin returns into [`ProfileUpdate`]s ([`convert`]). A plugin
+//! translation of what a plugin returns into [`ProfileUpdate`](crate::schema::ProfileUpdate)s ([`convert`]). A plugin
 //! never writes: its updates go to the database actor like any other write. Uses
 //! `schema` (the update type, the field schema a plugin is shown) and `ingest` (rows and
 //! chunks of import files); knows nothing of HTTP.
