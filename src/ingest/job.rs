@@ -361,7 +361,7 @@ impl Jobs {
         list
     }
 
-    /// Reads back a database's job records: the newest [`KEEP_FINISHED`] jobs, each as
+    /// Reads back a database's job records: the newest `KEEP_FINISHED` (100) jobs, each as
     /// its last record says. A job whose last record says `running` was cut off by a
     /// stop or a crash, and is shown as failed with `import_interrupted`. The file is
     /// rewritten to one line a kept job; a record that does not read is skipped with a
