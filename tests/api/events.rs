@@ -464,3 +464,46 @@ fn events_import_from_ndjson_files_as_jobs() {
     )
     .assert_problem(400, "invalid_query");
 }
+
+#[test]
+fn an_atomic_import_of_events_applies_all_or_none() {
+    let s = shop();
+    let good = "{\"customer_id\":\"a1\",\"type\":\"receipt\",\"data\":{\"receipt_id\":\"r1\",\"total\":10}}\n\
+                {\"customer_id\":\"a2\",\"type\":\"page_view\",\"data\":{\"url\":\"/\"}}\n";
+    let bad =
+        format!("{good}{{\"customer_id\":\"a3\",\"type\":\"receipt\",\"data\":{{\"total\":1}}}}\n");
+    let res = send(
+        s.req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=ndjson&kind=events&atomic=true&wait=true",
+        )
+        .body(bad),
+    );
+    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
+    assert_eq!(res.body["error"]["code"], "import_not_applied");
+    s.get("/v1/databases/shop/profiles/a1")
+        .assert_problem(404, "profile_not_found");
+
+    let res = send(
+        s.req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=ndjson&kind=events&atomic=true&wait=true",
+        )
+        .body(good),
+    );
+    assert_eq!(res.body["status"], "done", "{:#}", res.body);
+    assert_eq!(res.body["rows_accepted"], 2);
+    let p = s
+        .get("/v1/databases/shop/profiles/a1?fields=stats.receipts_count")
+        .body;
+    assert_eq!(p["stats"]["receipts_count"], 1, "{p:#}");
+    // Applied between Begin and Commit in the log: a crash after it keeps it all.
+    let dir = s.kill();
+    let s = Server::start_in(dir, &[], &[], false);
+    let t = s.get("/v1/databases/shop/profiles/a2/activity").body;
+    assert_eq!(t["events"][0]["type"], "page_view", "{t:#}");
+    let p = s
+        .get("/v1/databases/shop/profiles/a1?fields=rfm.segment")
+        .body;
+    assert_eq!(p["rfm"]["segment"], "hibernating", "{p:#}");
+}
