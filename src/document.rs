@@ -289,10 +289,8 @@ impl<'v> Document<'_, 'v> {
     }
 
     fn days_since_registration(&self, known: &Known<'v>) -> i64 {
-        // Whole UTC days as day numbers: the same count as calendar arithmetic, cheaper.
         let registered = known.registered_at.unwrap_or(self.profile.created_at());
-        let day = |t: jiff::Timestamp| t.as_microsecond().div_euclid(DAY_US);
-        day(self.derived.now) - day(registered)
+        days_between(registered, self.derived.now)
     }
 }
 
@@ -348,9 +346,7 @@ struct PhoneView<'a> {
     reason: Option<&'a str>,
 }
 
-use crate::activity::state::DAY_US;
-pub use crate::activity::view::utc_date;
-use crate::activity::view::{Derived, STATS_EMPTY_PREFIX, Stats};
+use crate::activity::view::{Derived, STATS_EMPTY_PREFIX, Stats, days_between};
 
 /// Selected fields; a field without a value or default shows as `null`.
 struct SomeFields<'a, 'v> {
@@ -500,7 +496,6 @@ pub fn render(
                 activity: act,
                 rfm,
                 now,
-                today: utc_date(now),
                 window_days,
             },
         })
@@ -659,7 +654,6 @@ mod tests {
             activity,
             rfm: activity.map(|_| crate::activity::Rfm { r: 5, f: 1, m: 3 }),
             now,
-            today: utc_date(now),
             window_days: 30,
         }
     }

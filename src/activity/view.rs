@@ -5,13 +5,12 @@
 //! database's window, RFM against the whole database as it is now. Pure.
 
 use jiff::Timestamp;
-use jiff::civil::Date;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
 use super::rank::Rfm;
-use super::state::{Activity, DAY_US, Recent, Stored};
+use super::state::{Activity, DAY_US, Recent, Stored, day_of};
 
 /// Interests shown on a profile.
 pub const TOP_INTERESTS: usize = 10;
@@ -27,10 +26,8 @@ pub struct Derived<'a> {
     pub activity: Option<&'a Activity>,
     /// Its RFM scores, if it has a completed receipt.
     pub rfm: Option<Rfm>,
-    /// Now.
+    /// Now: day counts, bonus expiry and the interest window are against it.
     pub now: Timestamp,
-    /// Today (UTC).
-    pub today: Date,
     /// The database's interest window in days.
     pub window_days: u32,
 }
@@ -39,19 +36,26 @@ fn at(us: i64) -> Timestamp {
     Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// Whole UTC days from `from` to `to`.
-pub fn days_between(from: Date, to: Date) -> i64 {
-    from.until(to).map_or(0, |span| i64::from(span.get_days()))
-}
-
-/// The UTC calendar day of an instant.
-pub fn utc_date(t: Timestamp) -> Date {
-    jiff::tz::Offset::UTC.to_datetime(t).date()
+/// Whole UTC days from `from` to `to`: day numbers subtracted, the same count as
+/// calendar arithmetic and cheaper on the lookup path.
+pub fn days_between(from: Timestamp, to: Timestamp) -> i64 {
+    i64::from(day_of(to.as_microsecond())) - i64::from(day_of(from.as_microsecond()))
 }
 
 /// `stats`: receipt statistics and day counts.
 #[derive(Serialize, Default)]
 pub struct Stats {
+    #[serde(flatten)]
+    head: StatsHead,
+    days_since_first_receipt: Option<i64>,
+    days_since_last_receipt: Option<i64>,
+    /// Set by the document, which knows the registration field.
+    pub days_since_registration: i64,
+}
+
+/// The members of `stats` that do not change by the day: what a digest keeps.
+#[derive(Serialize, Default)]
+struct StatsHead {
     receipts_count: u64,
     receipts_total: f64,
     last_receipt_total: Option<f64>,
@@ -59,10 +63,6 @@ pub struct Stats {
     average_items: Option<f64>,
     first_receipt_at: Option<Timestamp>,
     last_receipt_at: Option<Timestamp>,
-    days_since_first_receipt: Option<i64>,
-    days_since_last_receipt: Option<i64>,
-    /// Set by the document, which knows the registration field.
-    pub days_since_registration: i64,
 }
 
 /// `rfm`.
@@ -151,15 +151,17 @@ impl<'a> Derived<'a> {
         let n = f64::from(s.count);
         let first = s.first.map(at);
         let last = s.last.map(|(t, _)| at(t));
-        let days = |t: Option<Timestamp>| t.map(|t| days_between(utc_date(t), self.today));
+        let days = |t: Option<Timestamp>| t.map(|t| days_between(t, self.now));
         Stats {
-            receipts_count: u64::from(s.count),
-            receipts_total: s.total.to_f64(),
-            last_receipt_total: Some(s.last_total.to_f64()),
-            average_receipt: Some(round4(s.total.to_f64() / n)),
-            average_items: Some(round4(s.items.to_f64() / n)),
-            first_receipt_at: first,
-            last_receipt_at: last,
+            head: StatsHead {
+                receipts_count: u64::from(s.count),
+                receipts_total: s.total.to_f64(),
+                last_receipt_total: Some(s.last_total.to_f64()),
+                average_receipt: Some(round4(s.total.to_f64() / n)),
+                average_items: Some(round4(s.items.to_f64() / n)),
+                first_receipt_at: first,
+                last_receipt_at: last,
+            },
             days_since_first_receipt: days(first),
             days_since_last_receipt: days(last),
             days_since_registration: 0,
@@ -323,8 +325,8 @@ pub struct Digest {
     text: Box<str>,
     /// Where the parts of `text` end: stats head, stores and cart, recent lists.
     ends: [u32; 3],
-    first_day: i64,
-    last_day: i64,
+    first_day: i32,
+    last_day: i32,
     /// Back to back: per viewed category its text end, last-view end and view count,
     /// then its view times ascending; then per bonus its status, amount (units) and
     /// expiry (`i64::MIN` for none).
@@ -334,39 +336,17 @@ pub struct Digest {
     bonuses: u32,
 }
 
-/// The members of `stats` that do not change by the day, in `Stats`'s order.
-#[derive(Serialize)]
-struct StatsHead {
-    receipts_count: u64,
-    receipts_total: f64,
-    last_receipt_total: Option<f64>,
-    average_receipt: Option<f64>,
-    average_items: Option<f64>,
-    first_receipt_at: Option<Timestamp>,
-    last_receipt_at: Option<Timestamp>,
-}
-
 /// Builds an activity's digest from the same views the projections use.
 pub fn digest(a: &Activity) -> Digest {
     let d = Derived {
         activity: Some(a),
         rfm: None,
         now: Timestamp::UNIX_EPOCH,
-        today: Date::constant(1970, 1, 1),
         window_days: 0,
     };
-    let s = d.stats();
     let mut text = String::with_capacity(1024);
-    if s.receipts_count > 0 {
-        let head = StatsHead {
-            receipts_count: s.receipts_count,
-            receipts_total: s.receipts_total,
-            last_receipt_total: s.last_receipt_total,
-            average_receipt: s.average_receipt,
-            average_items: s.average_items,
-            first_receipt_at: s.first_receipt_at,
-            last_receipt_at: s.last_receipt_at,
-        };
+    let head = d.stats().head;
+    if head.receipts_count > 0 {
         text.push_str(&serde_json::to_string(&head).expect("stats serialize"));
         text.pop(); // the closing brace: the day counts follow
     }
@@ -407,8 +387,8 @@ pub fn digest(a: &Activity) -> Digest {
     Digest {
         text: text.into(),
         ends: [e0, e1, e2],
-        first_day: a.summary.first.map_or(0, |t| t.div_euclid(DAY_US)),
-        last_day: a.summary.last.map_or(0, |(t, _)| t.div_euclid(DAY_US)),
+        first_day: a.summary.first.map_or(0, day_of),
+        last_day: a.summary.last.map_or(0, |(t, _)| day_of(t)),
         nums: nums.into(),
         categories,
         bonuses,
@@ -487,15 +467,15 @@ impl Derived<'_> {
         use std::io::Write;
         let a = self.activity.expect("an activity to write");
         let d = a.rendered.get(a);
-        let today = self.now.as_microsecond().div_euclid(DAY_US);
+        let today = i64::from(day_of(self.now.as_microsecond()));
         let [e0, e1, e2] = d.ends.map(|e| e as usize);
         if e0 > 0 {
             out.extend_from_slice(&d.text.as_bytes()[..e0]);
             let _ = write!(
                 out,
                 ",\"days_since_first_receipt\":{},\"days_since_last_receipt\":{},\"days_since_registration\":{}}}",
-                today - d.first_day,
-                today - d.last_day,
+                today - i64::from(d.first_day),
+                today - i64::from(d.last_day),
                 days_since_registration
             );
         } else {
