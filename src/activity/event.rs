@@ -199,9 +199,10 @@ pub struct Receipt {
     /// Completed, returned or cancelled.
     #[serde(default)]
     pub status: ReceiptStatus,
-    /// Set by the server when the items' prices times quantities do not add up to
-    /// `total` (the receipt is kept; `total` is what counts).
-    #[serde(default, skip_deserializing, skip_serializing_if = "is_false")]
+    /// Whether the items' prices times quantities fail to add up to `total` (the
+    /// receipt is kept; `total` is what counts). Worked out by the server on every
+    /// check, whatever a sender put here, so a logged copy reads back as it was.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub items_total_mismatch: bool,
 }
 
@@ -651,19 +652,7 @@ pub fn restore(kind: Kind, custom: Option<&str>, time: i64, data: &str) -> Resul
         return Err(format!("event kind {kind:?} with custom name {custom:?}"));
     }
     let name = custom.unwrap_or(kind.name());
-    let cleaned;
-    let text = if kind == Kind::Receipt && data.contains("\"items_total_mismatch\"") {
-        // Set by the server, never taken from a sender: the check below refuses it.
-        let mut json: Json = serde_json::from_str(data).map_err(|e| format!("event data: {e}"))?;
-        if let Some(obj) = json.as_object_mut() {
-            obj.remove("items_total_mismatch");
-        }
-        cleaned = json.to_string();
-        cleaned.as_str()
-    } else {
-        data
-    };
-    let (mut event, _) = build_text(name, time, text).map_err(|e| e.to_string())?;
+    let (mut event, _) = build_text(name, time, data).map_err(|e| e.to_string())?;
     // The text as logged, byte for byte.
     event.data = data.into();
     Ok(event)
@@ -757,8 +746,9 @@ fn typed(kind: Kind, data: &str, warnings: &mut Warnings) -> Result<Payload, Eve
             // A cent of slack per item for prices rounded on the till.
             let slack = Fixed::from_f64(0.01 * r.items.len() as f64).unwrap_or(Fixed::ZERO);
             let total = Fixed::from_f64(r.total).unwrap_or(Fixed::ZERO);
-            if !r.items.is_empty() && (sum.units() - total.units()).abs() > slack.units() {
-                r.items_total_mismatch = true;
+            r.items_total_mismatch =
+                !r.items.is_empty() && (sum.units() - total.units()).abs() > slack.units();
+            if r.items_total_mismatch {
                 warnings.push((
                     "receipt_total_mismatch",
                     format!(
@@ -955,6 +945,15 @@ mod tests {
         .unwrap();
         assert_eq!(a.warnings[0].0, "receipt_total_mismatch");
         assert!(a.event.data.contains("\"items_total_mismatch\":true"));
+        // A sender's own flag is worked out again, never taken.
+        let lying = parse(
+            json!({"customer_id":"c","type":"receipt","data":{"receipt_id":"r","total":20,
+                   "items":[{"sku":"a","price":10,"quantity":2}],"items_total_mismatch":true}}),
+            now(),
+        )
+        .unwrap();
+        assert!(lying.warnings.is_empty());
+        assert!(!lying.event.data.contains("items_total_mismatch"));
         // Read back from the log, it keeps its flag and text.
         let back = restore(a.event.kind, None, a.event.time, &a.event.data).unwrap();
         assert_eq!(back.data, a.event.data);

@@ -85,53 +85,46 @@ const MAX_IDENTIFIER: usize = 256;
 /// and what to answer. Pure: nothing changes until the actor applies the effect.
 pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem> {
     Ok(match change {
-        Change::Upsert(mut update) if !update.events.is_empty() => {
-            if update.events.len() > MAX_EVENTS_PER_UPDATE {
+        Change::Upsert(mut update) => {
+            let events = std::mem::take(&mut update.events);
+            if events.len() > MAX_EVENTS_PER_UPDATE {
                 // Event ids are the record's LSN and the event's place in it.
                 return Err(Problem::new(
                     ErrorCode::EventsTooMany,
                     format!(
                         "one update carries {} events; at most {MAX_EVENTS_PER_UPDATE}",
-                        update.events.len()
+                        events.len()
                     ),
                 ));
             }
-            let events = std::mem::take(&mut update.events);
-            if !update.touches_profile()
-                && !update.customer_id.is_empty()
-                && let Some(existing) = st.store.get(&update.customer_id)
-            {
-                // Only the activity changes: the profile is not rebuilt or logged again.
-                let entry = Entry::Events {
-                    customer_id: update.customer_id,
-                    profile: None,
+            // Events for an existing profile that change nothing else: the profile is
+            // neither rebuilt nor logged again.
+            let existing = (!events.is_empty() && !update.touches_profile())
+                .then(|| st.store.get(&update.customer_id))
+                .flatten();
+            let (profile, rebuilt) = match existing {
+                Some(p) => (p, false),
+                None => (
+                    upsert(
+                        &st.schema.load(),
+                        &st.settings.load(),
+                        &st.store,
+                        update,
+                        Timestamp::now(),
+                    )?,
+                    true,
+                ),
+            };
+            let entry = if events.is_empty() {
+                Entry::Put(profile.clone())
+            } else {
+                Entry::Events {
+                    customer_id: profile.view().customer_id.into(),
+                    profile: rebuilt.then(|| profile.clone()),
                     events,
-                };
-                return Ok((entry, Applied::Profile(existing)));
-            }
-            let profile = upsert(
-                &st.schema.load(),
-                &st.settings.load(),
-                &st.store,
-                update,
-                Timestamp::now(),
-            )?;
-            let entry = Entry::Events {
-                customer_id: profile.view().customer_id.into(),
-                profile: Some(profile.clone()),
-                events,
+                }
             };
             (entry, Applied::Profile(profile))
-        }
-        Change::Upsert(update) => {
-            let profile = upsert(
-                &st.schema.load(),
-                &st.settings.load(),
-                &st.store,
-                update,
-                Timestamp::now(),
-            )?;
-            (Entry::Put(profile.clone()), Applied::Profile(profile))
         }
         Change::Delete { customer_id } => {
             if st.store.get(&customer_id).is_none() {
