@@ -122,6 +122,12 @@ fn deliver(sink: &mut impl Sink, value: Json, row: u64, rows: Rows) -> bool {
         Rows::Profiles => object_update(value, row),
         Rows::Events => event_update(value, row, sink),
     };
+    hand_over(sink, update, row)
+}
+
+/// Gives a row's update, or why it was refused, to the sink; `false` when the sink
+/// asks to stop.
+fn hand_over(sink: &mut impl Sink, update: Result<ProfileUpdate, RowError>, row: u64) -> bool {
     match update {
         Ok(update) => sink.row(Row {
             row,
@@ -269,18 +275,9 @@ pub fn parse_lines(input: impl Read, sink: &mut impl Sink, rows: Rows) -> Result
         }
         rows_seen = true;
         if rows == Rows::Events {
-            let more = match event_update_slice(text, row, sink) {
-                Ok(update) => sink.row(Row {
-                    row,
-                    rows: 1,
-                    update,
-                }),
-                Err(e) => {
-                    sink.error(e);
-                    true
-                }
-            };
-            if !more {
+            // Straight from the line's text: no JSON tree for an event.
+            let update = event_update_slice(text, row, sink);
+            if !hand_over(sink, update, row) {
                 return Ok(());
             }
             continue;
