@@ -102,8 +102,8 @@ accepted=$(python3 -c 'import glob,json,sys; print(sum(json.load(open(f))["accep
 if [ "$accepted" != "$EVENTS" ]; then
     log "only $accepted of $EVENTS events were accepted"; head -c 600 "$(ls "$TMP"/bodies/*.out | head -n1)" >&2; exit 1
 fi
-psecs=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.3f", (b-a)/1e9}')
-prate=$(awk -v n="$EVENTS" -v t="$psecs" 'BEGIN {printf "%.0f", n/t}')
+psecs=$(seconds "$s" "$e")
+prate=$(per_second "$EVENTS" "$psecs")
 RSS1=$(rss)
 per_event=$(awk -v a="$RSS0" -v b="$RSS1" -v n="$EVENTS" 'BEGIN {printf "%.0f", (b-a)/n}')
 log "posted: $psecs s, $prate events/s; RSS grew $(( (RSS1 - RSS0) >> 20 )) MiB"
@@ -115,24 +115,20 @@ curl -fsS -X POST -H "$AUTH" --data-binary "@$TMP/events.ndjson" \
 e=$(date +%s%N)
 status=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["rows_accepted"], j["status"])' "$TMP/job.json")
 if [ "$status" != "$EVENTS done" ]; then log "the import did not finish: $status"; exit 1; fi
-isecs=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.3f", (b-a)/1e9}')
-irate=$(awk -v n="$EVENTS" -v t="$isecs" 'BEGIN {printf "%.0f", n/t}')
+isecs=$(seconds "$s" "$e")
+irate=$(per_second "$EVENTS" "$isecs")
 log "imported: $isecs s, $irate events/s"
 kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
 
-RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$TMP" \
-    --logfile "$TMP/redis.log" &
-REDIS_PID=$!
-until [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = "PONG" ]; do sleep 0.01; done
+start_redis
 log "redis-cli --pipe events.resp"
 s=$(date +%s%N)
 redis-cli -p "$RPORT" --pipe <"$TMP/events.resp" >/dev/null
 e=$(date +%s%N)
 RMEM=$(redis-cli -p "$RPORT" info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
 kill "$REDIS_PID"; wait "$REDIS_PID" || true; REDIS_PID=""
-rsecs=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.3f", (b-a)/1e9}')
-rrate=$(awk -v n="$EVENTS" -v t="$rsecs" 'BEGIN {printf "%.0f", n/t}')
+rsecs=$(seconds "$s" "$e")
+rrate=$(per_second "$EVENTS" "$rsecs")
 
 echo
 echo "### ingest of $EVENTS receipts (3 items) for $CUSTOMERS customers over HTTP (fsync every_second), 2 cores"

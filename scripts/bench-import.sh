@@ -105,8 +105,8 @@ for format in csv csv-long json ndjson csv-plugin; do
         "$BASE/v1/databases/$db/imports?$query&wait=true" >"$TMP/job.json"
     e=$(date +%s%N)
     accepted=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["rows_accepted"], j["rows_rejected"], j["status"])' "$TMP/job.json")
-    secs=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.3f", (b-a)/1e9}')
-    rate=$(awk -v n="$ROWS" -v t="$secs" 'BEGIN {printf "%.0f", n/t}')
+    secs=$(seconds "$s" "$e")
+    rate=$(per_second "$ROWS" "$secs")
     log "$format: $secs s, accepted/rejected/status: $accepted"
     if [ "${accepted##* }" != "done" ]; then
         # A failed job's rate means nothing (a full disk fails writes, for one).
@@ -118,18 +118,14 @@ done
 PEAK=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
 kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
 
-RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$TMP" \
-    --logfile "$TMP/redis.log" &
-REDIS_PID=$!
-until [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = "PONG" ]; do sleep 0.01; done
+start_redis
 log "redis-cli --pipe rows.resp"
 s=$(date +%s%N)
 redis-cli -p "$RPORT" --pipe <"$TMP/rows.resp" >/dev/null
 e=$(date +%s%N)
 kill "$REDIS_PID"; wait "$REDIS_PID" || true; REDIS_PID=""
-rsecs=$(awk -v a="$s" -v b="$e" 'BEGIN {printf "%.3f", (b-a)/1e9}')
-rrate=$(awk -v n="$ROWS" -v t="$rsecs" 'BEGIN {printf "%.0f", n/t}')
+rsecs=$(seconds "$s" "$e")
+rrate=$(per_second "$ROWS" "$rsecs")
 
 echo
 echo "### import of $ROWS rows x 10 fields over HTTP (wait=true, fsync every_second), 2 cores"

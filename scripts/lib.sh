@@ -64,3 +64,23 @@ cleanup_run() {
     rm -rf "$TMP"
     exit "$rc"
 }
+
+# Starts redis-server on a free loopback port without persistence; sets RPORT and
+# REDIS_PID (stopped by cleanup_run) and returns once it answers PING.
+start_redis() {
+    RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --bind 127.0.0.1 --port "$RPORT" --save "" --appendonly no --dir "$TMP" \
+        --logfile "$TMP/redis.log" &
+    REDIS_PID=$!
+    until [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = "PONG" ]; do sleep 0.01; done
+}
+
+# Seconds between two `date +%s%N` readings, to the millisecond.
+seconds() { # START END
+    awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b-a)/1e9}'
+}
+
+# COUNT per SECONDS, rounded.
+per_second() { # COUNT SECONDS
+    awk -v n="$1" -v t="$2" 'BEGIN {printf "%.0f", n/t}'
+}
