@@ -561,23 +561,6 @@ impl Summary {
         )
     }
 
-    /// Categories with views since `since` (microseconds) not yet followed by a purchase:
-    /// `(category, views, last view)`, most viewed first, at most `n`.
-    pub fn interests(&self, since: i64, n: usize) -> Vec<(&str, usize, i64)> {
-        let mut out: Vec<(&str, usize, i64)> = self
-            .categories
-            .iter()
-            .filter_map(|(c, r)| {
-                let from = r.views.partition_point(|v| *v < since);
-                let views = r.views.len() - from;
-                (views > 0).then(|| (&**c, views, *r.views.last().expect("views > 0")))
-            })
-            .collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(b.0)));
-        out.truncate(n);
-        out
-    }
-
     /// Stores by completed receipts, most first, at most `n`.
     pub fn favorite_stores(&self, n: usize) -> Vec<(&str, Option<&str>, u32)> {
         let mut out: Vec<_> = self
@@ -703,11 +686,26 @@ mod tests {
         // without a store (whichever it picks, it picks it in any order: see below).
         assert_eq!(s.favorite_stores(5), vec![("s1", Some("Downtown"), 1)]);
         // The monitors view at hour 2 was satisfied by r2 (hour 5) and r3; the one at 20 was not.
-        let interests = s.interests(i64::MIN, 10);
-        assert_eq!(
-            interests.iter().map(|i| (i.0, i.1)).collect::<Vec<_>>(),
-            [("keyboards", 1), ("monitors", 1)]
-        );
+        let view = crate::activity::view::Derived {
+            activity: Some(&a),
+            rfm: None,
+            now: jiff::Timestamp::from_microsecond(1_700_000_000_000_000 + 48 * H).unwrap(),
+            window_days: 3650,
+        };
+        let interests = serde_json::to_value(view.interests()).unwrap();
+        let names: Vec<(&str, u64)> = interests
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["category"].as_str().unwrap(),
+                    i["views"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        // Tied at one view each: the later last view (keyboards, hour 21) first.
+        assert_eq!(names, [("keyboards", 1), ("monitors", 1)]);
         // sku-r2 was bought after it was added; m1 was removed: k1 is left.
         let cart: Vec<&str> = s.abandoned_cart().iter().map(|c| c.0).collect();
         assert_eq!(cart, ["k1"]);

@@ -183,16 +183,21 @@ impl<'a> Derived<'a> {
         let Some(a) = self.activity else {
             return Vec::new();
         };
-        let since = self.now.as_microsecond() - i64::from(self.window_days) * DAY_US;
-        a.summary
-            .interests(since, TOP_INTERESTS)
+        a.rendered
+            .get(a)
+            .interests(self.since())
             .into_iter()
-            .map(|(category, views, last)| Interest {
+            .map(|(views, category, _, last)| Interest {
                 category,
                 views,
                 last_view_at: at(last),
             })
             .collect()
+    }
+
+    /// The start of the interest window.
+    fn since(&self) -> i64 {
+        self.now.as_microsecond() - i64::from(self.window_days) * DAY_US
     }
 
     /// `favorite_stores`.
@@ -331,9 +336,54 @@ pub struct Digest {
     /// then its view times ascending; then per bonus its status, amount (units) and
     /// expiry (`i64::MIN` for none).
     nums: Box<[i64]>,
-    /// Viewed categories and bonuses in `nums`.
+    /// Viewed categories in `nums`, and where the bonuses begin there.
     categories: u32,
-    bonuses: u32,
+    bonus_start: u32,
+}
+
+impl Digest {
+    /// Categories viewed since `since` and not bought after: views in the window, name,
+    /// rendered and raw last view; most viewed first (then the latest, then by name),
+    /// at most [`TOP_INTERESTS`]. The one place interests are ranked.
+    fn interests(&self, since: i64) -> Vec<(usize, &str, &str, i64)> {
+        let mut rows = Vec::new();
+        let (mut text_at, mut i) = (self.ends[2] as usize, 0usize);
+        for _ in 0..self.categories {
+            let (name_end, last_end, count) = (
+                self.nums[i] as usize,
+                self.nums[i + 1] as usize,
+                self.nums[i + 2] as usize,
+            );
+            let views = &self.nums[i + 3..i + 3 + count];
+            let n = count - views.partition_point(|v| *v < since);
+            if n > 0 {
+                rows.push((
+                    n,
+                    &self.text[text_at..name_end],
+                    &self.text[name_end..last_end],
+                    views[count - 1],
+                ));
+            }
+            text_at = last_end;
+            i += 3 + count;
+        }
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(b.3.cmp(&a.3)).then(a.1.cmp(b.1)));
+        rows.truncate(TOP_INTERESTS);
+        rows
+    }
+
+    /// The bonuses: status, amount, expiry.
+    fn bonuses(&self) -> impl Iterator<Item = (u8, super::Fixed, Option<i64>)> + '_ {
+        self.nums[self.bonus_start as usize..]
+            .chunks_exact(3)
+            .map(|b| {
+                (
+                    b[0] as u8,
+                    super::Fixed::from_units(b[1]),
+                    (b[2] != i64::MIN).then_some(b[2]),
+                )
+            })
+    }
 }
 
 /// Builds an activity's digest from the same views the projections use.
@@ -375,14 +425,13 @@ pub fn digest(a: &Activity) -> Digest {
         nums.extend_from_slice(&c.views);
         categories += 1;
     }
-    let mut bonuses = 0;
+    let bonus_start = nums.len() as u32;
     for b in a.summary.bonuses.values() {
         nums.extend_from_slice(&[
             i64::from(b.status),
             b.amount.units(),
             b.expires.unwrap_or(i64::MIN),
         ]);
-        bonuses += 1;
     }
     Digest {
         text: text.into(),
@@ -391,7 +440,7 @@ pub fn digest(a: &Activity) -> Digest {
         last_day: a.summary.last.map_or(0, |(t, _)| day_of(t)),
         nums: nums.into(),
         categories,
-        bonuses,
+        bonus_start,
     }
 }
 
@@ -494,31 +543,8 @@ impl Derived<'_> {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"interests\":[");
-        let since = self.now.as_microsecond() - i64::from(self.window_days) * DAY_US;
-        // (views in the window, name, rendered last view, last view)
-        let mut rows: Vec<(usize, &str, &str, i64)> = Vec::new();
-        let (mut text_at, mut i) = (e2, 0usize);
-        for _ in 0..d.categories {
-            let (name_end, last_end, count) = (
-                d.nums[i] as usize,
-                d.nums[i + 1] as usize,
-                d.nums[i + 2] as usize,
-            );
-            let views = &d.nums[i + 3..i + 3 + count];
-            let n = count - views.partition_point(|v| *v < since);
-            if n > 0 {
-                rows.push((
-                    n,
-                    &d.text[text_at..name_end],
-                    &d.text[name_end..last_end],
-                    views[count - 1],
-                ));
-            }
-            text_at = last_end;
-            i += 3 + count;
-        }
-        rows.sort_by(|a, b| b.0.cmp(&a.0).then(b.3.cmp(&a.3)).then(a.1.cmp(b.1)));
-        for (k, (n, name, last, _)) in rows.iter().take(TOP_INTERESTS).enumerate() {
+        let rows = d.interests(self.since());
+        for (k, (n, name, last, _)) in rows.iter().enumerate() {
             if k > 0 {
                 out.push(b',');
             }
@@ -529,13 +555,7 @@ impl Derived<'_> {
         out.push(b']');
         out.extend_from_slice(&d.text.as_bytes()[e0..e1]);
         out.extend_from_slice(b",\"bonuses\":");
-        let bonuses = d.nums[i..i + 3 * d.bonuses as usize]
-            .chunks_exact(3)
-            .map(|b| {
-                let expires = (b[2] != i64::MIN).then_some(b[2]);
-                (b[0] as u8, super::Fixed::from_units(b[1]), expires)
-            });
-        let b = super::state::bonus_totals(bonuses, self.now.as_microsecond());
+        let b = super::state::bonus_totals(d.bonuses(), self.now.as_microsecond());
         serde_json::to_writer(&mut *out, &Bonuses::from(b)).expect("bonuses serialize");
         out.extend_from_slice(&d.text.as_bytes()[e1..e2]);
     }
