@@ -126,6 +126,8 @@ fn events_build_the_computed_profile() {
     assert_eq!(rest["next_cursor"], Value::Null);
     s.get("/v1/databases/shop/profiles/c1/activity?category=nope")
         .assert_problem(400, "invalid_query");
+    s.get("/v1/databases/shop/profiles/c1/activity?limit=0")
+        .assert_problem(400, "invalid_query");
     s.get("/v1/databases/shop/profiles/c1/activity?cursor=zz")
         .assert_problem(400, "cursor_invalid");
     s.get("/v1/databases/shop/profiles/nobody/activity")
@@ -272,6 +274,7 @@ fn bad_events_are_refused_one_by_one_and_the_rest_applied() {
         json!({"customer_id":"c1","type":"receipt","data":{"receipt_id":"r","total":1,
             "items":[{"sku":"a","price":1,"quantity":-2}]}}),
         json!({"customer_id":"c1","type":"page_view","time":"last tuesday","data":{"url":"/"}}),
+        json!({"customer_id":"c1","type":"page_view","time":"2999-01-01T00:00:00Z","data":{"url":"/"}}),
         json!({"customer_id":"c1","type":"receipt","data":{"receipt_id":"big","total":10000,"items":items}}),
         json!({"customer_id":"c1","type":"Not A Type"}),
         json!({"customer_id":"c1","type":"receipt","data":{"receipt_id":"m","total":50,
@@ -302,16 +305,17 @@ fn bad_events_are_refused_one_by_one_and_the_rest_applied() {
             (2, "event_invalid"),
             (3, "event_invalid"),
             (4, "event_time_invalid"),
-            (5, "event_too_large"),
-            (6, "event_type_invalid"),
-            (8, "event_invalid"),
-            (9, "customer_id_invalid"),
+            (5, "event_time_invalid"),
+            (6, "event_too_large"),
+            (7, "event_type_invalid"),
+            (9, "event_invalid"),
+            (10, "customer_id_invalid"),
         ],
         "{:#}",
         res.body
     );
     assert_eq!(res.body["accepted"], 2);
-    assert_eq!(res.body["warnings"][0]["index"], 7);
+    assert_eq!(res.body["warnings"][0]["index"], 8);
     assert_eq!(res.body["warnings"][0]["code"], "receipt_total_mismatch");
     // The mismatched receipt counts with its own total, flagged on the timeline.
     let p = s

@@ -98,6 +98,26 @@ fn a_webhook_applies_good_updates_and_refuses_bad_ones_alone() {
     );
     assert_eq!(res.body["rejected"][1]["field"], "first_name");
     assert_eq!(s.get("/v1/databases/shop/profiles/named").status, 200);
+
+    // Events a plugin returns are checked as posted ones are; a bad one refuses its
+    // update alone, with the event's own code.
+    let res = webhook(&s, "hostile", "events");
+    assert_eq!(res.body["applied"], 1, "{:#}", res.body);
+    let codes: Vec<_> = res.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["update"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(codes, [(1, "event_invalid"), (2, "event_time_invalid")]);
+    let p = s
+        .get("/v1/databases/shop/profiles/ev1?fields=bonuses.active")
+        .body;
+    assert_eq!(p["bonuses"]["active"], 50.0, "{p:#}");
+    let t = s.get("/v1/databases/shop/profiles/ev1/activity").body;
+    assert_eq!(t["events"].as_array().unwrap().len(), 2, "{t:#}");
+    s.get("/v1/databases/shop/profiles/ev2")
+        .assert_problem(404, "profile_not_found");
 }
 
 #[test]

@@ -12,11 +12,25 @@
 //! - `nameless`: one update that names no profile, one with JSON text that does not
 //!   parse, and one good one.
 //! - `log`: writes many log lines, then one update.
+//! - `events`: one update with a good custom event and a `bonus` given as one, one with
+//!   a negative bonus, one with a time that is not a time.
 //! - anything else: one update per line, `customer_id,first_name`.
 
 use persona_plugin::{
-    Guest, Level, Output, Payload, PluginError, RecordError, Update, Value, export, log,
+    CustomEvent, Event, EventData, Guest, Level, Output, Payload, PluginError, RecordError, Update,
+    Value, export, log,
 };
+
+/// A custom event of the contract, at `time` (none: when the host applies it).
+fn custom(name: &str, properties: &str, time: Option<&str>) -> Event {
+    Event {
+        time: time.map(str::to_owned),
+        data: EventData::Custom(CustomEvent {
+            name: name.into(),
+            properties: properties.into(),
+        }),
+    }
+}
 
 struct Hostile;
 
@@ -58,6 +72,17 @@ impl Guest for Hostile {
                 Update::empty().set_text("first_name", "Nobody"),
                 Update::for_customer("badjson").set("first_name", Value::Json("{".into())),
                 Update::for_customer("named").set_text("first_name", "Nora"),
+            ],
+            "events" => vec![
+                Update::for_customer("ev1")
+                    .event(custom("app.opened", r#"{"screen":"home"}"#, None))
+                    .event(custom("bonus", r#"{"amount":50,"status":"active"}"#, None)),
+                Update::for_customer("ev2").event(custom(
+                    "bonus",
+                    r#"{"amount":-1,"status":"active"}"#,
+                    None,
+                )),
+                Update::for_customer("ev3").event(custom("app.opened", "{}", Some("soon"))),
             ],
             "refuse" => return Err(PluginError::Unsupported("refuse was asked for".into())),
             "log" => {
