@@ -11,7 +11,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
-use crate::activity::ActivityStore;
+use crate::activity::{Activity, ActivityStore, Rfm};
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus};
 use crate::store::{ProfileView, ValueRef};
@@ -487,7 +487,7 @@ pub fn render(
     now: jiff::Timestamp,
     window_days: u32,
 ) -> Vec<u8> {
-    activity.read(profile.customer_id, |act, rfm| {
+    let doc = |act: Option<&Activity>, rfm: Option<Rfm>| {
         to_vec(&Document {
             profile,
             schema,
@@ -499,8 +499,31 @@ pub fn render(
                 window_days,
             },
         })
-    })
+    };
+    // A projection reads only what it shows: no activity lookup for `?fields=email`,
+    // no RFM ranking unless `rfm` is asked for.
+    let wants = |m: Member| projection.is_none_or(|p| p.members.iter().any(|(pm, _)| *pm == m));
+    if !ACTIVITY_MEMBERS.iter().any(|m| wants(*m)) {
+        doc(None, None)
+    } else if wants(Member::Rfm) {
+        activity.read(profile.customer_id, doc)
+    } else {
+        activity.with(profile.customer_id, |act| doc(act, None))
+    }
 }
+
+/// The members read from a profile's activity.
+const ACTIVITY_MEMBERS: &[Member] = &[
+    Member::Stats,
+    Member::Rfm,
+    Member::Interests,
+    Member::FavoriteStores,
+    Member::AbandonedCart,
+    Member::Bonuses,
+    Member::Mailings,
+    Member::PromoCodes,
+    Member::Polls,
+];
 
 /// Serializes a document to JSON bytes.
 pub fn to_vec(doc: &Document<'_, '_>) -> Vec<u8> {
