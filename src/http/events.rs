@@ -104,9 +104,11 @@ pub async fn post(
                     code: p.code,
                     detail: p.detail.clone(),
                 });
-                warnings.retain(|w| w.index != index);
             }
         }
+        // A refused event's notes go with it (one pass, not one per refused event).
+        let refused: std::collections::HashSet<usize> = rejected.iter().map(|r| r.index).collect();
+        warnings.retain(|w| !refused.contains(&w.index));
     }
     rejected.sort_by_key(|r| r.index);
     Ok(json(
