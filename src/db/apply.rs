@@ -262,38 +262,23 @@ pub fn build_profile(
     p.external_ids.sort();
 
     for change in &update.subscriptions {
-        let resource = settings.resource(&change.resource).ok_or_else(|| {
-            WriteError::SubscriptionInvalid(format!(
-                "resource `{}` is not declared on database `{}`",
-                change.resource, settings.name
-            ))
-        })?;
-        if !resource.channels.contains(&change.channel) {
+        settings
+            .check_subscription(&change.resource, change.channel, &change.category)
+            .map_err(WriteError::SubscriptionInvalid)?;
+        let at = change.at.unwrap_or(now);
+        if at < Timestamp::UNIX_EPOCH || at > now + jiff::SignedDuration::from_hours(24) {
             return Err(WriteError::SubscriptionInvalid(format!(
-                "resource `{}` does not send on `{}`",
-                resource.name,
-                change.channel.as_str()
+                "subscription time {at} is before 1970 or more than a day ahead"
             )));
         }
-        if change.category.is_empty() || change.category.len() > MAX_TAG {
-            return Err(WriteError::SubscriptionInvalid(format!(
-                "a subscription category is 1 to {MAX_TAG} bytes"
-            )));
-        }
-        let sub = Subscription {
+        p.record_subscription(Subscription {
             resource: change.resource.as_str().into(),
             channel: change.channel,
             category: change.category.as_str().into(),
             status: change.status,
-            at: now,
+            at,
             source: update.source,
-        };
-        match p.subscriptions.iter_mut().find(|s| {
-            s.resource == sub.resource && s.channel == sub.channel && s.category == sub.category
-        }) {
-            Some(existing) => *existing = sub,
-            None => p.subscriptions.push(sub),
-        }
+        });
     }
 
     refresh_contacts(&mut p, old, settings, &update.prepared);

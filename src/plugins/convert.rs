@@ -173,6 +173,7 @@ fn update(u: Update, source: Source) -> Result<ProfileUpdate, Problem> {
             } else {
                 SubscriptionStatus::Unsubscribed
             },
+            at: None,
         })
         .collect();
     let now = jiff::Timestamp::now();

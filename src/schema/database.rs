@@ -334,6 +334,33 @@ impl DatabaseSettings {
     pub fn resource(&self, name: &str) -> Option<&Resource> {
         self.resources.iter().find(|r| r.name == name)
     }
+
+    /// Checks that a subscription names a resource of this database, a channel it
+    /// sends on, and a category of 1 to 128 bytes; the error says which is wrong.
+    pub fn check_subscription(
+        &self,
+        resource: &str,
+        channel: Channel,
+        category: &str,
+    ) -> Result<(), String> {
+        let r = self.resource(resource).ok_or_else(|| {
+            format!(
+                "resource `{resource}` is not declared on database `{}`",
+                self.name
+            )
+        })?;
+        if !r.channels.contains(&channel) {
+            return Err(format!(
+                "resource `{}` does not send on `{}`",
+                r.name,
+                channel.as_str()
+            ));
+        }
+        if category.is_empty() || category.len() > 128 {
+            return Err("a subscription category is 1 to 128 bytes".into());
+        }
+        Ok(())
+    }
 }
 
 fn dedup(v: Vec<String>) -> Vec<String> {

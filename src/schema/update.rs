@@ -53,6 +53,11 @@ pub struct SubscriptionChange {
     pub category: String,
     /// The new status.
     pub status: SubscriptionStatus,
+    /// When the customer made this choice (RFC 3339; default: when the write is
+    /// applied). A change older than the current state goes into the history only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub at: Option<jiff::Timestamp>,
 }
 
 fn default_category() -> String {

@@ -176,6 +176,15 @@ pub struct SubscriptionRef<'a> {
     pub source: Source,
 }
 
+impl SubscriptionRef<'_> {
+    /// Whether both records are of the same (resource, channel, category).
+    pub fn same_key(&self, other: &SubscriptionRef<'_>) -> bool {
+        self.resource == other.resource
+            && self.channel == other.channel
+            && self.category == other.category
+    }
+}
+
 /// A field value read from a profile's bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ValueRef<'a> {
@@ -404,8 +413,24 @@ impl<'a> ProfileView<'a> {
         StrList(self.tags)
     }
 
-    /// Current subscriptions.
+    /// Current subscriptions: the latest record of each (resource, channel, category).
     pub fn subscriptions(&self) -> impl Iterator<Item = SubscriptionRef<'a>> + 'a {
+        // Records are grouped by key in time order (`Profile::record_subscription`);
+        // a record is current unless the next one has its key.
+        let mut records = self.subscriptions.iter(Reader::subscription).peekable();
+        std::iter::from_fn(move || {
+            loop {
+                let s = records.next()?;
+                match records.peek() {
+                    Some(n) if n.same_key(&s) => continue,
+                    _ => return Some(s),
+                }
+            }
+        })
+    }
+
+    /// Every subscription record kept: per key, its changes oldest first.
+    pub fn subscription_history(&self) -> impl Iterator<Item = SubscriptionRef<'a>> + 'a {
         self.subscriptions.iter(Reader::subscription)
     }
 
@@ -463,7 +488,7 @@ impl<'a> ProfileView<'a> {
                 reason: c.reason.map(CompactString::from),
             }),
             subscriptions: self
-                .subscriptions()
+                .subscription_history()
                 .map(|s| Subscription {
                     resource: s.resource.into(),
                     channel: s.channel,

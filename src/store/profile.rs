@@ -30,7 +30,8 @@ pub struct Profile {
     pub email: Option<EmailContact>,
     /// The `phone` field, parsed.
     pub phone: Option<PhoneContact>,
-    /// Current subscription per (resource, channel, category).
+    /// Subscription records: per (resource, channel, category) its changes in time
+    /// order, the last being the current state (see [`Profile::record_subscription`]).
     pub subscriptions: Vec<Subscription>,
     /// When the profile was created.
     pub created_at: Timestamp,
@@ -38,7 +39,10 @@ pub struct Profile {
     pub updated_at: Timestamp,
 }
 
-/// A subscription's current state.
+/// The most changes of one subscription kept in its history; older ones go first.
+pub const MAX_SUBSCRIPTION_HISTORY: usize = 20;
+
+/// One subscription change: the current state when it is the latest of its key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
     /// Resource name.
@@ -99,6 +103,68 @@ impl Profile {
             .iter()
             .find(|(n, _)| &**n == name)
             .map(|(_, v)| v)
+    }
+
+    /// Records a subscription change in its key's history, in time order.
+    ///
+    /// The latest change by `at` is the current state, whatever order changes arrive
+    /// in; at the same instant `unsubscribed` wins (the safer reading of a conflict).
+    /// A change that repeats the status before it is dropped, so a subscription keeps
+    /// the time and source of the consent that started it, and re-imports add nothing.
+    pub fn record_subscription(&mut self, sub: Subscription) {
+        self.subscriptions.push(sub);
+        self.subscriptions.sort_by(|a, b| {
+            (
+                a.resource.as_str(),
+                a.channel as u8,
+                a.category.as_str(),
+                a.at,
+                a.status as u8,
+            )
+                .cmp(&(
+                    b.resource.as_str(),
+                    b.channel as u8,
+                    b.category.as_str(),
+                    b.at,
+                    b.status as u8,
+                ))
+        });
+        let same_key = |a: &Subscription, b: &Subscription| {
+            a.resource == b.resource && a.channel == b.channel && a.category == b.category
+        };
+        // Drop repeats of the status before, then the oldest beyond the cap.
+        let mut kept: Vec<Subscription> = Vec::with_capacity(self.subscriptions.len());
+        for s in self.subscriptions.drain(..) {
+            if let Some(prev) = kept.last()
+                && same_key(prev, &s)
+                && prev.status == s.status
+            {
+                continue;
+            }
+            kept.push(s);
+        }
+        let mut out: Vec<Subscription> = Vec::with_capacity(kept.len());
+        let mut start = 0;
+        for i in 1..=kept.len() {
+            if i == kept.len() || !same_key(&kept[start], &kept[i]) {
+                let group = &kept[start..i];
+                let skip = group.len().saturating_sub(MAX_SUBSCRIPTION_HISTORY);
+                out.extend_from_slice(&group[skip..]);
+                start = i;
+            }
+        }
+        self.subscriptions = out;
+    }
+
+    /// The current subscriptions: the latest record of each key.
+    pub fn current_subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        let subs = &self.subscriptions;
+        subs.iter().enumerate().filter_map(move |(i, s)| {
+            let superseded = subs.get(i + 1).is_some_and(|n| {
+                n.resource == s.resource && n.channel == s.channel && n.category == s.category
+            });
+            (!superseded).then_some(s)
+        })
     }
 
     /// Every identifier index key this profile owns (email, phone, external ids).
