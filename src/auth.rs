@@ -127,6 +127,33 @@ impl KeyRecord {
         ))
     }
 
+    /// Fails with `forbidden` unless the key may read (`Read`: admins, editors,
+    /// readers) or change (`Write`: admins, editors) suppression lists. Lists are the
+    /// server's, not a group's: an editor's additions protect every database.
+    pub fn require_lists(&self, access: Access) -> Result<(), Problem> {
+        let ok = match self.role {
+            Role::Admin | Role::Editor => true,
+            Role::Reader => access == Access::Read,
+            Role::PluginPublisher => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(Problem::new(
+            ErrorCode::Forbidden,
+            format!(
+                "key `{}` ({:?}) may not {} suppression lists",
+                self.name,
+                self.role,
+                if access == Access::Read {
+                    "read"
+                } else {
+                    "change"
+                }
+            ),
+        ))
+    }
+
     /// Fails with `forbidden` unless the key is an admin.
     pub fn require_admin(&self) -> Result<(), Problem> {
         if self.role == Role::Admin {

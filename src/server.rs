@@ -16,6 +16,7 @@ use crate::http::{self, AppState, Telemetry};
 use crate::ingest::Jobs;
 use crate::persist::{DataDir, PersistError};
 use crate::plugins::Plugins;
+use crate::suppression::SuppressionLists;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,9 @@ pub enum StartError {
     /// The plugin sandbox cannot start or the plugins directory cannot be read.
     #[error("plugins: {0}")]
     Plugins(#[from] crate::plugins::PluginError),
+    /// The suppression lists could not be read.
+    #[error(transparent)]
+    Suppression(#[from] crate::suppression::OpenError),
     /// Another I/O failure while starting (socket set-up, signal handlers).
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -88,9 +92,16 @@ impl Server {
             settings.workers
         };
         let plugins = Plugins::open(Some(&settings.data_dir.join("plugins")))?;
+        let suppression = std::sync::Arc::new(SuppressionLists::open(Some(&settings.data_dir))?);
         let state = web::Data::new(AppState {
             plugins: std::sync::Arc::new(plugins),
-            databases: Databases::new(data, persistence, cores),
+            databases: Databases::new(
+                data,
+                persistence,
+                cores,
+                std::sync::Arc::clone(&suppression),
+            ),
+            suppression,
             keys,
             telemetry: Telemetry::install(),
             imports: Jobs::new(settings.max_imports),

@@ -34,6 +34,7 @@ use crate::persist::recover::{self, Target};
 use crate::persist::{DataDir, Durability, Entry, PersistError, SnapshotInfo, Wal};
 use crate::schema::{DatabaseSettings, DatabaseSpec, FieldSpec, ProfileUpdate, Schema};
 use crate::store::{Packed, ProfileStore};
+use crate::suppression::SuppressionLists;
 
 /// Every kind of write to a database: the one update type of the write path.
 #[derive(Debug, Clone)]
@@ -155,6 +156,8 @@ pub struct Persistence {
 pub struct Database {
     /// Read directly by lookups.
     pub state: Arc<DbState>,
+    /// The server's suppression lists, which channel eligibility reads.
+    pub suppression: Arc<SuppressionLists>,
     addr: Addr<DatabaseActor>,
     durability: Durability,
 }
@@ -162,6 +165,11 @@ pub struct Database {
 impl Database {
     /// Sends a change to the actor, then waits until its log record is durable.
     pub async fn apply(&self, change: Change) -> Result<Applied, Problem> {
+        if let Change::Settings(spec) = &change
+            && let Some(lists) = &spec.suppression_lists
+        {
+            self.suppression.check_exist(lists)?;
+        }
         let (applied, lsn) = self.addr.send(Apply(change)).await.map_err(|_| gone())??;
         self.durability
             .wait(lsn)
@@ -208,12 +216,18 @@ pub struct Databases {
     persistence: Persistence,
     writers: Vec<ArbiterHandle>,
     next_writer: AtomicUsize,
+    suppression: Arc<SuppressionLists>,
 }
 
 impl Databases {
     /// A registry over a locked data directory, with `writers` arbiter threads for the
     /// actors; nothing is loaded until [`Databases::load`]. Call inside an actix system.
-    pub fn new(data: DataDir, persistence: Persistence, writers: usize) -> Self {
+    pub fn new(
+        data: DataDir,
+        persistence: Persistence,
+        writers: usize,
+        suppression: Arc<SuppressionLists>,
+    ) -> Self {
         let writers = (0..writers.max(1))
             .map(|_| {
                 let arbiter = Arbiter::new();
@@ -231,6 +245,7 @@ impl Databases {
             persistence,
             writers,
             next_writer: AtomicUsize::new(0),
+            suppression,
         }
     }
 
@@ -311,6 +326,7 @@ impl Databases {
         });
         Arc::new(Database {
             state,
+            suppression: Arc::clone(&self.suppression),
             addr,
             durability,
         })
@@ -370,6 +386,9 @@ impl Databases {
         if !self.ready() {
             return Err(starting());
         }
+        if let Some(lists) = &spec.suppression_lists {
+            self.suppression.check_exist(lists)?;
+        }
         let settings = DatabaseSettings::create(spec, Timestamp::now())?;
         let name = settings.name.clone();
         let exists = || {
@@ -425,6 +444,34 @@ impl Databases {
             .await
             .map_err(|_| gone())?
             .map_err(|e| storage_failed(&name, &e.to_string()))
+    }
+
+    /// The names of the databases that attach suppression list `list`.
+    pub fn attaching(&self, list: &str) -> Vec<String> {
+        self.list()
+            .into_iter()
+            .filter(|db| {
+                db.state
+                    .settings
+                    .load()
+                    .suppression_lists
+                    .iter()
+                    .any(|l| l == list)
+            })
+            .map(|db| db.name())
+            .collect()
+    }
+
+    /// The watchers databases of `group` other than `except`: their profiles join every
+    /// audience of the group's databases.
+    pub fn watchers_of(&self, group: &str, except: &str) -> Vec<Arc<Database>> {
+        self.list()
+            .into_iter()
+            .filter(|db| {
+                let s = db.state.settings.load();
+                s.watchers && s.group == group && s.name != except
+            })
+            .collect()
     }
 
     /// Graceful stop: every database writes a final snapshot and flushes its log.

@@ -8,7 +8,9 @@ pub mod field;
 pub mod update;
 pub mod value;
 
-pub use database::{Channel, DatabaseSettings, DatabaseSpec, Resource};
+pub use database::{
+    Channel, DatabaseSettings, DatabaseSpec, Resource, SubscriptionManager, is_name,
+};
 pub use field::{FieldDef, FieldSpec, FieldType, Schema};
 pub use update::{
     Prepared, ProfileBody, ProfileUpdate, Source, SubscriptionChange, SubscriptionStatus, TagsBody,
