@@ -109,18 +109,23 @@ fn activity(c: &mut Criterion) {
     }
     println!("activity bench: {} profiles ranked", acts.ranked());
     let now = Timestamp::now();
+    // Channels are checked against an empty global stop list, as on a fresh server.
+    let lists = persona::suppression::SuppressionLists::open(None).unwrap();
+    let attached = vec!["global".to_string()];
+    let cx = document::Context {
+        activity: &acts,
+        now,
+        window_days: 30,
+        reach: persona::channels::Reach {
+            lists: &lists,
+            attached: &attached,
+        },
+    };
     let projection = Projection::parse("stats,rfm", &schema).unwrap();
     let mut rng = XorShift::new(0xACE);
     let len = n as usize;
     let sample = &ids[0];
-    let doc = document::render(
-        &store.get(sample).unwrap().view(),
-        &schema,
-        None,
-        &acts,
-        now,
-        30,
-    );
+    let doc = document::render(&store.get(sample).unwrap().view(), &schema, None, &cx);
     println!(
         "activity bench: a whole document with activity is {} bytes",
         doc.len()
@@ -131,7 +136,7 @@ fn activity(c: &mut Criterion) {
     let t0 = Instant::now();
     for id in &ids {
         let p = store.get(id).unwrap();
-        black_box(document::render(&p.view(), &schema, None, &acts, now, 30));
+        black_box(document::render(&p.view(), &schema, None, &cx));
     }
     println!(
         "activity bench: first read after a change (digest rendered): {:.2} µs a profile",
@@ -144,21 +149,14 @@ fn activity(c: &mut Criterion) {
         b.iter(|| {
             let id = &ids[rng.below(len)];
             let p = store.get(black_box(id)).unwrap();
-            black_box(document::render(&p.view(), &schema, None, &acts, now, 30))
+            black_box(document::render(&p.view(), &schema, None, &cx))
         })
     });
     g.bench_function("stats_rfm_projection", |b| {
         b.iter(|| {
             let id = &ids[rng.below(len)];
             let p = store.get(black_box(id)).unwrap();
-            black_box(document::render(
-                &p.view(),
-                &schema,
-                Some(&projection),
-                &acts,
-                now,
-                30,
-            ))
+            black_box(document::render(&p.view(), &schema, Some(&projection), &cx))
         })
     });
     g.finish();

@@ -35,11 +35,23 @@ fn lookups(c: &mut Criterion) {
     // found empty. `benches/activity.rs` reads profiles with activity.
     let activity = ActivityStore::new();
     let now = Timestamp::now();
+    // Channels are checked against an empty global stop list, as on a fresh server.
+    let lists = persona::suppression::SuppressionLists::open(None).unwrap();
+    let attached = vec!["global".to_string()];
+    let cx = document::Context {
+        activity: &activity,
+        now,
+        window_days: 30,
+        reach: persona::channels::Reach {
+            lists: &lists,
+            attached: &attached,
+        },
+    };
     let projection = Projection::parse("email,city,loyalty_score", &schema).unwrap();
 
     let size = |i: u64, projection: Option<&Projection>| {
         let p = store.get(&ids[i as usize]).unwrap();
-        document::render(&p.view(), &schema, projection, &activity, now, 30).len()
+        document::render(&p.view(), &schema, projection, &cx).len()
     };
     let sample = n.min(10_001);
     let median = |projection: Option<&Projection>| {
@@ -67,7 +79,7 @@ fn lookups(c: &mut Criterion) {
 
     // The lookup path after the map: borrow a view from the packed bytes, serialize it.
     let render = |p: &Packed, projection: Option<&Projection>| {
-        document::render(&p.view(), &schema, projection, &activity, now, 30)
+        document::render(&p.view(), &schema, projection, &cx)
     };
     let mut rng = XorShift::new(0x5EED);
     let len = n as usize;

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
 use crate::activity::{Activity, ActivityStore, Rfm};
+use crate::channels::{self, Reach};
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus};
 use crate::store::{ProfileView, ValueRef};
@@ -22,6 +23,7 @@ enum Member {
     Identifiers,
     Tags,
     Contacts,
+    Channels,
     Subscriptions,
     Stats,
     Rfm,
@@ -40,6 +42,7 @@ const MEMBERS: &[(&str, Member)] = &[
     ("identifiers", Member::Identifiers),
     ("tags", Member::Tags),
     ("contacts", Member::Contacts),
+    ("channels", Member::Channels),
     ("subscriptions", Member::Subscriptions),
     ("stats", Member::Stats),
     ("rfm", Member::Rfm),
@@ -156,6 +159,7 @@ impl Projection {
 
 const EMAIL_KEYS: &[&str] = &["value", "normalized", "valid", "reason"];
 const PHONE_KEYS: &[&str] = &["value", "valid", "e164", "region", "type", "reason"];
+const CHANNEL_KEYS: &[&str] = &["eligible", "reason", "list"];
 
 /// Checks a dotted path below a document member against the member's shape.
 fn check_member_path(member: Member, head: &str, rest: &[String]) -> Result<(), String> {
@@ -182,6 +186,14 @@ fn check_member_path(member: Member, head: &str, rest: &[String]) -> Result<(), 
             ["phone", ..] => Err(format!("`contacts.phone` has members {PHONE_KEYS:?}")),
             _ => Err("`contacts` has members [\"email\", \"phone\"]".into()),
         },
+        Member::Channels => match rest.as_slice() {
+            [] | ["email" | "sms" | "push"] => Ok(()),
+            ["email" | "sms" | "push", k] if CHANNEL_KEYS.contains(k) => Ok(()),
+            ["email" | "sms" | "push", ..] => {
+                Err(format!("a channel has members {CHANNEL_KEYS:?}"))
+            }
+            _ => Err("`channels` has members [\"email\", \"sms\", \"push\"]".into()),
+        },
         _ if rest.is_empty() => Ok(()),
         _ => Err(format!("`{head}` has no members to select")),
     }
@@ -205,6 +217,8 @@ pub struct Document<'a, 'v> {
     pub projection: Option<&'a Projection>,
     /// The profile's activity, read now.
     pub derived: Derived<'a>,
+    /// The suppression lists its channels are checked against.
+    pub reach: Reach<'a>,
 }
 
 /// The field values other members repeat or derive from.
@@ -246,6 +260,7 @@ impl<'v> Document<'_, 'v> {
             Member::Identifiers => serde_json::to_value(Identifiers(p)),
             Member::Tags => serde_json::to_value(p.tags()),
             Member::Contacts => serde_json::to_value(self.contacts(&self.known())),
+            Member::Channels => serde_json::to_value(channels::channels(p, self.reach)),
             Member::Subscriptions => serde_json::to_value(Subs(p)),
             Member::Stats => serde_json::to_value(self.stats(&self.known())),
             Member::Rfm => serde_json::to_value(self.derived.rfm()),
@@ -477,15 +492,27 @@ fn pick(src: &Json, path: &[String], dst: &mut Json) {
     }
 }
 
-/// Serializes a profile's document at `now`, with its activity read in place from
-/// `activity` (the shard's read lock held only while the bytes are written).
+/// What a read needs beside the profile: its activity, the moment, and the lists its
+/// channels are checked against.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The database's activity store.
+    pub activity: &'a ActivityStore,
+    /// The moment of the read (day counts, bonuses).
+    pub now: jiff::Timestamp,
+    /// The database's interest window.
+    pub window_days: u32,
+    /// Suppression lists for `channels`.
+    pub reach: Reach<'a>,
+}
+
+/// Serializes a profile's document, with its activity read in place from the context's
+/// store (the shard's read lock held only while the bytes are written).
 pub fn render(
     profile: &ProfileView<'_>,
     schema: &Schema,
     projection: Option<&Projection>,
-    activity: &ActivityStore,
-    now: jiff::Timestamp,
-    window_days: u32,
+    cx: &Context<'_>,
 ) -> Vec<u8> {
     let doc = |act: Option<&Activity>, rfm: Option<Rfm>| {
         to_vec(&Document {
@@ -495,9 +522,10 @@ pub fn render(
             derived: Derived {
                 activity: act,
                 rfm,
-                now,
-                window_days,
+                now: cx.now,
+                window_days: cx.window_days,
             },
+            reach: cx.reach,
         })
     };
     // A projection reads only what it shows: no activity lookup for `?fields=email`,
@@ -506,9 +534,9 @@ pub fn render(
     if !ACTIVITY_MEMBERS.iter().any(|m| wants(*m)) {
         doc(None, None)
     } else if wants(Member::Rfm) {
-        activity.read(profile.customer_id, doc)
+        cx.activity.read(profile.customer_id, doc)
     } else {
-        activity.with(profile.customer_id, |act| doc(act, None))
+        cx.activity.with(profile.customer_id, |act| doc(act, None))
     }
 }
 
@@ -591,6 +619,8 @@ impl Document<'_, '_> {
         put_json(out, &p.tags());
         out.extend_from_slice(b",\"contacts\":");
         put_json(out, &self.contacts(&known));
+        out.extend_from_slice(b",\"channels\":");
+        put_json(out, &channels::channels(p, self.reach));
         out.extend_from_slice(b",\"subscriptions\":");
         put_json(out, &Subs(p));
         out.extend_from_slice(b",\"stats\":");
@@ -656,6 +686,7 @@ mod tests {
             schema: &s,
             projection: proj.as_ref(),
             derived: derived(None),
+            reach: reach(),
         };
         serde_json::from_slice(&to_vec(&doc)).unwrap()
     }
@@ -669,6 +700,15 @@ mod tests {
         assert_eq!(v["stats"]["days_since_registration"], 10);
         assert_eq!(v["rfm"], Json::Null);
         assert_eq!(v["created_at"], "2024-01-01T00:00:00Z");
+    }
+
+    fn reach() -> Reach<'static> {
+        static LISTS: std::sync::LazyLock<crate::suppression::SuppressionLists> =
+            std::sync::LazyLock::new(|| crate::suppression::SuppressionLists::open(None).unwrap());
+        Reach {
+            lists: &LISTS,
+            attached: &[],
+        }
     }
 
     fn derived(activity: Option<&Activity>) -> Derived<'_> {
@@ -720,6 +760,7 @@ mod tests {
                 schema: &s,
                 projection: None,
                 derived: derived(with_activity.then_some(&act)),
+                reach: reach(),
             };
             let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
             for (name, m) in MEMBERS {
@@ -746,7 +787,7 @@ mod tests {
     #[test]
     fn projections_select_paths() {
         let v = render(Some(
-            "city,score,first_name,stats.days_since_registration,tags",
+            "city,score,first_name,stats.days_since_registration,tags,channels.sms.reason",
         ));
         assert_eq!(
             v,
@@ -754,6 +795,7 @@ mod tests {
                 "id": v["id"], "customer_id": "c1",
                 "fields": {"city": "Lisbon", "score": 5, "first_name": null},
                 "tags": ["vip"],
+                "channels": {"sms": {"reason": "no_contact"}},
                 "stats": {"days_since_registration": 10},
             })
         );
@@ -777,6 +819,8 @@ mod tests {
             "stats.receipts_count.x",
             "contacts.fax",
             "contacts.email.nope",
+            "channels.fax",
+            "channels.sms.nope",
             "identifiers.crm.x",
         ] {
             assert_eq!(

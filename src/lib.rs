@@ -7,6 +7,8 @@
 //! - [`error`]: the table of stable error codes and the problem document.
 //! - [`schema`]: field types and values, database settings, the one update type. Pure.
 //! - [`contacts`]: email and phone validation and normalization. Pure.
+//! - [`suppression`]: suppression lists (the global stop list and named ones), journaled.
+//! - [`channels`]: channel eligibility (email, sms, push) and the reason when not.
 //! - [`activity`]: events, timelines and the values derived from them (stats, RFM...).
 //! - [`store`]: the sharded profile map of one database and its identifier index.
 //! - [`db`]: the database actor (the only writer), the registry of databases.
@@ -38,6 +40,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod contacts;
@@ -51,3 +54,4 @@ pub mod plugins;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod suppression;

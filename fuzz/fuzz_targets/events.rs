@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
-    let Ok(batch) = events::read(body, selector & 1 == 1, now) else {
+    let Ok(batch) = events::read(body, selector & 1 == 1, now, None) else {
         return;
     };
     let mut act = Activity::default();

@@ -51,6 +51,8 @@ pub enum Kind {
     TagSet = 11,
     /// Any other type, named by the sender.
     Custom = 12,
+    /// A subscription chosen or withdrawn.
+    Subscription = 13,
 }
 
 /// The built-in type names, by kind.
@@ -67,6 +69,7 @@ const NAMES: &[(&str, Kind)] = &[
     ("bonus", Kind::Bonus),
     ("call_center", Kind::CallCenter),
     ("tag_set", Kind::TagSet),
+    ("subscription", Kind::Subscription),
 ];
 
 /// Timeline categories and the kinds each holds.
@@ -82,6 +85,7 @@ pub const CATEGORIES: &[(&str, &[Kind])] = &[
     ("polls", &[Kind::Poll]),
     ("call_center", &[Kind::CallCenter]),
     ("tags", &[Kind::TagSet]),
+    ("subscriptions", &[Kind::Subscription]),
     ("custom", &[Kind::Custom]),
 ];
 
@@ -387,6 +391,26 @@ pub struct TagSet {
     pub remove: Vec<String>,
 }
 
+/// `subscription`: the customer subscribed or unsubscribed at the event's time; the
+/// profile's subscriptions take it (the latest by time wins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSet {
+    /// A resource of the database.
+    pub resource: String,
+    /// `email`, `sms` or `push`.
+    pub channel: crate::schema::Channel,
+    /// Category within the resource (default `default`).
+    #[serde(default = "default_category")]
+    pub category: String,
+    /// `subscribed` or `unsubscribed`.
+    pub status: crate::schema::SubscriptionStatus,
+}
+
+fn default_category() -> String {
+    "default".into()
+}
+
 /// An event's typed payload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -414,6 +438,8 @@ pub enum Payload {
     CallCenter(CallCenter),
     /// `tag_set`.
     TagSet(TagSet),
+    /// `subscription`.
+    Subscription(SubscriptionSet),
     /// A custom type: any JSON object, kept as given.
     Custom,
 }
@@ -672,6 +698,7 @@ fn canonical(p: &Payload) -> String {
         Payload::Bonus(x) => serde_json::to_string(x),
         Payload::CallCenter(x) => serde_json::to_string(x),
         Payload::TagSet(x) => serde_json::to_string(x),
+        Payload::Subscription(x) => serde_json::to_string(x),
         Payload::Custom => unreachable!("custom payloads are kept as given"),
     };
     text.expect("payloads serialize")
@@ -842,6 +869,12 @@ fn typed(kind: Kind, data: &str, warnings: &mut Warnings) -> Result<Payload, Eve
                 ));
             }
             Payload::TagSet(v)
+        }
+        Kind::Subscription => {
+            let v: SubscriptionSet = de(kind, data)?;
+            text(kind, "resource", &v.resource)?;
+            text(kind, "category", &v.category)?;
+            Payload::Subscription(v)
         }
         Kind::Custom => Payload::Custom,
     })

@@ -370,6 +370,7 @@ impl Summary {
             Payload::PageView(_)
             | Payload::CallCenter(_)
             | Payload::TagSet(_)
+            | Payload::Subscription(_)
             | Payload::Custom => {}
         }
     }

@@ -73,7 +73,9 @@ pub async fn post(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-ndjson"));
-    let batch = blocking(move || events::read(&bytes, ndjson, Timestamp::now())).await?;
+    let settings = db.state.settings.load_full();
+    let batch =
+        blocking(move || events::read(&bytes, ndjson, Timestamp::now(), Some(&settings))).await?;
     let mut rejected: Vec<EventRejected> = batch
         .rejected
         .into_iter()
@@ -126,7 +128,7 @@ pub async fn post(
 #[serde(deny_unknown_fields)]
 pub struct ActivityQuery {
     /// Comma-separated categories: receipts, mailings, orders, website, loyalty, polls,
-    /// call_center, tags, custom (all if absent).
+    /// call_center, tags, subscriptions, custom (all if absent).
     category: Option<String>,
     /// Page size, 1 to 1000 (default 20).
     limit: Option<usize>,

@@ -15,6 +15,8 @@ mod ops;
 mod plugins;
 mod problem;
 mod profiles;
+mod subscriptions;
+mod suppression;
 mod webhooks;
 
 use actix_web::dev::HttpServiceFactory;
@@ -31,6 +33,7 @@ use crate::config::Settings;
 use crate::db::Databases;
 use crate::ingest::Jobs;
 use crate::plugins::Plugins;
+use crate::suppression::SuppressionLists;
 use std::sync::Arc;
 
 /// What every handler shares.
@@ -47,6 +50,8 @@ pub struct AppState {
     pub imports: Jobs,
     /// Uploaded plugins and their sandbox.
     pub plugins: Arc<Plugins>,
+    /// The suppression lists (the databases hold them too).
+    pub suppression: Arc<SuppressionLists>,
 }
 
 /// Shorthand for handler state.
@@ -122,6 +127,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/v1/databases/{db}/profiles/{customer_id}/activity",
                     |r| r.route(get().to(events::activity)),
                 ))
+                .service(resource(
+                    DB,
+                    "/v1/databases/{db}/profiles/{customer_id}/subscriptions",
+                    |r| r.route(get().to(subscriptions::of_profile)),
+                ))
+                .service(resource(
+                    DB,
+                    "/v1/databases/{db}/subscription-manager",
+                    |r| r.route(get().to(subscriptions::manager)),
+                ))
+                .service(resource(DB, "/v1/databases/{db}/audience", |r| {
+                    r.route(get().to(subscriptions::audience))
+                }))
                 .service(resource(DB, "/v1/databases/{db}/events", |r| {
                     r.route(web::post().to(events::post))
                 }))
@@ -176,6 +194,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     r.route(get().to(plugins::get))
                         .route(web::put().to(plugins::put))
                         .route(web::delete().to(plugins::delete))
+                }))
+                .service(resource(V1, "/v1/suppression-lists", |r| {
+                    r.route(get().to(suppression::list))
+                }))
+                .service(resource(V1, "/v1/suppression-lists/{name}", |r| {
+                    r.route(get().to(suppression::get))
+                        .route(web::put().to(suppression::put))
+                        .route(web::delete().to(suppression::delete))
+                }))
+                .service(resource(V1, "/v1/suppression-lists/{name}/entries", |r| {
+                    r.route(web::post().to(suppression::add))
+                        .route(web::delete().to(suppression::remove))
                 }))
                 .service(resource(V1, "/v1/keys", |r| {
                     r.route(get().to(keys::list))

@@ -5,7 +5,10 @@ use actix_web::http::header;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{databases, events, fields, imports, keys, ops, plugins, profiles, webhooks};
+use super::{
+    databases, events, fields, imports, keys, ops, plugins, profiles, subscriptions, suppression,
+    webhooks,
+};
 
 struct Bearer;
 
@@ -36,6 +39,9 @@ impl Modify for Bearer {
         plugins::put, plugins::list, plugins::get, plugins::delete,
         databases::snapshot,
         keys::create, keys::list, keys::delete,
+        subscriptions::manager, subscriptions::of_profile, subscriptions::audience,
+        suppression::list, suppression::get, suppression::put, suppression::delete,
+        suppression::add, suppression::remove,
     )
 )]
 pub struct ApiDoc;

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Db, JsonBody, Read, Write, json};
-use crate::db::DbState;
+use crate::channels::Reach;
+use crate::db::Database;
 use crate::db::{Applied, Change, lookup_key};
 use crate::document::{self, Projection};
 use crate::error::{ErrorCode, Problem};
@@ -34,24 +35,31 @@ fn projection(schema: &Schema, fields: Option<&str>) -> Result<Option<Projection
 
 /// One profile's document, rendered with the schema the request loaded once.
 fn doc(
-    state: &DbState,
+    db: &Database,
     schema: &Schema,
     profile: &Packed,
     projection: Option<&Projection>,
 ) -> Vec<u8> {
+    let settings = db.state.settings.load();
     document::render(
         &profile.view(),
         schema,
         projection,
-        &state.activity,
-        Timestamp::now(),
-        state.settings.load().interest_window_days,
+        &document::Context {
+            activity: &db.state.activity,
+            now: Timestamp::now(),
+            window_days: settings.interest_window_days,
+            reach: Reach {
+                lists: &db.suppression,
+                attached: &settings.suppression_lists,
+            },
+        },
     )
 }
 
 /// The answer for one profile.
 fn render(
-    state: &DbState,
+    state: &Database,
     schema: &Schema,
     profile: &Packed,
     projection: Option<&Projection>,
@@ -81,7 +89,7 @@ async fn write(
     // Phone and email parsing happen here, on an HTTP worker, not on the actor.
     update.prepare(db.state.settings.load().default_region.as_deref());
     match db.apply(Change::Upsert(update)).await? {
-        Applied::Profile(profile) => Ok(render(&db.state, &db.state.schema.load(), &profile, None)),
+        Applied::Profile(profile) => Ok(render(&db, &db.state.schema.load(), &profile, None)),
         Applied::Done | Applied::Imported { .. } => Err(Problem::new(
             ErrorCode::Internal,
             "the write returned no profile",
@@ -130,7 +138,7 @@ pub async fn get(
         .store
         .get(&customer_id)
         .ok_or_else(|| not_found(&customer_id))?;
-    Ok(render(&db.state, &schema, &profile, projection.as_ref()))
+    Ok(render(&db, &schema, &profile, projection.as_ref()))
 }
 
 /// Reads a profile by email, phone or an external identifier.
@@ -153,7 +161,7 @@ pub async fn get_by(
         )
         .with("identifier", kind.clone())
     })?;
-    Ok(render(&db.state, &schema, &profile, projection.as_ref()))
+    Ok(render(&db, &schema, &profile, projection.as_ref()))
 }
 
 /// The body of a batch lookup.
@@ -194,7 +202,7 @@ pub async fn lookup(db: Db<Read>, body: JsonBody<LookupBody>) -> Result<HttpResp
     let mut missing = Vec::new();
     for id in body.customer_ids {
         match db.state.store.get(&id) {
-            Some(p) => profiles.push(raw(doc(&db.state, &schema, &p, projection.as_ref()))),
+            Some(p) => profiles.push(raw(doc(&db, &schema, &p, projection.as_ref()))),
             None => missing.push(id),
         }
     }
@@ -258,7 +266,7 @@ pub async fn list(db: Db<Read>, q: web::Query<ListQuery>) -> Result<HttpResponse
     let page = Page {
         profiles: profiles
             .iter()
-            .map(|p| raw(doc(&db.state, &schema, p, projection.as_ref())))
+            .map(|p| raw(doc(&db, &schema, p, projection.as_ref())))
             .collect(),
         next_cursor: next.map(|u| u.to_string()),
     };

@@ -12,7 +12,9 @@ use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 use super::{Options, Row, RowError, Sink};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{ProfileUpdate, RawValue, Schema, Source};
+use crate::schema::{
+    Channel, ProfileUpdate, RawValue, Schema, Source, SubscriptionChange, SubscriptionStatus,
+};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -21,7 +23,60 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 enum Column {
     CustomerId,
     Field(String),
+    /// `subscription.<resource>.<channel>[.<category>]`: a status a row.
+    Subscription {
+        resource: String,
+        channel: Channel,
+        category: String,
+    },
     Skipped,
+}
+
+/// Reads a `subscription.<resource>.<channel>[.<category>]` column name.
+fn subscription_column(name: &str) -> Option<Result<Column, Problem>> {
+    let rest = name.strip_prefix("subscription.")?;
+    let parts: Vec<&str> = rest.split('.').collect();
+    let bad = |why: String| {
+        Problem::new(
+            ErrorCode::ImportHeaderInvalid,
+            format!("column `{name}`: {why}"),
+        )
+        .with("column", name)
+    };
+    Some(match parts.as_slice() {
+        [resource, channel] | [resource, channel, _] if !resource.is_empty() => {
+            let category = parts.get(2).copied().unwrap_or("default");
+            match serde_json::from_value::<Channel>(serde_json::Value::String((*channel).into())) {
+                Ok(channel) if !category.is_empty() => Ok(Column::Subscription {
+                    resource: (*resource).into(),
+                    channel,
+                    category: category.into(),
+                }),
+                Ok(_) => Err(bad("the category is empty".into())),
+                Err(_) => Err(bad(format!(
+                    "`{channel}` is not a channel (email, sms, push)"
+                ))),
+            }
+        }
+        _ => Err(bad(
+            "a subscription column is named `subscription.<resource>.<channel>[.<category>]`"
+                .into(),
+        )),
+    })
+}
+
+/// A subscription cell: `subscribed`/`unsubscribed` or a boolean; empty changes nothing.
+fn subscription_status(cell: &str) -> Result<Option<SubscriptionStatus>, String> {
+    Ok(Some(match cell.trim().to_ascii_lowercase().as_str() {
+        "" => return Ok(None),
+        "subscribed" | "true" | "yes" | "1" => SubscriptionStatus::Subscribed,
+        "unsubscribed" | "false" | "no" | "0" => SubscriptionStatus::Unsubscribed,
+        _ => {
+            return Err(format!(
+                "`{cell}` is not a subscription status: subscribed, unsubscribed, true, false, yes, no, 1, 0"
+            ));
+        }
+    }))
 }
 
 /// The longest record kept (1 MiB, as an NDJSON line): a longer one is read through to
@@ -183,6 +238,8 @@ fn wide_columns(names: &[String], opts: &Options, schema: &Schema) -> Result<Vec
         }
         let column = if name == "customer_id" {
             Column::CustomerId
+        } else if let Some(sub) = subscription_column(name) {
+            sub?
         } else if schema.get(name).is_some() {
             Column::Field(name.clone())
         } else if opts.ignore_unknown_columns {
@@ -207,7 +264,7 @@ fn wide_columns(names: &[String], opts: &Options, schema: &Schema) -> Result<Vec
     let keyed = columns.iter().any(|c| match c {
         Column::CustomerId => true,
         Column::Field(f) => f == "email" || f == "phone",
-        Column::Skipped => false,
+        Column::Subscription { .. } | Column::Skipped => false,
     });
     if !keyed {
         return Err(Problem::new(
@@ -298,9 +355,28 @@ fn wide_row(
     width(rec, columns.len(), row)?;
     let mut customer_id = "";
     let mut fields = Vec::with_capacity(columns.len());
+    let mut subscriptions = Vec::new();
     for ((cell, column), name) in rec.iter().zip(columns).zip(names) {
         match column {
             Column::Skipped => {}
+            Column::Subscription {
+                resource,
+                channel,
+                category,
+            } => {
+                let status = subscription_status(text(cell, row, name)?).map_err(|why| {
+                    RowError::new(row, ErrorCode::SubscriptionInvalid, why).at(name)
+                })?;
+                if let Some(status) = status {
+                    subscriptions.push(SubscriptionChange {
+                        resource: resource.clone(),
+                        channel: *channel,
+                        category: category.clone(),
+                        status,
+                        at: None,
+                    });
+                }
+            }
             Column::CustomerId => customer_id = text(cell, row, name)?,
             Column::Field(field) => {
                 let value = text(cell, row, name)?;
@@ -312,6 +388,7 @@ fn wide_row(
     }
     let mut update = ProfileUpdate::new(customer_id, Source::Import);
     update.fields = fields;
+    update.subscriptions = subscriptions;
     super::keyed(update, row)
 }
 
@@ -446,6 +523,49 @@ mod tests {
                 RawValue::Json(_) => panic!("CSV cells are text"),
             })
             .collect()
+    }
+
+    #[test]
+    fn subscription_columns_set_statuses_and_bad_ones_are_named() {
+        let file = b"customer_id,subscription.blog.email,subscription.blog.sms.promo\nc1,yes,\nc2,unsubscribed,0\nc3,maybe,1\n";
+        let (r, got) = run(Format::Csv, file);
+        r.unwrap();
+        let subs: Vec<Vec<(Channel, &str, SubscriptionStatus)>> = got
+            .rows
+            .iter()
+            .map(|row| {
+                row.update
+                    .subscriptions
+                    .iter()
+                    .map(|s| (s.channel, s.category.as_str(), s.status))
+                    .collect()
+            })
+            .collect();
+        use SubscriptionStatus::*;
+        assert_eq!(
+            subs,
+            [
+                vec![(Channel::Email, "default", Subscribed)],
+                vec![
+                    (Channel::Email, "default", Unsubscribed),
+                    (Channel::Sms, "promo", Unsubscribed)
+                ],
+            ]
+        );
+        assert_eq!(got.errors[0].code, ErrorCode::SubscriptionInvalid);
+        assert_eq!(
+            got.errors[0].column.as_deref(),
+            Some("subscription.blog.email")
+        );
+        for bad in [
+            &b"customer_id,subscription.blog.fax\nc1,1\n"[..],
+            b"customer_id,subscription.blog\nc1,1\n",
+        ] {
+            assert_eq!(
+                run(Format::Csv, bad).0.unwrap_err().code,
+                ErrorCode::ImportHeaderInvalid
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::value::RawValue as RawJson;
 
 use crate::activity::event::{self, Addressed, Payload};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{ProfileUpdate, RawValue, Source};
+use crate::schema::{DatabaseSettings, ProfileUpdate, RawValue, Source, SubscriptionChange};
 
 /// The most events one request may carry.
 pub const MAX_EVENTS: usize = 10_000;
@@ -47,8 +47,18 @@ pub fn update_of(a: Addressed, source: Source) -> ProfileUpdate {
     u
 }
 
-/// Adds an event to an update; a `tag_set` changes the update's tags too.
+/// Adds an event to an update; a `tag_set` changes the update's tags too, and a
+/// `subscription` its subscriptions (at the event's time).
 pub fn add_event(u: &mut ProfileUpdate, e: event::Event) {
+    if let Payload::Subscription(s) = &e.payload {
+        u.subscriptions.push(SubscriptionChange {
+            resource: s.resource.clone(),
+            channel: s.channel,
+            category: s.category.clone(),
+            status: s.status,
+            at: jiff::Timestamp::from_microsecond(e.time).ok(),
+        });
+    }
     if let Payload::TagSet(t) = &e.payload {
         // In the order events come: a later add undoes an earlier remove of the same
         // tag within one update, and the other way round. (Tags are the profile's
@@ -66,8 +76,15 @@ pub fn add_event(u: &mut ProfileUpdate, e: event::Event) {
 }
 
 /// Reads a request body: NDJSON when `ndjson`, else one object or an array. A body
-/// that is not JSON at all, or holds more than [`MAX_EVENTS`], is refused whole.
-pub fn read(body: &[u8], ndjson: bool, now: Timestamp) -> Result<Batch, Problem> {
+/// that is not JSON at all, or holds more than [`MAX_EVENTS`], is refused whole. With
+/// `settings`, a `subscription` event the database cannot take is refused on its own
+/// rather than failing every event of its customer at the actor.
+pub fn read(
+    body: &[u8],
+    ndjson: bool,
+    now: Timestamp,
+    settings: Option<&DatabaseSettings>,
+) -> Result<Batch, Problem> {
     // Each event's text; parsed once, straight into its typed form.
     let mut texts: Vec<&[u8]> = Vec::new();
     if ndjson {
@@ -125,6 +142,14 @@ pub fn read(body: &[u8], ndjson: bool, now: Timestamp) -> Result<Batch, Problem>
                 continue;
             }
         };
+        if let (Some(settings), Payload::Subscription(sub)) = (settings, &a.event.payload)
+            && let Err(why) = settings.check_subscription(&sub.resource, sub.channel, &sub.category)
+        {
+            batch
+                .rejected
+                .push((i, Problem::new(ErrorCode::SubscriptionInvalid, why)));
+            continue;
+        }
         for (code, detail) in &a.warnings {
             batch.warnings.push((i, code, detail.clone()));
         }
@@ -165,13 +190,13 @@ mod tests {
 not json
 {"customer_id":"a","type":"category_view","data":{"category":"tv"}}
 "#;
-        let b = read(body, true, Timestamp::UNIX_EPOCH).unwrap();
+        let b = read(body, true, Timestamp::UNIX_EPOCH, None).unwrap();
         assert_eq!(b.count, 5);
         assert_eq!(b.origin, [vec![0, 4], vec![1]]);
         assert_eq!(b.updates[1].tags_add, ["vip"]);
         let flip = br#"{"customer_id":"a","type":"tag_set","data":{"remove":["vip"]}}
 {"customer_id":"a","type":"tag_set","data":{"add":["vip"]}}"#;
-        let f = read(flip, true, Timestamp::UNIX_EPOCH).unwrap();
+        let f = read(flip, true, Timestamp::UNIX_EPOCH, None).unwrap();
         assert_eq!(
             (f.updates[0].tags_add.len(), f.updates[0].tags_remove.len()),
             (1, 0)
@@ -189,6 +214,7 @@ not json
             br#"{"customer_id":"a","type":"x"}"#,
             false,
             Timestamp::UNIX_EPOCH,
+            None,
         )
         .unwrap();
         assert_eq!(one.count, 1);
@@ -196,6 +222,7 @@ not json
             br#"[{"customer_id":"a","type":"x"},{"email":"a@b.pt","type":"x"}]"#,
             false,
             Timestamp::UNIX_EPOCH,
+            None,
         )
         .unwrap();
         assert_eq!(arr.updates.len(), 2);
@@ -204,11 +231,15 @@ not json
             [("email".to_string(), "a@b.pt".to_string())]
         );
         assert_eq!(
-            read(b"[", false, Timestamp::UNIX_EPOCH).unwrap_err().code,
+            read(b"[", false, Timestamp::UNIX_EPOCH, None)
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidJson
         );
         assert_eq!(
-            read(b"[]", false, Timestamp::UNIX_EPOCH).unwrap_err().code,
+            read(b"[]", false, Timestamp::UNIX_EPOCH, None)
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidBody
         );
     }

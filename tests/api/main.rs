@@ -3,6 +3,7 @@
 mod common;
 
 mod auth;
+mod contacts;
 mod databases;
 mod durability;
 mod events;

@@ -1,0 +1,240 @@
+//! Subscriptions and audiences: the subscription manager's shape, a profile's
+//! subscriptions with their history, and who a campaign on a channel reaches.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::fields::FieldView;
+use super::{Db, Read, State, json};
+use crate::channels::{self, Reach, Recipient, Scope};
+use crate::error::{ErrorCode, Problem};
+use crate::schema::{Channel, Resource, Source, SubscriptionManager, SubscriptionStatus};
+
+/// What the subscription manager page shows for a database.
+#[derive(Serialize, ToSchema)]
+pub struct ManagerView {
+    database: String,
+    #[serde(flatten)]
+    page: SubscriptionManager,
+    /// What a customer may subscribe to.
+    resources: Vec<Resource>,
+    /// The fields flagged for the page, in schema order.
+    fields: Vec<FieldView>,
+}
+
+/// The subscription manager's title, language, resources and fields.
+#[utoipa::path(get, path = "/v1/databases/{db}/subscription-manager", tag = "subscriptions",
+    responses((status = 200, body = ManagerView)), security(("bearer" = [])))]
+pub async fn manager(db: Db<Read>) -> HttpResponse {
+    let settings = db.state.settings.load();
+    let schema = db.state.schema.load();
+    json(
+        StatusCode::OK,
+        &ManagerView {
+            database: settings.name.clone(),
+            page: settings.subscription_manager.clone(),
+            resources: settings.resources.clone(),
+            fields: schema
+                .fields()
+                .iter()
+                .filter(|f| f.subscription_manager)
+                .map(FieldView::from)
+                .collect(),
+        },
+    )
+}
+
+/// One subscription record.
+#[derive(Serialize, ToSchema)]
+pub struct Record {
+    resource: String,
+    channel: Channel,
+    category: String,
+    status: SubscriptionStatus,
+    #[schema(value_type = String, format = DateTime)]
+    at: Timestamp,
+    source: Source,
+}
+
+/// A profile's subscriptions now, and every change kept.
+#[derive(Serialize, ToSchema)]
+pub struct ProfileSubscriptions {
+    customer_id: String,
+    /// The current state per resource, channel and category.
+    subscriptions: Vec<Record>,
+    /// Changes, newest first (up to 20 per resource, channel and category).
+    history: Vec<Record>,
+}
+
+/// A profile's subscriptions and their history.
+#[utoipa::path(get, path = "/v1/databases/{db}/profiles/{customer_id}/subscriptions",
+    tag = "subscriptions", responses((status = 200, body = ProfileSubscriptions),
+        (status = 404, description = "profile_not_found")), security(("bearer" = [])))]
+pub async fn of_profile(
+    db: Db<Read>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (_, customer_id) = path.into_inner();
+    let profile = db.state.store.get(&customer_id).ok_or_else(|| {
+        Problem::new(
+            ErrorCode::ProfileNotFound,
+            format!("no profile `{customer_id}`"),
+        )
+        .with("customer_id", customer_id.as_str())
+    })?;
+    let v = profile.view();
+    let record = |s: crate::store::SubscriptionRef<'_>| Record {
+        resource: s.resource.to_owned(),
+        channel: s.channel,
+        category: s.category.to_owned(),
+        status: s.status,
+        at: s.at,
+        source: s.source,
+    };
+    let mut history: Vec<Record> = v.subscription_history().map(record).collect();
+    history.sort_by(|a, b| b.at.cmp(&a.at));
+    Ok(json(
+        StatusCode::OK,
+        &ProfileSubscriptions {
+            customer_id,
+            subscriptions: v.subscriptions().map(record).collect(),
+            history,
+        },
+    ))
+}
+
+/// `GET .../audience` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceQuery {
+    /// `email`, `sms` or `push`.
+    channel: Channel,
+    /// Only customers subscribed to this resource (default: any).
+    resource: Option<String>,
+    /// Only customers subscribed in this category (default: any).
+    category: Option<String>,
+    /// Page size, 1 to 10,000 (default 1000).
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of an audience.
+#[derive(Serialize, ToSchema)]
+pub struct AudiencePage {
+    channel: Channel,
+    #[schema(value_type = Vec<Object>)]
+    recipients: Vec<Recipient>,
+    next_cursor: Option<String>,
+}
+
+/// Who a campaign on `channel` reaches: the database's eligible profiles, then the
+/// profiles of every watchers database of its group (contact and suppression decide for
+/// them, not subscriptions), in pages.
+#[utoipa::path(get, path = "/v1/databases/{db}/audience", tag = "subscriptions",
+    params(AudienceQuery), responses((status = 200, body = AudiencePage)), security(("bearer" = [])))]
+pub async fn audience(
+    state: State,
+    db: Db<Read>,
+    q: web::Query<AudienceQuery>,
+) -> Result<HttpResponse, Problem> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::new(
+            ErrorCode::InvalidQuery,
+            format!("limit {limit} is outside 1 to 10000"),
+        ));
+    }
+    let settings = db.state.settings.load_full();
+    if let Some(r) = &q.resource {
+        let resource = settings.resource(r).ok_or_else(|| {
+            Problem::new(
+                ErrorCode::SubscriptionInvalid,
+                format!(
+                    "resource `{r}` is not declared on database `{}`",
+                    settings.name
+                ),
+            )
+        })?;
+        if !resource.channels.contains(&q.channel) {
+            return Err(Problem::new(
+                ErrorCode::ChannelInvalid,
+                format!("resource `{r}` does not send on `{}`", q.channel.as_str()),
+            ));
+        }
+    }
+    // The cursor is `<part>.<profile id>`: part 0 is this database, then its watchers.
+    let (mut part, mut after) = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => (0usize, None),
+        Some(c) => c
+            .split_once('.')
+            .and_then(|(p, id)| Some((p.parse().ok()?, Some(id.parse::<ulid::Ulid>().ok()?))))
+            .ok_or_else(|| {
+                Problem::new(
+                    ErrorCode::CursorInvalid,
+                    format!("`{c}` is not a cursor this server gave"),
+                )
+            })?,
+    };
+    let mut parts = vec![db.db.clone()];
+    if !settings.watchers {
+        parts.extend(state.databases.watchers_of(&settings.group, &settings.name));
+    }
+    let mut recipients = Vec::new();
+    let mut next_cursor = None;
+    while let Some(part_db) = parts.get(part) {
+        let s = part_db.state.settings.load();
+        let scope = if part == 0 {
+            Scope {
+                resource: q.resource.as_deref(),
+                category: q.category.as_deref(),
+                ignore_subscriptions: false,
+            }
+        } else {
+            Scope {
+                ignore_subscriptions: true,
+                ..Scope::default()
+            }
+        };
+        let reach = Reach {
+            lists: &part_db.suppression,
+            attached: &s.suppression_lists,
+        };
+        let (found, next) = channels::recipients(
+            &s.name,
+            &part_db.state.store,
+            q.channel,
+            reach,
+            scope,
+            after,
+            limit - recipients.len(),
+        );
+        recipients.extend(found);
+        match next {
+            Some(id) if recipients.len() == limit => {
+                next_cursor = Some(format!("{part}.{id}"));
+                break;
+            }
+            _ => {
+                part += 1;
+                after = None;
+                if recipients.len() == limit && part < parts.len() {
+                    next_cursor = Some(format!("{part}.{}", ulid::Ulid::nil()));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(json(
+        StatusCode::OK,
+        &AudiencePage {
+            channel: q.channel,
+            recipients,
+            next_cursor,
+        },
+    ))
+}
