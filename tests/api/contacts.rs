@@ -366,8 +366,8 @@ fn subscriptions_come_from_patches_imports_and_events_and_keep_their_history() {
             (current[0]["status"].clone(), current[0]["source"].clone()),
             (json!("subscribed"), json!("import"))
         );
-        // Newest first; the February re-subscribe repeated January's status and the
-        // timeline shows the events under `subscriptions`.
+        // Newest first; February's late re-subscribe stays as the last confirmation of
+        // January's choice.
         let history: Vec<(String, String)> = res.body["history"]
             .as_array()
             .unwrap()
