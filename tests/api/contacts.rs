@@ -384,7 +384,8 @@ fn subscriptions_come_from_patches_imports_and_events_and_keep_their_history() {
             [
                 ("subscribed".into(), "import".into()),
                 ("unsubscribed".into(), "event".into()),
-                ("subscribed".into(), "api".into())
+                ("subscribed".into(), "event".into()),
+                ("subscribed".into(), "api".into()),
             ]
         );
     };
