@@ -95,7 +95,7 @@ pub async fn of_profile(
         source: s.source,
     };
     let mut history: Vec<Record> = v.subscription_history().map(record).collect();
-    history.sort_by(|a, b| b.at.cmp(&a.at));
+    history.sort_by_key(|r| std::cmp::Reverse(r.at));
     Ok(json(
         StatusCode::OK,
         &ProfileSubscriptions {

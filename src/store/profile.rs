@@ -194,7 +194,12 @@ mod tests {
 
     fn change(key: u8, secs: i64, on: bool) -> Subscription {
         Subscription {
-            resource: if key % 2 == 0 { "blog" } else { "shop" }.into(),
+            resource: if key.is_multiple_of(2) {
+                "blog"
+            } else {
+                "shop"
+            }
+            .into(),
             channel: if key < 2 {
                 Channel::Email
             } else {
