@@ -1,28 +1,28 @@
 //! Contact values: email and phone validation and the normalized forms used as keys.
 //!
-//! Emails are checked with `email_address` (RFC 5321/5322/6531 syntax, no display names,
-//! no IP literals, a dot in the domain) and normalized for lookups by lowercasing the
-//! whole address and writing the domain in its IDNA (punycode) form. Phones are parsed
-//! with libphonenumber metadata (`phonenumber`), using the database's default region for
-//! numbers without a country code, and keyed by E.164. Pure functions, no I/O.
+//! Called by `schema::update` when a write carries `email` or `phone`, by `db::apply` to
+//! key them, and by `schema::database` for the sender addresses. Pure functions, no I/O;
+//! the phone patterns are compiled once per country code and shared by all threads.
+//!
+//! Emails follow the policy in `email` (RFC 5321/6531 shapes that mail systems accept; no
+//! quoted local parts, IP literals, control or invisible characters, special-use domains)
+//! and are keyed by lowercasing the whole address and writing the domain in its IDNA
+//! (punycode) form. Phones are parsed with libphonenumber metadata (`phonenumber`), using
+//! the database's default region for numbers without a country code, classified by
+//! libphonenumber's rules (`phone`) and keyed by E.164.
+
+mod email;
+mod pattern;
+mod phone;
 
 use std::str::FromStr;
 
 use compact_str::CompactString;
-use email_address::{EmailAddress, Options};
-use phonenumber::{Mode, Type as PhoneNumberType};
+use phonenumber::Type as PhoneNumberType;
 
-const EMAIL_OPTIONS: Options = Options {
-    minimum_sub_domains: 2,
-    allow_domain_literal: false,
-    allow_display_text: false,
-};
-
-/// Checks an email address's syntax; the error is a reason a person can read.
+/// Checks an email address; the error is a reason a person can read.
 pub fn check_email(raw: &str) -> Result<(), String> {
-    EmailAddress::parse_with_options(raw, EMAIL_OPTIONS)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    email::check(raw).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// The lookup key of an email: the whole address lowercased, the domain in IDNA form.
@@ -52,11 +52,15 @@ pub struct EmailContact {
 impl EmailContact {
     /// Validates and normalizes an email value.
     pub fn new(raw: &str) -> Self {
-        EmailContact {
-            normalized: normalize_email(raw).into(),
-            reason: EmailAddress::parse_with_options(raw.trim(), EMAIL_OPTIONS)
-                .err()
-                .map(|e| e.to_string().into()),
+        match email::check(raw) {
+            Ok(normalized) => EmailContact {
+                normalized,
+                reason: None,
+            },
+            Err(e) => EmailContact {
+                normalized: normalize_email(raw).into(),
+                reason: Some(e.to_string().into()),
+            },
         }
     }
 
@@ -85,18 +89,15 @@ impl PhoneContact {
     /// Parses a phone value; `region` is used when the number has no country code.
     pub fn new(raw: &str, region: Option<&str>) -> Self {
         let region_id = region.and_then(|r| phonenumber::country::Id::from_str(r).ok());
-        match phonenumber::parse(region_id, raw) {
+        match phone::parse(raw, region_id) {
             Ok(number) => {
-                // `is_valid` is exactly "the type is not Unknown" (phonenumber's
-                // validator), and working out the type is the costly part of a parse:
-                // done once, not twice.
-                let ty = number.number_type(&phonenumber::metadata::DATABASE);
-                let valid = ty != PhoneNumberType::Unknown;
+                let c = phone::classify(&number, raw, region_id.as_ref().map(|id| id.as_ref()));
+                let valid = c.kind != PhoneNumberType::Unknown;
                 PhoneContact {
                     valid,
-                    e164: Some(number.format().mode(Mode::E164).to_string().into()),
-                    region: number.country().id().map(|id| id.as_ref().into()),
-                    kind: Some(type_name(ty)),
+                    e164: Some(c.e164),
+                    region: c.region.map(CompactString::from),
+                    kind: Some(type_name(c.kind)),
                     reason: (!valid).then(|| "not a valid number for its region".into()),
                 }
             }
@@ -212,6 +213,170 @@ mod tests {
         let us = PhoneContact::new("(201) 555-0123", Some("US"));
         assert_eq!(us.kind, Some("fixed_line_or_mobile"));
         assert!(!PhoneContact::new("12", None).valid);
+    }
+
+    fn email_reason(raw: &str) -> Option<String> {
+        EmailContact::new(raw).reason.map(Into::into)
+    }
+
+    #[test]
+    fn email_shapes_mail_systems_take() {
+        let long_label = "a".repeat(63);
+        let local64 = "l".repeat(64);
+        let at254 = format!("{local64}@{long_label}.{long_label}.{}.com", "b".repeat(57));
+        assert_eq!(at254.len(), 254);
+        for ok in [
+            "ana+news@example.com",
+            "first.o'brien@sub.example.co.uk",
+            "!#$%&'*+-/=?^_`{|}~@example.org",
+            "josé@bücher.example",
+            "उदाहरण.परीक्ष@domain.with.idn.tld",
+            "\u{FF20}@fullwidth.at",
+            "user@xn--bcher-kva.example",
+            "ana@ex-ample.com",
+            " ana@example.com ",
+            "ana@\u{FF45}xample.com",
+            &format!("{local64}@example.com"),
+            &at254,
+        ] {
+            assert_eq!(email_reason(ok), None, "{ok:?}");
+        }
+        for (bad, why) in [
+            ("\"quoted\"@example.com", "quoted"),
+            ("\"a b\"@example.com", "quoted"),
+            ("a\"b@example.com", "`\"`"),
+            ("ana@[192.0.2.1]", "IP-address"),
+            ("ana@[IPv6:2001:db8::1]", "IP-address"),
+            ("ana@192.0.2.1", "top-level"),
+            ("ana@example.123", "top-level"),
+            ("ana@example.com.", "host name"),
+            ("ana@.example.com", "host name"),
+            ("ana@exa_mple.com", "host name"),
+            ("ana@example-.com", "host name"),
+            ("ana@ab--cd.com", "host name"),
+            ("ana@xn--0.com", "host name"),
+            ("ana@\u{2488}example.com", "host name"),
+            (&format!("ana@{}a.com", long_label), "host name"),
+            ("ana@localhost", "needs a dot"),
+            ("ana@mail.localhost", "special-use"),
+            ("ana@shop.test", "special-use"),
+            ("ana@x.onion", "special-use"),
+            ("ana@printer.local", "special-use"),
+            ("ana@example.invalid", "special-use"),
+            (".ana@example.com", "dot"),
+            ("ana.@example.com", "dot"),
+            ("a..na@example.com", "dot"),
+            ("an a@example.com", "` `"),
+            ("ana@exam ple.com", "host name"),
+            ("ana@example.com\n", "control"),
+            ("ana@example.com\r\n", "control"),
+            ("an\0a@example.com", "control"),
+            ("\tana@example.com", "control"),
+            ("an\u{200B}a@example.com", "control, space, format"),
+            ("\u{202E}ana@example.com", "control, space, format"),
+            ("an\u{E000}a@example.com", "private-use"),
+            ("an\u{FDEF}a@example.com", "noncharacter"),
+            ("\u{0300}ana@example.com", "combining mark"),
+            ("me.\u{037E}@example.com", "`\u{037E}`"),
+            ("Ana <ana@example.com>", "display name"),
+            ("ana", "no @"),
+            ("@example.com", "nothing before"),
+            ("ana@", "nothing after"),
+            (&format!("{local64}l@example.com"), "65 octets"),
+            (&at254.replacen(".bbb", ".bbbb", 1), "255 octets"),
+        ] {
+            let reason = email_reason(bad).unwrap_or_else(|| panic!("{bad:?} passed"));
+            assert!(reason.contains(why), "{bad:?}: {reason}");
+        }
+    }
+
+    #[test]
+    fn a_valid_email_is_keyed_as_normalize_email_keys_it() {
+        for raw in [
+            "Ana@Example.COM",
+            " Ana.Silva+X@Example.com ",
+            "josé@Bücher.example",
+            "ΣΟΦΙΑΣ@example.gr",
+            "ana@\u{FF45}xample.com",
+            "ana@XN--BCHER-KVA.example",
+        ] {
+            let c = EmailContact::new(raw);
+            assert!(c.valid(), "{raw:?}: {:?}", c.reason);
+            assert_eq!(c.normalized, normalize_email(raw), "{raw:?}");
+        }
+        assert_eq!(
+            EmailContact::new("ΣΟΦΙΑΣ@example.gr").normalized,
+            "σοφιας@example.gr"
+        );
+    }
+
+    #[test]
+    fn phone_shapes() {
+        let p = |raw: &str, region: Option<&str>| PhoneContact::new(raw, region);
+        let key = |raw: &str, region: Option<&str>| p(raw, region).e164.map(String::from);
+        // Letters, too few or too many digits.
+        assert!(!p("+1-201five five five0123", None).valid);
+        assert!(!p("+1 201 555 0123 4567 8901", None).valid);
+        assert!(!p("+1 201 555 01", None).valid);
+        assert!(!p("", Some("US")).valid);
+        assert!(!p("+", None).valid);
+        // An extension is not part of the key.
+        assert_eq!(
+            key("(201) 555-0123 ext. 456", Some("US")).as_deref(),
+            Some("+12015550123")
+        );
+        // Italian numbers keep their leading 0 (the crate's type and region dropped it).
+        let it = p("+39 02 1234 5678", None);
+        assert_eq!(
+            (it.valid, it.kind, it.region.as_deref()),
+            (true, Some("fixed_line"), Some("IT"))
+        );
+        assert_eq!(it.e164.as_deref(), Some("+390212345678"));
+        // A pattern matching only a prefix of the number does not make it valid.
+        assert!(!p("+86 10 1234 567", None).valid);
+        // Digits starting with the default region's code stay national when they are a
+        // national number (libphonenumber's rule), and lose it when too long otherwise.
+        assert_eq!(
+            key("4915123456789", Some("DE")).as_deref(),
+            Some("+494915123456789")
+        );
+        assert_eq!(
+            key("351 912 345 678", Some("PT")).as_deref(),
+            Some("+351912345678")
+        );
+        // A foreign number is read by its own country's rules, whatever the default.
+        for (raw, region) in [
+            ("+39 02 1234 5678", Some("DE")),
+            ("00 39 02 1234 5678", Some("FR")),
+            ("0039 02 1234 5678", Some("PT")),
+        ] {
+            assert_eq!(
+                key(raw, region).as_deref(),
+                Some("+390212345678"),
+                "{raw} in {region:?}"
+            );
+        }
+        for (raw, region) in [
+            ("+44 (0)20 7946 0958", Some("PT")),
+            ("+44 20 7946 0958", Some("DE")),
+            ("011 44 020 7946 0958", Some("US")),
+            ("tel:+44-20-7946-0958", Some("PT")),
+        ] {
+            let g = p(raw, region);
+            assert!(g.valid, "{raw} in {region:?}: {g:?}");
+            assert_eq!(
+                g.e164.as_deref(),
+                Some("+442079460958"),
+                "{raw} in {region:?}"
+            );
+        }
+        // Non-geographic codes have no region.
+        let free = p("+800 1234 5678", Some("PT"));
+        assert_eq!(
+            (free.valid, free.kind, free.region),
+            (true, Some("toll_free"), None)
+        );
+        assert!(!p("+0 44 20 7946 0958", Some("PT")).valid);
     }
 
     #[test]
