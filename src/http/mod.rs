@@ -204,7 +204,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::delete().to(suppression::delete))
                 }))
                 .service(resource(V1, "/v1/suppression-lists/{name}/entries", |r| {
-                    r.route(web::post().to(suppression::add))
+                    r.route(get().to(suppression::entries))
+                        .route(web::post().to(suppression::add))
                         .route(web::delete().to(suppression::remove))
                 }))
                 .service(resource(V1, "/v1/keys", |r| {

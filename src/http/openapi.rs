@@ -41,7 +41,7 @@ impl Modify for Bearer {
         keys::create, keys::list, keys::delete,
         subscriptions::manager, subscriptions::of_profile, subscriptions::audience,
         suppression::list, suppression::get, suppression::put, suppression::delete,
-        suppression::add, suppression::remove,
+        suppression::entries, suppression::add, suppression::remove,
     )
 )]
 pub struct ApiDoc;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::{Caller, JsonBody, State, blocking, json};
 use crate::auth::Access;
 use crate::error::Problem;
-use crate::suppression::{Entries, ListView};
+use crate::suppression::{Entries, Kind, ListView};
 
 /// The body of `PUT /v1/suppression-lists/{name}`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -121,6 +121,61 @@ pub async fn delete(
     let lists = state.suppression.clone();
     blocking(move || lists.delete(&name, &attached)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET .../entries` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesQuery {
+    /// `email`, `domain` or `phone`.
+    kind: Kind,
+    /// Page size, 1 to 10,000 (default 1000).
+    limit: Option<usize>,
+    /// `next_after` of the previous page: entries after this one, in byte order.
+    after: Option<String>,
+}
+
+/// A page of a list's entries of one kind.
+#[derive(Serialize, ToSchema)]
+pub struct EntriesPage {
+    kind: Kind,
+    entries: Vec<String>,
+    /// Where the next page starts (`after=`), `null` at the end.
+    next_after: Option<String>,
+}
+
+/// Lists a list's entries of one kind, in lookup form and byte order, in pages.
+#[utoipa::path(get, path = "/v1/suppression-lists/{name}/entries", tag = "suppression",
+    params(EntriesQuery), responses((status = 200, body = EntriesPage)), security(("bearer" = [])))]
+pub async fn entries(
+    state: State,
+    caller: Caller,
+    name: web::Path<String>,
+    q: web::Query<EntriesQuery>,
+) -> Result<HttpResponse, Problem> {
+    caller.require_lists(Access::Read)?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::new(
+            crate::error::ErrorCode::InvalidQuery,
+            format!("limit {limit} is outside 1 to 10000"),
+        ));
+    }
+    let list = state.suppression.find(&name)?;
+    let (page, more) = list.entries(q.kind, q.after.as_deref(), limit);
+    let next_after = if more {
+        page.last().map(|e| e.to_string())
+    } else {
+        None
+    };
+    Ok(json(
+        StatusCode::OK,
+        &EntriesPage {
+            kind: q.kind,
+            entries: page.into_iter().map(|e| e.to_string()).collect(),
+            next_after,
+        },
+    ))
 }
 
 /// Adds entries: every one, or none if any is not a valid email, domain or phone.

@@ -54,7 +54,7 @@ pub struct Entries {
 }
 
 /// What kind of entry a value is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// An email address.
@@ -338,6 +338,35 @@ impl List {
                 _ => return false,
             }
         }
+    }
+
+    /// Up to `limit` entries of one kind in lookup form, in byte order after `after`,
+    /// and whether more follow. Lists are hash sets (lookups are the hot path), so a
+    /// page costs one pass over the kind's entries: an operator's tool, not a feed.
+    pub fn entries(
+        &self,
+        kind: Kind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<CompactString>, bool) {
+        let set = match kind {
+            Kind::Email => &self.emails,
+            Kind::Domain => &self.domains,
+            Kind::Phone => &self.phones,
+        };
+        let mut page: Vec<CompactString> = set
+            .items
+            .iter()
+            .filter(|e| after.is_none_or(|a| e.key().as_str() > a))
+            .map(|e| e.key().clone())
+            .collect();
+        let more = page.len() > limit;
+        if more {
+            page.select_nth_unstable(limit);
+            page.truncate(limit);
+        }
+        page.sort_unstable();
+        (page, more)
     }
 
     /// Whether the list holds this phone (E.164).

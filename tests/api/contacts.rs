@@ -215,6 +215,15 @@ fn suppression_lists_take_effect_on_the_next_read_and_survive_a_restart() {
     );
     assert_eq!(res.status, 200, "{:#}", res.body);
     assert_eq!(res.body["changed"]["domains"], 1);
+    let page = s
+        .get("/v1/suppression-lists/partners/entries?kind=domain")
+        .body;
+    assert_eq!(
+        page,
+        json!({"kind": "domain", "entries": ["example.com"], "next_after": null})
+    );
+    s.get("/v1/suppression-lists/partners/entries?kind=fax")
+        .assert_problem(400, "invalid_query");
     assert_eq!(
         channels(&s, "a")["email"],
         json!({"eligible": false, "reason": "suppressed", "list": "partners"})
