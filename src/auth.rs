@@ -46,6 +46,19 @@ pub enum Access {
     Write,
 }
 
+/// What a request does to suppression lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListAccess {
+    /// See lists, their descriptions and counts.
+    Read,
+    /// See the entries themselves (addresses and numbers).
+    Entries,
+    /// Create a list, describe it, add entries.
+    Add,
+    /// Remove entries, delete a list.
+    Remove,
+}
+
 /// A stored key (`keys.json`): never the secret, only its digest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyRecord {
@@ -127,30 +140,32 @@ impl KeyRecord {
         ))
     }
 
-    /// Fails with `forbidden` unless the key may read (`Read`: admins, editors,
-    /// readers) or change (`Write`: admins, editors) suppression lists. Lists are the
-    /// server's, not a group's: an editor's additions protect every database.
-    pub fn require_lists(&self, access: Access) -> Result<(), Problem> {
-        let ok = match self.role {
-            Role::Admin | Role::Editor => true,
-            Role::Reader => access == Access::Read,
-            Role::PluginPublisher => false,
+    /// Fails with `forbidden` unless the key may do `access` to suppression lists.
+    ///
+    /// Lists are the server's, shared by every group: adding entries only protects
+    /// more people, so editors may; taking entries out or deleting a list re-opens
+    /// sending to people who opted out in any group, so only admins may; reading
+    /// entries (addresses) takes an editor or admin, reading a list's counts any role
+    /// that reads databases.
+    pub fn require_lists(&self, access: ListAccess) -> Result<(), Problem> {
+        let ok = match (self.role, access) {
+            (Role::Admin, _) => true,
+            (Role::Editor, ListAccess::Read | ListAccess::Entries | ListAccess::Add) => true,
+            (Role::Reader, ListAccess::Read) => true,
+            _ => false,
         };
         if ok {
             return Ok(());
         }
+        let what = match access {
+            ListAccess::Read => "read suppression lists",
+            ListAccess::Entries => "read suppression list entries (an editor or admin may)",
+            ListAccess::Add => "create suppression lists or add entries (an editor or admin may)",
+            ListAccess::Remove => "remove suppression list entries or delete lists (an admin may)",
+        };
         Err(Problem::new(
             ErrorCode::Forbidden,
-            format!(
-                "key `{}` ({:?}) may not {} suppression lists",
-                self.name,
-                self.role,
-                if access == Access::Read {
-                    "read"
-                } else {
-                    "change"
-                }
-            ),
+            format!("key `{}` ({:?}) may not {what}", self.name, self.role),
         ))
     }
 

@@ -175,7 +175,7 @@ fn email(p: &ProfileView<'_>, reach: Reach<'_>) -> Result<(), Verdict> {
         return Err(Verdict::no(Reason::InvalidContact));
     }
     match reach.lists.email(reach.attached, e.normalized) {
-        Some(list) => Err(suppressed(list.name())),
+        Some(list) => Err(suppressed(&list)),
         None => Ok(()),
     }
 }
@@ -193,7 +193,7 @@ fn sms(p: &ProfileView<'_>, reach: Reach<'_>) -> Result<(), Verdict> {
         _ => return Err(Verdict::no(Reason::NotMobile)),
     }
     match reach.lists.phone(reach.attached, e164) {
-        Some(list) => Err(suppressed(list.name())),
+        Some(list) => Err(suppressed(&list)),
         None => Ok(()),
     }
 }
@@ -242,8 +242,10 @@ fn address(p: &ProfileView<'_>, channel: Channel) -> Option<String> {
 }
 
 /// Profiles of one database eligible on `channel` in `scope`, oldest first, from after
-/// `after`: up to `limit` of them, and where to go on (`None`: the database is done).
-/// Scans pages of the store until it has `limit` or reaches the end.
+/// `after`: up to `limit` of them, scanning at most `budget` profiles (taken from it),
+/// and where to go on (`None`: the database is done). A sparse audience may end a page
+/// short, with a cursor, rather than scan a whole store for one request.
+#[allow(clippy::too_many_arguments)]
 pub fn recipients(
     database: &str,
     store: &ProfileStore,
@@ -252,13 +254,15 @@ pub fn recipients(
     scope: Scope<'_>,
     mut after: Option<ulid::Ulid>,
     limit: usize,
+    budget: &mut usize,
 ) -> (Vec<Recipient>, Option<ulid::Ulid>) {
     const SCAN: usize = 1000;
     let mut out = Vec::new();
     loop {
-        let (page, next) = store.page(after, SCAN);
+        let (page, next) = store.page(after, SCAN.min((*budget).max(1)));
         for p in &page {
             let v = p.view();
+            *budget = budget.saturating_sub(1);
             if verdict(&v, channel, reach, scope).eligible
                 && let Some(address) = address(&v, channel)
             {
@@ -268,10 +272,11 @@ pub fn recipients(
                     address,
                     watcher: scope.ignore_subscriptions,
                 });
-                if out.len() == limit {
-                    // More may follow this one, even if it ends the store's page.
-                    return (out, Some(v.id()));
-                }
+            }
+            // More may follow this one, even if it ends the store's page: the next
+            // request goes on after it (at worst finding nothing).
+            if out.len() == limit || *budget == 0 {
+                return (out, Some(v.id()));
             }
         }
         match next {

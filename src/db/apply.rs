@@ -271,6 +271,9 @@ pub fn build_profile(
                 "subscription time {at} is before 1970 or more than a day ahead"
             )));
         }
+        // A clock a little ahead is tolerated but recorded as now: a choice dated in
+        // the future would outrank the customer's own later opt-out until that time.
+        let at = at.min(now);
         p.record_subscription(Subscription {
             resource: change.resource.as_str().into(),
             channel: change.channel,

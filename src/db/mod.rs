@@ -165,11 +165,17 @@ pub struct Database {
 impl Database {
     /// Sends a change to the actor, then waits until its log record is durable.
     pub async fn apply(&self, change: Change) -> Result<Applied, Problem> {
-        if let Change::Settings(spec) = &change
-            && let Some(lists) = &spec.suppression_lists
-        {
-            self.suppression.check_exist(lists)?;
-        }
+        // Attaching lists: held from the existence check until the settings are applied,
+        // so a list cannot be deleted in between (its deletion takes this exclusively).
+        let _attach = match &change {
+            Change::Settings(spec) if spec.suppression_lists.is_some() => {
+                let guard = self.suppression.attachments().read().await;
+                self.suppression
+                    .check_exist(spec.suppression_lists.as_deref().unwrap_or_default())?;
+                Some(guard)
+            }
+            _ => None,
+        };
         let (applied, lsn) = self.addr.send(Apply(change)).await.map_err(|_| gone())??;
         self.durability
             .wait(lsn)
@@ -386,6 +392,9 @@ impl Databases {
         if !self.ready() {
             return Err(starting());
         }
+        // Blocking is fine: creation runs on the blocking pool. Held until the database
+        // is registered, so the list it attaches cannot go meanwhile.
+        let _attach = self.suppression.attachments().blocking_read();
         if let Some(lists) = &spec.suppression_lists {
             self.suppression.check_exist(lists)?;
         }

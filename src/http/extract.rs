@@ -274,3 +274,51 @@ impl FromRequest for Admin {
         }))
     }
 }
+
+/// A caller who may read suppression lists (admins, editors, readers), checked before
+/// the body is read.
+pub struct ListsRead(pub Caller);
+
+impl FromRequest for ListsRead {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|caller| {
+            caller.require_lists(crate::auth::ListAccess::Read)?;
+            Ok(ListsRead(caller))
+        }))
+    }
+}
+
+/// A caller who may add entries and create lists (admins, editors), checked before the
+/// body is read.
+pub struct ListsAdd(pub Caller);
+
+impl FromRequest for ListsAdd {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|caller| {
+            caller.require_lists(crate::auth::ListAccess::Add)?;
+            Ok(ListsAdd(caller))
+        }))
+    }
+}
+
+/// A caller who may remove entries and delete lists (admins), checked before the body
+/// is read.
+pub struct ListsRemove(pub Caller);
+
+impl FromRequest for ListsRemove {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|caller| {
+            caller.require_lists(crate::auth::ListAccess::Remove)?;
+            Ok(ListsRemove(caller))
+        }))
+    }
+}

@@ -25,7 +25,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, Resource, guard, web};
 use serde::Serialize;
 
-pub use extract::{Admin, Caller, Db, JsonBody, Read, Write};
+pub use extract::{Admin, Caller, Db, JsonBody, ListsAdd, ListsRead, ListsRemove, Read, Write};
 pub use ops::Telemetry;
 
 use crate::auth::KeyRing;

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::fields::FieldView;
-use super::{Db, Read, State, json};
+use super::{Db, Read, State, blocking, json};
 use crate::channels::{self, Reach, Recipient, Scope};
+use crate::db::Database;
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{Channel, Resource, Source, SubscriptionManager, SubscriptionStatus};
 
@@ -142,6 +143,7 @@ pub async fn audience(
     q: web::Query<AudienceQuery>,
 ) -> Result<HttpResponse, Problem> {
     let q = q.into_inner();
+    let channel = q.channel;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(Problem::new(
@@ -167,12 +169,14 @@ pub async fn audience(
             ));
         }
     }
-    // The cursor is `<part>.<profile id>`: part 0 is this database, then its watchers.
-    let (mut part, mut after) = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => (0usize, None),
+    // The cursor is `<database>.<profile id>`: this database first, then its group's
+    // watchers by name. A name, not a position, so watchers databases created or
+    // dropped between pages neither repeat nor skip another.
+    let (resume_db, after) = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => (None, None),
         Some(c) => c
-            .split_once('.')
-            .and_then(|(p, id)| Some((p.parse().ok()?, Some(id.parse::<ulid::Ulid>().ok()?))))
+            .rsplit_once('.')
+            .and_then(|(d, id)| Some((Some(d.to_owned()), Some(id.parse::<ulid::Ulid>().ok()?))))
             .ok_or_else(|| {
                 Problem::new(
                     ErrorCode::CursorInvalid,
@@ -180,14 +184,66 @@ pub async fn audience(
                 )
             })?,
     };
-    let mut parts = vec![db.db.clone()];
-    if !settings.watchers {
-        parts.extend(state.databases.watchers_of(&settings.group, &settings.name));
-    }
+    let own = db.db.clone();
+    let watchers = if settings.watchers {
+        Vec::new()
+    } else {
+        state.databases.watchers_of(&settings.group, &settings.name)
+    };
+    let (recipients, next_cursor) =
+        blocking(move || Ok(audience_page(&own, &watchers, &q, resume_db, after, limit))).await?;
+    Ok(json(
+        StatusCode::OK,
+        &AudiencePage {
+            channel,
+            recipients,
+            next_cursor,
+        },
+    ))
+}
+
+/// The most profiles one audience request looks at; a sparse audience answers a short
+/// page with a cursor rather than hold a blocking thread for a whole store.
+const SCAN_BUDGET: usize = 200_000;
+
+/// One page of an audience: the recipients and the cursor of the next page.
+fn audience_page(
+    own: &Database,
+    watchers: &[std::sync::Arc<Database>],
+    q: &AudienceQuery,
+    resume_db: Option<String>,
+    mut after: Option<ulid::Ulid>,
+    limit: usize,
+) -> (Vec<Recipient>, Option<String>) {
+    let own_settings = own.state.settings.load();
+    // Where to start: this database, or the first watchers database at or after the
+    // cursor's name (`after` holds only within the database it was given for).
+    let mut part = match resume_db.as_deref() {
+        None => 0,
+        Some(name) if name == own_settings.name => 0,
+        Some(name) => {
+            let i = watchers.iter().position(|w| w.name().as_str() >= name);
+            if i.is_none_or(|i| watchers[i].name() != name) {
+                after = None;
+            }
+            i.map_or(watchers.len() + 1, |i| i + 1)
+        }
+    };
+    let mut budget = SCAN_BUDGET;
     let mut recipients = Vec::new();
-    let mut next_cursor = None;
-    while let Some(part_db) = parts.get(part) {
+    while part <= watchers.len() {
+        let part_db: &Database = if part == 0 { own } else { &watchers[part - 1] };
         let s = part_db.state.settings.load();
+        // A watcher is held to the lists of the audience's database and its own.
+        let mut attached = own_settings.suppression_lists.clone();
+        if part > 0 {
+            attached.extend(
+                s.suppression_lists
+                    .iter()
+                    .filter(|l| !own_settings.suppression_lists.contains(l))
+                    .cloned(),
+            );
+        }
         let scope = if part == 0 {
             Scope {
                 resource: q.resource.as_deref(),
@@ -202,7 +258,7 @@ pub async fn audience(
         };
         let reach = Reach {
             lists: &part_db.suppression,
-            attached: &s.suppression_lists,
+            attached: &attached,
         };
         let (found, next) = channels::recipients(
             &s.name,
@@ -212,29 +268,18 @@ pub async fn audience(
             scope,
             after,
             limit - recipients.len(),
+            &mut budget,
         );
         recipients.extend(found);
-        match next {
-            Some(id) if recipients.len() == limit => {
-                next_cursor = Some(format!("{part}.{id}"));
-                break;
-            }
-            _ => {
-                part += 1;
-                after = None;
-                if recipients.len() == limit && part < parts.len() {
-                    next_cursor = Some(format!("{part}.{}", ulid::Ulid::nil()));
-                    break;
-                }
-            }
+        if let Some(id) = next {
+            return (recipients, Some(format!("{}.{id}", s.name)));
+        }
+        part += 1;
+        after = None;
+        if recipients.len() == limit && part <= watchers.len() {
+            let next_db = watchers[part - 1].name();
+            return (recipients, Some(format!("{next_db}.{}", ulid::Ulid::nil())));
         }
     }
-    Ok(json(
-        StatusCode::OK,
-        &AudiencePage {
-            channel: q.channel,
-            recipients,
-            next_cursor,
-        },
-    ))
+    (recipients, None)
 }

@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Caller, JsonBody, State, blocking, json};
-use crate::auth::Access;
+use super::{JsonBody, ListsAdd, ListsRead, ListsRemove, State, blocking, json};
+use crate::auth::{Access, KeyRecord, ListAccess};
 use crate::error::Problem;
 use crate::suppression::{Entries, Kind, ListView};
 
@@ -38,8 +38,7 @@ pub struct ListDetail {
 /// Lists the suppression lists.
 #[utoipa::path(get, path = "/v1/suppression-lists", tag = "suppression",
     responses((status = 200, body = Lists)), security(("bearer" = [])))]
-pub async fn list(state: State, caller: Caller) -> Result<HttpResponse, Problem> {
-    caller.require_lists(Access::Read)?;
+pub async fn list(state: State, _caller: ListsRead) -> Result<HttpResponse, Problem> {
     Ok(json(
         StatusCode::OK,
         &Lists {
@@ -48,10 +47,9 @@ pub async fn list(state: State, caller: Caller) -> Result<HttpResponse, Problem>
     ))
 }
 
-/// The list, with the databases that read it among those the key may read.
-fn detail(state: &State, caller: &Caller, name: &str) -> Result<ListDetail, Problem> {
-    let list = state.suppression.find(name)?.view();
-    let databases = state
+/// The names of the databases that read list `name` among those the key may read.
+fn visible(state: &State, caller: &KeyRecord, name: &str) -> Vec<String> {
+    state
         .databases
         .list()
         .into_iter()
@@ -60,7 +58,13 @@ fn detail(state: &State, caller: &Caller, name: &str) -> Result<ListDetail, Prob
             caller.can(Access::Read, &s.group) && s.suppression_lists.iter().any(|l| l == name)
         })
         .map(|d| d.name())
-        .collect();
+        .collect()
+}
+
+/// The list, with the databases that read it among those the key may read.
+fn detail(state: &State, caller: &KeyRecord, name: &str) -> Result<ListDetail, Problem> {
+    let list = state.suppression.find(name)?.view();
+    let databases = visible(state, caller, name);
     Ok(ListDetail { list, databases })
 }
 
@@ -70,11 +74,10 @@ fn detail(state: &State, caller: &Caller, name: &str) -> Result<ListDetail, Prob
     security(("bearer" = [])))]
 pub async fn get(
     state: State,
-    caller: Caller,
+    caller: ListsRead,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_lists(Access::Read)?;
-    Ok(json(StatusCode::OK, &detail(&state, &caller, &name)?))
+    Ok(json(StatusCode::OK, &detail(&state, &caller.0, &name)?))
 }
 
 /// Creates a list (`201`) or changes its description (`200`).
@@ -83,11 +86,10 @@ pub async fn get(
     security(("bearer" = [])))]
 pub async fn put(
     state: State,
-    caller: Caller,
+    caller: ListsAdd,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_lists(Access::Write)?;
     let name = name.into_inner();
     // The body is optional: `PUT` with none makes a list without a description.
     let spec: ListSpec = if body.iter().all(u8::is_ascii_whitespace) {
@@ -103,7 +105,7 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok(json(status, &detail(&state, &caller, &name)?))
+    Ok(json(status, &detail(&state, &caller.0, &name)?))
 }
 
 /// Deletes a list no database attaches (never `global`).
@@ -112,14 +114,17 @@ pub async fn put(
     security(("bearer" = [])))]
 pub async fn delete(
     state: State,
-    caller: Caller,
+    caller: ListsRemove,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_lists(Access::Write)?;
     let name = name.into_inner();
+    // Held while the attachments are counted and the list goes, so no database can
+    // attach it in between (settings changes hold it shared).
+    let _attach = state.suppression.attachments().write().await;
     let attached = state.databases.attaching(&name);
+    let shown = visible(&state, &caller.0, &name);
     let lists = state.suppression.clone();
-    blocking(move || lists.delete(&name, &attached)).await?;
+    blocking(move || lists.delete(&name, attached.len(), &shown)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -149,11 +154,11 @@ pub struct EntriesPage {
     params(EntriesQuery), responses((status = 200, body = EntriesPage)), security(("bearer" = [])))]
 pub async fn entries(
     state: State,
-    caller: Caller,
+    caller: ListsRead,
     name: web::Path<String>,
     q: web::Query<EntriesQuery>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_lists(Access::Read)?;
+    caller.0.require_lists(ListAccess::Entries)?;
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(Problem::new(
@@ -185,11 +190,10 @@ pub async fn entries(
     security(("bearer" = [])))]
 pub async fn add(
     state: State,
-    caller: Caller,
+    _caller: ListsAdd,
     name: web::Path<String>,
     body: JsonBody<Entries>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_lists(Access::Write)?;
     let lists = state.suppression.clone();
     let view = blocking(move || lists.add(&name, &body.0)).await?;
     Ok(json(StatusCode::OK, &view))
@@ -201,11 +205,10 @@ pub async fn add(
     security(("bearer" = [])))]
 pub async fn remove(
     state: State,
-    caller: Caller,
+    _caller: ListsRemove,
     name: web::Path<String>,
     body: JsonBody<Entries>,
 ) -> Result<HttpResponse, Problem> {
-    caller.require_lists(Access::Write)?;
     let lists = state.suppression.clone();
     let view = blocking(move || lists.remove(&name, &body.0)).await?;
     Ok(json(StatusCode::OK, &view))

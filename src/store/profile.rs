@@ -192,7 +192,7 @@ mod tests {
 
     use super::*;
 
-    fn change(key: u8, secs: i64, on: bool) -> Subscription {
+    fn change(key: u8, secs: i64, on: bool, api: bool) -> Subscription {
         Subscription {
             resource: if key.is_multiple_of(2) {
                 "blog"
@@ -221,9 +221,17 @@ mod tests {
         }
     }
 
-    fn state(p: &Profile) -> Vec<(CompactString, Channel, SubscriptionStatus, Timestamp)> {
+    fn state(
+        p: &Profile,
+    ) -> Vec<(
+        CompactString,
+        Channel,
+        SubscriptionStatus,
+        Timestamp,
+        Source,
+    )> {
         p.current_subscriptions()
-            .map(|s| (s.resource.clone(), s.channel, s.status, s.at))
+            .map(|s| (s.resource.clone(), s.channel, s.status, s.at, s.source))
             .collect()
     }
 
@@ -233,12 +241,12 @@ mod tests {
         /// a run finds the run's middle already dropped.)
         #[test]
         fn arrival_order_never_changes_the_outcome(
-            changes in proptest::collection::vec((0u8..4, 0i64..40, any::<bool>()), 1..30),
+            changes in proptest::collection::vec((0u8..4, 0i64..40, any::<bool>(), any::<bool>()), 1..30),
             seed in any::<u64>(),
         ) {
             let mut a = Profile::new("c".into(), Timestamp::UNIX_EPOCH);
-            for (k, t, on) in &changes {
-                a.record_subscription(change(*k, *t, *on));
+            for (k, t, on, api) in &changes {
+                a.record_subscription(change(*k, *t, *on, *api));
             }
             let mut shuffled = changes.clone();
             let mut x = seed | 1;
@@ -249,8 +257,8 @@ mod tests {
                 shuffled.swap(i, (x % (i as u64 + 1)) as usize);
             }
             let mut b = Profile::new("c".into(), Timestamp::UNIX_EPOCH);
-            for (k, t, on) in &shuffled {
-                b.record_subscription(change(*k, *t, *on));
+            for (k, t, on, api) in &shuffled {
+                b.record_subscription(change(*k, *t, *on, *api));
             }
             prop_assert_eq!(state(&a), state(&b));
             // No three neighbours of one key hold one status.
@@ -264,7 +272,7 @@ mod tests {
             let view = packed.view();
             let from_view: Vec<_> = view
                 .subscriptions()
-                .map(|s| (CompactString::from(s.resource), s.channel, s.status, s.at))
+                .map(|s| (CompactString::from(s.resource), s.channel, s.status, s.at, s.source))
                 .collect();
             prop_assert_eq!(from_view, state(&a));
         }

@@ -49,6 +49,11 @@ pub enum JournalError {
 #[derive(Debug)]
 pub(super) struct Journal {
     file: File,
+    // The length of the file's whole, durable lines: a failed append is cut back to it.
+    len: u64,
+    // Set when a failed append could not be cut back: nothing more is written until a
+    // restart reads (and trims) the file.
+    broken: bool,
 }
 
 impl Journal {
@@ -66,9 +71,17 @@ impl Journal {
         for op in ops {
             line(&mut bytes, op);
         }
+        let created = !path.exists();
         replace_file(path, &bytes, 0o600)?;
+        if created && let Some(data) = path.parent().and_then(Path::parent) {
+            // The `suppression/` directory itself may be new: its entry in the data
+            // directory must be durable too.
+            sync_dir(data)?;
+        }
         Ok(Journal {
             file: OpenOptions::new().append(true).open(path)?,
+            len: bytes.len() as u64,
+            broken: false,
         })
     }
 
@@ -109,15 +122,44 @@ impl Journal {
             file.set_len(good as u64)?;
             file.sync_all()?;
         }
-        Ok((ops, Journal { file }))
+        Ok((
+            ops,
+            Journal {
+                file,
+                len: good as u64,
+                broken: false,
+            },
+        ))
     }
 
-    /// Appends a change and makes it durable.
+    /// Appends a change and makes it durable; on failure the file is as it was, so the
+    /// caller's "nothing changed" holds after a restart too.
     pub(super) fn append(&mut self, op: &Op) -> Result<(), JournalError> {
+        if self.broken {
+            return Err(JournalError::Corrupt(
+                "an earlier write failed and could not be undone; restart the server".into(),
+            ));
+        }
         let mut bytes = Vec::new();
         line(&mut bytes, op);
-        self.file.write_all(&bytes)?;
-        self.file.sync_data()?;
+        let written = self
+            .file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // A partial line left behind would become a corrupt middle line after the
+            // next good append, and a written but unsynced one could come back.
+            if self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data())
+                .is_err()
+            {
+                self.broken = true;
+            }
+            return Err(e.into());
+        }
+        self.len += bytes.len() as u64;
         Ok(())
     }
 }
@@ -184,6 +226,17 @@ mod tests {
         let (ops, _) = Journal::open(&path).unwrap();
         assert_eq!(ops.len(), 2);
         assert_eq!(fs::read(&path).unwrap(), whole, "the torn tail is cut off");
+        // A write that fails leaves the file as it was and, if it cannot be undone,
+        // stops further writes.
+        let (_, mut j) = Journal::open(&path).unwrap();
+        j.file = File::open(&path).unwrap();
+        let add = Op::Describe {
+            description: "y".into(),
+        };
+        assert!(j.append(&add).is_err());
+        assert!(j.broken);
+        assert!(j.append(&add).is_err());
+        assert_eq!(fs::read(&path).unwrap(), whole);
         let mut bad = b"{\"op\":\"nonsense\"}\n".to_vec();
         bad.extend_from_slice(&whole);
         fs::write(&path, &bad).unwrap();

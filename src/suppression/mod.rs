@@ -118,6 +118,10 @@ fn normalize_domain(value: &str) -> Result<CompactString, String> {
     if ascii.is_empty() || ascii.split('.').any(str::is_empty) {
         return Err("is not a domain name (an empty label)".into());
     }
+    // A lone label would suppress a whole top-level domain: far more often a typo.
+    if !ascii.contains('.') {
+        return Err("is a top-level domain alone; give a domain such as `example.com`".into());
+    }
     Ok(ascii.into())
 }
 
@@ -248,6 +252,9 @@ pub struct List {
     // Held while a change is journaled and applied, so the journal's order is the
     // order changes took effect in.
     journal: Mutex<Option<Journal>>,
+    // Set (under `journal`'s lock) when the list is deleted: a change that raced the
+    // deletion must not be acknowledged.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +297,7 @@ impl List {
             domains: Set::default(),
             phones: Set::default(),
             journal: Mutex::new(journal),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -397,6 +405,9 @@ impl List {
     /// Journals a change, then applies it; answers how many entries it changed.
     fn change(&self, op: Op) -> Result<Counts, Problem> {
         let mut journal = self.journal.lock();
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(not_found(&self.name));
+        }
         if let Some(j) = journal.as_mut() {
             j.append(&op).map_err(|e| storage(&self.name, &e))?;
         }
@@ -448,6 +459,10 @@ pub struct SuppressionLists {
     // immutable map, replaced whole under `changes` when one is created or deleted.
     lists: ArcSwap<HashMap<CompactString, Arc<List>>>,
     changes: Mutex<()>,
+    // Shared by every settings change that attaches lists (from the existence check to
+    // the change's apply), exclusive for a list's deletion: no database can attach a
+    // list while it goes.
+    attachments: tokio::sync::RwLock<()>,
 }
 
 /// Why the lists could not be opened.
@@ -489,6 +504,7 @@ impl SuppressionLists {
             dir,
             lists: ArcSwap::from_pointee(map),
             changes: Mutex::new(()),
+            attachments: tokio::sync::RwLock::new(()),
         };
         if lists.get(GLOBAL).is_none() {
             lists
@@ -502,6 +518,11 @@ impl SuppressionLists {
                 })?;
         }
         Ok(lists)
+    }
+
+    /// The lock that keeps attaching a list and deleting it apart.
+    pub fn attachments(&self) -> &tokio::sync::RwLock<()> {
+        &self.attachments
     }
 
     /// The list called `name`.
@@ -594,9 +615,10 @@ impl SuppressionLists {
         })
     }
 
-    /// Deletes a list that no database attaches (`attached_to` names those that do).
-    /// `global` cannot be deleted. Blocking.
-    pub fn delete(&self, name: &str, attached_to: &[String]) -> Result<(), Problem> {
+    /// Deletes a list that no database attaches (`attached` of them do; `shown` are the
+    /// ones the caller may see, named in the refusal). `global` cannot be deleted.
+    /// Blocking.
+    pub fn delete(&self, name: &str, attached: usize, shown: &[String]) -> Result<(), Problem> {
         if name == GLOBAL {
             return Err(Problem::new(
                 ErrorCode::SuppressionListProtected,
@@ -605,19 +627,25 @@ impl SuppressionLists {
         }
         let _g = self.changes.lock();
         let list = self.find(name)?;
-        if !attached_to.is_empty() {
+        if attached > 0 {
             return Err(Problem::new(
                 ErrorCode::SuppressionListInUse,
                 format!(
-                    "suppression list `{name}` is attached to {attached_to:?}; detach it from their settings first"
+                    "suppression list `{name}` is attached to {attached} database(s) ({shown:?} among those this key sees); detach it from their settings first"
                 ),
             )
-            .with("databases", serde_json::json!(attached_to)));
+            .with("databases", serde_json::json!(shown)));
         }
-        if let Some(dir) = &self.dir {
+        {
+            // Under the journal's lock: a change that found the list before this point
+            // has been journaled; one after it sees `deleted` and answers not found.
             let mut journal = list.journal.lock();
-            journal::remove(&dir.join(format!("{name}.jsonl"))).map_err(|e| storage(name, &e))?;
+            if let Some(dir) = &self.dir {
+                journal::remove(&dir.join(format!("{name}.jsonl")))
+                    .map_err(|e| storage(name, &e))?;
+            }
             *journal = None;
+            list.deleted.store(true, Ordering::Release);
         }
         let mut map = (**self.lists.load()).clone();
         map.remove(name);
@@ -626,22 +654,26 @@ impl SuppressionLists {
     }
 
     /// The first of `names` (and `global`) that suppresses this email, if any.
-    pub fn email(&self, names: &[String], normalized: &str) -> Option<Arc<List>> {
+    pub fn email(&self, names: &[String], normalized: &str) -> Option<CompactString> {
         self.first(names, |l| l.has_email(normalized))
     }
 
     /// The first of `names` (and `global`) that suppresses this phone, if any.
-    pub fn phone(&self, names: &[String], e164: &str) -> Option<Arc<List>> {
+    pub fn phone(&self, names: &[String], e164: &str) -> Option<CompactString> {
         self.first(names, |l| l.has_phone(e164))
     }
 
-    fn first(&self, names: &[String], hit: impl Fn(&List) -> bool) -> Option<Arc<List>> {
+    fn first(&self, names: &[String], hit: impl Fn(&List) -> bool) -> Option<CompactString> {
         let map = self.lists.load();
         std::iter::once(GLOBAL)
             .chain(names.iter().map(String::as_str).filter(|n| *n != GLOBAL))
-            .filter_map(|n| map.get(n))
-            .find(|l| hit(l))
-            .cloned()
+            .find(|n| match map.get(*n) {
+                Some(l) => hit(l),
+                // An attached list that is gone (its file removed by hand) suppresses
+                // everyone: reaching people who opted out is the worse mistake.
+                None => true,
+            })
+            .map(CompactString::from)
     }
 
     /// Fails with `setting_invalid` naming the first of `names` that is not a list.
@@ -729,6 +761,7 @@ mod tests {
             (Kind::Domain, "https://example.com/"),
             (Kind::Domain, "a..b"),
             (Kind::Domain, ""),
+            (Kind::Domain, "com"),
             (Kind::Phone, "12"),
             (Kind::Phone, "912 345 678"),
             (Kind::Phone, "+1 555 CALL NOW"),
@@ -766,15 +799,30 @@ mod tests {
             .unwrap();
         assert!(lists.email(&names, "x@mail.example.com").is_none());
         assert_eq!(
-            lists.delete("partners", &["shop".into()]).unwrap_err().code,
+            lists
+                .delete("partners", 1, &["shop".into()])
+                .unwrap_err()
+                .code,
             ErrorCode::SuppressionListInUse
         );
         assert_eq!(
-            lists.delete(GLOBAL, &[]).unwrap_err().code,
+            lists.delete(GLOBAL, 0, &[]).unwrap_err().code,
             ErrorCode::SuppressionListProtected
         );
-        lists.delete("partners", &[]).unwrap();
+        let stale = lists.find("partners").unwrap();
+        lists.delete("partners", 0, &[]).unwrap();
         assert!(lists.get("partners").is_none());
+        // A change that found the list before it went is refused, not lost.
+        let late = Op::Add(entries(&["z@b.pt"], &[], &[]).normalize().unwrap());
+        assert_eq!(
+            stale.change(late).unwrap_err().code,
+            ErrorCode::SuppressionListNotFound
+        );
+        // An attached list that is gone suppresses everyone.
+        assert_eq!(
+            lists.email(&names, "anyone@else.pt").as_deref(),
+            Some("partners")
+        );
     }
 
     #[test]
@@ -796,7 +844,7 @@ mod tests {
                 .add(GLOBAL, &entries(&[], &[], &["+351912345678"]))
                 .unwrap();
             lists.put("gone", None).unwrap();
-            lists.delete("gone", &[]).unwrap();
+            lists.delete("gone", 0, &[]).unwrap();
         }
         let lists = SuppressionLists::open(Some(dir.path())).unwrap();
         let names: Vec<String> = lists.list().into_iter().map(|l| l.name).collect();

@@ -254,6 +254,38 @@ fn suppression_lists_take_effect_on_the_next_read_and_survive_a_restart() {
         Some(json!({"emails": ["x@y.pt"]})),
     )
     .assert_problem(403, "forbidden");
+    s.call_as(
+        &reader,
+        Method::GET,
+        "/v1/suppression-lists/global/entries?kind=phone",
+        None,
+    )
+    .assert_problem(403, "forbidden");
+    // An editor of any group may add (it only protects more people), not take out.
+    let editor = s.key("editor", &["other"]);
+    let add = json!({"emails": ["e@x.pt"]});
+    let res = s.call_as(
+        &editor,
+        Method::POST,
+        "/v1/suppression-lists/global/entries",
+        Some(add.clone()),
+    );
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    s.call_as(
+        &editor,
+        Method::DELETE,
+        "/v1/suppression-lists/global/entries",
+        Some(add),
+    )
+    .assert_problem(403, "forbidden");
+    let seen = s
+        .call_as(&editor, Method::GET, "/v1/suppression-lists/partners", None)
+        .body;
+    assert_eq!(
+        seen["databases"],
+        json!([]),
+        "another group's databases are not named"
+    );
     let publisher = s.key("plugin_publisher", &[]);
     s.call_as(&publisher, Method::GET, "/v1/suppression-lists", None)
         .assert_problem(403, "forbidden");
@@ -328,6 +360,27 @@ fn subscriptions_come_from_patches_imports_and_events_and_keep_their_history() {
         .assert_problem(400, "subscription_invalid");
         assert_eq!(s.get(base).body["fields"]["city"], Value::Null, "{why}");
     }
+    // A subscribe dated ahead (a skewed clock) counts as now: the opt-out that follows
+    // wins.
+    let ahead = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(23)).to_string();
+    let sub = |status: &str, at: Option<&str>| {
+        let mut c = json!({"resource": "blog", "channel": "push", "status": status});
+        if let Some(at) = at {
+            c["at"] = json!(at);
+        }
+        json!({"subscriptions": [c]})
+    };
+    let c2 = "/v1/databases/shop/profiles/c2";
+    assert_eq!(s.patch(c2, sub("subscribed", Some(&ahead))).status, 200);
+    assert_eq!(s.patch(c2, sub("unsubscribed", None)).status, 200);
+    let push: Vec<Value> = s.get(&format!("{c2}/subscriptions")).body["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["channel"] == "push")
+        .cloned()
+        .collect();
+    assert_eq!(push[0]["status"], "unsubscribed", "{push:#?}");
     s.patch(
         base,
         json!({"subscriptions": [{"resource": "blog", "channel": "fax", "status": "subscribed"}]}),
