@@ -148,12 +148,15 @@ impl KeyRecord {
     /// entries (addresses) takes an editor or admin, reading a list's counts any role
     /// that reads databases.
     pub fn require_lists(&self, access: ListAccess) -> Result<(), Problem> {
-        let ok = match (self.role, access) {
-            (Role::Admin, _) => true,
-            (Role::Editor, ListAccess::Read | ListAccess::Entries | ListAccess::Add) => true,
-            (Role::Reader, ListAccess::Read) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (self.role, access),
+            (Role::Admin, _)
+                | (
+                    Role::Editor,
+                    ListAccess::Read | ListAccess::Entries | ListAccess::Add
+                )
+                | (Role::Reader, ListAccess::Read)
+        );
         if ok {
             return Ok(());
         }

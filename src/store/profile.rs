@@ -122,6 +122,9 @@ impl Profile {
                 a.category.as_str(),
                 a.at,
                 a.status as u8,
+                // Last: of two equal changes, which one is kept must not depend on
+                // which came first.
+                a.source as u8,
             )
                 .cmp(&(
                     b.resource.as_str(),
@@ -129,6 +132,7 @@ impl Profile {
                     b.category.as_str(),
                     b.at,
                     b.status as u8,
+                    b.source as u8,
                 ))
         });
         let same_key = |a: &Subscription, b: &Subscription| {
@@ -212,12 +216,9 @@ mod tests {
                 SubscriptionStatus::Unsubscribed
             },
             at: Timestamp::from_second(secs).unwrap(),
-            // The source must not decide the order: it differs between equal changes.
-            source: if secs % 2 == 0 {
-                Source::Api
-            } else {
-                Source::Event
-            },
+            // Equal changes from different sources: which is kept must not depend on
+            // arrival order.
+            source: if api { Source::Api } else { Source::Event },
         }
     }
 
