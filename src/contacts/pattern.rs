@@ -83,6 +83,12 @@ impl Pattern {
         self.ends(digits, 1) != 0
     }
 
+    /// The prefixes of the number that match, as a bitmask: bit `i` set when the first
+    /// `i` digits do (bit 0: the empty prefix).
+    pub(super) fn prefix_matches(&self, digits: &Digits) -> u32 {
+        self.ends(digits, 1)
+    }
+
     /// The positions where a match of `self` can end, given those where it can start.
     fn ends(&self, digits: &Digits, starts: u32) -> u32 {
         if starts == 0 {

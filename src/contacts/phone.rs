@@ -27,6 +27,14 @@
 //! with [`Pattern`] (whole numbers, no locks, no regex cache) instead of the crate's
 //! regexes.
 //!
+//! Numbers written with digits and formatting only (nearly all of them) do not go through
+//! the crate's parser, most of the cost of a phone write (about 1.3 µs of 1.9: a scan of
+//! each character against its punctuation list, regex-cache lookups behind a mutex,
+//! metadata lists allocated per call). [`dialled`] redoes the crate's parse steps for
+//! them on the same metadata, compiled with [`Pattern`], and hands anything it cannot
+//! follow exactly back to the crate: the verdicts and keys stay the crate's parse, which
+//! the tests check it against on every region.
+//!
 //! A country code's patterns are compiled on first use (tens of microseconds) and kept for
 //! the life of the process. Pure, no I/O.
 
@@ -38,9 +46,32 @@ use compact_str::{CompactString, format_compact};
 use phonenumber::ParseError;
 use phonenumber::country::{Id, Source};
 use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
-use phonenumber::{PhoneNumber, Type};
+use phonenumber::{PhoneNumber, Type, Validation};
 
 use super::pattern::{Digits, Pattern};
+
+/// As much of the crate's `PhoneNumber` as classification reads; the fast path
+/// ([`dialled`]) builds it without the crate's parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Number {
+    /// The country calling code.
+    pub code: u16,
+    /// How the code was found (written with `+`, after an IDD, in the digits, or the
+    /// default region's).
+    pub source: Source,
+    /// The national significant number, leading zeros kept.
+    pub national: CompactString,
+}
+
+impl From<PhoneNumber> for Number {
+    fn from(number: PhoneNumber) -> Number {
+        Number {
+            code: number.code().value(),
+            source: number.code().source(),
+            national: format_compact!("{}", number.national()),
+        }
+    }
+}
 
 /// Parses `raw` with the national-prefix rules of the number's own country code.
 ///
@@ -51,10 +82,10 @@ use super::pattern::{Digits, Pattern};
 /// parsed once as before and, when they turn out to belong to another country, again as
 /// `+` and their digits. National numbers are parsed with the default region, as before.
 ///
-/// A number written with digits and formatting only reaches the crate as its digits: the
-/// crate drops the formatting anyway, after a viability scan that costs some 70 ns per
-/// character, most of a parse.
-pub(super) fn parse(raw: &str, default: Option<Id>) -> Result<PhoneNumber, ParseError> {
+/// A number written with digits and formatting only is parsed from its digits by
+/// [`parse_digits`]: the crate would drop the formatting anyway, after a viability scan
+/// that costs some 70 ns per character.
+pub(super) fn parse(raw: &str, default: Option<Id>) -> Result<Number, ParseError> {
     let trimmed = raw.trim_start();
     let unprefixed = match trimmed.get(..4) {
         Some(tel) if tel.eq_ignore_ascii_case("tel:") => &trimmed[4..],
@@ -82,28 +113,147 @@ pub(super) fn parse(raw: &str, default: Option<Id>) -> Result<PhoneNumber, Parse
         // A non-geographic code (`001`) has no region: the crate finds its metadata.
         let region = own.and_then(|rs| Id::from_str(rs.first()?.id?).ok());
         return match plain_digits(rest) {
-            Some(digits) => phonenumber::parse(region, format_compact!("+{digits}")),
-            None => phonenumber::parse(region, raw),
+            Some(digits) => parse_digits(region, &digits, true),
+            None => phonenumber::parse(region, raw).map(Number::from),
         };
     }
     let number = match plain_digits(unprefixed) {
-        Some(digits) => phonenumber::parse(default, digits),
-        None => phonenumber::parse(default, raw),
+        Some(digits) => parse_digits(default, &digits, false),
+        None => phonenumber::parse(default, raw).map(Number::from),
     }?;
-    let code = number.code().value();
-    let default_meta = default.and_then(|d| DATABASE.by_id(d.as_ref()));
-    if number.code().source() == Source::Idd
-        && let Some(meta) = default_meta
-        && meta.country_code() != code
+    if number.source == Source::Idd
+        && let Some(meta) = default.and_then(|d| DATABASE.by_id(d.as_ref()))
+        && meta.country_code() != number.code
         && let Some(digits) = plain_digits(raw)
         && let Some(idd) = meta.international_prefix().and_then(|p| p.find(&digits))
         && idd.start() == 0
         && let Ok(again) = parse(&format!("+{}", &digits[idd.end()..]), default)
-        && again.code().value() == code
+        && again.code == number.code
     {
         return Ok(again);
     }
     Ok(number)
+}
+
+/// The crate's `parse(region, "+digits")` (`plus`) or `parse(region, "digits")`.
+///
+/// [`dialled`] answers most of them, without the crate's costs; the rest go to the crate.
+fn parse_digits(region: Option<Id>, digits: &str, plus: bool) -> Result<Number, ParseError> {
+    if let Some(number) = region.and_then(|r| dialled(r, digits, plus)) {
+        return Ok(number);
+    }
+    let parsed = if plus {
+        phonenumber::parse(region, format_compact!("+{digits}"))
+    } else {
+        phonenumber::parse(region, digits)
+    };
+    parsed.map(Number::from)
+}
+
+/// The crate's parse of plain digits (`+` and them when `plus`) with `region` as the
+/// default, step by step on the compiled metadata: its `country_code` (IDD, then the
+/// country code), `national_number` (national prefix for parsing) and the tail of `parse`
+/// (the national prefix again, the length check), quirks included, since the verdicts
+/// and keys are those of the crate's parse.
+///
+/// `None` whenever the crate would fail (so the caller gets the crate's error), or would
+/// apply a rule this cannot follow exactly: a pattern outside [`Pattern`]'s language, a
+/// regex match whose end depends on the regex engine's preference among several, a
+/// transform rule (it reads capture groups), a number too long for [`Digits`] or for the
+/// crate's `NationalNumber`.
+fn dialled(region: Id, digits: &str, plus: bool) -> Option<Number> {
+    let r = region_by_id(region)?;
+    let d = r.dialling.as_ref()?;
+    // The crate's `is_viable`: two digits, or three after a `+`.
+    if digits.len() < if plus { 3 } else { 2 } {
+        return None;
+    }
+    // `international_prefix`: an IDD not followed by 0 goes; after `+` too.
+    let (mut national, mut source) = (digits, if plus { Source::Plus } else { Source::Default });
+    if let Some(idd) = &d.idd
+        && let Some(end) = match_at_start(idd, national)?
+        && !national[end..].starts_with('0')
+    {
+        if !plus {
+            source = Source::Idd;
+        }
+        national = &national[end..];
+    }
+    // `country_code`.
+    let code = if source == Source::Default {
+        let code = &*d.code;
+        if national.starts_with(code)
+            && (!d.general_is_match(r, national)? || !d.length(national.len()).is_possible())
+        {
+            source = Source::Number;
+            national = &national[code.len()..];
+        }
+        d.code_value
+    } else {
+        if national.len() <= 2 || national.starts_with('0') {
+            return None;
+        }
+        let (code, len) = (1..=3).find_map(|len| {
+            let code = national[..len].parse().ok()?;
+            CODES.contains_key(&code).then_some((code, len))
+        })?;
+        national = &national[len..];
+        code
+    };
+    // `national_number`, then `parse`'s own strip of the national prefix.
+    let mut potential = national;
+    match &d.for_parsing {
+        None => {
+            if let Some(p) = r.national_prefix {
+                potential = potential.strip_prefix(p).unwrap_or(potential);
+            }
+        }
+        Some(for_parsing) => {
+            if let Some(end) = match_at_start(for_parsing, potential)? {
+                if d.transform {
+                    return None;
+                }
+                // The crate's viability check compares the number with itself here, so the
+                // match always goes (and its carrier code is not read).
+                potential = &potential[end..];
+            }
+        }
+    }
+    if let Some(p) = r.national_prefix {
+        potential = potential.strip_prefix(p).unwrap_or(potential);
+    }
+    if d.length(potential.len()) != Validation::TooShort {
+        national = potential;
+    }
+    // The crate refuses fewer than 2 digits, more than 17 or 2^56, and all zeros.
+    if !(2..=16).contains(&national.len()) || national.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some(Number {
+        code,
+        source,
+        national: national.into(),
+    })
+}
+
+/// Where the crate's regex `find` ends when it matches at the start of `s`: `Some(None)`
+/// when no match starts there. `None` when several ends are possible (the regex engine's
+/// leftmost-first preference picks one) or `s` is not 1 to 31 digits.
+fn match_at_start(pattern: &Pattern, s: &str) -> Option<Option<usize>> {
+    let ends = pattern.prefix_matches(&Digits::new(s)?);
+    match ends.count_ones() {
+        0 => Some(None),
+        1 => Some(Some(ends.trailing_zeros() as usize)),
+        _ => None,
+    }
+}
+
+/// The compiled region of an ISO 3166 id.
+fn region_by_id(id: Id) -> Option<&'static Region> {
+    let meta = DATABASE.by_id(id.as_ref())?;
+    regions(meta.country_code())?
+        .iter()
+        .find(|r| r.id == Some(meta.id()))
 }
 
 /// The formatting characters people put in phone numbers.
@@ -135,15 +285,11 @@ pub(super) struct Classified {
     pub kind: Type,
 }
 
-/// Classifies a number the crate parsed from `raw` with `default_region`.
-pub(super) fn classify(
-    number: &PhoneNumber,
-    raw: &str,
-    default_region: Option<&str>,
-) -> Classified {
-    let code = number.code().value();
-    let mut national = format_compact!("{}", number.national());
-    if number.code().source() == Source::Number
+/// Classifies a number parsed from `raw` with `default_region`.
+pub(super) fn classify(number: &Number, raw: &str, default_region: Option<&str>) -> Classified {
+    let code = number.code;
+    let mut national = number.national.clone();
+    if number.source == Source::Number
         && let Some(kept) =
             default_region.and_then(|r| national_as_written(raw, code, &national, r))
     {
@@ -217,14 +363,16 @@ fn region_and_type(code: u16, national: &str) -> Option<(&'static Region, Type)>
     None
 }
 
+/// Every assigned country calling code, with its regions once compiled.
+static CODES: LazyLock<HashMap<u16, OnceLock<Vec<Region>>>> = LazyLock::new(|| {
+    (1..1000)
+        .filter(|code| DATABASE.by_code(code).is_some())
+        .map(|code| (code, OnceLock::new()))
+        .collect()
+});
+
 /// The regions of a country calling code (the main one first), compiled once.
 fn regions(code: u16) -> Option<&'static [Region]> {
-    static CODES: LazyLock<HashMap<u16, OnceLock<Vec<Region>>>> = LazyLock::new(|| {
-        (1..1000)
-            .filter(|code| DATABASE.by_code(code).is_some())
-            .map(|code| (code, OnceLock::new()))
-            .collect()
-    });
     let cell = CODES.get(&code)?;
     Some(cell.get_or_init(|| {
         DATABASE
@@ -253,6 +401,80 @@ struct Region {
     mobile: Option<Desc>,
     /// The metadata gives one pattern for both: every match is `FixedLineOrMobile`.
     same_fixed_mobile: bool,
+    /// `None`: a rule is outside [`Pattern`]'s language, so the crate parses.
+    dialling: Option<Dialling>,
+}
+
+/// What the crate's parser reads from a region's metadata, for [`dialled`].
+struct Dialling {
+    /// The country calling code.
+    code_value: u16,
+    /// The same in digits, as the crate looks for it at the start of a number.
+    code: CompactString,
+    /// The international (IDD) prefix.
+    idd: Option<Pattern>,
+    /// The national prefix for parsing (the plain national prefix is in [`Region`]).
+    for_parsing: Option<Pattern>,
+    /// Whether the prefix for parsing comes with a transform rule.
+    transform: bool,
+    /// The crate's general descriptor lengths (not [`Region::general`]'s union: the crate
+    /// reads the metadata's own, which 9.0.33 leaves empty).
+    lengths: &'static [u16],
+    /// The crate's general descriptor local-only lengths.
+    local_lengths: &'static [u16],
+}
+
+impl Dialling {
+    /// `None` when a rule is outside [`Pattern`]'s language (29 regions in 9.0.33: a
+    /// prefix for parsing ending in `$`).
+    fn new(meta: &'static Metadata) -> Option<Dialling> {
+        let optional = |p: Option<&str>| p.map_or(Some(None), |p| Pattern::parse(p).map(Some));
+        let general = meta.descriptors().general();
+        Some(Dialling {
+            code_value: meta.country_code(),
+            code: format_compact!("{}", meta.country_code()),
+            idd: optional(meta.international_prefix().map(|p| p.as_str()))?,
+            for_parsing: optional(meta.national_prefix_for_parsing().map(|p| p.as_str()))?,
+            transform: meta.national_prefix_transform_rule().is_some(),
+            lengths: general.possible_length(),
+            local_lengths: general.possible_local_length(),
+        })
+    }
+
+    /// The crate's `Descriptor::is_match` on the general descriptor: a length it lists
+    /// (any, if none) and the pattern matching at the start (`find` at 0).
+    fn general_is_match(&self, region: &Region, national: &str) -> Option<bool> {
+        let len = national.len() as u16;
+        Some(
+            (self.lengths.is_empty() || self.lengths.contains(&len))
+                && region
+                    .general
+                    .pattern
+                    .matches_start(&Digits::new(national)?),
+        )
+    }
+
+    /// The crate's `validator::length` with `Type::Unknown` (the general descriptor, so its
+    /// choice between a type's lengths and the general ones does not arise).
+    fn length(&self, len: usize) -> Validation {
+        let len = len as u16;
+        let Some((&min, &max)) = self.lengths.first().zip(self.lengths.last()) else {
+            return Validation::InvalidLength;
+        };
+        if self.local_lengths.contains(&len) {
+            Validation::IsPossibleLocalOnly
+        } else if len == min {
+            Validation::IsPossible
+        } else if len < min {
+            Validation::TooShort
+        } else if len > max {
+            Validation::TooLong
+        } else if self.lengths.contains(&len) {
+            Validation::IsPossible
+        } else {
+            Validation::InvalidLength
+        }
+    }
 }
 
 /// One type of number of a region.
@@ -327,6 +549,7 @@ impl Region {
                 (Some(f), Some(m)) => f.national_number().as_str() == m.national_number().as_str(),
                 _ => false,
             },
+            dialling: Dialling::new(meta),
         }
     }
 
@@ -474,5 +697,166 @@ mod tests {
             }
         }
         assert!(checks > 40_000, "{checks} checks");
+    }
+
+    /// The crate's own parse of `[+]digits`: the reference for [`dialled`].
+    fn by_crate(region: Id, digits: &str, plus: bool) -> Result<Number, String> {
+        let raw = if plus {
+            format!("+{digits}")
+        } else {
+            digits.to_owned()
+        };
+        phonenumber::parse(Some(region), raw)
+            .map(Number::from)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether the fast path answered `[+]digits`; when it does, it must be the crate's
+    /// answer (code, its source and the national number: all that classification reads).
+    fn agrees(region: Id, digits: &str, plus: bool) -> bool {
+        let Some(ours) = dialled(region, digits, plus) else {
+            return false;
+        };
+        let plus = if plus { "+" } else { "" };
+        assert_eq!(
+            Ok(ours),
+            by_crate(region, digits, plus == "+"),
+            "{region:?} {plus}{digits}"
+        );
+        true
+    }
+
+    /// Digits as people dial them in `meta`'s region: national significant numbers
+    /// (examples and near misses) alone, behind the national prefix, the country code,
+    /// the international prefix, and the same for a few foreign numbers.
+    fn dialled_forms(meta: &Metadata) -> Vec<(String, bool)> {
+        let code = meta.country_code().to_string();
+        let np = meta.national_prefix().unwrap_or("0");
+        let idd = meta.preferred_international_prefix().unwrap_or("00");
+        let mut out = Vec::new();
+        for x in samples(meta) {
+            for (form, plus) in [
+                (x.clone(), false),
+                (format!("{np}{x}"), false),
+                (format!("{code}{x}"), false),
+                (format!("{code}{np}{x}"), false),
+                (format!("{idd}{code}{x}"), false),
+                (format!("{idd}{code}{np}{x}"), false),
+                (format!("{idd}0{x}"), false),
+                (format!("{code}{x}"), true),
+                (format!("{code}{np}{x}"), true),
+                (format!("{idd}{code}{x}"), true),
+                (x, true),
+            ] {
+                out.push((form, plus));
+            }
+        }
+        for foreign in ["390212345678", "33612345678", "442079460958", "12015550123"] {
+            out.push((format!("{idd}{foreign}"), false));
+            out.push((format!("00{foreign}"), false));
+        }
+        out
+    }
+
+    #[test]
+    fn the_fast_path_parses_every_region_as_the_crate_does() {
+        let (mut answered, mut parsed, mut regions_fast) = (0, 0, 0);
+        for meta in DATABASE.iter() {
+            let Ok(id) = Id::from_str(meta.id()) else {
+                continue; // `001`: never a default region.
+            };
+            regions_fast += usize::from(region_by_id(id).is_some_and(|r| r.dialling.is_some()));
+            for (digits, plus) in dialled_forms(meta) {
+                answered += usize::from(agrees(id, &digits, plus));
+                parsed += usize::from(by_crate(id, &digits, plus).is_ok());
+            }
+        }
+        // The fast path must be the common path, not a corner. The 29 regions without one
+        // end a prefix for parsing with `$` (small islands of shared codes, and JP).
+        eprintln!("{answered} of {parsed} parsed numbers answered by the fast path");
+        assert!(
+            regions_fast >= 216,
+            "{regions_fast} regions with a fast path"
+        );
+        assert!(
+            answered * 100 > parsed * 80,
+            "{answered} of {parsed} parsed numbers answered by the fast path"
+        );
+    }
+
+    /// The rules [`dialled`] matches at the start of a number ([`match_at_start`],
+    /// [`Pattern::matches_start`]) against the crate's regexes, where `find` decides.
+    #[test]
+    fn dialling_rules_find_as_the_regexes_do() {
+        let mut checks = 0;
+        for meta in DATABASE.iter() {
+            let forms = dialled_forms(meta);
+            let general = meta.descriptors().general().national_number();
+            let rules = [
+                meta.international_prefix(),
+                meta.national_prefix_for_parsing(),
+            ];
+            for (s, _) in &forms {
+                let Some(digits) = Digits::new(s) else {
+                    continue;
+                };
+                let ours = Pattern::parse(general.as_str()).unwrap();
+                assert_eq!(
+                    ours.matches_start(&digits),
+                    general.find(s).is_some_and(|m| m.start() == 0),
+                    "{} {s} against {}",
+                    meta.id(),
+                    general.as_str()
+                );
+                for re in rules.into_iter().flatten() {
+                    let Some(ours) = Pattern::parse(re.as_str()) else {
+                        continue;
+                    };
+                    if let Some(end) = match_at_start(&ours, s) {
+                        assert_eq!(
+                            end,
+                            re.find(s).filter(|m| m.start() == 0).map(|m| m.end()),
+                            "{} {s} against {}",
+                            meta.id(),
+                            re.as_str()
+                        );
+                        checks += 1;
+                    }
+                }
+            }
+        }
+        assert!(checks > 40_000, "{checks} checks");
+    }
+
+    /// Regions with every kind of dialling rule: plain, prefixes for parsing with and
+    /// without transform rules, IDDs with alternatives, shared codes.
+    const PROP_REGIONS: &[&str] = &[
+        "PT", "ES", "FR", "DE", "GB", "US", "BR", "IT", "AR", "MX", "JP", "CN", "IN", "AU", "RU",
+        "KZ", "CO", "KR", "BY", "GG", "JM", "SG", "NZ", "UZ",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+
+        #[test]
+        fn the_fast_path_parses_generated_numbers_as_the_crate_does(
+            region in proptest::sample::select(PROP_REGIONS),
+            lead in 0..6usize,
+            body in "[0-9]{0,17}",
+            plus: bool,
+        ) {
+            let id = Id::from_str(region).unwrap();
+            let meta = DATABASE.by_id(region).unwrap();
+            let code = meta.country_code().to_string();
+            let lead = [
+                "",
+                meta.national_prefix().unwrap_or("0"),
+                &code,
+                meta.preferred_international_prefix().unwrap_or("00"),
+                "0",
+                "1",
+            ][lead];
+            agrees(id, &format!("{lead}{body}"), plus);
+        }
     }
 }
