@@ -15,6 +15,7 @@
 //! - [`persist`]: the data directory, WAL, snapshots and recovery: every byte on disk.
 //! - [`ingest`]: CSV, JSON and NDJSON importers and import jobs, on the one write path.
 //! - [`plugins`]: the WebAssembly plugin sandbox, uploaded plugins, their output as updates.
+//! - [`segments`]: the segment filter language (parsed to a tree, errors at a column).
 //! - [`document`]: the profile document, whole or projected, serialized from the store.
 //! - [`auth`]: API keys, roles and groups.
 //! - [`http`]: handlers, one file per resource; they translate and hold no rules.
@@ -52,6 +53,7 @@ pub mod ingest;
 pub mod persist;
 pub mod plugins;
 pub mod schema;
+pub mod segments;
 pub mod server;
 pub mod store;
 pub mod suppression;
