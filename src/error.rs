@@ -79,6 +79,7 @@ codes! {
     SuppressionEntryInvalid => ("suppression_entry_invalid", 400, "A suppression entry is not an email, domain or phone of its kind"),
     SuppressionListInUse => ("suppression_list_in_use", 409, "The suppression list is attached to databases"),
     SuppressionListProtected => ("suppression_list_protected", 409, "The global stop list cannot be deleted"),
+    FilterInvalid => ("filter_invalid", 400, "The segment filter is not valid; `column` says where"),
     ChannelInvalid => ("channel_invalid", 400, "Not a channel (email, sms, push) or not one the resource sends on"),
     ProjectionInvalid => ("projection_invalid", 400, "Invalid field projection"),
     KeyNotFound => ("key_not_found", 404, "No such API key"),

@@ -15,6 +15,7 @@ mod ops;
 mod plugins;
 mod problem;
 mod profiles;
+mod segments;
 mod subscriptions;
 mod suppression;
 mod webhooks;
@@ -137,6 +138,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/v1/databases/{db}/subscription-manager",
                     |r| r.route(get().to(subscriptions::manager)),
                 ))
+                .service(resource(DB, "/v1/databases/{db}/query", |r| {
+                    r.route(web::post().to(segments::query))
+                }))
                 .service(resource(DB, "/v1/databases/{db}/audience", |r| {
                     r.route(get().to(subscriptions::audience))
                 }))

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    databases, events, fields, imports, keys, ops, plugins, profiles, subscriptions, suppression,
-    webhooks,
+    databases, events, fields, imports, keys, ops, plugins, profiles, segments, subscriptions,
+    suppression, webhooks,
 };
 
 struct Bearer;
@@ -39,6 +39,7 @@ impl Modify for Bearer {
         plugins::put, plugins::list, plugins::get, plugins::delete,
         databases::snapshot,
         keys::create, keys::list, keys::delete,
+        segments::query,
         subscriptions::manager, subscriptions::of_profile, subscriptions::audience,
         suppression::list, suppression::get, suppression::put, suppression::delete,
         suppression::entries, suppression::add, suppression::remove,

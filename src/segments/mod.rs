@@ -1,10 +1,13 @@
 //! Segments: the filter language marketers divide a database with.
 //!
-//! So far the language itself (`filter`: text to a syntax tree, errors at a column);
-//! typing paths against a database's schema, evaluating over profiles, ad-hoc queries
-//! and saved segments build on it (issue 8). Pure; uses nothing but `serde_json` for
-//! string escapes.
+//! `filter` reads the language into a syntax tree (errors at a column); `eval` types it
+//! against a database's schema and evaluates it on a profile's document; `query` runs
+//! it over a whole database on every core. Saved segments build on these (issue 8).
+//! Uses `schema`, `document` and `store`; no I/O.
 
+pub mod eval;
 pub mod filter;
+pub mod query;
 
+pub use eval::{Compiled, compile};
 pub use filter::{Expr, FilterError, Literal, Op, Path, parse};

@@ -12,3 +12,4 @@ mod imports;
 mod ops;
 mod plugins;
 mod profiles;
+mod segments;

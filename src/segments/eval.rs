@@ -1,0 +1,500 @@
+//! A parsed filter typed against a database's schema, then evaluated on profiles.
+//!
+//! Typing turns every path into what the profile document shows there (a field, or a
+//! member such as `stats.receipts_count`, `contacts.phone.type`, `channels.sms.eligible`)
+//! with the type of its values, and every literal into a value of that type: a quoted
+//! `YYYY-MM-DD` compared with a date field is a date, a number compared with a string
+//! field is an error naming the field. Evaluation reads the same document a lookup
+//! shows (the projection of the paths the filter names), so a filter means exactly what
+//! the document says; `!=` is exactly `NOT =`, so a profile without a value is "not
+//! Lisbon". Pure apart from reading the document it is handed.
+
+use std::cmp::Ordering;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde_json::Value as Json;
+
+use super::filter::{Expr, FilterError, Literal, Op, Path};
+use crate::schema::{FieldType, Schema};
+
+/// What a path holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Number,
+    Text,
+    Bool,
+    Date,
+    DateTime,
+    /// A list of texts: `tags`, tag fields, arrays.
+    Texts,
+    /// Something only `EXISTS` asks of: objects, lists of objects.
+    Opaque,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Number => "a number",
+            Kind::Text => "text",
+            Kind::Bool => "a boolean",
+            Kind::Date => "a date",
+            Kind::DateTime => "a date and time",
+            Kind::Texts => "a list of texts",
+            Kind::Opaque => "a structure",
+        }
+    }
+}
+
+/// A literal of the path's type.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Null,
+    Num(f64),
+    Text(String),
+    Bool(bool),
+    Date(Date),
+    Time(Timestamp),
+}
+
+/// Where in the document a path's value is, and what it holds.
+#[derive(Debug, Clone, PartialEq)]
+struct Target {
+    /// Keys into the document (`["fields", "city"]`, `["stats", "receipts_count"]`).
+    keys: Vec<String>,
+    /// The path as a projection asks for it (`city`, `stats.receipts_count`).
+    projection: String,
+    kind: Kind,
+    /// As written, for messages.
+    shown: String,
+}
+
+/// A filter typed against a schema, ready to evaluate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    node: Node,
+    projection: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Or(Vec<Node>),
+    And(Vec<Node>),
+    Not(Box<Node>),
+    Compare(Target, Op, Val),
+    In(Target, Vec<Val>),
+    Contains(Target, Val),
+    Exists(Target),
+}
+
+const STATS_TIMES: &[&str] = &["first_receipt_at", "last_receipt_at"];
+const STATS_NUMBERS: &[&str] = &[
+    "receipts_count",
+    "receipts_total",
+    "last_receipt_total",
+    "average_receipt",
+    "average_items",
+    "days_since_first_receipt",
+    "days_since_last_receipt",
+    "days_since_registration",
+];
+const BONUS_NUMBERS: &[&str] = &[
+    "active",
+    "pending_activation",
+    "pending_deactivation",
+    "next_deactivation_amount",
+];
+
+fn at(path: &Path, message: String) -> FilterError {
+    FilterError {
+        column: path.column,
+        message,
+    }
+}
+
+/// What a path names in the document, or why it names nothing.
+fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
+    let names: Vec<&str> = path.names.iter().map(String::as_str).collect();
+    let shown = path.to_string();
+    let member = |kind: Kind| Target {
+        keys: path.names.clone(),
+        projection: shown.clone(),
+        kind,
+        shown: shown.clone(),
+    };
+    let field = |name: &str| -> Result<Target, FilterError> {
+        let def = schema.get(name).ok_or_else(|| {
+            at(
+                path,
+                format!("`{name}` is neither a field of this database nor a member of the profile document"),
+            )
+        })?;
+        let kind = match def.ty {
+            FieldType::Integer | FieldType::Float => Kind::Number,
+            FieldType::String | FieldType::List | FieldType::Ip => Kind::Text,
+            FieldType::Boolean => Kind::Bool,
+            FieldType::Date => Kind::Date,
+            FieldType::DateTime => Kind::DateTime,
+            FieldType::Tags | FieldType::Array => Kind::Texts,
+            FieldType::Object => Kind::Opaque,
+        };
+        Ok(Target {
+            keys: vec!["fields".into(), name.into()],
+            projection: name.into(),
+            kind,
+            shown: name.into(),
+        })
+    };
+    let bad = |why: &str| Err(at(path, format!("`{shown}` {why}")));
+    match names.as_slice() {
+        ["customer_id"] | ["id"] => Ok(Target {
+            keys: path.names.clone(),
+            projection: String::new(),
+            kind: Kind::Text,
+            shown,
+        }),
+        ["fields", name] => field(name),
+        ["tags"] => Ok(member(Kind::Texts)),
+        ["identifiers", _] => Ok(member(Kind::Text)),
+        ["contacts", "email" | "phone"] => Ok(member(Kind::Opaque)),
+        ["contacts", "email" | "phone", "valid"] => Ok(member(Kind::Bool)),
+        ["contacts", "email", "value" | "normalized" | "reason"] => Ok(member(Kind::Text)),
+        [
+            "contacts",
+            "phone",
+            "value" | "e164" | "region" | "type" | "reason",
+        ] => Ok(member(Kind::Text)),
+        ["channels", "email" | "sms" | "push", "eligible"] => Ok(member(Kind::Bool)),
+        ["channels", "email" | "sms" | "push", "reason" | "list"] => Ok(member(Kind::Text)),
+        ["stats", k] if STATS_NUMBERS.contains(k) => Ok(member(Kind::Number)),
+        ["stats", k] if STATS_TIMES.contains(k) => Ok(member(Kind::DateTime)),
+        ["rfm", "r" | "f" | "m"] => Ok(member(Kind::Number)),
+        ["rfm", "segment"] => Ok(member(Kind::Text)),
+        ["rfm"] => Ok(member(Kind::Opaque)),
+        ["bonuses", k] if BONUS_NUMBERS.contains(k) => Ok(member(Kind::Number)),
+        ["bonuses", "next_deactivation_at"] => Ok(member(Kind::DateTime)),
+        ["created_at" | "updated_at"] => Ok(member(Kind::DateTime)),
+        [
+            "interests" | "favorite_stores" | "abandoned_cart" | "mailings" | "promo_codes"
+            | "polls" | "subscriptions",
+        ] => Ok(member(Kind::Opaque)),
+        ["stats" | "rfm" | "bonuses" | "contacts" | "channels", ..] => {
+            bad("is not a member of the profile document")
+        }
+        [name] => field(name),
+        _ => bad("is not a field or a member of the profile document"),
+    }
+}
+
+/// A literal as a value of `t`'s type, or an error naming the path.
+fn typed(t: &Target, lit: &Literal, path: &Path) -> Result<Val, FilterError> {
+    let mismatch = |what: &str| {
+        Err(at(
+            path,
+            format!(
+                "`{}` holds {}, so it cannot be compared with {what}",
+                t.shown,
+                t.kind.name()
+            ),
+        ))
+    };
+    Ok(match (t.kind, lit) {
+        (_, Literal::Null) => Val::Null,
+        (Kind::Number, Literal::Num(n)) => Val::Num(*n),
+        (Kind::Text | Kind::Texts, Literal::Str(s)) => Val::Text(s.clone()),
+        (Kind::Bool, Literal::Bool(b)) => Val::Bool(*b),
+        (Kind::Date, Literal::Str(s)) => Val::Date(s.parse().map_err(|_| {
+            at(path, format!("`{}` holds dates: write one as \"YYYY-MM-DD\", not {s:?}", t.shown))
+        })?),
+        (Kind::DateTime, Literal::Str(s)) => Val::Time(instant(s).ok_or_else(|| {
+            at(
+                path,
+                format!(
+                    "`{}` holds dates and times: write one as \"2024-03-01T10:00:00Z\" or \"2024-03-01\", not {s:?}",
+                    t.shown
+                ),
+            )
+        })?),
+        (Kind::Opaque, _) => {
+            return Err(at(
+                path,
+                format!("`{}` holds a structure: ask `EXISTS` of it, or a path inside it", t.shown),
+            ));
+        }
+        (_, Literal::Str(s)) => return mismatch(&format!("the text {s:?}")),
+        (_, Literal::Num(n)) => return mismatch(&format!("the number {n}")),
+        (_, Literal::Bool(b)) => return mismatch(&format!("`{b}`")),
+    })
+}
+
+/// An RFC 3339 instant, or a date read as its first instant in UTC.
+fn instant(s: &str) -> Option<Timestamp> {
+    s.parse::<Timestamp>().ok().or_else(|| {
+        s.parse::<Date>().ok().and_then(|d| {
+            jiff::tz::TimeZone::UTC
+                .to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+                .ok()
+        })
+    })
+}
+
+/// Types a parsed filter against a schema. `segment("name")` is refused until saved
+/// segments exist.
+pub fn compile(expr: &Expr, schema: &Schema) -> Result<Compiled, FilterError> {
+    let mut projection = Vec::new();
+    let node = node(expr, schema, &mut projection)?;
+    projection.sort();
+    projection.dedup();
+    projection.retain(|p| !p.is_empty());
+    Ok(Compiled { node, projection })
+}
+
+fn node(e: &Expr, schema: &Schema, projection: &mut Vec<String>) -> Result<Node, FilterError> {
+    let mut target_of = |p: &Path| {
+        let t = target(p, schema)?;
+        projection.push(t.projection.clone());
+        Ok::<Target, FilterError>(t)
+    };
+    Ok(match e {
+        Expr::Or(all) => Node::Or(
+            all.iter()
+                .map(|e| node(e, schema, projection))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::And(all) => Node::And(
+            all.iter()
+                .map(|e| node(e, schema, projection))
+                .collect::<Result<_, _>>()?,
+        ),
+        Expr::Not(e) => Node::Not(Box::new(node(e, schema, projection)?)),
+        Expr::Compare(p, op, lit) => {
+            let t = target_of(p)?;
+            if t.kind == Kind::Texts {
+                return Err(at(
+                    p,
+                    format!("`{}` is a list: ask `{} CONTAINS \"…\"`", t.shown, t.shown),
+                ));
+            }
+            let v = typed(&t, lit, p)?;
+            let ordered = matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge);
+            if ordered && (t.kind == Kind::Bool || v == Val::Null) {
+                return Err(at(
+                    p,
+                    format!(
+                        "`{}` {} {lit}: only numbers, texts, dates and times have an order",
+                        t.shown,
+                        op.as_str()
+                    ),
+                ));
+            }
+            Node::Compare(t, *op, v)
+        }
+        Expr::In(p, lits) => {
+            let t = target_of(p)?;
+            if t.kind == Kind::Texts {
+                return Err(at(
+                    p,
+                    format!("`{}` is a list: ask `CONTAINS` of it", t.shown),
+                ));
+            }
+            let vs = lits
+                .iter()
+                .map(|l| typed(&t, l, p))
+                .collect::<Result<_, _>>()?;
+            Node::In(t, vs)
+        }
+        Expr::Contains(p, lit) => {
+            let t = target_of(p)?;
+            if !matches!(t.kind, Kind::Texts | Kind::Text) || !matches!(lit, Literal::Str(_)) {
+                return Err(at(
+                    p,
+                    format!(
+                        "`CONTAINS` asks a list of texts or a text for a text; `{}` holds {}",
+                        t.shown,
+                        t.kind.name()
+                    ),
+                ));
+            }
+            let v = typed(&t, lit, p)?;
+            Node::Contains(t, v)
+        }
+        Expr::Exists(p) => Node::Exists(target_of(p)?),
+        Expr::Segment(name) => {
+            return Err(FilterError {
+                column: 1,
+                message: format!("no saved segment `{name}`"),
+            });
+        }
+    })
+}
+
+impl Compiled {
+    /// The projection a document must show for this filter to be evaluated on it.
+    pub fn projection(&self) -> &[String] {
+        &self.projection
+    }
+
+    /// Whether a profile's document (at least the projection) matches.
+    pub fn matches(&self, doc: &Json) -> bool {
+        eval(&self.node, doc)
+    }
+}
+
+fn lookup<'a>(doc: &'a Json, keys: &[String]) -> Option<&'a Json> {
+    let mut v = doc;
+    for k in keys {
+        v = v.get(k)?;
+    }
+    (!v.is_null()).then_some(v)
+}
+
+fn value_of(j: &Json, kind: Kind) -> Option<Val> {
+    Some(match (kind, j) {
+        (Kind::Number, Json::Number(n)) => Val::Num(n.as_f64()?),
+        (Kind::Text, Json::String(s)) => Val::Text(s.clone()),
+        (Kind::Bool, Json::Bool(b)) => Val::Bool(*b),
+        (Kind::Date, Json::String(s)) => Val::Date(s.parse().ok()?),
+        (Kind::DateTime, Json::String(s)) => Val::Time(s.parse().ok()?),
+        _ => return None,
+    })
+}
+
+fn order(a: &Val, b: &Val) -> Option<Ordering> {
+    match (a, b) {
+        (Val::Num(x), Val::Num(y)) => x.partial_cmp(y),
+        (Val::Text(x), Val::Text(y)) => Some(x.cmp(y)),
+        (Val::Bool(x), Val::Bool(y)) => Some(x.cmp(y)),
+        (Val::Date(x), Val::Date(y)) => Some(x.cmp(y)),
+        (Val::Time(x), Val::Time(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+fn eval(n: &Node, doc: &Json) -> bool {
+    match n {
+        Node::Or(all) => all.iter().any(|n| eval(n, doc)),
+        Node::And(all) => all.iter().all(|n| eval(n, doc)),
+        Node::Not(n) => !eval(n, doc),
+        Node::Exists(t) => lookup(doc, &t.keys).is_some(),
+        Node::Compare(t, op, want) => {
+            let have = lookup(doc, &t.keys).and_then(|j| value_of(j, t.kind));
+            let ord = match (&have, want) {
+                (None, Val::Null) => Some(Ordering::Equal),
+                (None, _) | (Some(_), Val::Null) => None,
+                (Some(h), w) => order(h, w),
+            };
+            match op {
+                Op::Eq => ord == Some(Ordering::Equal),
+                Op::Ne => ord != Some(Ordering::Equal),
+                Op::Lt => ord == Some(Ordering::Less),
+                Op::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
+                Op::Gt => ord == Some(Ordering::Greater),
+                Op::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
+            }
+        }
+        Node::In(t, wants) => {
+            let have = lookup(doc, &t.keys).and_then(|j| value_of(j, t.kind));
+            wants.iter().any(|w| match (&have, w) {
+                (None, Val::Null) => true,
+                (Some(h), w) => order(h, w) == Some(Ordering::Equal),
+                _ => false,
+            })
+        }
+        Node::Contains(t, Val::Text(want)) => match lookup(doc, &t.keys) {
+            Some(Json::Array(items)) => items.iter().any(|i| i.as_str() == Some(want.as_str())),
+            Some(Json::String(s)) => s.contains(want.as_str()),
+            _ => false,
+        },
+        Node::Contains(..) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::schema::FieldSpec;
+    use crate::segments::parse;
+
+    fn schema() -> Schema {
+        let mut s = Schema::default();
+        for spec in [
+            json!({"name":"score","type":"integer"}),
+            json!({"name":"interests_list","type":"tags"}),
+            json!({"name":"vip","type":"boolean"}),
+        ] {
+            let spec: FieldSpec = serde_json::from_value(spec).unwrap();
+            s = s.with_field(spec.into_def().unwrap()).unwrap();
+        }
+        s
+    }
+
+    fn check(filter: &str, doc: &Json) -> bool {
+        let c = compile(&parse(filter).unwrap(), &schema()).unwrap();
+        c.matches(doc)
+    }
+
+    #[test]
+    fn filters_read_the_document_with_typed_values() {
+        let doc = json!({
+            "customer_id": "c1",
+            "fields": {"city": "Lisbon", "score": 7, "birth_date": "1990-05-01", "vip": true,
+                       "registered_at": "2024-01-02T03:04:05Z", "interests_list": ["tv", "radio"]},
+            "tags": ["vip", "b2c"],
+            "stats": {"receipts_count": 3, "last_receipt_at": "2024-03-01T10:00:00Z"},
+            "rfm": {"r": 5, "f": 3, "m": 4, "segment": "potential_loyalist"},
+            "channels": {"sms": {"eligible": false, "reason": "landline"}},
+        });
+        for (f, want) in [
+            (r#"city = "Lisbon""#, true),
+            (r#"city != "Porto""#, true),
+            (r#"first_name != "Ana""#, true),
+            (r#"first_name = null"#, true),
+            (r#"first_name EXISTS"#, false),
+            (r#"fields.score >= 7 AND score < 8"#, true),
+            (r#"birth_date < "1991-01-01""#, true),
+            (r#"registered_at > "2024-01-02""#, true),
+            (r#"stats.last_receipt_at >= "2024-03-01T10:00:00Z""#, true),
+            (
+                r#"rfm.segment IN ["champions", "potential_loyalist"]"#,
+                true,
+            ),
+            (r#"tags CONTAINS "vip" AND NOT tags CONTAINS "trial""#, true),
+            (r#"interests_list CONTAINS "tv""#, true),
+            (r#"city CONTAINS "isb""#, true),
+            (
+                r#"channels.sms.eligible = true OR channels.sms.reason = "landline""#,
+                true,
+            ),
+            (r#"vip = false"#, false),
+            (r#"customer_id = "c1""#, true),
+            (r#"stats.receipts_count > 3"#, false),
+        ] {
+            assert_eq!(check(f, &doc), want, "{f}");
+        }
+    }
+
+    #[test]
+    fn type_mismatches_name_the_field_at_its_column() {
+        for (f, says) in [
+            (r#"score = "seven""#, "`score` holds a number"),
+            (r#"city > 3"#, "`city` holds text"),
+            (r#"birth_date = "May 1st""#, "YYYY-MM-DD"),
+            (r#"tags = "vip""#, "is a list"),
+            (r#"vip > true"#, "have an order"),
+            (r#"shoe_size = 3"#, "`shoe_size` is neither a field"),
+            (r#"stats.nope = 1"#, "not a member"),
+            (r#"rfm = 1"#, "structure"),
+            (r#"score CONTAINS "1""#, "`CONTAINS` asks"),
+            (r#"segment("big")"#, "no saved segment"),
+        ] {
+            let e =
+                compile(&parse(&format!("city = \"x\" AND {f}")).unwrap(), &schema()).unwrap_err();
+            assert!(e.message.contains(says), "{f}: {e}");
+            if !f.starts_with("segment") {
+                assert_eq!(e.column, 16, "{f}: {e}");
+            }
+        }
+    }
+}
