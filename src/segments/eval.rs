@@ -16,7 +16,8 @@ use jiff::civil::Date;
 use serde_json::Value as Json;
 
 use super::filter::{Expr, FilterError, Literal, Op, Path};
-use crate::schema::{FieldType, Schema};
+use crate::schema::{FieldType, Schema, Value};
+use crate::store::{ProfileView, ValueRef};
 
 /// What a path holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,29 @@ struct Target {
     kind: Kind,
     /// As written, for messages.
     shown: String,
+    /// How to read it straight from the profile's bytes, when no derived value is
+    /// involved: the fast path (no document rendered).
+    direct: Option<Direct>,
+}
+
+/// A value read straight from a profile's bytes.
+#[derive(Debug, Clone, PartialEq)]
+enum Direct {
+    CustomerId,
+    Created,
+    Updated,
+    Tags,
+    /// `identifiers.<ns>` (`email` and `phone` are the contacts' lookup forms).
+    Identifier(String),
+    /// A field, with the default the document shows when it has no value.
+    Field(String, Option<Fallback>),
+}
+
+/// A field's default, as the document would show it.
+#[derive(Debug, Clone, PartialEq)]
+enum Fallback {
+    One(Val),
+    Texts(Vec<String>),
 }
 
 /// A filter typed against a schema, ready to evaluate.
@@ -74,6 +98,7 @@ struct Target {
 pub struct Compiled {
     node: Node,
     projection: Vec<String>,
+    direct: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +146,13 @@ fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
         projection: shown.clone(),
         kind,
         shown: shown.clone(),
+        direct: match names.as_slice() {
+            ["tags"] => Some(Direct::Tags),
+            ["identifiers", ns] => Some(Direct::Identifier((*ns).to_owned())),
+            ["created_at"] => Some(Direct::Created),
+            ["updated_at"] => Some(Direct::Updated),
+            _ => None,
+        },
     };
     let field = |name: &str| -> Result<Target, FilterError> {
         let def = schema.get(name).ok_or_else(|| {
@@ -138,11 +170,25 @@ fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
             FieldType::Tags | FieldType::Array => Kind::Texts,
             FieldType::Object => Kind::Opaque,
         };
+        let fallback = def.default.as_ref().and_then(|d| match d {
+            Value::Int(i) => Some(Fallback::One(Val::Num(*i as f64))),
+            Value::Float(f) => Some(Fallback::One(Val::Num(*f))),
+            Value::Str(t) => Some(Fallback::One(Val::Text(t.to_string()))),
+            Value::Bool(b) => Some(Fallback::One(Val::Bool(*b))),
+            Value::Date(d) => Some(Fallback::One(Val::Date(*d))),
+            Value::DateTime(t) => Some(Fallback::One(Val::Time(*t))),
+            Value::Ip(ip) => Some(Fallback::One(Val::Text(ip.to_string()))),
+            Value::Tags(t) => Some(Fallback::Texts(t.iter().map(|x| x.to_string()).collect())),
+            Value::Json(_) => None,
+        });
+        let direct = (!matches!(def.ty, FieldType::Object | FieldType::Array))
+            .then(|| Direct::Field(name.to_owned(), fallback));
         Ok(Target {
             keys: vec!["fields".into(), name.into()],
             projection: name.into(),
             kind,
             shown: name.into(),
+            direct,
         })
     };
     let bad = |why: &str| Err(at(path, format!("`{shown}` {why}")));
@@ -151,6 +197,7 @@ fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
             keys: path.names.clone(),
             projection: String::new(),
             kind: Kind::Text,
+            direct: (names[0] == "customer_id").then_some(Direct::CustomerId),
             shown,
         }),
         ["fields", name] => field(name),
@@ -246,7 +293,12 @@ pub fn compile(expr: &Expr, schema: &Schema) -> Result<Compiled, FilterError> {
     projection.sort();
     projection.dedup();
     projection.retain(|p| !p.is_empty());
-    Ok(Compiled { node, projection })
+    let direct = all_direct(&node);
+    Ok(Compiled {
+        node,
+        projection,
+        direct,
+    })
 }
 
 fn node(e: &Expr, schema: &Schema, projection: &mut Vec<String>) -> Result<Node, FilterError> {
@@ -338,6 +390,124 @@ impl Compiled {
     pub fn matches(&self, doc: &Json) -> bool {
         eval(&self.node, doc)
     }
+
+    /// Whether the filter reads only what a profile's bytes hold (fields, tags,
+    /// identifiers, ids and times), so [`Compiled::matches_view`] can judge it.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Whether a profile matches, read straight from its bytes: the same answer as
+    /// [`Compiled::matches`] on its document, without rendering one. Only for
+    /// [`Compiled::is_direct`] filters.
+    pub fn matches_view(&self, v: &ProfileView<'_>) -> bool {
+        eval_view(&self.node, v)
+    }
+}
+
+fn all_direct(n: &Node) -> bool {
+    match n {
+        Node::Or(all) | Node::And(all) => all.iter().all(all_direct),
+        Node::Not(n) => all_direct(n),
+        Node::Compare(t, ..) | Node::In(t, _) | Node::Contains(t, _) | Node::Exists(t) => {
+            t.direct.is_some()
+        }
+    }
+}
+
+/// A value read from a profile's bytes, borrowed where it can be.
+enum Cell<'a> {
+    One(Val),
+    Text(&'a str),
+    Tags(crate::store::StrList<'a>),
+    Texts(&'a [String]),
+}
+
+fn cell<'a>(d: &'a Direct, v: &ProfileView<'a>) -> Option<Cell<'a>> {
+    Some(match d {
+        Direct::CustomerId => Cell::Text(v.customer_id),
+        Direct::Created => Cell::One(Val::Time(v.created_at())),
+        Direct::Updated => Cell::One(Val::Time(v.updated_at())),
+        Direct::Tags => Cell::Tags(v.tags()),
+        Direct::Identifier(ns) => Cell::Text(match ns.as_str() {
+            "email" => v.email.as_ref()?.normalized,
+            "phone" => v.phone.as_ref()?.e164?,
+            ns => v.external_ids().find(|(n, _)| *n == ns)?.1,
+        }),
+        Direct::Field(name, fallback) => match v.field(name) {
+            Some(ValueRef::Int(i)) => Cell::One(Val::Num(i as f64)),
+            Some(ValueRef::Float(f)) => Cell::One(Val::Num(f)),
+            Some(ValueRef::Str(t)) => Cell::Text(t),
+            Some(ValueRef::Bool(b)) => Cell::One(Val::Bool(b)),
+            Some(ValueRef::Date(d)) => Cell::One(Val::Date(d)),
+            Some(ValueRef::DateTime(t)) => Cell::One(Val::Time(t)),
+            Some(ValueRef::Ip(ip)) => Cell::One(Val::Text(ip.to_string())),
+            Some(ValueRef::Tags(list)) => Cell::Tags(list),
+            Some(ValueRef::Json(_)) => return None,
+            None => match fallback.as_ref()? {
+                Fallback::One(val) => Cell::One(val.clone()),
+                Fallback::Texts(list) => Cell::Texts(list),
+            },
+        },
+    })
+}
+
+fn order_cell(c: &Cell<'_>, want: &Val) -> Option<Ordering> {
+    match (c, want) {
+        (Cell::One(v), w) => order(v, w),
+        (Cell::Text(t), Val::Text(w)) => Some((*t).cmp(w.as_str())),
+        _ => None,
+    }
+}
+
+fn read<'a>(t: &'a Target, v: &ProfileView<'a>) -> Option<Cell<'a>> {
+    t.direct.as_ref().and_then(|d| cell(d, v))
+}
+
+fn eval_view(n: &Node, v: &ProfileView<'_>) -> bool {
+    let read = |t| read(t, v);
+    match n {
+        Node::Or(all) => all.iter().any(|n| eval_view(n, v)),
+        Node::And(all) => all.iter().all(|n| eval_view(n, v)),
+        Node::Not(n) => !eval_view(n, v),
+        Node::Exists(t) => read(t).is_some(),
+        Node::Compare(t, op, want) => {
+            let have = read(t);
+            let ord = match (&have, want) {
+                (None, Val::Null) => Some(Ordering::Equal),
+                (None, _) | (Some(_), Val::Null) => None,
+                (Some(h), w) => order_cell(h, w),
+            };
+            compare(*op, ord)
+        }
+        Node::In(t, wants) => {
+            let have = read(t);
+            wants.iter().any(|w| match (&have, w) {
+                (None, Val::Null) => true,
+                (Some(h), w) => order_cell(h, w) == Some(Ordering::Equal),
+                _ => false,
+            })
+        }
+        Node::Contains(t, Val::Text(want)) => match read(t) {
+            Some(Cell::Tags(list)) => list.iter().any(|x| x == want),
+            Some(Cell::Texts(list)) => list.iter().any(|x| x == want),
+            Some(Cell::Text(s)) => s.contains(want.as_str()),
+            Some(Cell::One(Val::Text(s))) => s.contains(want.as_str()),
+            _ => false,
+        },
+        Node::Contains(..) => false,
+    }
+}
+
+fn compare(op: Op, ord: Option<Ordering>) -> bool {
+    match op {
+        Op::Eq => ord == Some(Ordering::Equal),
+        Op::Ne => ord != Some(Ordering::Equal),
+        Op::Lt => ord == Some(Ordering::Less),
+        Op::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
+        Op::Gt => ord == Some(Ordering::Greater),
+        Op::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
+    }
 }
 
 fn lookup<'a>(doc: &'a Json, keys: &[String]) -> Option<&'a Json> {
@@ -383,14 +553,7 @@ fn eval(n: &Node, doc: &Json) -> bool {
                 (None, _) | (Some(_), Val::Null) => None,
                 (Some(h), w) => order(h, w),
             };
-            match op {
-                Op::Eq => ord == Some(Ordering::Equal),
-                Op::Ne => ord != Some(Ordering::Equal),
-                Op::Lt => ord == Some(Ordering::Less),
-                Op::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
-                Op::Gt => ord == Some(Ordering::Greater),
-                Op::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
-            }
+            compare(*op, ord)
         }
         Node::In(t, wants) => {
             let have = lookup(doc, &t.keys).and_then(|j| value_of(j, t.kind));

@@ -18,7 +18,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use ulid::Ulid;
 
-pub use packed::{PackError, Packed, ProfileView, SubscriptionRef, ValueRec, ValueRef};
+pub use packed::{PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef};
 pub use profile::{Fields, Profile, Subscription, identifier_key};
 
 type Hasher = foldhash::quality::RandomState;
