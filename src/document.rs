@@ -540,6 +540,65 @@ pub fn render(
     }
 }
 
+/// Everything held about one customer, as one JSON document (the right of access):
+/// the whole profile document, every subscription change kept, and the whole timeline
+/// (newest first). `database` names where it is held.
+pub fn export(
+    profile: &ProfileView<'_>,
+    schema: &Schema,
+    cx: &Context<'_>,
+    database: &str,
+) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Export<'a> {
+        database: &'a str,
+        exported_at: jiff::Timestamp,
+        profile: Box<RawValue>,
+        subscription_history: History<'a, 'a>,
+        activity: Box<RawValue>,
+    }
+    struct History<'a, 'v>(&'a ProfileView<'v>);
+    impl Serialize for History<'_, '_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut all: Vec<SubView<'_>> = self
+                .0
+                .subscription_history()
+                .map(|sub| SubView {
+                    resource: sub.resource,
+                    channel: sub.channel,
+                    category: sub.category,
+                    status: sub.status,
+                    at: sub.at,
+                    source: sub.source,
+                })
+                .collect();
+            all.sort_by_key(|v| std::cmp::Reverse(v.at));
+            s.collect_seq(all)
+        }
+    }
+    let whole = render(profile, schema, None, cx);
+    let events = cx.activity.with(profile.customer_id, |act| {
+        let all = act.map_or_else(Vec::new, |a| {
+            crate::activity::view::page(a, &[], None, usize::MAX).0
+        });
+        serde_json::to_string(
+            &all.into_iter()
+                .map(crate::activity::view::EventView)
+                .collect::<Vec<_>>(),
+        )
+        .expect("events serialize")
+    });
+    let raw = |text: String| RawValue::from_string(text).expect("rendered JSON");
+    serde_json::to_vec(&Export {
+        database,
+        exported_at: cx.now,
+        profile: raw(String::from_utf8(whole).expect("documents are UTF-8")),
+        subscription_history: History(profile),
+        activity: raw(events),
+    })
+    .expect("an export serializes")
+}
+
 /// The members read from a profile's activity.
 const ACTIVITY_MEMBERS: &[Member] = &[
     Member::Stats,

@@ -130,6 +130,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 ))
                 .service(resource(
                     DB,
+                    "/v1/databases/{db}/profiles/{customer_id}/export",
+                    |r| r.route(get().to(profiles::export)),
+                ))
+                .service(resource(
+                    DB,
                     "/v1/databases/{db}/profiles/{customer_id}/subscriptions",
                     |r| r.route(get().to(subscriptions::of_profile)),
                 ))

@@ -32,7 +32,7 @@ impl Modify for Bearer {
         databases::list, databases::create, databases::get, databases::patch, databases::delete,
         fields::list, fields::create, fields::delete,
         profiles::put, profiles::patch, profiles::get, profiles::get_by, profiles::lookup,
-        profiles::list, profiles::delete,
+        profiles::list, profiles::delete, profiles::export,
         events::post, events::activity,
         imports::create, imports::get, imports::list,
         webhooks::receive,

@@ -284,3 +284,51 @@ pub async fn delete(
     db.apply(Change::Delete { customer_id }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// Everything held about a customer, as one JSON document: the profile document, every
+/// subscription change kept and the whole activity timeline.
+#[utoipa::path(get, path = "/v1/databases/{db}/profiles/{customer_id}/export", tag = "profiles",
+    responses((status = 200, description = "{database, exported_at, profile, subscription_history, activity}"),
+        (status = 404, description = "profile_not_found")), security(("bearer" = [])))]
+pub async fn export(
+    db: Db<Read>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (_, customer_id) = path.into_inner();
+    let profile = db
+        .state
+        .store
+        .get(&customer_id)
+        .ok_or_else(|| not_found(&customer_id))?;
+    let schema = db.state.schema.load();
+    let settings = db.state.settings.load();
+    let body = document::export(
+        &profile.view(),
+        &schema,
+        &document::Context {
+            activity: &db.state.activity,
+            now: Timestamp::now(),
+            window_days: settings.interest_window_days,
+            reach: Reach {
+                lists: &db.suppression,
+                attached: &settings.suppression_lists,
+            },
+        },
+        &settings.name,
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            // A customer id may hold quotes and other characters a header must not.
+            format!(
+                "attachment; filename=\"{}-{}.json\"",
+                settings.name,
+                customer_id.replace(
+                    |c: char| !c.is_ascii_alphanumeric() && !"._-".contains(c),
+                    "_"
+                )
+            ),
+        ))
+        .body(body))
+}

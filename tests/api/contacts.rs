@@ -462,6 +462,30 @@ fn subscriptions_come_from_patches_imports_and_events_and_keep_their_history() {
     );
     let s = s.restart(false);
     check(&s);
+    // The right of access: everything held, in one document.
+    let res = send(s.req(Method::GET, &format!("{base}/export")));
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    let export = res.body;
+    assert_eq!(export["database"], "shop");
+    assert_eq!(export["profile"]["customer_id"], "c1");
+    assert_eq!(export["profile"]["fields"]["email"], "c1@example.com");
+    assert_eq!(
+        export["subscription_history"].as_array().map(Vec::len),
+        Some(4)
+    );
+    let types: Vec<&str> = export["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["page_view", "subscription", "subscription"],
+        "newest first"
+    );
+    s.get("/v1/databases/shop/profiles/nobody/export")
+        .assert_problem(404, "profile_not_found");
     s.get("/v1/databases/shop/profiles/nobody/subscriptions")
         .assert_problem(404, "profile_not_found");
 }
