@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 
 use super::filter::{Expr, FilterError, Literal, Op, Path};
 use crate::schema::{FieldType, Schema, Value};
-use crate::store::{ProfileView, ValueRef};
+use crate::store::{Head, ProfileView, ValueRef};
 
 /// What a path holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,7 @@ pub struct Compiled {
     node: Node,
     projection: Vec<String>,
     direct: bool,
+    fields_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -294,10 +295,12 @@ pub fn compile(expr: &Expr, schema: &Schema) -> Result<Compiled, FilterError> {
     projection.dedup();
     projection.retain(|p| !p.is_empty());
     let direct = all_direct(&node);
+    let fields_only = all_fields(&node);
     Ok(Compiled {
         node,
         projection,
         direct,
+        fields_only,
     })
 }
 
@@ -401,7 +404,19 @@ impl Compiled {
     /// [`Compiled::matches`] on its document, without rendering one. Only for
     /// [`Compiled::is_direct`] filters.
     pub fn matches_view(&self, v: &ProfileView<'_>) -> bool {
-        eval_view(&self.node, v)
+        eval_view(&self.node, Bytes::View(v))
+    }
+
+    /// Whether the filter reads only fields and the customer id, so
+    /// [`Compiled::matches_head`] can judge it from the head of the bytes.
+    pub fn is_fields_only(&self) -> bool {
+        self.fields_only
+    }
+
+    /// [`Compiled::matches_view`] for [`Compiled::is_fields_only`] filters, on the
+    /// profile's head alone.
+    pub fn matches_head(&self, h: &Head<'_>) -> bool {
+        eval_view(&self.node, Bytes::Head(h))
     }
 }
 
@@ -415,6 +430,16 @@ fn all_direct(n: &Node) -> bool {
     }
 }
 
+fn all_fields(n: &Node) -> bool {
+    match n {
+        Node::Or(all) | Node::And(all) => all.iter().all(all_fields),
+        Node::Not(n) => all_fields(n),
+        Node::Compare(t, ..) | Node::In(t, _) | Node::Contains(t, _) | Node::Exists(t) => {
+            matches!(t.direct, Some(Direct::Field(..) | Direct::CustomerId))
+        }
+    }
+}
+
 /// A value read from a profile's bytes, borrowed where it can be.
 enum Cell<'a> {
     One(Val),
@@ -423,18 +448,50 @@ enum Cell<'a> {
     Texts(&'a [String]),
 }
 
-fn cell<'a>(d: &'a Direct, v: &ProfileView<'a>) -> Option<Cell<'a>> {
+/// What a profile's bytes were read into: the whole view, or only the head (ids and
+/// fields) when the filter names nothing else.
+#[derive(Clone, Copy)]
+enum Bytes<'s, 'a> {
+    View(&'s ProfileView<'a>),
+    Head(&'s Head<'a>),
+}
+
+impl<'a> Bytes<'_, 'a> {
+    fn field(&self, name: &str) -> Option<ValueRef<'a>> {
+        match self {
+            Bytes::View(v) => v.field(name),
+            Bytes::Head(h) => h.field(name),
+        }
+    }
+
+    fn customer_id(&self) -> &'a str {
+        match self {
+            Bytes::View(v) => v.customer_id,
+            Bytes::Head(h) => h.customer_id,
+        }
+    }
+}
+
+fn cell<'a>(d: &'a Direct, b: Bytes<'_, 'a>) -> Option<Cell<'a>> {
+    // Only fields and the customer id are read from a head (`Compiled::fields_only`).
+    let view = || match b {
+        Bytes::View(v) => Some(v),
+        Bytes::Head(_) => None,
+    };
     Some(match d {
-        Direct::CustomerId => Cell::Text(v.customer_id),
-        Direct::Created => Cell::One(Val::Time(v.created_at())),
-        Direct::Updated => Cell::One(Val::Time(v.updated_at())),
-        Direct::Tags => Cell::Tags(v.tags()),
-        Direct::Identifier(ns) => Cell::Text(match ns.as_str() {
-            "email" => v.email.as_ref()?.normalized,
-            "phone" => v.phone.as_ref()?.e164?,
-            ns => v.external_ids().find(|(n, _)| *n == ns)?.1,
-        }),
-        Direct::Field(name, fallback) => match v.field(name) {
+        Direct::CustomerId => Cell::Text(b.customer_id()),
+        Direct::Created => Cell::One(Val::Time(view()?.created_at())),
+        Direct::Updated => Cell::One(Val::Time(view()?.updated_at())),
+        Direct::Tags => Cell::Tags(view()?.tags()),
+        Direct::Identifier(ns) => {
+            let v = view()?;
+            Cell::Text(match ns.as_str() {
+                "email" => v.email.as_ref()?.normalized,
+                "phone" => v.phone.as_ref()?.e164?,
+                ns => v.external_ids().find(|(n, _)| *n == ns)?.1,
+            })
+        }
+        Direct::Field(name, fallback) => match b.field(name) {
             Some(ValueRef::Int(i)) => Cell::One(Val::Num(i as f64)),
             Some(ValueRef::Float(f)) => Cell::One(Val::Num(f)),
             Some(ValueRef::Str(t)) => Cell::Text(t),
@@ -460,16 +517,16 @@ fn order_cell(c: &Cell<'_>, want: &Val) -> Option<Ordering> {
     }
 }
 
-fn read<'a>(t: &'a Target, v: &ProfileView<'a>) -> Option<Cell<'a>> {
-    t.direct.as_ref().and_then(|d| cell(d, v))
+fn read<'a>(t: &'a Target, b: Bytes<'_, 'a>) -> Option<Cell<'a>> {
+    t.direct.as_ref().and_then(|d| cell(d, b))
 }
 
-fn eval_view(n: &Node, v: &ProfileView<'_>) -> bool {
-    let read = |t| read(t, v);
+fn eval_view(n: &Node, b: Bytes<'_, '_>) -> bool {
+    let read = |t| read(t, b);
     match n {
-        Node::Or(all) => all.iter().any(|n| eval_view(n, v)),
-        Node::And(all) => all.iter().all(|n| eval_view(n, v)),
-        Node::Not(n) => !eval_view(n, v),
+        Node::Or(all) => all.iter().any(|n| eval_view(n, b)),
+        Node::And(all) => all.iter().all(|n| eval_view(n, b)),
+        Node::Not(n) => !eval_view(n, b),
         Node::Exists(t) => read(t).is_some(),
         Node::Compare(t, op, want) => {
             let have = read(t);

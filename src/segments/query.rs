@@ -71,6 +71,10 @@ pub fn run(
     let matches_of = |part: &[Packed]| -> Vec<(Ulid, Packed)> {
         part.iter()
             .filter_map(|p| {
+                if compiled.is_fields_only() {
+                    let head = p.head();
+                    return compiled.matches_head(&head).then(|| (head.id(), p.clone()));
+                }
                 let view = p.view();
                 matches(compiled, &view, schema, projection, cx).then(|| (view.id(), p.clone()))
             })

@@ -18,7 +18,9 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use ulid::Ulid;
 
-pub use packed::{PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef};
+pub use packed::{
+    Head, PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef,
+};
 pub use profile::{Fields, Profile, Subscription, identifier_key};
 
 type Hasher = foldhash::quality::RandomState;

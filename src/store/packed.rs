@@ -159,6 +159,63 @@ pub struct PhoneRef<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// The value of field `name` in a checked fields section.
+fn field_in<'a>(fields: Section<'a>, name: &str) -> Option<ValueRef<'a>> {
+    let mut r = Reader { b: fields.bytes };
+    for _ in 0..fields.len {
+        let n = r.len().expect(CHECKED);
+        let here = n == name.len() && r.take(n).expect(CHECKED) == name.as_bytes();
+        if here {
+            return Some(r.value().expect(CHECKED));
+        }
+        if n != name.len() {
+            r.take(n).expect(CHECKED);
+        }
+        r.skip_value().expect(CHECKED);
+    }
+    None
+}
+
+/// The head of a profile's bytes: its ids and its field values, found without walking
+/// the rest, which is all a scan that reads only fields needs (a [`ProfileView`] walks
+/// every list to find where each starts).
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    id: u128,
+    /// The given id.
+    pub customer_id: &'a str,
+    fields: Section<'a>,
+}
+
+impl<'a> Head<'a> {
+    /// Internal id.
+    pub fn id(&self) -> Ulid {
+        Ulid(self.id)
+    }
+
+    /// The value of a field, if set; only that value is decoded.
+    pub fn field(&self, name: &str) -> Option<ValueRef<'a>> {
+        field_in(self.fields, name)
+    }
+}
+
+impl Packed {
+    /// The head of the profile: ids and fields, read without walking the rest.
+    #[inline]
+    pub fn head(&self) -> Head<'_> {
+        let mut r = Reader { b: &self.0 };
+        let id = r.u128().expect(CHECKED);
+        let customer_id = r.str().expect(CHECKED);
+        let len = r.len().expect(CHECKED);
+        // The section's bytes run to the record's end: lookups stop after `len` values.
+        Head {
+            id,
+            customer_id,
+            fields: Section { bytes: r.b, len },
+        }
+    }
+}
+
 /// A subscription as stored.
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionRef<'a> {
@@ -386,21 +443,7 @@ impl<'a> ProfileView<'a> {
 
     /// The value of a field, if set; only that value is decoded.
     pub fn field(&self, name: &str) -> Option<ValueRef<'a>> {
-        let mut r = Reader {
-            b: self.fields.bytes,
-        };
-        for _ in 0..self.fields.len {
-            let n = r.len().expect(CHECKED);
-            let here = n == name.len() && r.take(n).expect(CHECKED) == name.as_bytes();
-            if here {
-                return Some(r.value().expect(CHECKED));
-            }
-            if n != name.len() {
-                r.take(n).expect(CHECKED);
-            }
-            r.skip_value().expect(CHECKED);
-        }
-        None
+        field_in(self.fields, name)
     }
 
     /// External identifiers `(namespace, value)`, sorted by namespace.
