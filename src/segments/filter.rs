@@ -261,10 +261,12 @@ fn string(chars: &[char], at: usize) -> Result<(String, usize), FilterError> {
             '"' => return Ok((s, i + 1)),
             '\\' => {
                 let esc = chars.get(i + 1).copied();
-                let bad = || FilterError {
+                let bad = || {
+                    FilterError {
                     column: i + 1,
-                    message: "unknown escape in a string: use \\\", \\\\, \\n, \\t or \\uXXXX"
+                    message: "unknown escape in a string: use \\\", \\\\, \\/, \\b, \\f, \\n, \\r, \\t or \\uXXXX"
                         .into(),
+                }
                 };
                 match esc {
                     Some('"') => s.push('"'),
@@ -273,6 +275,9 @@ fn string(chars: &[char], at: usize) -> Result<(String, usize), FilterError> {
                     Some('n') => s.push('\n'),
                     Some('t') => s.push('\t'),
                     Some('r') => s.push('\r'),
+                    // JSON's other two: a printed filter escapes these characters so.
+                    Some('b') => s.push('\u{8}'),
+                    Some('f') => s.push('\u{c}'),
                     Some('u') => {
                         let hex: String = chars.get(i + 2..i + 6).ok_or_else(bad)?.iter().collect();
                         let code = u32::from_str_radix(&hex, 16).map_err(|_| bad())?;
@@ -624,6 +629,19 @@ mod tests {
     }
 
     #[test]
+    fn every_escape_json_prints_is_read() {
+        // The fuzzer found a printed filter with `\f` that did not parse back.
+        assert_eq!(
+            parse(r#"a = "\b\f\n\r\t\/\"\\\u00e9""#).unwrap(),
+            Expr::Compare(
+                path("a", 1),
+                Op::Eq,
+                Literal::Str("\u{8}\u{c}\n\r\t/\"\\é".into())
+            )
+        );
+    }
+
+    #[test]
     fn errors_say_what_was_expected_and_where() {
         let cases = [
             (
@@ -664,7 +682,8 @@ mod tests {
 
     fn literal() -> impl Strategy<Value = Literal> {
         prop_oneof![
-            "[a-zA-Z0-9 \"\\\\é-]{0,8}".prop_map(Literal::Str),
+            // Control characters too: JSON prints some as `\b`, `\f` (the fuzzer's find).
+            "[a-zA-Z0-9 \"\\\\é\u{0}-\u{1f}-]{0,8}".prop_map(Literal::Str),
             (-1.0e6f64..1.0e6).prop_map(Literal::Num),
             any::<bool>().prop_map(Literal::Bool),
             Just(Literal::Null),
