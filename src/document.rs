@@ -391,8 +391,9 @@ impl Serialize for SomeFields<'_, '_> {
 
 struct Subs<'a, 'v>(&'a ProfileView<'v>);
 
+/// One subscription record as documents show it.
 #[derive(Serialize)]
-struct SubView<'a> {
+pub struct SubView<'a> {
     resource: &'a str,
     channel: Channel,
     category: &'a str,
@@ -401,16 +402,29 @@ struct SubView<'a> {
     source: Source,
 }
 
-impl Serialize for Subs<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.subscriptions().map(|sub| SubView {
+impl<'a> From<crate::store::SubscriptionRef<'a>> for SubView<'a> {
+    fn from(sub: crate::store::SubscriptionRef<'a>) -> Self {
+        SubView {
             resource: sub.resource,
             channel: sub.channel,
             category: sub.category,
             status: sub.status,
             at: sub.at,
             source: sub.source,
-        }))
+        }
+    }
+}
+
+/// Every subscription change kept, newest first.
+pub fn subscription_history<'a>(p: &ProfileView<'a>) -> Vec<SubView<'a>> {
+    let mut all: Vec<SubView<'a>> = p.subscription_history().map(SubView::from).collect();
+    all.sort_by_key(|v| std::cmp::Reverse(v.at));
+    all
+}
+
+impl Serialize for Subs<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.subscriptions().map(SubView::from))
     }
 }
 
@@ -554,27 +568,8 @@ pub fn export(
         database: &'a str,
         exported_at: jiff::Timestamp,
         profile: Box<RawValue>,
-        subscription_history: History<'a, 'a>,
+        subscription_history: Vec<SubView<'a>>,
         activity: Box<RawValue>,
-    }
-    struct History<'a, 'v>(&'a ProfileView<'v>);
-    impl Serialize for History<'_, '_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut all: Vec<SubView<'_>> = self
-                .0
-                .subscription_history()
-                .map(|sub| SubView {
-                    resource: sub.resource,
-                    channel: sub.channel,
-                    category: sub.category,
-                    status: sub.status,
-                    at: sub.at,
-                    source: sub.source,
-                })
-                .collect();
-            all.sort_by_key(|v| std::cmp::Reverse(v.at));
-            s.collect_seq(all)
-        }
     }
     let whole = render(profile, schema, None, cx);
     let events = cx.activity.with(profile.customer_id, |act| {
@@ -593,7 +588,7 @@ pub fn export(
         database,
         exported_at: cx.now,
         profile: raw(String::from_utf8(whole).expect("documents are UTF-8")),
-        subscription_history: History(profile),
+        subscription_history: subscription_history(profile),
         activity: raw(events),
     })
     .expect("an export serializes")

@@ -78,6 +78,38 @@ pub async fn blocking<T: Send + 'static>(
     })?
 }
 
+/// A paging cursor this server gave (a profile's id); empty or absent is the start.
+pub fn ulid_cursor(cursor: Option<&str>) -> Result<Option<ulid::Ulid>, crate::error::Problem> {
+    cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<ulid::Ulid>().map_err(|_| {
+                crate::error::Problem::new(
+                    crate::error::ErrorCode::CursorInvalid,
+                    format!("`{c}` is not a cursor this server gave"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// What a read of `db`'s documents needs now: its activity, the moment, its interest
+/// window and the suppression lists its channels are checked against.
+pub fn read_context<'a>(
+    db: &'a crate::db::Database,
+    settings: &'a crate::schema::DatabaseSettings,
+) -> crate::document::Context<'a> {
+    crate::document::Context {
+        activity: &db.state.activity,
+        now: jiff::Timestamp::now(),
+        window_days: settings.interest_window_days,
+        reach: crate::channels::Reach {
+            lists: &db.suppression,
+            attached: &settings.suppression_lists,
+        },
+    }
+}
+
 /// A GET route that answers HEAD too (the body is left out for HEAD by actix-http):
 /// monitors and caches ask with HEAD.
 fn get() -> actix_web::Route {

@@ -5,12 +5,10 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Db, JsonBody, Read, Write, json};
-use crate::channels::Reach;
+use super::{Db, JsonBody, Read, Write, json, read_context, ulid_cursor};
 use crate::db::Database;
 use crate::db::{Applied, Change, lookup_key};
 use crate::document::{self, Projection};
@@ -45,15 +43,7 @@ fn doc(
         &profile.view(),
         schema,
         projection,
-        &document::Context {
-            activity: &db.state.activity,
-            now: Timestamp::now(),
-            window_days: settings.interest_window_days,
-            reach: Reach {
-                lists: &db.suppression,
-                attached: &settings.suppression_lists,
-            },
-        },
+        &read_context(db, &settings),
     )
 }
 
@@ -70,7 +60,8 @@ fn render(
         .body(body)
 }
 
-fn not_found(customer_id: &str) -> Problem {
+/// The problem for a customer id without a profile.
+pub(super) fn not_found(customer_id: &str) -> Problem {
     Problem::new(
         ErrorCode::ProfileNotFound,
         format!("no profile `{customer_id}`"),
@@ -251,15 +242,7 @@ pub async fn list(db: Db<Read>, q: web::Query<ListQuery>) -> Result<HttpResponse
             format!("limit {limit} is outside 1 to 1000"),
         ));
     }
-    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(c.parse::<ulid::Ulid>().map_err(|_| {
-            Problem::new(
-                ErrorCode::CursorInvalid,
-                format!("`{c}` is not a cursor this server gave"),
-            )
-        })?),
-    };
+    let after = ulid_cursor(q.cursor.as_deref())?;
     let schema = db.state.schema.load();
     let projection = projection(&schema, q.fields.as_deref())?;
     let (profiles, next) = db.state.store.page(after, limit);
@@ -305,15 +288,7 @@ pub async fn export(
     let body = document::export(
         &profile.view(),
         &schema,
-        &document::Context {
-            activity: &db.state.activity,
-            now: Timestamp::now(),
-            window_days: settings.interest_window_days,
-            reach: Reach {
-                lists: &db.suppression,
-                attached: &settings.suppression_lists,
-            },
-        },
+        &read_context(&db, &settings),
         &settings.name,
     );
     Ok(HttpResponse::Ok()

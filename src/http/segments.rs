@@ -2,14 +2,12 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::{Db, JsonBody, Read, blocking, json};
-use crate::channels::Reach;
-use crate::document::{self, Context, Projection};
+use super::{Db, JsonBody, Read, blocking, json, read_context, ulid_cursor};
+use crate::document::{self, Projection};
 use crate::error::{ErrorCode, Problem};
 use crate::segments::{self, FilterError, query};
 
@@ -63,15 +61,7 @@ pub async fn query(db: Db<Read>, body: JsonBody<QueryBody>) -> Result<HttpRespon
             format!("limit {limit} is outside 1 to 1000"),
         ));
     }
-    let after = match body.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(c.parse::<ulid::Ulid>().map_err(|_| {
-            Problem::new(
-                ErrorCode::CursorInvalid,
-                format!("`{c}` is not a cursor this server gave"),
-            )
-        })?),
-    };
+    let after = ulid_cursor(body.cursor.as_deref())?;
     let schema = db.state.schema.load_full();
     let expr = segments::parse(&body.filter).map_err(|e| invalid(&body.filter, e))?;
     let compiled = segments::compile(&expr, &schema).map_err(|e| invalid(&body.filter, e))?;
@@ -85,15 +75,7 @@ pub async fn query(db: Db<Read>, body: JsonBody<QueryBody>) -> Result<HttpRespon
     let count_only = body.count_only;
     let result = blocking(move || {
         let settings = db.state.settings.load();
-        let cx = Context {
-            activity: &db.state.activity,
-            now: Timestamp::now(),
-            window_days: settings.interest_window_days,
-            reach: Reach {
-                lists: &db.suppression,
-                attached: &settings.suppression_lists,
-            },
-        };
+        let cx = read_context(&db, &settings);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let page_size = if count_only { 0 } else { limit };
         let found = query::run(

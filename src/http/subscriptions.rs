@@ -3,7 +3,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -11,8 +10,9 @@ use super::fields::FieldView;
 use super::{Db, Read, State, blocking, json};
 use crate::channels::{self, Reach, Recipient, Scope};
 use crate::db::Database;
+use crate::document::{self, SubView};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{Channel, Resource, Source, SubscriptionManager, SubscriptionStatus};
+use crate::schema::{Channel, Resource, SubscriptionManager};
 
 /// What the subscription manager page shows for a database.
 #[derive(Serialize, ToSchema)]
@@ -48,26 +48,16 @@ pub async fn manager(db: Db<Read>) -> HttpResponse {
     )
 }
 
-/// One subscription record.
-#[derive(Serialize, ToSchema)]
-pub struct Record {
-    resource: String,
-    channel: Channel,
-    category: String,
-    status: SubscriptionStatus,
-    #[schema(value_type = String, format = DateTime)]
-    at: Timestamp,
-    source: Source,
-}
-
 /// A profile's subscriptions now, and every change kept.
 #[derive(Serialize, ToSchema)]
-pub struct ProfileSubscriptions {
+pub struct ProfileSubscriptions<'a> {
     customer_id: String,
     /// The current state per resource, channel and category.
-    subscriptions: Vec<Record>,
+    #[schema(value_type = Vec<Object>)]
+    subscriptions: Vec<SubView<'a>>,
     /// Changes, newest first (up to 20 per resource, channel and category).
-    history: Vec<Record>,
+    #[schema(value_type = Vec<Object>)]
+    history: Vec<SubView<'a>>,
 }
 
 /// A profile's subscriptions and their history.
@@ -79,30 +69,18 @@ pub async fn of_profile(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (_, customer_id) = path.into_inner();
-    let profile = db.state.store.get(&customer_id).ok_or_else(|| {
-        Problem::new(
-            ErrorCode::ProfileNotFound,
-            format!("no profile `{customer_id}`"),
-        )
-        .with("customer_id", customer_id.as_str())
-    })?;
+    let profile = db
+        .state
+        .store
+        .get(&customer_id)
+        .ok_or_else(|| super::profiles::not_found(&customer_id))?;
     let v = profile.view();
-    let record = |s: crate::store::SubscriptionRef<'_>| Record {
-        resource: s.resource.to_owned(),
-        channel: s.channel,
-        category: s.category.to_owned(),
-        status: s.status,
-        at: s.at,
-        source: s.source,
-    };
-    let mut history: Vec<Record> = v.subscription_history().map(record).collect();
-    history.sort_by_key(|r| std::cmp::Reverse(r.at));
     Ok(json(
         StatusCode::OK,
         &ProfileSubscriptions {
-            customer_id,
-            subscriptions: v.subscriptions().map(record).collect(),
-            history,
+            customer_id: customer_id.clone(),
+            subscriptions: v.subscriptions().map(SubView::from).collect(),
+            history: document::subscription_history(&v),
         },
     ))
 }

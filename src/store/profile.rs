@@ -59,6 +59,12 @@ pub struct Subscription {
     pub source: Source,
 }
 
+/// How subscription records are ordered: by key, then time, status and source.
+fn order_key(s: &Subscription) -> (&str, u8, &str, Timestamp, u8, u8) {
+    let (channel, status, source) = (s.channel as u8, s.status as u8, s.source as u8);
+    (&s.resource, channel, &s.category, s.at, status, source)
+}
+
 thread_local! {
     // Monotonic within a thread: a database's actor creates its profiles on one thread,
     // so ids (and paging "oldest first") follow creation order even within a millisecond.
@@ -115,26 +121,10 @@ impl Profile {
     /// late an older change arrives, the current state is the same.
     pub fn record_subscription(&mut self, sub: Subscription) {
         self.subscriptions.push(sub);
-        self.subscriptions.sort_by(|a, b| {
-            (
-                a.resource.as_str(),
-                a.channel as u8,
-                a.category.as_str(),
-                a.at,
-                a.status as u8,
-                // Last: of two equal changes, which one is kept must not depend on
-                // which came first.
-                a.source as u8,
-            )
-                .cmp(&(
-                    b.resource.as_str(),
-                    b.channel as u8,
-                    b.category.as_str(),
-                    b.at,
-                    b.status as u8,
-                    b.source as u8,
-                ))
-        });
+        // The source last: of two equal changes, which one is kept must not depend on
+        // which came first.
+        self.subscriptions
+            .sort_by(|a, b| order_key(a).cmp(&order_key(b)));
         let same_key = |a: &Subscription, b: &Subscription| {
             a.resource == b.resource && a.channel == b.channel && a.category == b.category
         };
