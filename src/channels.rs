@@ -130,41 +130,49 @@ pub fn verdict(
     reach: Reach<'_>,
     scope: Scope<'_>,
 ) -> Verdict {
-    let contact = match channel {
-        Channel::Email => email(p, reach),
-        Channel::Sms => sms(p, reach),
-        Channel::Push => {
-            if p.external_ids().any(|(ns, _)| ns == PUSH_NAMESPACE) {
-                Ok(())
-            } else {
-                Err(Verdict::no(Reason::NoContact))
-            }
-        }
-    };
-    if let Err(v) = contact {
+    if let Err(v) = contact(p, channel, reach) {
         return v;
     }
     if scope.ignore_subscriptions {
         return Verdict::YES;
     }
-    let mut withdrawn = false;
+    subscribed(consents(p, scope)[channel as usize])
+}
+
+/// What the subscriptions in `scope` say per channel (email, sms, push): any
+/// subscribed, only withdrawn ones, or none; read in one pass over the records.
+fn consents(p: &ProfileView<'_>, scope: Scope<'_>) -> [Option<SubscriptionStatus>; 3] {
+    let mut out = [None; 3];
     for s in p.subscriptions() {
-        if s.channel != channel
-            || scope.resource.is_some_and(|r| r != s.resource)
+        if scope.resource.is_some_and(|r| r != s.resource)
             || scope.category.is_some_and(|c| c != s.category)
         {
             continue;
         }
-        match s.status {
-            SubscriptionStatus::Subscribed => return Verdict::YES,
-            SubscriptionStatus::Unsubscribed => withdrawn = true,
+        let slot = &mut out[s.channel as usize];
+        if *slot != Some(SubscriptionStatus::Subscribed) {
+            *slot = Some(s.status);
         }
     }
-    Verdict::no(if withdrawn {
-        Reason::Unsubscribed
-    } else {
-        Reason::NotSubscribed
-    })
+    out
+}
+
+fn subscribed(state: Option<SubscriptionStatus>) -> Verdict {
+    match state {
+        Some(SubscriptionStatus::Subscribed) => Verdict::YES,
+        Some(SubscriptionStatus::Unsubscribed) => Verdict::no(Reason::Unsubscribed),
+        None => Verdict::no(Reason::NotSubscribed),
+    }
+}
+
+/// Whether the profile has a reachable contact for the channel, or the verdict if not.
+fn contact(p: &ProfileView<'_>, channel: Channel, reach: Reach<'_>) -> Result<(), Verdict> {
+    match channel {
+        Channel::Email => email(p, reach),
+        Channel::Sms => sms(p, reach),
+        Channel::Push if p.external_ids().any(|(ns, _)| ns == PUSH_NAMESPACE) => Ok(()),
+        Channel::Push => Err(Verdict::no(Reason::NoContact)),
+    }
 }
 
 fn email(p: &ProfileView<'_>, reach: Reach<'_>) -> Result<(), Verdict> {
@@ -208,12 +216,18 @@ fn suppressed(list: &str) -> Verdict {
 
 /// All three channels of a profile, as the document shows them.
 pub fn channels(p: &ProfileView<'_>, reach: Reach<'_>) -> Channels {
-    let scope = Scope::default();
-    Channels {
-        email: verdict(p, Channel::Email, reach, scope),
-        sms: verdict(p, Channel::Sms, reach, scope),
-        push: verdict(p, Channel::Push, reach, scope),
-    }
+    let contacts = [Channel::Email, Channel::Sms, Channel::Push].map(|c| contact(p, c, reach));
+    // One pass over the subscriptions for all three, and none without a contact.
+    let states = if contacts.iter().any(Result::is_ok) {
+        consents(p, Scope::default())
+    } else {
+        [None; 3]
+    };
+    let [email, sms, push] = [0, 1, 2].map(|i| match &contacts[i] {
+        Err(v) => v.clone(),
+        Ok(()) => subscribed(states[i]),
+    });
+    Channels { email, sms, push }
 }
 
 /// One profile an audience reaches, and where.
