@@ -176,6 +176,11 @@ fn suppression_lists_take_effect_on_the_next_read_and_survive_a_restart() {
     }
     assert_eq!(channels(&s, "a")["email"]["eligible"], true);
 
+    s.post(
+        "/v1/suppression-lists/global/entries",
+        json!({"phones": ["912345678"], "region": "XX"}),
+    )
+    .assert_problem(400, "suppression_entry_invalid");
     // One bad entry: the whole request is refused, each bad entry named, nothing added.
     let res = s.post(
         "/v1/suppression-lists/partners/entries",
@@ -462,6 +467,28 @@ fn subscriptions_come_from_patches_imports_and_events_and_keep_their_history() {
     );
     let s = s.restart(false);
     check(&s);
+    // A cell that is not a status is that row's error; a bad column name, the file's.
+    let res = send(
+        s.req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=csv&wait=true",
+        )
+        .body("customer_id,subscription.blog.email\nc1,maybe\n"),
+    );
+    assert_eq!(res.body["rows_rejected"], 1, "{:#}", res.body);
+    assert_eq!(
+        res.body["errors"][0]["code"], "subscription_invalid",
+        "{:#}",
+        res.body
+    );
+    send(
+        s.req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=csv&wait=true",
+        )
+        .body("customer_id,subscription.blog.fax\nc1,1\n"),
+    )
+    .assert_problem(400, "import_header_invalid");
     // The right of access: everything held, in one document.
     let res = send(s.req(Method::GET, &format!("{base}/export")));
     assert_eq!(res.status, 200, "{:#}", res.body);
