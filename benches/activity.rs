@@ -120,6 +120,7 @@ fn activity(c: &mut Criterion) {
             lists: &lists,
             attached: &attached,
         },
+        segments: None,
     };
     let projection = Projection::parse("stats,rfm", &schema).unwrap();
     let mut rng = XorShift::new(0xACE);

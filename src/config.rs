@@ -87,6 +87,11 @@ pub struct ServeArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_after: Option<u64>,
+    /// Re-evaluate saved segments that read the clock, RFM ranks or suppression lists
+    /// this often, such as 60s.
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_refresh: Option<String>,
     /// Log format.
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,6 +130,8 @@ pub struct Settings {
     pub snapshot_interval: String,
     /// Snapshot after this many updates too (0: only by interval).
     pub snapshot_after: u64,
+    /// Re-evaluate volatile saved segments this often (`60s`, ...).
+    pub segment_refresh: String,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -148,6 +155,7 @@ impl Default for Settings {
             fsync: FsyncPolicy::EverySecond,
             snapshot_interval: "60s".into(),
             snapshot_after: 100_000,
+            segment_refresh: "60s".into(),
             log_format: LogFormat::Human,
             log_level: "info".into(),
             workers: 0,
@@ -180,6 +188,7 @@ const ENV_KEYS: &[&str] = &[
     "fsync",
     "snapshot_interval",
     "snapshot_after",
+    "segment_refresh",
     "log_format",
     "log_level",
     "workers",
@@ -213,6 +222,7 @@ impl Settings {
         }
         settings.listen_addr()?;
         settings.snapshot_every()?;
+        settings.segment_refresh_every()?;
         Ok(settings)
     }
 
@@ -225,17 +235,24 @@ impl Settings {
 
     /// The snapshot interval, parsed.
     pub fn snapshot_every(&self) -> Result<Duration, ConfigError> {
-        let d: jiff::SignedDuration = self.snapshot_interval.parse().map_err(|e| {
-            ConfigError::Invalid(
-                "snapshot_interval",
-                format!("`{}`: {e}", self.snapshot_interval),
-            )
-        })?;
-        Duration::try_from(d)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| ConfigError::Invalid("snapshot_interval", "must be positive".into()))
+        positive("snapshot_interval", &self.snapshot_interval)
     }
+
+    /// The volatile segments' refresh interval, parsed.
+    pub fn segment_refresh_every(&self) -> Result<Duration, ConfigError> {
+        positive("segment_refresh", &self.segment_refresh)
+    }
+}
+
+/// A positive duration such as `60s` or `5m`.
+fn positive(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let d: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| ConfigError::Invalid(setting, format!("`{text}`: {e}")))?;
+    Duration::try_from(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| ConfigError::Invalid(setting, "must be positive".into()))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::activity::{Activity, ActivityStore, Rfm};
 use crate::channels::{self, Reach};
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus};
+use crate::segments::saved::Membership;
 use crate::store::{ProfileView, ValueRef};
 
 /// Top-level members of the profile document, in output order.
@@ -36,6 +37,7 @@ enum Member {
     Polls,
     CreatedAt,
     UpdatedAt,
+    Segments,
 }
 
 const MEMBERS: &[(&str, Member)] = &[
@@ -55,6 +57,7 @@ const MEMBERS: &[(&str, Member)] = &[
     ("polls", Member::Polls),
     ("created_at", Member::CreatedAt),
     ("updated_at", Member::UpdatedAt),
+    ("segments", Member::Segments),
 ];
 
 const STATS_KEYS: &[&str] = &[
@@ -219,6 +222,8 @@ pub struct Document<'a, 'v> {
     pub derived: Derived<'a>,
     /// The suppression lists its channels are checked against.
     pub reach: Reach<'a>,
+    /// The saved segments it may belong to (`None`: shown as none).
+    pub segments: Option<Membership<'a>>,
 }
 
 /// The field values other members repeat or derive from.
@@ -273,8 +278,15 @@ impl<'v> Document<'_, 'v> {
             Member::Polls => serde_json::to_value(self.derived.polls()),
             Member::CreatedAt => serde_json::to_value(p.created_at()),
             Member::UpdatedAt => serde_json::to_value(p.updated_at()),
+            Member::Segments => serde_json::to_value(self.segment_names()),
         };
         value.expect("document members serialize")
+    }
+
+    fn segment_names(&self) -> Vec<String> {
+        self.segments
+            .map(|m| m.of(self.profile.customer_id))
+            .unwrap_or_default()
     }
 
     fn contacts(&self, known: &Known<'v>) -> Contacts<'v> {
@@ -518,6 +530,8 @@ pub struct Context<'a> {
     pub window_days: u32,
     /// Suppression lists for `channels`.
     pub reach: Reach<'a>,
+    /// Saved segments for `segments`.
+    pub segments: Option<Membership<'a>>,
 }
 
 /// Serializes a profile's document, with its activity read in place from the context's
@@ -540,6 +554,7 @@ pub fn render(
                 window_days: cx.window_days,
             },
             reach: cx.reach,
+            segments: cx.segments,
         })
     };
     // A projection reads only what it shows: no activity lookup for `?fields=email`,
@@ -691,10 +706,12 @@ impl Document<'_, '_> {
         }
         let _ = write!(
             out,
-            ",\"created_at\":\"{}\",\"updated_at\":\"{}\"}}",
+            ",\"created_at\":\"{}\",\"updated_at\":\"{}\",\"segments\":",
             p.created_at(),
             p.updated_at()
         );
+        put_json(out, &self.segment_names());
+        out.push(b'}');
     }
 }
 
@@ -741,6 +758,7 @@ mod tests {
             projection: proj.as_ref(),
             derived: derived(None),
             reach: reach(),
+            segments: None,
         };
         serde_json::from_slice(&to_vec(&doc)).unwrap()
     }
@@ -815,6 +833,7 @@ mod tests {
                 projection: None,
                 derived: derived(with_activity.then_some(&act)),
                 reach: reach(),
+                segments: None,
             };
             let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
             for (name, m) in MEMBERS {

@@ -76,6 +76,7 @@ impl Server {
         let persistence = Persistence {
             fsync: settings.fsync,
             snapshot_interval: settings.snapshot_every()?,
+            segment_refresh: settings.segment_refresh_every()?,
             snapshot_after: if settings.snapshot_after == 0 {
                 u64::MAX
             } else {

@@ -28,6 +28,7 @@ use crate::error::{ErrorCode, Problem};
 use crate::persist::record::encode_entry;
 use crate::persist::wal::append_frame;
 use crate::persist::{Entry, SnapshotInfo, Wal, snapshot};
+use crate::segments::saved;
 
 /// Someone waiting for a snapshot's outcome.
 type Waiter = oneshot::Sender<Result<SnapshotInfo, Problem>>;
@@ -165,7 +166,13 @@ impl DatabaseActor {
         }
         let (entry, applied) = effect(&self.state, change)?;
         let erases = matches!(entry, Entry::Remove(_));
+        let resettles = matches!(entry, Entry::Settings(_));
         self.log_and_apply(entry);
+        if resettles {
+            // The interest window or the attached lists may have changed what volatile
+            // segments hold.
+            self.refresh_segments(ctx);
+        }
         if erases {
             // Erasure reaches the disk with the next snapshot, taken now.
             self.erasure_pending = true;
@@ -227,6 +234,38 @@ impl DatabaseActor {
         self.since_snapshot += 1;
     }
 
+    /// Re-evaluates the volatile saved segments on a thread of their own, unless that
+    /// runs already; the result comes back as [`SegmentsRefreshed`].
+    fn refresh_segments(&mut self, ctx: &mut Context<Self>) {
+        let Some(work) = self.state.segments.begin_refresh() else {
+            return;
+        };
+        let state = Arc::clone(&self.state);
+        let addr = ctx.address();
+        let spawned = std::thread::Builder::new()
+            .name("segments".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let settings = state.settings.load();
+                let schema = state.schema.load();
+                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let done = saved::evaluate_refresh(
+                    work,
+                    &schema,
+                    &state.store,
+                    &state.context(&settings),
+                    threads,
+                );
+                metrics::histogram!("persona_segment_refresh_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                addr.do_send(SegmentsRefreshed(done));
+            });
+        if spawned.is_err() {
+            tracing::error!("cannot start a segment refresh thread; trying again at the next tick");
+            self.state.segments.abandon_refresh();
+        }
+    }
+
     fn request_snapshot(&mut self, ctx: &mut Context<Self>) {
         if self.running.is_some() {
             self.again = true;
@@ -249,6 +288,7 @@ impl DatabaseActor {
         let applied = Arc::clone(&self.applied);
         let settings = self.state.settings.load_full();
         let schema = self.state.schema.load_full();
+        let segments = self.state.segments.defs();
         let state = Arc::clone(&self.state);
         let erasing = std::mem::take(&mut self.erasure_pending);
         let keep = if erasing { 1 } else { 2 };
@@ -282,6 +322,7 @@ impl DatabaseActor {
                         lsn,
                         &settings,
                         &schema,
+                        &segments,
                         &profiles,
                         &state.activity,
                         erasing,
@@ -363,6 +404,27 @@ impl Actor for DatabaseActor {
                 act.request_snapshot(ctx);
             }
         });
+        ctx.run_interval(self.persistence.segment_refresh, |act, ctx| {
+            act.refresh_segments(ctx);
+        });
+    }
+}
+
+/// From a segment refresh thread back to the actor: the new members.
+struct SegmentsRefreshed(saved::Refreshed);
+
+impl Message for SegmentsRefreshed {
+    type Result = ();
+}
+
+impl Handler<SegmentsRefreshed> for DatabaseActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SegmentsRefreshed, _: &mut Context<Self>) {
+        let st = &self.state;
+        let (settings, schema) = (st.settings.load(), st.schema.load());
+        st.segments
+            .finish_refresh(msg.0, &schema, &st.store, &st.context(&settings));
     }
 }
 

@@ -142,6 +142,7 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
             (Entry::Schema(Arc::new(schema)), Applied::Done)
         }
         Change::DropField(name) => {
+            st.segments.check_drop_field(&name).map_err(Problem::from)?;
             let schema = st.schema.load().without_field(&name)?;
             (
                 Entry::DropField {
@@ -154,6 +155,17 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
         Change::Settings(spec) => {
             let settings = st.settings.load().patched(spec)?;
             (Entry::Settings(Arc::new(settings)), Applied::Done)
+        }
+        Change::SaveSegment(def) => {
+            let defs = st
+                .segments
+                .with(def, &st.schema.load())
+                .map_err(Problem::from)?;
+            (Entry::Segments(Arc::new(defs)), Applied::Done)
+        }
+        Change::DeleteSegment(name) => {
+            let defs = st.segments.without(&name).map_err(Problem::from)?;
+            (Entry::Segments(Arc::new(defs)), Applied::Done)
         }
         Change::Import(_) | Change::ImportAtomic(_) => {
             // The actor takes an import apart into upserts, one effect each.

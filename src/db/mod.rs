@@ -28,12 +28,16 @@ use actor::{Apply, Close, TakeSnapshot};
 pub use apply::{WriteError, build_profile, lookup_key};
 
 use crate::activity::ActivityStore;
+use crate::channels::Reach;
 use crate::config::FsyncPolicy;
+use crate::document::Context;
 use crate::error::{ErrorCode, Problem};
 use crate::persist::recover::{self, Target};
 use crate::persist::{DataDir, Durability, Entry, PersistError, SnapshotInfo, Wal};
 use crate::schema::{DatabaseSettings, DatabaseSpec, FieldSpec, ProfileUpdate, Schema};
-use crate::store::{Packed, ProfileStore};
+use crate::segments::saved::Membership;
+use crate::segments::{SavedSegments, SegmentDef};
+use crate::store::{Packed, ProfileStore, Slot};
 use crate::suppression::SuppressionLists;
 
 /// Every kind of write to a database: the one update type of the write path.
@@ -52,6 +56,10 @@ pub enum Change {
     DropField(String),
     /// Change settings.
     Settings(DatabaseSpec),
+    /// Save a segment (new, or replacing its namesake).
+    SaveSegment(SegmentDef),
+    /// Delete a saved segment.
+    DeleteSegment(String),
     /// Rows of an import: each applied as an upsert, in order; a refused row refuses
     /// only itself.
     Import(Vec<ProfileUpdate>),
@@ -87,19 +95,72 @@ pub struct DbState {
     pub store: ProfileStore,
     /// Their activity and the RFM ranking.
     pub activity: ActivityStore,
+    /// The server's suppression lists, which channel eligibility reads.
+    pub suppression: Arc<SuppressionLists>,
+    /// Saved segments and their members.
+    pub segments: SavedSegments,
 }
 
 impl DbState {
+    /// A database's state from its parts, with no saved segments yet.
+    pub fn new(
+        settings: DatabaseSettings,
+        schema: Schema,
+        store: ProfileStore,
+        activity: ActivityStore,
+        suppression: Arc<SuppressionLists>,
+    ) -> Self {
+        DbState {
+            settings: ArcSwap::from_pointee(settings),
+            schema: ArcSwap::from_pointee(schema),
+            store,
+            activity,
+            suppression,
+            segments: SavedSegments::new(),
+        }
+    }
+
+    /// What reading a document of this database needs, now, under `settings` (loaded
+    /// by the caller, who keeps it for the read).
+    pub fn context<'a>(&'a self, settings: &'a DatabaseSettings) -> Context<'a> {
+        Context {
+            activity: &self.activity,
+            now: Timestamp::now(),
+            window_days: settings.interest_window_days,
+            reach: Reach {
+                lists: &self.suppression,
+                attached: &settings.suppression_lists,
+            },
+            segments: Some(Membership {
+                saved: &self.segments,
+                store: &self.store,
+            }),
+        }
+    }
+
+    /// Judges a written profile against the saved segments.
+    fn upkeep(&self, slot: Slot, profile: &Packed) {
+        if self.segments.is_empty() {
+            return;
+        }
+        let settings = self.settings.load();
+        self.segments
+            .upkeep(slot, profile, &self.schema.load(), &self.context(&settings));
+    }
+
     /// Applies one logged effect: the only code that changes a database's state, used
     /// alike by the actor for a new write and by recovery for a logged one.
     pub fn apply_entry(&self, lsn: u64, entry: Entry) {
         match entry {
             Entry::Put(p) => {
                 let old = self.store.get(p.view().customer_id);
-                self.store.put(p, old.as_ref());
+                let slot = self.store.put(p.clone(), old.as_ref());
+                self.upkeep(slot, &p);
             }
             Entry::Remove(id) => {
-                self.store.remove(&id);
+                if let Some((slot, _)) = self.store.remove(&id) {
+                    self.segments.erased(slot);
+                }
                 self.activity.remove(&id);
             }
             Entry::Events {
@@ -113,6 +174,17 @@ impl DbState {
                 }
                 let max = self.settings.load().max_events as usize;
                 self.activity.apply_owned(lsn, &customer_id, events, max);
+                // Derived values changed: judged again with the activity in place.
+                if let Some((slot, p)) = self.store.get_slotted(&customer_id) {
+                    self.upkeep(slot, &p);
+                }
+            }
+            Entry::Segments(defs) => {
+                let settings = self.settings.load();
+                let schema = self.schema.load();
+                let defs = Arc::unwrap_or_clone(defs);
+                self.segments
+                    .install(defs, &schema, &self.store, &self.context(&settings));
             }
             Entry::Schema(schema) => self.schema.store(schema),
             Entry::DropField { name, schema } => {
@@ -140,9 +212,12 @@ impl Target for DbState {
     }
 }
 
-/// How databases persist: the server-wide settings.
+/// How databases keep themselves: the server-wide settings for their logs, snapshots
+/// and saved segments.
 #[derive(Debug, Clone)]
 pub struct Persistence {
+    /// Re-evaluate volatile saved segments this often.
+    pub segment_refresh: Duration,
     /// When the WAL reaches the disk.
     pub fsync: FsyncPolicy,
     /// Snapshot at least this often (when anything changed).
@@ -156,8 +231,6 @@ pub struct Persistence {
 pub struct Database {
     /// Read directly by lookups.
     pub state: Arc<DbState>,
-    /// The server's suppression lists, which channel eligibility reads.
-    pub suppression: Arc<SuppressionLists>,
     addr: Addr<DatabaseActor>,
     durability: Durability,
 }
@@ -169,8 +242,9 @@ impl Database {
         // so a list cannot be deleted in between (its deletion takes this exclusively).
         let _attach = match &change {
             Change::Settings(spec) if spec.suppression_lists.is_some() => {
-                let guard = self.suppression.attachments().read().await;
-                self.suppression
+                let guard = self.state.suppression.attachments().read().await;
+                self.state
+                    .suppression
                     .check_exist(spec.suppression_lists.as_deref().unwrap_or_default())?;
                 Some(guard)
             }
@@ -296,14 +370,31 @@ impl Databases {
             crate::persist::snapshot::prune(dir, 1)?;
         }
         let snapshot_lsn = loaded.lsn;
-        let state = Arc::new(DbState {
-            settings: ArcSwap::from_pointee(loaded.settings),
-            schema: ArcSwap::from_pointee(loaded.schema),
-            store: loaded.store,
-            activity: loaded.activity,
-        });
+        let state = Arc::new(DbState::new(
+            loaded.settings,
+            loaded.schema,
+            loaded.store,
+            loaded.activity,
+            Arc::clone(&self.suppression),
+        ));
+        {
+            let settings = state.settings.load();
+            let cx = state.context(&settings);
+            let schema = state.schema.load();
+            state
+                .segments
+                .install(loaded.segments, &schema, &state.store, &cx);
+        }
         let wal_dir = dir.join("wal");
         let replayed = recover::replay(&wal_dir, snapshot_lsn, &*state)?;
+        // Members are not stored: evaluated once the state is whole.
+        {
+            let settings = state.settings.load();
+            let schema = state.schema.load();
+            state
+                .segments
+                .go_live(&schema, &state.store, &state.context(&settings), threads);
+        }
         if replayed.records > 0 {
             tracing::info!(dir = %dir.display(), snapshot_lsn, records = replayed.records,
                 "replayed the WAL after the snapshot");
@@ -332,7 +423,6 @@ impl Databases {
         });
         Arc::new(Database {
             state,
-            suppression: Arc::clone(&self.suppression),
             addr,
             durability,
         })
@@ -425,12 +515,19 @@ impl Databases {
                 return Err(storage(e));
             }
         };
-        let state = Arc::new(DbState {
-            settings: ArcSwap::from_pointee(settings),
-            schema: ArcSwap::from_pointee(schema),
-            store: ProfileStore::new(),
-            activity: ActivityStore::new(),
-        });
+        let state = Arc::new(DbState::new(
+            settings,
+            schema,
+            ProfileStore::new(),
+            ActivityStore::new(),
+            Arc::clone(&self.suppression),
+        ));
+        {
+            let settings = state.settings.load();
+            let schema = state.schema.load();
+            let cx = state.context(&settings);
+            state.segments.go_live(&schema, &state.store, &cx, 1);
+        }
         let db = self.start(state, dir, wal, 0, false);
         self.by_name.insert(name, Arc::clone(&db));
         Ok(db)

@@ -99,15 +99,7 @@ pub fn read_context<'a>(
     db: &'a crate::db::Database,
     settings: &'a crate::schema::DatabaseSettings,
 ) -> crate::document::Context<'a> {
-    crate::document::Context {
-        activity: &db.state.activity,
-        now: jiff::Timestamp::now(),
-        window_days: settings.interest_window_days,
-        reach: crate::channels::Reach {
-            lists: &db.suppression,
-            attached: &settings.suppression_lists,
-        },
-    }
+    db.state.context(settings)
 }
 
 /// A GET route that answers HEAD too (the body is left out for HEAD by actix-http):
@@ -178,6 +170,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource(DB, "/v1/databases/{db}/query", |r| {
                     r.route(web::post().to(segments::query))
                 }))
+                .service(resource(DB, "/v1/databases/{db}/segments", |r| {
+                    r.route(get().to(segments::list))
+                }))
+                .service(resource(DB, "/v1/databases/{db}/segments/{name}", |r| {
+                    r.route(get().to(segments::get))
+                        .route(web::put().to(segments::put))
+                        .route(web::delete().to(segments::delete))
+                }))
+                .service(resource(
+                    DB,
+                    "/v1/databases/{db}/segments/{name}/members",
+                    |r| r.route(get().to(segments::members)),
+                ))
                 .service(resource(DB, "/v1/databases/{db}/audience", |r| {
                     r.route(get().to(subscriptions::audience))
                 }))

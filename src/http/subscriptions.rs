@@ -235,7 +235,7 @@ fn audience_page(
             }
         };
         let reach = Reach {
-            lists: &part_db.suppression,
+            lists: &part_db.state.suppression,
             attached: &attached,
         };
         let (found, next) = channels::recipients(

@@ -15,6 +15,7 @@ use compact_str::CompactString;
 
 use crate::activity::{Activity, Event, Kind, event};
 use crate::schema::{DatabaseSettings, FieldDef, FieldType, Schema};
+use crate::segments::SegmentDef;
 use crate::store::{PackError, Packed, ProfileView, ValueRec};
 
 pub use crate::store::packed::{MAX_RECORD, config};
@@ -57,6 +58,8 @@ pub enum Entry {
         /// The events, in order.
         events: Vec<Event>,
     },
+    /// Every saved segment definition after one was saved or deleted.
+    Segments(Arc<Vec<SegmentDef>>),
 }
 
 /// Why persisted bytes could not become records.
@@ -91,6 +94,7 @@ enum EntryRec<'a> {
     Begin,
     Commit,
     Events(&'a str, Option<&'a [u8]>, Vec<EventRec<'a>>),
+    Segments(Vec<SegmentRec<'a>>),
 }
 
 /// An event as logged: its time, kind, custom name and payload text.
@@ -114,6 +118,7 @@ enum EntryOut<'a> {
     Begin,
     Commit,
     Events(&'a str, Option<&'a [u8]>, Vec<EventRec<'a>>),
+    Segments(Vec<SegmentRec<'a>>),
 }
 
 /// A WAL record: a log sequence number and the effect.
@@ -160,6 +165,7 @@ pub fn encode_entry(lsn: u64, entry: &Entry, out: &mut Vec<u8>) {
                 })
                 .collect(),
         ),
+        Entry::Segments(defs) => EntryOut::Segments(segments_rec(defs)),
     };
     encode_into(&WalOut { lsn, entry }, out);
 }
@@ -195,6 +201,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Entry), RecordError> {
                 })
                 .collect::<Result<_, _>>()?,
         },
+        EntryRec::Segments(recs) => Entry::Segments(Arc::new(segments_from(recs)?)),
     };
     Ok((rec.lsn, entry))
 }
@@ -221,29 +228,82 @@ fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
     bincode::encode_into_std_write(value, out, config()).expect("encode into memory");
 }
 
-/// The settings and schema at the head of a snapshot.
+/// The settings, schema and saved segments at the head of a snapshot.
 #[derive(Encode, BorrowDecode)]
 struct HeadRec<'a> {
     settings: Cow<'a, str>,
     schema: Vec<FieldRec<'a>>,
+    segments: Vec<SegmentRec<'a>>,
 }
 
-/// Encodes a snapshot's settings and schema.
-pub fn encode_head(settings: &DatabaseSettings, schema: &Schema, out: &mut Vec<u8>) {
+/// The head of a format 1 or 2 snapshot: no saved segments.
+#[derive(BorrowDecode)]
+struct HeadRecV2<'a> {
+    settings: Cow<'a, str>,
+    schema: Vec<FieldRec<'a>>,
+}
+
+/// A saved segment's definition: name, filter text, when saved (ns since the epoch).
+#[derive(Encode, BorrowDecode)]
+struct SegmentRec<'a>(&'a str, &'a str, i128);
+
+fn segments_rec(defs: &[SegmentDef]) -> Vec<SegmentRec<'_>> {
+    defs.iter()
+        .map(|d| SegmentRec(&d.name, &d.filter, d.saved_at.as_nanosecond()))
+        .collect()
+}
+
+fn segments_from(recs: Vec<SegmentRec<'_>>) -> Result<Vec<SegmentDef>, RecordError> {
+    recs.into_iter()
+        .map(|SegmentRec(name, filter, at)| {
+            Ok(SegmentDef {
+                name: name.to_owned(),
+                filter: filter.to_owned(),
+                saved_at: jiff::Timestamp::from_nanosecond(at)
+                    .map_err(|e| RecordError::Invalid(format!("segment time: {e}")))?,
+            })
+        })
+        .collect()
+}
+
+/// Encodes a snapshot's settings, schema and saved segments.
+pub fn encode_head(
+    settings: &DatabaseSettings,
+    schema: &Schema,
+    segments: &[SegmentDef],
+    out: &mut Vec<u8>,
+) {
     let json = settings_text(settings);
     encode_into(
         &HeadRec {
             settings: Cow::Borrowed(&json),
             schema: schema_rec(schema),
+            segments: segments_rec(segments),
         },
         out,
     );
 }
 
-/// Decodes a snapshot's settings and schema.
-pub fn decode_head(bytes: &[u8]) -> Result<(DatabaseSettings, Schema), RecordError> {
+/// Decodes a snapshot's settings, schema and (from format 3, `with_segments`) saved
+/// segments.
+pub fn decode_head(
+    bytes: &[u8],
+    with_segments: bool,
+) -> Result<(DatabaseSettings, Schema, Vec<SegmentDef>), RecordError> {
+    if !with_segments {
+        let (rec, _): (HeadRecV2<'_>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
+        return Ok((
+            settings_from(&rec.settings)?,
+            schema_from(rec.schema)?,
+            Vec::new(),
+        ));
+    }
     let (rec, _): (HeadRec<'_>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
-    Ok((settings_from(&rec.settings)?, schema_from(rec.schema)?))
+    Ok((
+        settings_from(&rec.settings)?,
+        schema_from(rec.schema)?,
+        segments_from(rec.segments)?,
+    ))
 }
 
 /// Encodes a chunk of profiles (a snapshot body part): a count, then each profile's
@@ -454,6 +514,12 @@ pub(crate) mod tests {
                 profile: None,
                 events: events()[..1].to_vec(),
             },
+            Entry::Segments(Arc::new(vec![SegmentDef {
+                name: "lisbon".into(),
+                filter: "city = \"Lisbon\"".into(),
+                saved_at: Timestamp::from_second(1_700_000_000).unwrap(),
+            }])),
+            Entry::Segments(Arc::new(Vec::new())),
         ];
         for (i, e) in entries.iter().enumerate() {
             let mut buf = Vec::new();

@@ -263,8 +263,8 @@ fn cut(
 #[cfg(test)]
 mod tests {
     use std::fs;
+    use std::sync::Arc;
 
-    use arc_swap::ArcSwap;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -279,6 +279,7 @@ mod tests {
         DatabaseSettings, DatabaseSpec, FieldSpec, ProfileUpdate, RawValue, Source,
     };
     use crate::store::{Packed, ProfileStore};
+    use crate::suppression::SuppressionLists;
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -511,12 +512,14 @@ mod tests {
             .unwrap();
             snapshot::write(dir.path(), 0, &settings, &Schema::default(), &[], &ActivityStore::new(), false)
                 .unwrap();
-            let state = DbState {
-                settings: ArcSwap::from_pointee(settings),
-                schema: ArcSwap::from_pointee(Schema::default()),
-                store: ProfileStore::new(),
-                activity: ActivityStore::new(),
-            };
+            let lists = Arc::new(SuppressionLists::open(None).unwrap());
+            let state = DbState::new(
+                settings,
+                Schema::default(),
+                ProfileStore::new(),
+                ActivityStore::new(),
+                Arc::clone(&lists),
+            );
             let wal = Wal::open(&wal_dir, 1, FsyncPolicy::Never).unwrap();
             let k = at.index(ops.len() + 1);
             let k2 = k + read_later.index(ops.len() - k + 1);
@@ -546,12 +549,13 @@ mod tests {
 
             let loaded = load_snapshot(dir.path(), 2).unwrap();
             let snapshot_lsn = loaded.lsn;
-            let back = DbState {
-                settings: ArcSwap::from_pointee(loaded.settings),
-                schema: ArcSwap::from_pointee(loaded.schema),
-                store: loaded.store,
-                activity: loaded.activity,
-            };
+            let back = DbState::new(
+                loaded.settings,
+                loaded.schema,
+                loaded.store,
+                loaded.activity,
+                lists,
+            );
             let replayed = replay(&wal_dir, snapshot_lsn, &back).unwrap();
             prop_assert_eq!(replayed.last_lsn, lsn);
             prop_assert_eq!(replayed.truncated, None);

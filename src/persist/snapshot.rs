@@ -24,12 +24,15 @@ use super::wal::append_frame;
 use super::{PersistError, sync_dir};
 use crate::activity::ActivityStore;
 use crate::schema::{DatabaseSettings, Schema};
+use crate::segments::SegmentDef;
 use crate::store::{Packed, ProfileStore};
 
-/// The first bytes of every snapshot: the name and the format version (2: with
-/// activities).
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSNSNP\x02";
-/// Format 1, without activities: still read.
+/// The first bytes of every snapshot: the name and the format version (3: with saved
+/// segments).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSNSNP\x03";
+/// Format 2, without saved segments: still read.
+const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"PRSNSNP\x02";
+/// Format 1, without activities or saved segments: still read.
 const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"PRSNSNP\x01";
 /// Activities per chunk.
 const ACTIVITY_CHUNK: usize = 1024;
@@ -74,6 +77,8 @@ pub struct Loaded {
     pub store: ProfileStore,
     /// Their activities, with the RFM index built.
     pub activity: ActivityStore,
+    /// Saved segment definitions at that LSN (members are rebuilt, not stored).
+    pub segments: Vec<SegmentDef>,
     /// It was taken for an erasure (older snapshots and segments must go).
     pub erasing: bool,
 }
@@ -124,6 +129,7 @@ pub fn write(
         lsn,
         settings,
         schema,
+        &[],
         profiles,
         activity,
         erasing,
@@ -140,6 +146,7 @@ pub fn write_then(
     lsn: u64,
     settings: &DatabaseSettings,
     schema: &Schema,
+    segments: &[SegmentDef],
     profiles: &[Packed],
     activity: &ActivityStore,
     erasing: bool,
@@ -152,6 +159,7 @@ pub fn write_then(
         lsn,
         settings,
         schema,
+        segments,
         profiles,
         activity,
         erasing,
@@ -171,6 +179,7 @@ fn write_at(
     lsn: u64,
     settings: &DatabaseSettings,
     schema: &Schema,
+    segments: &[SegmentDef],
     profiles: &[Packed],
     activity: &ActivityStore,
     erasing: bool,
@@ -193,7 +202,9 @@ fn write_at(
     append_frame(&mut buf, |b| {
         bincode::encode_into_std_write(&header, b, config()).expect("encode into memory");
     });
-    append_frame(&mut buf, |b| record::encode_head(settings, schema, b));
+    append_frame(&mut buf, |b| {
+        record::encode_head(settings, schema, segments, b)
+    });
     out.write_all(&buf).map_err(io)?;
     write_chunks(profiles, &mut out).map_err(io)?;
     write_activities(activity, &mut out).map_err(io)?;
@@ -335,11 +346,12 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0; 8];
     if r.read_exact(&mut magic).is_err()
-        || (&magic != SNAPSHOT_MAGIC && &magic != SNAPSHOT_MAGIC_V1)
+        || ![SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_V2, SNAPSHOT_MAGIC_V1].contains(&&magic)
     {
         return Err(corrupt("not a Persona snapshot (bad magic number)".into()));
     }
-    let with_activity = &magic == SNAPSHOT_MAGIC;
+    let with_activity = &magic != SNAPSHOT_MAGIC_V1;
+    let with_segments = &magic == SNAPSHOT_MAGIC;
     let mut frame = |what: &str| -> Result<Frame, PersistError> {
         let f = next_frame(&mut r)
             .map_err(|e| corrupt(format!("{what}: {e}")))?
@@ -356,8 +368,8 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let (lsn, profiles, chunks, erasing) =
         (header.lsn, header.profiles, header.chunks, header.erasing);
     let head = frame("settings and schema")?;
-    let (settings, schema) =
-        record::decode_head(&head.0[8..]).map_err(|e| corrupt(e.to_string()))?;
+    let (settings, schema, segments) =
+        record::decode_head(&head.0[8..], with_segments).map_err(|e| corrupt(e.to_string()))?;
     // A header is checksummed, not trusted: no profile takes under 16 bytes on disk.
     let size = r.get_ref().metadata().map_err(io)?.len();
     let store = ProfileStore::with_capacity(profiles.min(size / 16) as usize);
@@ -443,6 +455,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         schema,
         store,
         activity,
+        segments,
         erasing,
     })
 }
@@ -563,6 +576,44 @@ mod tests {
         }
         fs::write(&info.path, &bytes[..bytes.len() - 10]).unwrap();
         assert!(read(&info.path, 1).is_err());
+    }
+
+    #[test]
+    fn saved_segment_definitions_and_slots_come_back_with_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = sample_schema();
+        let profiles = numbered(&schema, 10);
+        let defs = vec![SegmentDef {
+            name: "vips".into(),
+            filter: r#"tags CONTAINS "vip""#.into(),
+            saved_at: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+        }];
+        let info = write_then(
+            dir.path(),
+            3,
+            &settings(),
+            &schema,
+            &defs,
+            &profiles,
+            &ActivityStore::new(),
+            false,
+            &mut || Ok(()),
+        )
+        .unwrap();
+        let loaded = read(&info.path, 2).unwrap();
+        assert_eq!(loaded.segments, defs);
+        // Slots are numbered in creation (id) order, each once.
+        let mut slots: Vec<(ulid::Ulid, crate::store::Slot)> = profiles
+            .iter()
+            .map(|p| {
+                let v = p.view();
+                (v.id(), loaded.store.get_slotted(v.customer_id).unwrap().0)
+            })
+            .collect();
+        slots.sort();
+        let numbers: Vec<u32> = slots.iter().map(|(_, s)| *s).collect();
+        assert_eq!(numbers, (0..10).collect::<Vec<u32>>());
+        assert_eq!(loaded.store.slot_bound(), 10);
     }
 
     #[test]

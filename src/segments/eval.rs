@@ -100,6 +100,8 @@ pub struct Compiled {
     projection: Vec<String>,
     direct: bool,
     fields_only: bool,
+    activity: bool,
+    volatile: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -286,104 +288,208 @@ fn instant(s: &str) -> Option<Timestamp> {
     })
 }
 
-/// Types a parsed filter against a schema. `segment("name")` is refused until saved
-/// segments exist.
+/// Types a parsed filter against a schema, with no saved segments to refer to.
 pub fn compile(expr: &Expr, schema: &Schema) -> Result<Compiled, FilterError> {
-    let mut projection = Vec::new();
-    let node = node(expr, schema, &mut projection)?;
+    compile_with(expr, schema, &|_| None, None)
+}
+
+/// How deep `segment("…")` references may nest: each inlines the one it names.
+const MAX_REFERENCE_DEPTH: usize = 8;
+
+/// Types a parsed filter against a schema; `segment("name")` is replaced by the filter
+/// `saved` gives for that name (inlined, so a saved segment redefined later changes
+/// what refers to it only when that is compiled again). `name`: the saved segment
+/// this filter defines, which it may not refer to.
+pub fn compile_with(
+    expr: &Expr,
+    schema: &Schema,
+    saved: &dyn Fn(&str) -> Option<Expr>,
+    name: Option<&str>,
+) -> Result<Compiled, FilterError> {
+    let mut cx = Typing {
+        schema,
+        saved,
+        projection: Vec::new(),
+        referring: name.map(str::to_owned).into_iter().collect(),
+    };
+    let node = cx.node(expr)?;
+    let mut projection = cx.projection;
     projection.sort();
     projection.dedup();
     projection.retain(|p| !p.is_empty());
     let direct = all_direct(&node);
     let fields_only = all_fields(&node);
+    let (mut activity, mut volatile) = (false, false);
+    visit_targets(&node, &mut |t| {
+        let first = t.keys.first().map_or("", String::as_str);
+        let second = t.keys.get(1).map_or("", String::as_str);
+        activity |= ACTIVITY_MEMBERS.contains(&first);
+        volatile |= matches!(
+            first,
+            "rfm" | "channels" | "bonuses" | "interests" | "abandoned_cart"
+        ) || (first == "stats" && second.starts_with("days_since"));
+    });
     Ok(Compiled {
         node,
         projection,
         direct,
         fields_only,
+        activity,
+        volatile,
     })
 }
 
-fn node(e: &Expr, schema: &Schema, projection: &mut Vec<String>) -> Result<Node, FilterError> {
-    let mut target_of = |p: &Path| {
-        let t = target(p, schema)?;
-        projection.push(t.projection.clone());
-        Ok::<Target, FilterError>(t)
-    };
-    Ok(match e {
-        Expr::Or(all) => Node::Or(
-            all.iter()
-                .map(|e| node(e, schema, projection))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::And(all) => Node::And(
-            all.iter()
-                .map(|e| node(e, schema, projection))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Not(e) => Node::Not(Box::new(node(e, schema, projection)?)),
-        Expr::Compare(p, op, lit) => {
-            let t = target_of(p)?;
-            if t.kind == Kind::Texts {
-                return Err(at(
-                    p,
-                    format!("`{}` is a list: ask `{} CONTAINS \"…\"`", t.shown, t.shown),
-                ));
+/// Document members worked out from a profile's activity.
+const ACTIVITY_MEMBERS: &[&str] = &[
+    "stats",
+    "rfm",
+    "bonuses",
+    "interests",
+    "favorite_stores",
+    "abandoned_cart",
+    "mailings",
+    "promo_codes",
+    "polls",
+];
+
+fn visit_targets(n: &Node, f: &mut dyn FnMut(&Target)) {
+    match n {
+        Node::Or(all) | Node::And(all) => all.iter().for_each(|n| visit_targets(n, f)),
+        Node::Not(n) => visit_targets(n, f),
+        Node::Compare(t, ..) | Node::In(t, _) | Node::Contains(t, _) | Node::Exists(t) => f(t),
+    }
+}
+
+/// What typing one filter carries along.
+struct Typing<'s> {
+    schema: &'s Schema,
+    saved: &'s dyn Fn(&str) -> Option<Expr>,
+    projection: Vec<String>,
+    // The saved segments being inlined, outermost first: a name met again is a loop.
+    referring: Vec<String>,
+}
+
+impl Typing<'_> {
+    fn target(&mut self, p: &Path) -> Result<Target, FilterError> {
+        let t = target(p, self.schema)?;
+        self.projection.push(t.projection.clone());
+        Ok(t)
+    }
+
+    fn all(&mut self, all: &[Expr]) -> Result<Vec<Node>, FilterError> {
+        all.iter().map(|e| self.node(e)).collect()
+    }
+
+    fn node(&mut self, e: &Expr) -> Result<Node, FilterError> {
+        Ok(match e {
+            Expr::Or(all) => Node::Or(self.all(all)?),
+            Expr::And(all) => Node::And(self.all(all)?),
+            Expr::Not(e) => Node::Not(Box::new(self.node(e)?)),
+            Expr::Compare(p, op, lit) => {
+                let t = self.target(p)?;
+                if t.kind == Kind::Texts {
+                    return Err(at(
+                        p,
+                        format!("`{}` is a list: ask `{} CONTAINS \"…\"`", t.shown, t.shown),
+                    ));
+                }
+                let v = typed(&t, lit, p)?;
+                let ordered = matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge);
+                if ordered && (t.kind == Kind::Bool || v == Val::Null) {
+                    return Err(at(
+                        p,
+                        format!(
+                            "`{}` {} {lit}: only numbers, texts, dates and times have an order",
+                            t.shown,
+                            op.as_str()
+                        ),
+                    ));
+                }
+                Node::Compare(t, *op, v)
             }
-            let v = typed(&t, lit, p)?;
-            let ordered = matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge);
-            if ordered && (t.kind == Kind::Bool || v == Val::Null) {
-                return Err(at(
-                    p,
-                    format!(
-                        "`{}` {} {lit}: only numbers, texts, dates and times have an order",
-                        t.shown,
-                        op.as_str()
-                    ),
-                ));
+            Expr::In(p, lits) => {
+                let t = self.target(p)?;
+                if t.kind == Kind::Texts {
+                    return Err(at(
+                        p,
+                        format!("`{}` is a list: ask `CONTAINS` of it", t.shown),
+                    ));
+                }
+                let vs = lits
+                    .iter()
+                    .map(|l| typed(&t, l, p))
+                    .collect::<Result<_, _>>()?;
+                Node::In(t, vs)
             }
-            Node::Compare(t, *op, v)
-        }
-        Expr::In(p, lits) => {
-            let t = target_of(p)?;
-            if t.kind == Kind::Texts {
-                return Err(at(
-                    p,
-                    format!("`{}` is a list: ask `CONTAINS` of it", t.shown),
-                ));
+            Expr::Contains(p, lit) => {
+                let t = self.target(p)?;
+                if !matches!(t.kind, Kind::Texts | Kind::Text) || !matches!(lit, Literal::Str(_)) {
+                    return Err(at(
+                        p,
+                        format!(
+                            "`CONTAINS` asks a list of texts or a text for a text; `{}` holds {}",
+                            t.shown,
+                            t.kind.name()
+                        ),
+                    ));
+                }
+                let v = typed(&t, lit, p)?;
+                Node::Contains(t, v)
             }
-            let vs = lits
-                .iter()
-                .map(|l| typed(&t, l, p))
-                .collect::<Result<_, _>>()?;
-            Node::In(t, vs)
+            Expr::Exists(p) => Node::Exists(self.target(p)?),
+            Expr::Segment(name, column) => self.segment(name, *column)?,
+        })
+    }
+
+    fn segment(&mut self, name: &str, column: usize) -> Result<Node, FilterError> {
+        let fail = |message: String| FilterError { column, message };
+        if self.referring.iter().any(|r| r == name) {
+            let mut chain = self.referring.clone();
+            chain.push(name.to_owned());
+            return Err(fail(format!(
+                "segment(\"{name}\") refers to itself: {}",
+                chain.join(" → ")
+            )));
         }
-        Expr::Contains(p, lit) => {
-            let t = target_of(p)?;
-            if !matches!(t.kind, Kind::Texts | Kind::Text) || !matches!(lit, Literal::Str(_)) {
-                return Err(at(
-                    p,
-                    format!(
-                        "`CONTAINS` asks a list of texts or a text for a text; `{}` holds {}",
-                        t.shown,
-                        t.kind.name()
-                    ),
-                ));
-            }
-            let v = typed(&t, lit, p)?;
-            Node::Contains(t, v)
+        if self.referring.len() >= MAX_REFERENCE_DEPTH {
+            return Err(fail(format!(
+                "segment(\"{name}\"): saved segments refer to one another more than {MAX_REFERENCE_DEPTH} deep"
+            )));
         }
-        Expr::Exists(p) => Node::Exists(target_of(p)?),
-        Expr::Segment(name) => {
-            return Err(FilterError {
-                column: 1,
-                message: format!("no saved segment `{name}`"),
-            });
-        }
-    })
+        let expr = (self.saved)(name).ok_or_else(|| fail(format!("no saved segment `{name}`")))?;
+        self.referring.push(name.to_owned());
+        // An error inside the saved filter is placed at the reference: its own columns
+        // mean nothing in this text.
+        let node = self
+            .node(&expr)
+            .map_err(|e| fail(format!("in saved segment `{name}`: {}", e.message)))?;
+        self.referring.pop();
+        Ok(node)
+    }
 }
 
 impl Compiled {
+    /// Whether the filter reads the profile's activity (`stats`, `rfm`, `bonuses`...).
+    pub fn reads_activity(&self) -> bool {
+        self.activity
+    }
+
+    /// Whether what the filter reads can change without a write to the profile: the
+    /// clock (`days_since_…`, bonuses, interests, carts), the ranks of other profiles
+    /// (`rfm`) or the suppression lists (`channels`).
+    pub fn is_volatile(&self) -> bool {
+        self.volatile
+    }
+
+    /// Whether the filter reads custom or default field `name`.
+    pub fn reads_field(&self, name: &str) -> bool {
+        let mut reads = false;
+        visit_targets(&self.node, &mut |t| {
+            reads |= t.keys.len() == 2 && t.keys[0] == "fields" && t.keys[1] == name;
+        });
+        reads
+    }
+
     /// The projection a document must show for this filter to be evaluated on it.
     pub fn projection(&self) -> &[String] {
         &self.projection

@@ -103,8 +103,8 @@ pub enum Expr {
     Contains(Path, Literal),
     /// `path EXISTS`: the path has a value.
     Exists(Path),
-    /// `segment("name")`: the members of a saved segment.
-    Segment(String),
+    /// `segment("name")`: the members of a saved segment; and the column it starts at.
+    Segment(String, usize),
 }
 
 /// Why a filter is not one, and where.
@@ -390,6 +390,7 @@ impl Parser {
             Tok::Name(n)
                 if n.eq_ignore_ascii_case("segment") && self.toks[self.at + 1].0 == Tok::LParen =>
             {
+                let column = self.column();
                 self.next();
                 self.next();
                 let Tok::Str(name) = self.peek().clone() else {
@@ -406,7 +407,7 @@ impl Parser {
                     ));
                 }
                 self.next();
-                Ok(Expr::Segment(name))
+                Ok(Expr::Segment(name, column))
             }
             Tok::Name(n)
                 if ["AND", "OR", "IN", "CONTAINS", "EXISTS"]
@@ -571,7 +572,7 @@ impl fmt::Display for Expr {
             }
             Expr::Contains(p, v) => write!(f, "{p} CONTAINS {v}"),
             Expr::Exists(p) => write!(f, "{p} EXISTS"),
-            Expr::Segment(name) => {
+            Expr::Segment(name, _) => {
                 write!(f, "segment({})", serde_json::Value::String(name.clone()))
             }
         }
@@ -624,7 +625,7 @@ mod tests {
         );
         assert_eq!(
             parse(r#"segment("big spenders")"#).unwrap(),
-            Expr::Segment("big spenders".into())
+            Expr::Segment("big spenders".into(), 1)
         );
     }
 
@@ -713,7 +714,7 @@ mod tests {
                 .prop_map(|(p, v)| Expr::In(p, v)),
             (p.clone(), literal()).prop_map(|(p, v)| Expr::Contains(p, v)),
             p.prop_map(Expr::Exists),
-            "[a-z ]{1,8}".prop_map(Expr::Segment),
+            "[a-z ]{1,8}".prop_map(|s| Expr::Segment(s, 0)),
         ];
         leaf.prop_recursive(4, 24, 4, |inner| {
             prop_oneof![
@@ -738,7 +739,7 @@ mod tests {
             Expr::In(a, v) => Expr::In(p(a), v.clone()),
             Expr::Contains(a, v) => Expr::Contains(p(a), v.clone()),
             Expr::Exists(a) => Expr::Exists(p(a)),
-            Expr::Segment(s) => Expr::Segment(s.clone()),
+            Expr::Segment(s, _) => Expr::Segment(s.clone(), 0),
         }
     }
 

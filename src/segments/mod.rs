@@ -8,6 +8,8 @@
 pub mod eval;
 pub mod filter;
 pub mod query;
+pub mod saved;
 
-pub use eval::{Compiled, compile};
+pub use eval::{Compiled, compile, compile_with};
 pub use filter::{Expr, FilterError, Literal, Op, Path, parse};
+pub use saved::{SavedSegments, SegmentDef, SegmentError};

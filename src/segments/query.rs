@@ -181,6 +181,7 @@ mod tests {
                 lists: &lists,
                 attached: &[],
             },
+            segments: None,
         };
         for filter in [
             r#"score >= 4"#,

@@ -44,13 +44,27 @@ impl Lookup for ProfileStore {
     }
 }
 
+/// A profile in the map, with its slot.
+#[derive(Debug)]
+struct Held {
+    packed: Packed,
+    slot: Slot,
+}
+
+/// A profile's dense number within its database for this run of the server: what
+/// segment bitmaps hold. Given in creation order (at load, in the order of the profiles'
+/// ids), never reused while the server runs; numbered afresh at the next start.
+pub type Slot = u32;
+
 /// All profiles of one database, by customer id, plus identifier and order indexes.
 #[derive(Debug, Default)]
 pub struct ProfileStore {
-    profiles: DashMap<CompactString, Packed, Hasher>,
+    profiles: DashMap<CompactString, Held, Hasher>,
     identifiers: DashMap<CompactString, CompactString, Hasher>,
     // Creation order for stable paging; written only on create and delete.
     order: RwLock<BTreeMap<Ulid, CompactString>>,
+    // Slot to customer id (empty once erased); appended to on create only.
+    slots: RwLock<Vec<CompactString>>,
 }
 
 impl ProfileStore {
@@ -62,7 +76,40 @@ impl ProfileStore {
     /// The profile with this customer id.
     #[inline]
     pub fn get(&self, customer_id: &str) -> Option<Packed> {
-        self.profiles.get(customer_id).map(|r| r.value().clone())
+        self.profiles
+            .get(customer_id)
+            .map(|r| r.value().packed.clone())
+    }
+
+    /// The profile with this customer id and its slot.
+    pub fn get_slotted(&self, customer_id: &str) -> Option<(Slot, Packed)> {
+        self.profiles
+            .get(customer_id)
+            .map(|r| (r.value().slot, r.value().packed.clone()))
+    }
+
+    /// The profile in this slot, if it is still there.
+    pub fn by_slot(&self, slot: Slot) -> Option<Packed> {
+        let slots = self.slots.read();
+        let cid = slots.get(slot as usize).filter(|c| !c.is_empty())?;
+        self.get(cid)
+    }
+
+    /// The profiles in these slots (those still there), in the order given.
+    pub fn by_slots(&self, wanted: impl IntoIterator<Item = Slot>) -> Vec<Packed> {
+        let ids: Vec<CompactString> = {
+            let slots = self.slots.read();
+            wanted
+                .into_iter()
+                .filter_map(|s| slots.get(s as usize).filter(|c| !c.is_empty()).cloned())
+                .collect()
+        };
+        ids.iter().filter_map(|cid| self.get(cid)).collect()
+    }
+
+    /// One past the highest slot given so far: bitmaps of profiles fit below it.
+    pub fn slot_bound(&self) -> Slot {
+        self.slots.read().len() as Slot
     }
 
     /// The customer id holding an identifier key (see [`identifier_key`]).
@@ -113,13 +160,25 @@ impl ProfileStore {
 
     /// Every profile, in no particular order (a snapshot of the moment per shard).
     pub fn all(&self) -> Vec<Packed> {
-        self.profiles.iter().map(|r| r.value().clone()).collect()
+        self.profiles
+            .iter()
+            .map(|r| r.value().packed.clone())
+            .collect()
     }
 
-    /// Publishes a new or changed profile and moves its identifier keys. Actor only.
+    /// Every profile with its slot, in no particular order.
+    pub fn all_slotted(&self) -> Vec<(Slot, Packed)> {
+        self.profiles
+            .iter()
+            .map(|r| (r.value().slot, r.value().packed.clone()))
+            .collect()
+    }
+
+    /// Publishes a new or changed profile and moves its identifier keys; returns its
+    /// slot. Actor only.
     ///
     /// Only the database actor may call this; public for benches.
-    pub fn put(&self, profile: Packed, old: Option<&Packed>) {
+    pub fn put(&self, profile: Packed, old: Option<&Packed>) -> Slot {
         let view = profile.view();
         let new_keys = view.identifier_keys();
         let customer_id = CompactString::from(view.customer_id);
@@ -135,13 +194,27 @@ impl ProfileStore {
                 }
             }
         }
-        if old.is_none() {
-            self.order.write().insert(view.id(), customer_id.clone());
-        }
-        self.profiles.insert(customer_id.clone(), profile);
+        let slot = match self.profiles.entry(customer_id.clone()) {
+            dashmap::Entry::Occupied(mut held) => {
+                held.get_mut().packed = profile;
+                held.get().slot
+            }
+            dashmap::Entry::Vacant(free) => {
+                self.order.write().insert(view.id(), customer_id.clone());
+                let mut slots = self.slots.write();
+                let slot = slots.len() as Slot;
+                slots.push(customer_id.clone());
+                free.insert(Held {
+                    packed: profile,
+                    slot,
+                });
+                slot
+            }
+        };
         for key in new_keys {
             self.identifiers.insert(key, customer_id.clone());
         }
+        slot
     }
 
     /// An empty store sized for `n` profiles: growing a map of a million entries
@@ -151,6 +224,7 @@ impl ProfileStore {
             profiles: DashMap::with_capacity_and_hasher(n, Hasher::default()),
             identifiers: DashMap::with_capacity_and_hasher(n * 2, Hasher::default()),
             order: RwLock::default(),
+            slots: RwLock::new(Vec::with_capacity(n)),
         }
     }
 
@@ -163,29 +237,47 @@ impl ProfileStore {
             self.identifiers.insert(key, customer_id.clone());
         }
         let entry = (view.id(), customer_id.clone());
-        self.profiles.insert(customer_id, p);
+        // Slotted by `set_order`, once the order is known.
+        let held = Held {
+            packed: p,
+            slot: Slot::MAX,
+        };
+        self.profiles.insert(customer_id, held);
         entry
     }
 
     /// Sets the creation order of restored profiles in one pass (a bulk build from
-    /// sorted input rather than a million inserts). Recovery only.
+    /// sorted input rather than a million inserts) and numbers their slots in that
+    /// order. Recovery only, before any other profile is put.
     pub fn set_order(&self, mut order: Vec<(Ulid, CompactString)>) {
         order.sort_unstable_by_key(|(id, _)| *id);
+        let mut slots = self.slots.write();
+        slots.clear();
+        for (cid, slot) in order.iter().map(|(_, cid)| cid).zip(0..) {
+            if let Some(mut held) = self.profiles.get_mut(cid) {
+                held.slot = slot;
+            }
+            slots.push(cid.clone());
+        }
         *self.order.write() = order.into_iter().collect();
     }
 
     /// Removes a profile and its identifier keys. Actor only.
     ///
     /// Only the database actor may call this; public for benches.
-    pub fn remove(&self, customer_id: &str) -> Option<Packed> {
-        let (_, profile) = self.profiles.remove(customer_id)?;
+    pub fn remove(&self, customer_id: &str) -> Option<(Slot, Packed)> {
+        let (_, Held { packed, slot }) = self.profiles.remove(customer_id)?;
+        if let Some(cid) = self.slots.write().get_mut(slot as usize) {
+            *cid = CompactString::default();
+        }
+        let profile = packed;
         let view = profile.view();
         for key in view.identifier_keys() {
             self.identifiers
                 .remove_if(&key, |_, holder| holder == customer_id);
         }
         self.order.write().remove(&view.id());
-        Some(profile)
+        Some((slot, profile))
     }
 }
 

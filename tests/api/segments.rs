@@ -118,3 +118,268 @@ fn a_query_counts_pages_and_projects_what_its_filter_selects() {
     query(&s, json!({"filter": "score > 1", "fields": ["nope"]}))
         .assert_problem(400, "field_unknown");
 }
+
+/// Members of a saved segment: every page, oldest first, as customer ids.
+fn members(s: &Server, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let res = s.get(&format!(
+            "/v1/databases/shop/segments/{name}/members?limit=2&fields=email&cursor={cursor}"
+        ));
+        assert_eq!(res.status, 200, "{:#}", res.body);
+        for p in res.body["profiles"].as_array().unwrap() {
+            out.push(p["customer_id"].as_str().unwrap().to_owned());
+        }
+        match res.body["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    out
+}
+
+fn count(s: &Server, name: &str) -> u64 {
+    let res = s.get(&format!("/v1/databases/shop/segments/{name}"));
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    res.body["count"].as_u64().unwrap()
+}
+
+#[test]
+fn saved_segments_keep_their_members_on_every_write_and_across_a_restart() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    let res = s.post(
+        "/v1/databases/shop/fields",
+        json!({"name": "score", "type": "integer"}),
+    );
+    assert_eq!(res.status, 201, "{:#}", res.body);
+    for i in 0..6 {
+        let city = if i % 2 == 0 { "Lisbon" } else { "Porto" };
+        let res = s.patch(
+            &format!("/v1/databases/shop/profiles/c{i}"),
+            json!({"fields": {"city": city, "score": i}}),
+        );
+        assert_eq!(res.status, 200, "{:#}", res.body);
+    }
+    // Saving evaluates over what is there: c0, c2, c4.
+    let res = s.put(
+        "/v1/databases/shop/segments/lisbon",
+        json!({"filter": r#"city = "Lisbon""#}),
+    );
+    assert_eq!(res.status, 201, "{:#}", res.body);
+    assert_eq!(res.body["count"], 3);
+    assert_eq!(res.body["volatile"], false);
+    assert_eq!(members(&s, "lisbon"), ["c0", "c2", "c4"]);
+    // A segment built on another, and one on derived values.
+    let res = s.put(
+        "/v1/databases/shop/segments/lisbon-high",
+        json!({"filter": r#"segment("lisbon") AND score >= 2"#}),
+    );
+    assert_eq!(res.status, 201, "{:#}", res.body);
+    assert_eq!(res.body["count"], 2);
+    let res = s.put(
+        "/v1/databases/shop/segments/buyers",
+        json!({"filter": "stats.receipts_count > 0"}),
+    );
+    assert_eq!(res.body["count"], 0, "{:#}", res.body);
+
+    // Writes move profiles in and out at once: a move, a new profile, an erasure, an event.
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields": {"city": "Lisbon"}}),
+    );
+    s.patch(
+        "/v1/databases/shop/profiles/c9",
+        json!({"fields": {"city": "Lisbon", "score": 9}}),
+    );
+    assert_eq!(s.delete("/v1/databases/shop/profiles/c2").status, 204);
+    s.patch(
+        "/v1/databases/shop/profiles/c4",
+        json!({"fields": {"city": "Faro"}}),
+    );
+    let res = s.post(
+        "/v1/databases/shop/events",
+        json!({"customer_id": "c3", "type": "receipt", "data": {"receipt_id": "r1", "total": 5.0}}),
+    );
+    assert_eq!(res.body["accepted"], 1, "{:#}", res.body);
+    assert_eq!(members(&s, "lisbon"), ["c0", "c1", "c9"]);
+    assert_eq!(count(&s, "lisbon"), 3);
+    assert_eq!(members(&s, "lisbon-high"), ["c9"]);
+    assert_eq!(members(&s, "buyers"), ["c3"]);
+    // The profile document lists what it belongs to.
+    let res = s.get("/v1/databases/shop/profiles/c9");
+    assert_eq!(
+        res.body["segments"],
+        json!(["lisbon", "lisbon-high"]),
+        "{:#}",
+        res.body
+    );
+    let res = s.get("/v1/databases/shop/profiles/c9?fields=segments");
+    assert_eq!(
+        res.body["segments"],
+        json!(["lisbon", "lisbon-high"]),
+        "{:#}",
+        res.body
+    );
+    // An ad-hoc query may use a saved segment too.
+    let res = query(
+        &s,
+        json!({"filter": r#"segment("lisbon") AND NOT segment("lisbon-high")"#, "count_only": true}),
+    );
+    assert_eq!(res.body["total"], 2, "{:#}", res.body);
+    let res = s.get("/v1/databases/shop/segments");
+    let names: Vec<&str> = res.body["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["buyers", "lisbon", "lisbon-high"]);
+
+    // Definitions come back from the log, and members are evaluated again.
+    let s = s.restart(false);
+    assert_eq!(members(&s, "lisbon"), ["c0", "c1", "c9"]);
+    assert_eq!(members(&s, "buyers"), ["c3"]);
+    let res = s.post("/v1/databases/shop/snapshot", json!({}));
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    // And from a snapshot.
+    let s = s.restart(false);
+    assert_eq!(members(&s, "lisbon-high"), ["c9"]);
+    // Redefining a segment changes what refers to it.
+    let res = s.put(
+        "/v1/databases/shop/segments/lisbon",
+        json!({"filter": r#"city IN ["Lisbon", "Faro"]"#}),
+    );
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    assert_eq!(members(&s, "lisbon"), ["c0", "c1", "c4", "c9"]);
+    assert_eq!(members(&s, "lisbon-high"), ["c4", "c9"]);
+    assert_eq!(s.delete("/v1/databases/shop/segments/buyers").status, 204);
+    s.get("/v1/databases/shop/segments/buyers")
+        .assert_problem(404, "segment_not_found");
+}
+
+#[test]
+fn saved_segments_refuse_what_cannot_be_kept() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    let res = s.post(
+        "/v1/databases/shop/fields",
+        json!({"name": "score", "type": "integer"}),
+    );
+    assert_eq!(res.status, 201);
+    let put = |name: &str, filter: &str| {
+        s.put(
+            &format!("/v1/databases/shop/segments/{name}"),
+            json!({ "filter": filter }),
+        )
+    };
+    let res = put("a", "score >= ");
+    res.assert_problem(400, "filter_invalid");
+    assert_eq!(res.body["column"], 10, "{:#}", res.body);
+    put("a", r#"score = "x""#).assert_problem(400, "filter_invalid");
+    put("Bad Name", "score > 1").assert_problem(400, "segment_name_invalid");
+    put("a", r#"segment("nope")"#).assert_problem(400, "filter_invalid");
+    put("a", r#"segment("a")"#).assert_problem(400, "filter_invalid");
+    assert_eq!(put("a", "score > 1").status, 201);
+    assert_eq!(put("b", r#"segment("a") OR score = 0"#).status, 201);
+    // A loop through a redefinition: a → b → a.
+    let res = put("a", r#"segment("b")"#);
+    res.assert_problem(400, "filter_invalid");
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refers to itself"),
+        "{:#}",
+        res.body
+    );
+    // Still the old definition.
+    assert_eq!(
+        s.get("/v1/databases/shop/segments/a").body["filter"],
+        "score > 1"
+    );
+    s.delete("/v1/databases/shop/segments/a")
+        .assert_problem(409, "segment_in_use");
+    s.delete("/v1/databases/shop/fields/score")
+        .assert_problem(409, "field_in_use");
+    s.delete("/v1/databases/shop/segments/zzz")
+        .assert_problem(404, "segment_not_found");
+    s.get("/v1/databases/shop/segments/a/members?cursor=nonsense")
+        .assert_problem(400, "cursor_invalid");
+    s.get("/v1/databases/shop/segments/a/members?limit=0")
+        .assert_problem(400, "invalid_query");
+    let res = s.put("/v1/databases/shop/segments/c", json!({"filter": 3}));
+    assert_eq!(res.status, 400, "{:#}", res.body);
+    // A reader may look but not define.
+    let reader = s.key("reader", &["default"]);
+    let res = s.call_as(
+        &reader,
+        reqwest::Method::PUT,
+        "/v1/databases/shop/segments/r",
+        Some(json!({"filter": "score > 1"})),
+    );
+    res.assert_problem(403, "forbidden");
+    let res = s.call_as(
+        &reader,
+        reqwest::Method::GET,
+        "/v1/databases/shop/segments/a",
+        None,
+    );
+    assert_eq!(res.status, 200, "{:#}", res.body);
+}
+
+#[test]
+fn volatile_segments_follow_ranks_and_lists_without_a_write_to_the_profile() {
+    let s = Server::start_with(&["--segment-refresh", "200ms"], &[]);
+    s.create_db("shop", json!({}));
+    for (i, total) in [(0, 10.0), (1, 20.0)] {
+        let res = s.post(
+            "/v1/databases/shop/events",
+            json!({"customer_id": format!("c{i}"), "type": "receipt",
+                   "data": {"receipt_id": format!("r{i}"), "total": total}}),
+        );
+        assert_eq!(res.body["accepted"], 1, "{:#}", res.body);
+    }
+    s.patch(
+        "/v1/databases/shop/profiles/c0",
+        json!({"fields": {"email": "a@example.com"}}),
+    );
+    // Of two buyers, c1 spent more: M 3 for c1, 1 for c0.
+    let res = s.put(
+        "/v1/databases/shop/segments/top",
+        json!({"filter": "rfm.m >= 3"}),
+    );
+    assert_eq!(res.body["volatile"], true, "{:#}", res.body);
+    assert_eq!(members(&s, "top"), ["c1"]);
+    let res = s.put(
+        "/v1/databases/shop/segments/mailable",
+        json!({"filter": "channels.email.eligible = true OR channels.email.reason = \"not_subscribed\""}),
+    );
+    assert_eq!(members(&s, "mailable"), ["c0"], "{:#}", res.body);
+    // A third buyer outspends both: c1's rank changes though c1 was not written.
+    let res = s.post(
+        "/v1/databases/shop/events",
+        json!({"customer_id": "c2", "type": "receipt", "data": {"receipt_id": "r2", "total": 99.0}}),
+    );
+    assert_eq!(res.body["accepted"], 1);
+    // c0 goes on the global stop list: no write to c0 either.
+    let res = s.post(
+        "/v1/suppression-lists/global/entries",
+        json!({"emails": ["a@example.com"]}),
+    );
+    assert!(res.status < 300, "{:#}", res.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // Of three, c1 (L = 1) scores 1 + floor(5/3) = 2; c2 scores 1 + floor(10/3) = 4.
+        let (top, mailable) = (members(&s, "top"), members(&s, "mailable"));
+        if top == ["c2"] && mailable.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not refreshed: top {top:?}, mailable {mailable:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
