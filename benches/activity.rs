@@ -120,7 +120,7 @@ fn activity(c: &mut Criterion) {
             lists: &lists,
             attached: &attached,
         },
-        segments: None,
+        related: None,
     };
     let projection = Projection::parse("stats,rfm", &schema).unwrap();
     let mut rng = XorShift::new(0xACE);

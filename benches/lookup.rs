@@ -67,7 +67,7 @@ fn lookups(c: &mut Criterion) {
             lists: &lists,
             attached: &attached,
         },
-        segments: None,
+        related: None,
     };
     let projection = Projection::parse("email,city,loyalty_score", &schema).unwrap();
 

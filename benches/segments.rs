@@ -36,7 +36,7 @@ fn queries(c: &mut Criterion) {
             lists: &lists,
             attached: &attached,
         },
-        segments: None,
+        related: None,
     };
     let filter = r#"city = "Lisbon" AND loyalty_score >= 5000 AND birth_date < "1980-01-01""#;
     let compiled = compile(&parse(filter).unwrap(), &schema).unwrap();
@@ -110,7 +110,7 @@ fn saved(c: &mut Criterion) {
             lists: &lists,
             attached: &attached,
         },
-        segments: None,
+        related: None,
     };
     let defs: Vec<SegmentDef> = SAVED
         .iter()

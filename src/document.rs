@@ -15,7 +15,8 @@ use crate::activity::{Activity, ActivityStore, Rfm};
 use crate::channels::{self, Reach};
 use crate::error::{ErrorCode, Problem};
 use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus};
-use crate::segments::saved::Membership;
+use crate::segments::SavedSegments;
+use crate::store::{MergeRecord, ProfileStore};
 use crate::store::{ProfileView, ValueRef};
 
 /// Top-level members of the profile document, in output order.
@@ -38,6 +39,7 @@ enum Member {
     CreatedAt,
     UpdatedAt,
     Segments,
+    Merges,
 }
 
 const MEMBERS: &[(&str, Member)] = &[
@@ -58,6 +60,7 @@ const MEMBERS: &[(&str, Member)] = &[
     ("created_at", Member::CreatedAt),
     ("updated_at", Member::UpdatedAt),
     ("segments", Member::Segments),
+    ("merges", Member::Merges),
 ];
 
 const STATS_KEYS: &[&str] = &[
@@ -222,8 +225,8 @@ pub struct Document<'a, 'v> {
     pub derived: Derived<'a>,
     /// The suppression lists its channels are checked against.
     pub reach: Reach<'a>,
-    /// The saved segments it may belong to (`None`: shown as none).
-    pub segments: Option<Membership<'a>>,
+    /// Its saved segments and merge history (`None`: shown as none).
+    pub related: Option<Related<'a>>,
 }
 
 /// The field values other members repeat or derive from.
@@ -279,14 +282,22 @@ impl<'v> Document<'_, 'v> {
             Member::CreatedAt => serde_json::to_value(p.created_at()),
             Member::UpdatedAt => serde_json::to_value(p.updated_at()),
             Member::Segments => serde_json::to_value(self.segment_names()),
+            Member::Merges => serde_json::to_value(&*self.merges()),
         };
         value.expect("document members serialize")
     }
 
     fn segment_names(&self) -> Vec<String> {
-        self.segments
-            .map(|m| m.of(self.profile.customer_id))
+        self.related
+            .map(|r| r.segments_of(self.profile.customer_id))
             .unwrap_or_default()
+    }
+
+    fn merges(&self) -> std::sync::Arc<[MergeRecord]> {
+        self.related.map_or_else(
+            || std::sync::Arc::from(Vec::new()),
+            |r| r.store.merges.history(self.profile.customer_id),
+        )
     }
 
     fn contacts(&self, known: &Known<'v>) -> Contacts<'v> {
@@ -518,6 +529,29 @@ fn pick(src: &Json, path: &[String], dst: &mut Json) {
     }
 }
 
+/// What a document shows from beyond the profile's own bytes and activity: the saved
+/// segments it belongs to and the profiles it absorbed.
+#[derive(Debug, Clone, Copy)]
+pub struct Related<'a> {
+    /// The database's saved segments.
+    pub segments: &'a SavedSegments,
+    /// Its profiles (slots, merge histories).
+    pub store: &'a ProfileStore,
+}
+
+impl Related<'_> {
+    /// The names of the saved segments the profile `customer_id` belongs to.
+    pub fn segments_of(&self, customer_id: &str) -> Vec<String> {
+        if self.segments.is_empty() {
+            return Vec::new();
+        }
+        self.store
+            .get_slotted(customer_id)
+            .map(|(slot, _)| self.segments.of(slot))
+            .unwrap_or_default()
+    }
+}
+
 /// What a read needs beside the profile: its activity, the moment, and the lists its
 /// channels are checked against.
 #[derive(Clone, Copy)]
@@ -530,8 +564,8 @@ pub struct Context<'a> {
     pub window_days: u32,
     /// Suppression lists for `channels`.
     pub reach: Reach<'a>,
-    /// Saved segments for `segments`.
-    pub segments: Option<Membership<'a>>,
+    /// Saved segments and merge histories, for `segments` and `merges`.
+    pub related: Option<Related<'a>>,
 }
 
 /// Serializes a profile's document, with its activity read in place from the context's
@@ -554,7 +588,7 @@ pub fn render(
                 window_days: cx.window_days,
             },
             reach: cx.reach,
-            segments: cx.segments,
+            related: cx.related,
         })
     };
     // A projection reads only what it shows: no activity lookup for `?fields=email`,
@@ -711,6 +745,8 @@ impl Document<'_, '_> {
             p.updated_at()
         );
         put_json(out, &self.segment_names());
+        out.extend_from_slice(b",\"merges\":");
+        put_json(out, &*self.merges());
         out.push(b'}');
     }
 }
@@ -758,7 +794,7 @@ mod tests {
             projection: proj.as_ref(),
             derived: derived(None),
             reach: reach(),
-            segments: None,
+            related: None,
         };
         serde_json::from_slice(&to_vec(&doc)).unwrap()
     }
@@ -833,7 +869,7 @@ mod tests {
                 projection: None,
                 derived: derived(with_activity.then_some(&act)),
                 reach: reach(),
-                segments: None,
+                related: None,
             };
             let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
             for (name, m) in MEMBERS {

@@ -72,6 +72,7 @@ codes! {
     CustomerIdInvalid => ("customer_id_invalid", 400, "Invalid customer id"),
     CustomerIdImmutable => ("customer_id_immutable", 400, "The customer id cannot change"),
     IdentifierInvalid => ("identifier_invalid", 400, "Invalid identifier"),
+    MergeTooLarge => ("merge_too_large", 409, "The update's identifiers name more profiles than one merge may join"),
     IdentifierConflict => ("identifier_conflict", 409, "The identifier belongs to another profile"),
     SubscriptionInvalid => ("subscription_invalid", 400, "Invalid subscription"),
     SuppressionListNotFound => ("suppression_list_not_found", 404, "No such suppression list"),

@@ -65,6 +65,28 @@ impl ActivityStore {
         }
     }
 
+    /// A copy of a profile's activity (for a merge to fold).
+    pub fn cloned(&self, customer_id: &str) -> Option<Activity> {
+        self.map.get(customer_id).map(|a| (**a).clone())
+    }
+
+    /// Sets a profile's whole activity (a merge's result), or removes it. Actor only.
+    pub fn replace(&self, customer_id: &str, act: Option<Activity>) {
+        let old = self.map.get(customer_id).and_then(|a| a.rfm_keys());
+        let new = act.as_ref().and_then(Activity::rfm_keys);
+        match act {
+            Some(act) => {
+                self.map.insert(customer_id.into(), Box::new(act));
+            }
+            None => {
+                self.map.remove(customer_id);
+            }
+        }
+        if old != new {
+            self.rfm.write().update(old, new);
+        }
+    }
+
     /// Forgets a profile's activity (erasure). Actor only.
     pub fn remove(&self, customer_id: &str) {
         if let Some((_, act)) = self.map.remove(customer_id)

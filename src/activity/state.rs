@@ -263,6 +263,22 @@ impl Activity {
         }
     }
 
+    /// Folds another profile's activity into this one (an identity merge): every
+    /// aggregate as if its events had been applied here, the timelines interleaved by
+    /// time with the oldest trimmed to `max_events`. Events trimmed from either before
+    /// still count, as they did.
+    pub fn absorb(&mut self, other: Activity, max_events: usize) {
+        self.lsn = self.lsn.max(other.lsn);
+        self.rendered = super::view::Rendered::default();
+        self.summary.absorb(other.summary);
+        let mut all: Vec<Stored> = std::mem::take(&mut self.timeline).into();
+        all.extend(other.timeline);
+        all.sort_by_key(|e| (e.time, e.seq));
+        all.dedup_by_key(|e| (e.time, e.seq));
+        let extra = all.len().saturating_sub(max_events);
+        self.timeline = all.into_iter().skip(extra).collect();
+    }
+
     /// What RFM ranks this profile by; `None` without a completed receipt.
     pub fn rfm_keys(&self) -> Option<RfmKeys> {
         let s = &self.summary;
@@ -372,6 +388,57 @@ impl Summary {
             | Payload::TagSet(_)
             | Payload::Subscription(_)
             | Payload::Custom => {}
+        }
+    }
+
+    /// Folds another summary in: each aggregate through the same rule that applying
+    /// the other's events here would have used, so the result does not depend on which
+    /// profile absorbs which.
+    fn absorb(&mut self, other: Summary) {
+        for (id, rec) in other.receipts {
+            self.receipt(id, rec);
+        }
+        for (id, s) in other.stores {
+            let mine = self.store_entry(&id);
+            if (s.name_time, s.name.as_deref()) > (mine.name_time, mine.name.as_deref()) {
+                mine.name = s.name;
+                mine.name_time = s.name_time;
+            }
+        }
+        for (category, c) in other.categories {
+            if c.bought != i64::MIN {
+                self.bought_category(&category, c.bought);
+            }
+            for t in c.views {
+                self.view(&category, t);
+            }
+        }
+        for (sku, c) in other.cart {
+            let mine = self.cart_entry(&sku);
+            if c.added > mine.added {
+                mine.added = c.added;
+            }
+            mine.removed = mine.removed.max(c.removed);
+            mine.bought = mine.bought.max(c.bought);
+        }
+        let rank = |r: &BonusRec| (r.time, r.status, r.amount, r.expires);
+        for (key, b) in other.bonuses {
+            match self.bonuses.get_mut(&key) {
+                Some(old) if rank(old) >= rank(&b) => {}
+                Some(old) => *old = b,
+                None => {
+                    self.bonuses.insert(key, b);
+                }
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.mailings, other.mailings),
+            (&mut self.promo_codes, other.promo_codes),
+            (&mut self.polls, other.polls),
+        ] {
+            for r in theirs {
+                keep_recent(mine, &r.key, r.time, &r.data);
+            }
         }
     }
 
@@ -774,6 +841,32 @@ mod tests {
             let shuffled: Vec<Event> = order.iter().map(|i| events[*i].clone()).collect();
             let other = apply_all(&shuffled, per, 1000).summary;
             prop_assert_eq!(other.clone_without_seq_keys(&base), base.clone());
+        }
+
+        // Two profiles' events split any way, then one absorbs the other: the same
+        // aggregates as one profile that got them all, and every kept event once.
+        #[test]
+        fn absorbing_an_activity_is_applying_its_events(
+            order in Just((0..sample().len()).collect::<Vec<_>>()).prop_shuffle(),
+            cut in 0usize..20,
+            keep in 3usize..40,
+        ) {
+            let events: Vec<Event> = order.iter().map(|i| sample()[*i].clone()).collect();
+            let cut = cut.min(events.len());
+            let base = apply_all(&events, 1, keep).summary;
+            let mut left = apply_all(&events[..cut], 1, keep);
+            // The other profile's records come later in the log.
+            let mut right = Activity::default();
+            for (n, e) in events[cut..].iter().enumerate() {
+                right.apply(1000 + n as u64, std::slice::from_ref(e), keep);
+            }
+            let right_len = right.timeline.len();
+            let left_len = left.timeline.len();
+            left.absorb(right, keep);
+            prop_assert_eq!(left.summary.clone_without_seq_keys(&base), base.clone());
+            prop_assert_eq!(left.timeline.len(), (left_len + right_len).min(keep));
+            prop_assert!(left.timeline.iter().zip(left.timeline.iter().skip(1))
+                .all(|(a, b)| (a.time, a.seq) < (b.time, b.seq)));
         }
     }
 }

@@ -131,8 +131,11 @@ impl DatabaseActor {
             let mut activity = Vec::new();
             for (i, mut update) in updates.into_iter().enumerate() {
                 let events = std::mem::take(&mut update.events);
-                match upsert(&schema, &settings, &view, update, now) {
-                    Ok(profile) => {
+                // Merges are not made inside an atomic import: an identifier held by
+                // another profile refuses its row (`identifier_conflict`).
+                match upsert(&schema, &settings, &view, update, now, false) {
+                    Ok(made) => {
+                        let profile = made.profile;
                         if !events.is_empty() {
                             activity.push((profile.view().customer_id.into(), events));
                         }
@@ -288,7 +291,11 @@ impl DatabaseActor {
         let applied = Arc::clone(&self.applied);
         let settings = self.state.settings.load_full();
         let schema = self.state.schema.load_full();
-        let segments = self.state.segments.defs();
+        // Read here, at the LSN; profiles and activities are read after (fuzzy).
+        let extra = snapshot::HeadExtra {
+            segments: self.state.segments.defs(),
+            merges: self.state.store.merges.all(),
+        };
         let state = Arc::clone(&self.state);
         let erasing = std::mem::take(&mut self.erasure_pending);
         let keep = if erasing { 1 } else { 2 };
@@ -322,7 +329,7 @@ impl DatabaseActor {
                         lsn,
                         &settings,
                         &schema,
-                        &segments,
+                        &extra,
                         &profiles,
                         &state.activity,
                         erasing,

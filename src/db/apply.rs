@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use super::merge::{Excluding, MAX_MERGED, Merged, merge_profiles};
 use super::{Applied, Change, DbState};
 use crate::contacts::{EmailContact, PhoneContact};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::Entry;
 use crate::schema::update::{check_customer_id, check_namespace};
 use crate::schema::{DatabaseSettings, Prepared, ProfileUpdate, Schema, Value, value};
-use crate::store::{Lookup, Packed, Profile, Subscription, identifier_key};
+use crate::store::{Lookup, MergeRecord, Packed, Profile, Subscription, identifier_key};
 
 /// Why a write was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -97,6 +98,10 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
                     ),
                 ));
             }
+            // A customer id absorbed by a merge writes to the survivor.
+            if let Some(survivor) = st.store.survivor_of(&update.customer_id) {
+                update.customer_id = survivor;
+            }
             // Events for an existing profile that change nothing else: the profile is
             // neither rebuilt nor logged again.
             let existing = (!events.is_empty() && !update.touches_profile())
@@ -104,16 +109,15 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
                 .flatten();
             let (profile, rebuilt) = match existing {
                 Some(p) => (p, false),
-                None => (
-                    upsert(
-                        &st.schema.load(),
-                        &st.settings.load(),
-                        &st.store,
-                        update,
-                        Timestamp::now(),
-                    )?,
-                    true,
-                ),
+                None => {
+                    let settings = st.settings.load();
+                    let now = Timestamp::now();
+                    let made = upsert(&st.schema.load(), &settings, &st.store, update, now, true)?;
+                    if !made.records.is_empty() {
+                        return Ok(merge_entry(st, made, events, settings.max_events as usize));
+                    }
+                    (made.profile, true)
+                }
             };
             let entry = if events.is_empty() {
                 Entry::Put(profile.clone())
@@ -126,7 +130,12 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
             };
             (entry, Applied::Profile(profile))
         }
-        Change::Delete { customer_id } => {
+        Change::Delete { mut customer_id } => {
+            // An erasure asked by an absorbed customer id erases the survivor: the same
+            // customer's data.
+            if let Some(survivor) = st.store.survivor_of(&customer_id) {
+                customer_id = survivor.into();
+            }
             if st.store.get(&customer_id).is_none() {
                 return Err(Problem::new(
                     ErrorCode::ProfileNotFound,
@@ -177,15 +186,66 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
     })
 }
 
+/// What an upsert makes: the profile to publish and, when the update's identifiers
+/// named other profiles, the profiles it absorbed and their records.
+#[derive(Debug)]
+pub struct Upserted {
+    /// The profile to publish (the survivor, after a merge).
+    pub profile: Packed,
+    /// The profiles absorbed (to remove), oldest first.
+    pub absorbed: Vec<Packed>,
+    /// A record of each profile absorbed, and of a customer id the update named that
+    /// had no profile yet (it leads to the survivor from now on).
+    pub records: Vec<MergeRecord>,
+}
+
+/// The merge record for the profiles `made` absorbed, with their own histories folded
+/// in: the entry that removes them and publishes the survivor.
+fn merge_entry(
+    st: &DbState,
+    made: Upserted,
+    events: Vec<crate::activity::Event>,
+    max: usize,
+) -> (Entry, Applied) {
+    let survivor = made.profile.view().customer_id.to_owned();
+    let mut history: Vec<MergeRecord> = st.store.merges.history(&survivor).to_vec();
+    let mut activity = st.activity.cloned(&survivor);
+    for rec in made.records {
+        let absorbed_history = st.store.merges.history(&rec.customer_id);
+        if let Some(act) = st.activity.cloned(&rec.customer_id) {
+            activity
+                .get_or_insert_with(Default::default)
+                .absorb(act, max);
+        }
+        history.push(rec);
+        history.extend(absorbed_history.iter().cloned());
+    }
+    let entry = Entry::Merge {
+        survivor: made.profile.clone(),
+        activity: activity.map(Box::new),
+        absorbed: made
+            .absorbed
+            .iter()
+            .map(|p| p.view().customer_id.into())
+            .collect(),
+        history: Arc::from(history),
+        events,
+    };
+    (entry, Applied::Profile(made.profile))
+}
+
 /// The profile an upsert publishes, read against `profiles` (the store, or an atomic
-/// import's view of it).
+/// import's view of it). With `merge`, identifiers held by other profiles merge them
+/// into one (`db::merge`); without, they refuse the update (`identifier_conflict`).
 pub fn upsert(
     schema: &Schema,
     settings: &DatabaseSettings,
     profiles: &impl Lookup,
     mut update: ProfileUpdate,
     now: Timestamp,
-) -> Result<Packed, Problem> {
+    merge: bool,
+) -> Result<Upserted, Problem> {
+    let named = !update.customer_id.is_empty();
     if update.customer_id.is_empty() && !update.find_by.is_empty() {
         // Found by the first identifier that names a profile, or created under a
         // generated customer id. Every identifier must be well-formed, found or not.
@@ -193,16 +253,77 @@ pub fn upsert(
         for (kind, value) in &update.find_by {
             let key = lookup_key(kind, value, settings)?;
             if found.is_none() {
-                found = profiles.holder(&key);
+                found = profiles.holder(&key).or_else(|| profiles.by_old_key(&key));
             }
         }
         update.customer_id = found.unwrap_or_else(|| ulid::Ulid::new().to_string().into());
     }
-    let old = profiles
-        .profile(&update.customer_id)
-        .map(|p| p.unpack(schema));
-    let profile = build_profile(schema, settings, profiles, old.as_ref(), &update, now)?;
-    Ok(Packed::encode(&profile))
+    // A customer id absorbed by a merge writes to the survivor.
+    if let Some(survivor) = profiles.survivor(&update.customer_id) {
+        update.customer_id = survivor;
+    }
+    let target = profiles.profile(&update.customer_id);
+    let old = target.as_ref().map(|p| p.unpack(schema));
+    let mut absorbed: Vec<Packed> = Vec::new();
+    let mut merged: Option<Merged> = None;
+    loop {
+        // Once merging, every participant's identifiers are the survivor's to take.
+        let mut gone = absorbed.clone();
+        gone.extend(target.clone().filter(|_| merged.is_some()));
+        let free = Excluding {
+            inner: profiles,
+            gone: &gone,
+        };
+        let base = merged.as_ref().map(|m| &m.base).or(old.as_ref());
+        let err = match build_profile(schema, settings, &free, base, &update, now) {
+            Ok(p) => {
+                // Removed: every participant in the store but the survivor.
+                absorbed.extend(target.filter(|_| merged.is_some()));
+                absorbed.retain(|a| a.view().customer_id != p.customer_id.as_str());
+                return Ok(Upserted {
+                    profile: Packed::encode(&p),
+                    absorbed,
+                    records: merged.map(|m| m.records).unwrap_or_default(),
+                });
+            }
+            Err(e) => e,
+        };
+        let WriteError::IdentifierConflict { holder, .. } = &err else {
+            return Err(err.into());
+        };
+        let Some(held) = profiles.profile(holder).filter(|_| merge) else {
+            return Err(err.into());
+        };
+        if gone
+            .iter()
+            .any(|g| g.view().customer_id == held.view().customer_id)
+        {
+            // Held by a participant already: the store changed under us, which the
+            // actor's one-message-at-a-time rules out; refuse rather than loop.
+            return Err(err.into());
+        }
+        if absorbed.len() + 2 > MAX_MERGED {
+            return Err(Problem::new(
+                ErrorCode::MergeTooLarge,
+                format!(
+                    "the update's identifiers name more than {MAX_MERGED} profiles; merge them in smaller steps"
+                ),
+            ));
+        }
+        absorbed.push(held);
+        // The update's target joins too: as itself when it exists; as a new empty
+        // profile when the update named a customer id nobody had (that id then leads
+        // to the survivor); not at all when its id was generated here.
+        let mut participants: Vec<Profile> = absorbed.iter().map(|p| p.unpack(schema)).collect();
+        match &old {
+            Some(o) => participants.push(o.clone()),
+            None if named => participants.push(Profile::new(update.customer_id.clone(), now)),
+            None => {}
+        }
+        let m = merge_profiles(participants, now);
+        update.customer_id = m.base.customer_id.clone();
+        merged = Some(m);
+    }
 }
 
 /// Builds the profile that `update` makes of `old` (absent: a new profile).

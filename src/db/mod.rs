@@ -11,6 +11,7 @@
 
 pub mod actor;
 pub mod apply;
+pub mod merge;
 pub mod overlay;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use arc_swap::ArcSwap;
+use compact_str::CompactString;
 use dashmap::DashMap;
 use jiff::Timestamp;
 
@@ -30,12 +32,11 @@ pub use apply::{WriteError, build_profile, lookup_key};
 use crate::activity::ActivityStore;
 use crate::channels::Reach;
 use crate::config::FsyncPolicy;
-use crate::document::Context;
+use crate::document::{Context, Related};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::recover::{self, Target};
 use crate::persist::{DataDir, Durability, Entry, PersistError, SnapshotInfo, Wal};
 use crate::schema::{DatabaseSettings, DatabaseSpec, FieldSpec, ProfileUpdate, Schema};
-use crate::segments::saved::Membership;
 use crate::segments::{SavedSegments, SegmentDef};
 use crate::store::{Packed, ProfileStore, Slot};
 use crate::suppression::SuppressionLists;
@@ -131,8 +132,8 @@ impl DbState {
                 lists: &self.suppression,
                 attached: &settings.suppression_lists,
             },
-            segments: Some(Membership {
-                saved: &self.segments,
+            related: Some(Related {
+                segments: &self.segments,
                 store: &self.store,
             }),
         }
@@ -161,6 +162,9 @@ impl DbState {
                 if let Some((slot, _)) = self.store.remove(&id) {
                     self.segments.erased(slot);
                 }
+                // Whether or not the profile was there: a snapshot may hold the history
+                // of a profile erased before its profiles were read.
+                self.store.merges.forget(&id);
                 self.activity.remove(&id);
             }
             Entry::Events {
@@ -178,6 +182,33 @@ impl DbState {
                 if let Some((slot, p)) = self.store.get_slotted(&customer_id) {
                     self.upkeep(slot, &p);
                 }
+            }
+            Entry::Merge {
+                survivor,
+                activity,
+                absorbed,
+                history,
+                events,
+            } => {
+                for gone in &absorbed {
+                    if let Some((slot, _)) = self.store.remove(gone) {
+                        self.segments.erased(slot);
+                    }
+                    self.activity.remove(gone);
+                }
+                let customer_id = CompactString::from(survivor.view().customer_id);
+                let old = self.store.get(&customer_id);
+                let slot = self.store.put(survivor.clone(), old.as_ref());
+                // The whole merged activity, so that replaying the record again (over a
+                // snapshot that already holds later events) lands in the same place.
+                self.activity.replace(&customer_id, activity.map(|a| *a));
+                if !events.is_empty() {
+                    let max = self.settings.load().max_events as usize;
+                    self.activity.apply_owned(lsn, &customer_id, events, max);
+                }
+                self.store.merges.record(&customer_id, history, &absorbed);
+                metrics::counter!("persona_merges_total").increment(absorbed.len() as u64);
+                self.upkeep(slot, &survivor);
             }
             Entry::Segments(defs) => {
                 let settings = self.settings.load();

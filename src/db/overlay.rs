@@ -78,6 +78,18 @@ impl Lookup for Overlay<'_> {
             None => self.store.holder(key),
         }
     }
+
+    fn by_old_key(&self, key: &str) -> Option<CompactString> {
+        self.store.merges.by_old_key(key)
+    }
+
+    fn survivor(&self, customer_id: &str) -> Option<CompactString> {
+        // A profile created earlier in the transaction under that id wins.
+        if self.profiles.contains_key(customer_id) {
+            return None;
+        }
+        self.store.survivor_of(customer_id)
+    }
 }
 
 #[cfg(test)]

@@ -194,13 +194,15 @@ pub async fn activity(
         .filter(|c| !c.is_empty())
         .map(cursor)
         .transpose()?;
-    if db.state.store.get(&customer_id).is_none() {
+    // An absorbed customer id reads its survivor's timeline.
+    let Some(profile) = db.state.store.lookup(&customer_id) else {
         return Err(Problem::new(
             ErrorCode::ProfileNotFound,
             format!("no profile `{customer_id}`"),
         )
         .with("customer_id", customer_id));
-    }
+    };
+    let customer_id = profile.view().customer_id.to_owned();
     #[derive(Serialize)]
     struct Page<'a> {
         events: Vec<EventView<'a>>,

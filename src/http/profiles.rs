@@ -127,7 +127,7 @@ pub async fn get(
     let profile = db
         .state
         .store
-        .get(&customer_id)
+        .lookup(&customer_id)
         .ok_or_else(|| not_found(&customer_id))?;
     Ok(render(&db, &schema, &profile, projection.as_ref()))
 }
@@ -192,7 +192,7 @@ pub async fn lookup(db: Db<Read>, body: JsonBody<LookupBody>) -> Result<HttpResp
     let mut profiles = Vec::with_capacity(body.customer_ids.len());
     let mut missing = Vec::new();
     for id in body.customer_ids {
-        match db.state.store.get(&id) {
+        match db.state.store.lookup(&id) {
             Some(p) => profiles.push(raw(doc(&db, &schema, &p, projection.as_ref()))),
             None => missing.push(id),
         }
@@ -281,7 +281,7 @@ pub async fn export(
     let profile = db
         .state
         .store
-        .get(&customer_id)
+        .lookup(&customer_id)
         .ok_or_else(|| not_found(&customer_id))?;
     let schema = db.state.schema.load();
     let settings = db.state.settings.load();

@@ -72,9 +72,10 @@ pub async fn of_profile(
     let profile = db
         .state
         .store
-        .get(&customer_id)
+        .lookup(&customer_id)
         .ok_or_else(|| super::profiles::not_found(&customer_id))?;
     let v = profile.view();
+    let customer_id = v.customer_id.to_owned();
     Ok(json(
         StatusCode::OK,
         &ProfileSubscriptions {

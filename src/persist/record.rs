@@ -16,7 +16,7 @@ use compact_str::CompactString;
 use crate::activity::{Activity, Event, Kind, event};
 use crate::schema::{DatabaseSettings, FieldDef, FieldType, Schema};
 use crate::segments::SegmentDef;
-use crate::store::{PackError, Packed, ProfileView, ValueRec};
+use crate::store::{MergeRecord, PackError, Packed, ProfileView, ValueRec};
 
 pub use crate::store::packed::{MAX_RECORD, config};
 
@@ -60,6 +60,21 @@ pub enum Entry {
     },
     /// Every saved segment definition after one was saved or deleted.
     Segments(Arc<Vec<SegmentDef>>),
+    /// An identity merge: the survivor as published, its whole activity after the merge
+    /// (before `events`), the profiles it absorbed (removed), its whole merge history,
+    /// and the events the merging update carried.
+    Merge {
+        /// The surviving profile.
+        survivor: Packed,
+        /// Its activity with the absorbed ones folded in.
+        activity: Option<Box<Activity>>,
+        /// The customer ids of the absorbed profiles.
+        absorbed: Vec<CompactString>,
+        /// Every profile the survivor has absorbed, ever.
+        history: Arc<[MergeRecord]>,
+        /// The update's events, applied after the merge.
+        events: Vec<Event>,
+    },
 }
 
 /// Why persisted bytes could not become records.
@@ -95,6 +110,87 @@ enum EntryRec<'a> {
     Commit,
     Events(&'a str, Option<&'a [u8]>, Vec<EventRec<'a>>),
     Segments(Vec<SegmentRec<'a>>),
+    Merge(MergeIn<'a>),
+}
+
+/// A merge as logged: the survivor's bytes, its activity, the absorbed ids, its
+/// history and the update's events.
+#[derive(Encode)]
+struct MergeOut<'a>(
+    &'a [u8],
+    Option<&'a Activity>,
+    Vec<&'a str>,
+    Vec<MergeRec<'a>>,
+    Vec<EventRec<'a>>,
+);
+
+/// The decoding side of [`MergeOut`].
+#[derive(BorrowDecode)]
+struct MergeIn<'a>(
+    &'a [u8],
+    Option<Box<Activity>>,
+    Vec<&'a str>,
+    Vec<MergeRec<'a>>,
+    Vec<EventRec<'a>>,
+);
+
+/// A merge record: customer id, id, created and merged (ns since the epoch), keys.
+#[derive(Encode, BorrowDecode)]
+struct MergeRec<'a>(&'a str, u128, i128, i128, Vec<&'a str>);
+
+fn merge_recs(history: &[MergeRecord]) -> Vec<MergeRec<'_>> {
+    history
+        .iter()
+        .map(|r| {
+            MergeRec(
+                &r.customer_id,
+                r.id.0,
+                r.created_at.as_nanosecond(),
+                r.merged_at.as_nanosecond(),
+                r.identifiers.iter().map(CompactString::as_str).collect(),
+            )
+        })
+        .collect()
+}
+
+fn merges_from(recs: Vec<MergeRec<'_>>) -> Result<Vec<MergeRecord>, RecordError> {
+    let at = |ns: i128| {
+        jiff::Timestamp::from_nanosecond(ns)
+            .map_err(|e| RecordError::Invalid(format!("merge time: {e}")))
+    };
+    recs.into_iter()
+        .map(|MergeRec(cid, id, created, merged, keys)| {
+            Ok(MergeRecord {
+                customer_id: cid.into(),
+                id: ulid::Ulid(id),
+                created_at: at(created)?,
+                merged_at: at(merged)?,
+                identifiers: keys.into_iter().map(CompactString::from).collect(),
+            })
+        })
+        .collect()
+}
+
+fn events_out(events: &[Event]) -> Vec<EventRec<'_>> {
+    events
+        .iter()
+        .map(|e| EventRec {
+            time: e.time,
+            kind: e.kind as u8,
+            custom: e.custom.as_deref(),
+            data: &e.data,
+        })
+        .collect()
+}
+
+fn events_in(recs: Vec<EventRec<'_>>) -> Result<Vec<Event>, RecordError> {
+    recs.into_iter()
+        .map(|e| {
+            let kind = Kind::from_u8(e.kind)
+                .ok_or_else(|| RecordError::Invalid(format!("event kind {}", e.kind)))?;
+            event::restore(kind, e.custom, e.time, e.data).map_err(RecordError::Invalid)
+        })
+        .collect()
 }
 
 /// An event as logged: its time, kind, custom name and payload text.
@@ -119,6 +215,7 @@ enum EntryOut<'a> {
     Commit,
     Events(&'a str, Option<&'a [u8]>, Vec<EventRec<'a>>),
     Segments(Vec<SegmentRec<'a>>),
+    Merge(MergeOut<'a>),
 }
 
 /// A WAL record: a log sequence number and the effect.
@@ -155,17 +252,22 @@ pub fn encode_entry(lsn: u64, entry: &Entry, out: &mut Vec<u8>) {
         } => EntryOut::Events(
             customer_id,
             profile.as_ref().map(Packed::bytes),
-            events
-                .iter()
-                .map(|e| EventRec {
-                    time: e.time,
-                    kind: e.kind as u8,
-                    custom: e.custom.as_deref(),
-                    data: &e.data,
-                })
-                .collect(),
+            events_out(events),
         ),
         Entry::Segments(defs) => EntryOut::Segments(segments_rec(defs)),
+        Entry::Merge {
+            survivor,
+            activity,
+            absorbed,
+            history,
+            events,
+        } => EntryOut::Merge(MergeOut(
+            survivor.bytes(),
+            activity.as_deref(),
+            absorbed.iter().map(CompactString::as_str).collect(),
+            merge_recs(history),
+            events_out(events),
+        )),
     };
     encode_into(&WalOut { lsn, entry }, out);
 }
@@ -192,16 +294,16 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Entry), RecordError> {
         EntryRec::Events(customer_id, profile, events) => Entry::Events {
             customer_id: customer_id.into(),
             profile: profile.map(Packed::from_bytes).transpose()?,
-            events: events
-                .into_iter()
-                .map(|e| {
-                    let kind = Kind::from_u8(e.kind)
-                        .ok_or_else(|| RecordError::Invalid(format!("event kind {}", e.kind)))?;
-                    event::restore(kind, e.custom, e.time, e.data).map_err(RecordError::Invalid)
-                })
-                .collect::<Result<_, _>>()?,
+            events: events_in(events)?,
         },
         EntryRec::Segments(recs) => Entry::Segments(Arc::new(segments_from(recs)?)),
+        EntryRec::Merge(MergeIn(survivor, activity, absorbed, history, events)) => Entry::Merge {
+            survivor: Packed::from_bytes(survivor)?,
+            activity,
+            absorbed: absorbed.into_iter().map(CompactString::from).collect(),
+            history: Arc::from(merges_from(history)?),
+            events: events_in(events)?,
+        },
     };
     Ok((rec.lsn, entry))
 }
@@ -234,6 +336,16 @@ struct HeadRec<'a> {
     settings: Cow<'a, str>,
     schema: Vec<FieldRec<'a>>,
     segments: Vec<SegmentRec<'a>>,
+    merges: Vec<(&'a str, Vec<MergeRec<'a>>)>,
+}
+
+/// What a snapshot's head holds beside settings and schema (format 3).
+#[derive(Debug, Default, PartialEq)]
+pub struct HeadExtra {
+    /// Saved segment definitions.
+    pub segments: Vec<SegmentDef>,
+    /// Merge histories by survivor.
+    pub merges: Vec<(CompactString, Arc<[MergeRecord]>)>,
 }
 
 /// The head of a format 1 or 2 snapshot: no saved segments.
@@ -270,7 +382,7 @@ fn segments_from(recs: Vec<SegmentRec<'_>>) -> Result<Vec<SegmentDef>, RecordErr
 pub fn encode_head(
     settings: &DatabaseSettings,
     schema: &Schema,
-    segments: &[SegmentDef],
+    extra: &HeadExtra,
     out: &mut Vec<u8>,
 ) {
     let json = settings_text(settings);
@@ -278,7 +390,12 @@ pub fn encode_head(
         &HeadRec {
             settings: Cow::Borrowed(&json),
             schema: schema_rec(schema),
-            segments: segments_rec(segments),
+            segments: segments_rec(&extra.segments),
+            merges: extra
+                .merges
+                .iter()
+                .map(|(cid, h)| (cid.as_str(), merge_recs(h)))
+                .collect(),
         },
         out,
     );
@@ -288,21 +405,29 @@ pub fn encode_head(
 /// segments.
 pub fn decode_head(
     bytes: &[u8],
-    with_segments: bool,
-) -> Result<(DatabaseSettings, Schema, Vec<SegmentDef>), RecordError> {
-    if !with_segments {
+    with_extra: bool,
+) -> Result<(DatabaseSettings, Schema, HeadExtra), RecordError> {
+    if !with_extra {
         let (rec, _): (HeadRecV2<'_>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
         return Ok((
             settings_from(&rec.settings)?,
             schema_from(rec.schema)?,
-            Vec::new(),
+            HeadExtra::default(),
         ));
     }
     let (rec, _): (HeadRec<'_>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
+    let merges = rec
+        .merges
+        .into_iter()
+        .map(|(cid, h)| Ok((CompactString::from(cid), Arc::from(merges_from(h)?))))
+        .collect::<Result<_, RecordError>>()?;
     Ok((
         settings_from(&rec.settings)?,
         schema_from(rec.schema)?,
-        segments_from(rec.segments)?,
+        HeadExtra {
+            segments: segments_from(rec.segments)?,
+            merges,
+        },
     ))
 }
 
@@ -520,6 +645,30 @@ pub(crate) mod tests {
                 saved_at: Timestamp::from_second(1_700_000_000).unwrap(),
             }])),
             Entry::Segments(Arc::new(Vec::new())),
+            Entry::Merge {
+                survivor: Packed::encode(&sample_profile(&schema)),
+                activity: Some(Box::new({
+                    let mut a = Activity::default();
+                    a.apply(3, &events(), 100);
+                    a
+                })),
+                absorbed: vec!["gone".into(), "also-gone".into()],
+                history: Arc::from(vec![MergeRecord {
+                    customer_id: "gone".into(),
+                    id: ulid::Ulid(42),
+                    created_at: Timestamp::from_second(1_600_000_000).unwrap(),
+                    merged_at: Timestamp::from_second(1_700_000_000).unwrap(),
+                    identifiers: vec!["email:a@example.com".into()],
+                }]),
+                events: events(),
+            },
+            Entry::Merge {
+                survivor: Packed::encode(&sample_profile(&schema)),
+                activity: None,
+                absorbed: Vec::new(),
+                history: Arc::from(Vec::new()),
+                events: Vec::new(),
+            },
         ];
         for (i, e) in entries.iter().enumerate() {
             let mut buf = Vec::new();

@@ -527,13 +527,17 @@ mod tests {
             let mut view = None;
             for i in 0..=ops.len() {
                 if i == k {
-                    view = Some((lsn, state.settings.load_full(), state.schema.load_full()));
+                    let extra = snapshot::HeadExtra {
+                        segments: Vec::new(),
+                        merges: state.store.merges.all(),
+                    };
+                    view = Some((lsn, state.settings.load_full(), state.schema.load_full(), Arc::new(extra)));
                 }
                 if i == k2 {
-                    let (s_lsn, s_settings, s_schema) = view.clone().unwrap();
-                    snapshot::write(
-                        dir.path(), s_lsn, &s_settings, &s_schema, &state.store.all(),
-                        &state.activity, false,
+                    let (s_lsn, s_settings, s_schema, extra) = view.clone().unwrap();
+                    snapshot::write_then(
+                        dir.path(), s_lsn, &s_settings, &s_schema, &extra, &state.store.all(),
+                        &state.activity, false, &mut || Ok(()),
                     )
                     .unwrap();
                 }
@@ -573,6 +577,12 @@ mod tests {
                 let theirs = back.activity.read(id, |a, rfm| (a.cloned(), rfm));
                 prop_assert_eq!(theirs, mine);
             }
+            let histories = |st: &DbState| {
+                let mut all = st.store.merges.all();
+                all.sort_by(|a, b| a.0.cmp(&b.0));
+                all
+            };
+            prop_assert_eq!(histories(&back), histories(&state));
             for p in state.store.all() {
                 let p = p.view();
                 for key in p.identifier_keys() {

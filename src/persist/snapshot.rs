@@ -26,6 +26,7 @@ use crate::activity::ActivityStore;
 use crate::schema::{DatabaseSettings, Schema};
 use crate::segments::SegmentDef;
 use crate::store::{Packed, ProfileStore};
+pub use record::HeadExtra;
 
 /// The first bytes of every snapshot: the name and the format version (3: with saved
 /// segments).
@@ -129,7 +130,7 @@ pub fn write(
         lsn,
         settings,
         schema,
-        &[],
+        &HeadExtra::default(),
         profiles,
         activity,
         erasing,
@@ -146,7 +147,7 @@ pub fn write_then(
     lsn: u64,
     settings: &DatabaseSettings,
     schema: &Schema,
-    segments: &[SegmentDef],
+    extra: &HeadExtra,
     profiles: &[Packed],
     activity: &ActivityStore,
     erasing: bool,
@@ -159,7 +160,7 @@ pub fn write_then(
         lsn,
         settings,
         schema,
-        segments,
+        extra,
         profiles,
         activity,
         erasing,
@@ -179,7 +180,7 @@ fn write_at(
     lsn: u64,
     settings: &DatabaseSettings,
     schema: &Schema,
-    segments: &[SegmentDef],
+    extra: &HeadExtra,
     profiles: &[Packed],
     activity: &ActivityStore,
     erasing: bool,
@@ -203,7 +204,7 @@ fn write_at(
         bincode::encode_into_std_write(&header, b, config()).expect("encode into memory");
     });
     append_frame(&mut buf, |b| {
-        record::encode_head(settings, schema, segments, b)
+        record::encode_head(settings, schema, extra, b)
     });
     out.write_all(&buf).map_err(io)?;
     write_chunks(profiles, &mut out).map_err(io)?;
@@ -368,7 +369,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let (lsn, profiles, chunks, erasing) =
         (header.lsn, header.profiles, header.chunks, header.erasing);
     let head = frame("settings and schema")?;
-    let (settings, schema, segments) =
+    let (settings, schema, extra) =
         record::decode_head(&head.0[8..], with_segments).map_err(|e| corrupt(e.to_string()))?;
     // A header is checksummed, not trusted: no profile takes under 16 bytes on disk.
     let size = r.get_ref().metadata().map_err(io)?.len();
@@ -448,6 +449,9 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         )));
     }
     store.set_order(order);
+    for (survivor, history) in extra.merges {
+        store.merges.record(&survivor, history, &[]);
+    }
     activity.rebuild_rfm();
     Ok(Loaded {
         lsn,
@@ -455,7 +459,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         schema,
         store,
         activity,
-        segments,
+        segments: extra.segments,
         erasing,
     })
 }
@@ -588,12 +592,16 @@ mod tests {
             filter: r#"tags CONTAINS "vip""#.into(),
             saved_at: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
         }];
+        let extra = HeadExtra {
+            segments: defs.clone(),
+            merges: Vec::new(),
+        };
         let info = write_then(
             dir.path(),
             3,
             &settings(),
             &schema,
-            &defs,
+            &extra,
             &profiles,
             &ActivityStore::new(),
             false,

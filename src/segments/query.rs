@@ -181,7 +181,7 @@ mod tests {
                 lists: &lists,
                 attached: &[],
             },
-            segments: None,
+            related: None,
         };
         for filter in [
             r#"score >= 4"#,

@@ -179,29 +179,6 @@ impl From<SegmentError> for Problem {
     }
 }
 
-/// What a document's `segments` member reads: the saved segments, and the store that
-/// knows each profile's slot.
-#[derive(Debug, Clone, Copy)]
-pub struct Membership<'a> {
-    /// The database's saved segments.
-    pub saved: &'a SavedSegments,
-    /// Its profiles.
-    pub store: &'a ProfileStore,
-}
-
-impl Membership<'_> {
-    /// The names of the saved segments the profile `customer_id` belongs to.
-    pub fn of(&self, customer_id: &str) -> Vec<String> {
-        if self.saved.is_empty() {
-            return Vec::new();
-        }
-        self.store
-            .get_slotted(customer_id)
-            .map(|(slot, _)| self.saved.of(slot))
-            .unwrap_or_default()
-    }
-}
-
 /// This run of the server, in member cursors: slots are numbered afresh at each start,
 /// so a cursor from an earlier run must be refused rather than misread.
 fn run_token() -> u32 {
@@ -704,7 +681,7 @@ mod tests {
                 lists: &lists,
                 attached: &[],
             },
-            segments: None,
+            related: None,
         };
         let defs = saved.with(def("a", r#"city = "x""#), &schema).unwrap();
         saved.install(defs, &schema, &store, &cx);
@@ -755,7 +732,7 @@ mod tests {
                 lists: &lists,
                 attached: &[],
             },
-            segments: None,
+            related: None,
         };
         let slots: Vec<Slot> = (0..4)
             .map(|i| store.put(profile(&schema, &format!("c{i}"), "Lisbon"), None))

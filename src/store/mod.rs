@@ -7,6 +7,7 @@
 //! a reader may see the old or the new profile, never a torn one. Synchronous, no I/O;
 //! never hold a map guard across an `.await`.
 
+pub mod merges;
 pub mod packed;
 mod profile;
 
@@ -18,6 +19,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use ulid::Ulid;
 
+pub use merges::{MergeRecord, Merges};
 pub use packed::{
     Head, PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef,
 };
@@ -32,6 +34,14 @@ pub trait Lookup {
     fn profile(&self, customer_id: &str) -> Option<Packed>;
     /// The customer id holding an identifier key.
     fn holder(&self, key: &str) -> Option<CompactString>;
+    /// The survivor of the merge that took an identifier key from an absorbed profile.
+    fn by_old_key(&self, _key: &str) -> Option<CompactString> {
+        None
+    }
+    /// The survivor a customer id without a profile of its own was merged into.
+    fn survivor(&self, _customer_id: &str) -> Option<CompactString> {
+        None
+    }
 }
 
 impl Lookup for ProfileStore {
@@ -41,6 +51,14 @@ impl Lookup for ProfileStore {
 
     fn holder(&self, key: &str) -> Option<CompactString> {
         ProfileStore::holder(self, key)
+    }
+
+    fn by_old_key(&self, key: &str) -> Option<CompactString> {
+        self.merges.by_old_key(key)
+    }
+
+    fn survivor(&self, customer_id: &str) -> Option<CompactString> {
+        self.survivor_of(customer_id)
     }
 }
 
@@ -65,6 +83,8 @@ pub struct ProfileStore {
     order: RwLock<BTreeMap<Ulid, CompactString>>,
     // Slot to customer id (empty once erased); appended to on create only.
     slots: RwLock<Vec<CompactString>>,
+    /// Merge histories, and the old customer ids and identifiers they answer for.
+    pub merges: Merges,
 }
 
 impl ProfileStore {
@@ -117,9 +137,30 @@ impl ProfileStore {
         self.identifiers.get(key).map(|r| r.value().clone())
     }
 
-    /// The profile holding an identifier key.
+    /// The profile holding an identifier key, or the survivor of the merge that took
+    /// it from an absorbed profile.
     pub fn find(&self, key: &str) -> Option<Packed> {
-        self.holder(key).and_then(|id| self.get(&id))
+        self.holder(key)
+            .and_then(|id| self.get(&id))
+            .or_else(|| self.merges.by_old_key(key).and_then(|id| self.get(&id)))
+    }
+
+    /// The survivor a customer id leads to, when it has no profile of its own but was
+    /// absorbed by a merge.
+    pub fn survivor_of(&self, customer_id: &str) -> Option<CompactString> {
+        if self.profiles.contains_key(customer_id) {
+            return None;
+        }
+        self.merges.survivor(customer_id)
+    }
+
+    /// The profile with this customer id, or the survivor of the merge that absorbed it.
+    pub fn lookup(&self, customer_id: &str) -> Option<Packed> {
+        self.get(customer_id).or_else(|| {
+            self.merges
+                .survivor(customer_id)
+                .and_then(|id| self.get(&id))
+        })
     }
 
     /// How many profiles there are.
@@ -225,6 +266,7 @@ impl ProfileStore {
             identifiers: DashMap::with_capacity_and_hasher(n * 2, Hasher::default()),
             order: RwLock::default(),
             slots: RwLock::new(Vec::with_capacity(n)),
+            merges: Merges::default(),
         }
     }
 
@@ -262,7 +304,8 @@ impl ProfileStore {
         *self.order.write() = order.into_iter().collect();
     }
 
-    /// Removes a profile and its identifier keys. Actor only.
+    /// Removes a profile and its identifier keys (its merge history is the caller's:
+    /// erased, or folded into a survivor's). Actor only.
     ///
     /// Only the database actor may call this; public for benches.
     pub fn remove(&self, customer_id: &str) -> Option<(Slot, Packed)> {

@@ -8,6 +8,7 @@ mod databases;
 mod durability;
 mod events;
 mod fields;
+mod identity;
 mod imports;
 mod ops;
 mod plugins;
