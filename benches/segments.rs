@@ -16,7 +16,7 @@ use persona::activity::ActivityStore;
 use persona::channels::Reach;
 use persona::document::Context;
 use persona::segments::{SavedSegments, SegmentDef, compile, parse, query};
-use persona::store::Packed;
+use persona::store::{ColumnKind, Packed};
 use persona::suppression::SuppressionLists;
 
 fn queries(c: &mut Criterion) {
@@ -42,29 +42,74 @@ fn queries(c: &mut Criterion) {
     let compiled = compile(&parse(filter).unwrap(), &schema).unwrap();
     let reading = query::projection(&compiled, &schema).unwrap();
     let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
-    let found = query::run(
-        &store, &schema, &compiled, &reading, &cx, None, 100, threads,
-    );
+    let ask = |plan, limit| query::Ask {
+        compiled: &compiled,
+        projection: &reading,
+        plan,
+        after: None,
+        limit,
+        threads,
+        deadline: None,
+    };
+    let found = query::run(&store, &schema, &cx, &ask(None, 100)).unwrap();
     println!(
         "segments bench: {n} profiles, `{filter}` selects {}",
         found.total
     );
+    // The columns the writer builds the first time a query names these fields.
+    let started = std::time::Instant::now();
+    let columns: Vec<_> = compiled
+        .column_fields()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let def = schema.get(f).unwrap();
+            store.build_column(def.name.clone(), ColumnKind::of(def.ty).unwrap())
+        })
+        .collect();
+    println!("segments bench: 3 columns built in {:?}", started.elapsed());
+    let plan = compiled.column_plan(&columns).unwrap();
+    let by_columns = query::run(&store, &schema, &cx, &ask(Some(&plan), 100)).unwrap();
+    assert_eq!(by_columns.total, found.total);
+    assert_eq!(by_columns.page, found.page);
 
     let mut g = c.benchmark_group("query_three_terms");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("count_only", |b| {
         b.iter(|| {
-            black_box(query::run(&store, &schema, &compiled, &reading, &cx, None, 0, threads).total)
+            black_box(
+                query::run(&store, &schema, &cx, &ask(None, 0))
+                    .unwrap()
+                    .total,
+            )
         })
     });
     g.bench_function("page_of_100", |b| {
         b.iter(|| {
             black_box(
-                query::run(
-                    &store, &schema, &compiled, &reading, &cx, None, 100, threads,
-                )
-                .page
-                .len(),
+                query::run(&store, &schema, &cx, &ask(None, 100))
+                    .unwrap()
+                    .page
+                    .len(),
+            )
+        })
+    });
+    g.bench_function("count_only_columns", |b| {
+        b.iter(|| {
+            black_box(
+                query::run(&store, &schema, &cx, &ask(Some(&plan), 0))
+                    .unwrap()
+                    .total,
+            )
+        })
+    });
+    g.bench_function("page_of_100_columns", |b| {
+        b.iter(|| {
+            black_box(
+                query::run(&store, &schema, &cx, &ask(Some(&plan), 100))
+                    .unwrap()
+                    .page
+                    .len(),
             )
         })
     });

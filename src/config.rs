@@ -92,6 +92,10 @@ pub struct ServeArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub segment_refresh: Option<String>,
+    /// The longest an ad-hoc query may scan, such as 10s.
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_budget: Option<String>,
     /// Log format.
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,6 +136,8 @@ pub struct Settings {
     pub snapshot_after: u64,
     /// Re-evaluate volatile saved segments this often (`60s`, ...).
     pub segment_refresh: String,
+    /// The longest an ad-hoc query may scan (`10s`, ...).
+    pub query_budget: String,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -156,6 +162,7 @@ impl Default for Settings {
             snapshot_interval: "60s".into(),
             snapshot_after: 100_000,
             segment_refresh: "60s".into(),
+            query_budget: "10s".into(),
             log_format: LogFormat::Human,
             log_level: "info".into(),
             workers: 0,
@@ -189,6 +196,7 @@ const ENV_KEYS: &[&str] = &[
     "snapshot_interval",
     "snapshot_after",
     "segment_refresh",
+    "query_budget",
     "log_format",
     "log_level",
     "workers",
@@ -223,6 +231,7 @@ impl Settings {
         settings.listen_addr()?;
         settings.snapshot_every()?;
         settings.segment_refresh_every()?;
+        settings.query_budget()?;
         Ok(settings)
     }
 
@@ -236,6 +245,11 @@ impl Settings {
     /// The snapshot interval, parsed.
     pub fn snapshot_every(&self) -> Result<Duration, ConfigError> {
         positive("snapshot_interval", &self.snapshot_interval)
+    }
+
+    /// The ad-hoc query time budget, parsed.
+    pub fn query_budget(&self) -> Result<Duration, ConfigError> {
+        positive("query_budget", &self.query_budget)
     }
 
     /// The volatile segments' refresh interval, parsed.

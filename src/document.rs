@@ -294,10 +294,10 @@ impl<'v> Document<'_, 'v> {
     }
 
     fn merges(&self) -> std::sync::Arc<[MergeRecord]> {
-        self.related.map_or_else(
-            || std::sync::Arc::from(Vec::new()),
-            |r| r.store.merges.history(self.profile.customer_id),
-        )
+        match self.related {
+            Some(r) => r.store.merges.history(self.profile.customer_id),
+            None => crate::store::merges::no_history(),
+        }
     }
 
     fn contacts(&self, known: &Known<'v>) -> Contacts<'v> {

@@ -80,6 +80,7 @@ codes! {
     SuppressionEntryInvalid => ("suppression_entry_invalid", 400, "A suppression entry is not an email, domain or phone of its kind"),
     SuppressionListInUse => ("suppression_list_in_use", 409, "The suppression list is attached to databases"),
     SuppressionListProtected => ("suppression_list_protected", 409, "The global stop list cannot be deleted"),
+    QueryTimeout => ("query_timeout", 422, "The query ran past its time budget"),
     FilterInvalid => ("filter_invalid", 400, "The segment filter is not valid; `column` says where"),
     SegmentNotFound => ("segment_not_found", 404, "No such saved segment"),
     SegmentNameInvalid => ("segment_name_invalid", 400, "Invalid segment name"),

@@ -245,6 +245,17 @@ pub fn store(n: u64) -> (Schema, ProfileStore) {
         }
     });
     assert_eq!(store.len() as u64, n, "every generated profile is distinct");
+    // Built on every core, so slots were given out of id order; numbered again in id
+    // order, as a server's writer (one thread a database) or a load leaves them.
+    let order = store
+        .all()
+        .iter()
+        .map(|p| {
+            let v = p.view();
+            (v.id(), CompactString::from(v.customer_id))
+        })
+        .collect();
+    store.set_order(order);
     (schema, store)
 }
 

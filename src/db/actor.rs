@@ -29,6 +29,7 @@ use crate::persist::record::encode_entry;
 use crate::persist::wal::append_frame;
 use crate::persist::{Entry, SnapshotInfo, Wal, snapshot};
 use crate::segments::saved;
+use crate::store::{Column, ColumnKind};
 
 /// Someone waiting for a snapshot's outcome.
 type Waiter = oneshot::Sender<Result<SnapshotInfo, Problem>>;
@@ -448,6 +449,47 @@ impl Handler<Apply> for DatabaseActor {
 
     fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) -> Self::Result {
         self.apply(msg.0, ctx)
+    }
+}
+
+/// Build the columns of these fields where missing (a query asked for them); the reply
+/// is every one asked for. In the actor, so that no write comes between a column's fill
+/// and its upkeep.
+#[derive(Debug)]
+pub struct BuildColumns(pub Vec<(Arc<str>, ColumnKind)>);
+
+impl Message for BuildColumns {
+    type Result = Vec<Arc<Column>>;
+}
+
+impl Handler<BuildColumns> for DatabaseActor {
+    type Result = actix::MessageResult<BuildColumns>;
+
+    fn handle(&mut self, msg: BuildColumns, _: &mut Context<Self>) -> Self::Result {
+        let store = &self.state.store;
+        let schema = self.state.schema.load();
+        let columns = msg
+            .0
+            .into_iter()
+            // A field dropped since the query was typed gets no column (the query then
+            // reads the profiles).
+            .filter(|(field, kind)| {
+                schema
+                    .get(field)
+                    .is_some_and(|d| ColumnKind::of(d.ty) == Some(*kind))
+            })
+            .map(|(field, kind)| match store.columns.get(&field) {
+                Some(c) if c.kind == kind => c,
+                _ => {
+                    let started = Instant::now();
+                    let c = store.build_column(Arc::clone(&field), kind);
+                    tracing::info!(field = %field, ms = started.elapsed().as_millis() as u64,
+                        "field column built");
+                    c
+                }
+            })
+            .collect();
+        actix::MessageResult(columns)
     }
 }
 

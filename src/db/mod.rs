@@ -26,7 +26,7 @@ use dashmap::DashMap;
 use jiff::Timestamp;
 
 pub use actor::DatabaseActor;
-use actor::{Apply, Close, TakeSnapshot};
+use actor::{Apply, BuildColumns, Close, TakeSnapshot};
 pub use apply::{WriteError, build_profile, lookup_key};
 
 use crate::activity::ActivityStore;
@@ -38,7 +38,7 @@ use crate::persist::recover::{self, Target};
 use crate::persist::{DataDir, Durability, Entry, PersistError, SnapshotInfo, Wal};
 use crate::schema::{DatabaseSettings, DatabaseSpec, FieldSpec, ProfileUpdate, Schema};
 use crate::segments::{SavedSegments, SegmentDef};
-use crate::store::{Packed, ProfileStore, Slot};
+use crate::store::{Column, ColumnKind, Packed, ProfileStore, Slot};
 use crate::suppression::SuppressionLists;
 
 /// Every kind of write to a database: the one update type of the write path.
@@ -139,6 +139,18 @@ impl DbState {
         }
     }
 
+    /// Drops the columns of fields a schema no longer has with that kind.
+    fn drop_stale_columns(&self, schema: &Schema) {
+        for f in self.schema.load().fields() {
+            let fits = schema
+                .get(&f.name)
+                .is_some_and(|d| d.ty == f.ty && d.default == f.default);
+            if !fits {
+                self.store.columns.drop_field(&f.name);
+            }
+        }
+    }
+
     /// Judges a written profile against the saved segments.
     fn upkeep(&self, slot: Slot, profile: &Packed) {
         if self.segments.is_empty() {
@@ -217,7 +229,10 @@ impl DbState {
                 self.segments
                     .install(defs, &schema, &self.store, &self.context(&settings));
             }
-            Entry::Schema(schema) => self.schema.store(schema),
+            Entry::Schema(schema) => {
+                self.drop_stale_columns(&schema);
+                self.schema.store(schema);
+            }
             Entry::DropField { name, schema } => {
                 // Values of a dropped field go too: a field re-added later under the same
                 // name, perhaps with another type, must not find stale values. Unpacking
@@ -228,6 +243,7 @@ impl DbState {
                         self.store.put(q, Some(&p));
                     }
                 }
+                self.drop_stale_columns(&schema);
                 self.schema.store(schema);
             }
             Entry::Settings(settings) => self.settings.store(settings),
@@ -287,6 +303,25 @@ impl Database {
             .await
             .map_err(|e| storage_failed(&self.name(), &e))?;
         Ok(applied)
+    }
+
+    /// The columns of these fields (of these kinds), built by the writer where missing.
+    pub async fn columns(
+        &self,
+        fields: Vec<(Arc<str>, ColumnKind)>,
+    ) -> Result<Vec<Arc<Column>>, Problem> {
+        let store = &self.state.store;
+        let have: Option<Vec<Arc<Column>>> = fields
+            .iter()
+            .map(|(f, kind)| store.columns.get(f).filter(|c| c.kind == *kind))
+            .collect();
+        if let Some(have) = have {
+            return Ok(have);
+        }
+        self.addr
+            .send(BuildColumns(fields))
+            .await
+            .map_err(|_| gone())
     }
 
     /// Takes a snapshot now (after any running one) and says what was written.

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::{Db, JsonBody, Read, Write, blocking, json, read_context, ulid_cursor};
+use super::{Db, JsonBody, Read, State, Write, blocking, json, read_context, ulid_cursor};
 use crate::db::Change;
 use crate::document::{self, Projection};
 use crate::error::{ErrorCode, Problem};
 use crate::segments::saved::{self, Saved};
 use crate::segments::{self, FilterError, SegmentDef, SegmentError, query};
-use crate::store::Packed;
+use crate::store::{ColumnKind, Packed};
 
 /// The body of a query.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -56,8 +56,16 @@ fn invalid(filter: &str, e: FilterError) -> Problem {
 #[utoipa::path(post, path = "/v1/databases/{db}/query", tag = "segments", request_body = QueryBody,
     responses((status = 200, body = QueryResult), (status = 400, description = "filter_invalid, with `column`")),
     security(("bearer" = [])))]
-pub async fn query(db: Db<Read>, body: JsonBody<QueryBody>) -> Result<HttpResponse, Problem> {
+pub async fn query(
+    state: State,
+    db: Db<Read>,
+    body: JsonBody<QueryBody>,
+) -> Result<HttpResponse, Problem> {
     let body = body.0;
+    let budget = state
+        .settings
+        .query_budget()
+        .map_err(|e| Problem::new(ErrorCode::Internal, e.to_string()))?;
     let limit = body.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(Problem::new(
@@ -77,23 +85,44 @@ pub async fn query(db: Db<Read>, body: JsonBody<QueryBody>) -> Result<HttpRespon
         .as_ref()
         .map(|f| Projection::from_paths(f.iter().map(String::as_str), &schema))
         .transpose()?;
+    // A filter on fields alone scans their columns (built once, by the writer, the
+    // first time a field is asked for).
+    let wanted = compiled.column_fields().and_then(|fields| {
+        fields
+            .iter()
+            .map(|f| {
+                let def = schema.get(f)?;
+                Some((def.name.clone(), ColumnKind::of(def.ty)?))
+            })
+            .collect::<Option<Vec<_>>>()
+    });
+    let plan = match wanted {
+        Some(w) => compiled.column_plan(&db.columns(w).await?),
+        None => None,
+    };
     let db = db.db.clone();
     let count_only = body.count_only;
+    let started = std::time::Instant::now();
     let result = blocking(move || {
         let settings = db.state.settings.load();
         let cx = read_context(&db, &settings);
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let page_size = if count_only { 0 } else { limit };
-        let found = query::run(
-            &db.state.store,
-            &schema,
-            &compiled,
-            &reading,
-            &cx,
+        let ask = query::Ask {
+            compiled: &compiled,
+            projection: &reading,
+            plan: plan.as_ref(),
             after,
-            page_size,
-            threads,
-        );
+            limit: if count_only { 0 } else { limit },
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            deadline: Some(started + budget),
+        };
+        let found = query::run(&db.state.store, &schema, &cx, &ask).map_err(|_| {
+            Problem::new(
+                ErrorCode::QueryTimeout,
+                format!(
+                    "the query ran past its time budget of {budget:?} (`--query-budget`); narrow the filter or save it as a segment"
+                ),
+            )
+        })?;
         let profiles = (!count_only).then(|| {
             found
                 .page

@@ -17,7 +17,10 @@ use serde_json::Value as Json;
 
 use super::filter::{Expr, FilterError, Literal, Op, Path};
 use crate::schema::{FieldType, Schema, Value};
-use crate::store::{Head, ProfileView, ValueRef};
+use std::sync::Arc;
+
+use crate::store::columns::Scan;
+use crate::store::{Column, ColumnKind, Head, ProfileView, Slot, ValueRef};
 
 /// What a path holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -628,14 +631,22 @@ fn read<'a>(t: &'a Target, b: Bytes<'_, 'a>) -> Option<Cell<'a>> {
 }
 
 fn eval_view(n: &Node, b: Bytes<'_, '_>) -> bool {
-    let read = |t| read(t, b);
     match n {
         Node::Or(all) => all.iter().any(|n| eval_view(n, b)),
         Node::And(all) => all.iter().all(|n| eval_view(n, b)),
         Node::Not(n) => !eval_view(n, b),
-        Node::Exists(t) => read(t).is_some(),
-        Node::Compare(t, op, want) => {
-            let have = read(t);
+        Node::Exists(t) | Node::Compare(t, ..) | Node::In(t, _) | Node::Contains(t, _) => {
+            leaf(n, read(t, b))
+        }
+    }
+}
+
+/// A term's verdict on the value its path has (`None`: no value, default included).
+fn leaf(n: &Node, have: Option<Cell<'_>>) -> bool {
+    match n {
+        Node::Or(_) | Node::And(_) | Node::Not(_) => unreachable!("terms only"),
+        Node::Exists(_) => have.is_some(),
+        Node::Compare(_, op, want) => {
             let ord = match (&have, want) {
                 (None, Val::Null) => Some(Ordering::Equal),
                 (None, _) | (Some(_), Val::Null) => None,
@@ -643,15 +654,12 @@ fn eval_view(n: &Node, b: Bytes<'_, '_>) -> bool {
             };
             compare(*op, ord)
         }
-        Node::In(t, wants) => {
-            let have = read(t);
-            wants.iter().any(|w| match (&have, w) {
-                (None, Val::Null) => true,
-                (Some(h), w) => order_cell(h, w) == Some(Ordering::Equal),
-                _ => false,
-            })
-        }
-        Node::Contains(t, Val::Text(want)) => match read(t) {
+        Node::In(_, wants) => wants.iter().any(|w| match (&have, w) {
+            (None, Val::Null) => true,
+            (Some(h), w) => order_cell(h, w) == Some(Ordering::Equal),
+            _ => false,
+        }),
+        Node::Contains(_, Val::Text(want)) => match have {
             Some(Cell::Tags(list)) => list.iter().any(|x| x == want),
             Some(Cell::Texts(list)) => list.iter().any(|x| x == want),
             Some(Cell::Text(s)) => s.contains(want.as_str()),
@@ -732,6 +740,191 @@ fn eval(n: &Node, doc: &Json) -> bool {
             _ => false,
         },
         Node::Contains(..) => false,
+    }
+}
+
+/// A fields-only filter evaluated on field columns (`store::columns`) instead of
+/// profiles: each term reads one column's cell for a slot and gives the same verdict as
+/// on the profile's bytes (the same term function decides both).
+pub struct ColumnPlan {
+    node: PlanNode,
+    columns: Vec<Arc<Column>>,
+}
+
+enum PlanNode {
+    Or(Vec<PlanNode>),
+    And(Vec<PlanNode>),
+    Not(Box<PlanNode>),
+    Term {
+        column: usize,
+        kind: ColumnKind,
+        // The verdict without a value (the field's default decides, if it has one).
+        absent: bool,
+        // Text columns: the verdict for each dictionary id known when planned.
+        table: Vec<bool>,
+        node: Node,
+    },
+}
+
+/// Where a column plan reads one slot.
+pub struct PlanScan<'c> {
+    scans: Vec<Scan<'c>>,
+    plan: &'c ColumnPlan,
+}
+
+impl Compiled {
+    /// The fields a column plan would read, when the filter reads fields only and every
+    /// term names a field (not the customer id).
+    pub fn column_fields(&self) -> Option<Vec<String>> {
+        if !self.fields_only {
+            return None;
+        }
+        let mut fields = Vec::new();
+        let mut all = true;
+        visit_targets(&self.node, &mut |t| match &t.direct {
+            Some(Direct::Field(name, _)) => fields.push(name.clone()),
+            _ => all = false,
+        });
+        fields.sort();
+        fields.dedup();
+        all.then_some(fields)
+    }
+
+    /// A plan over `columns` (one per [`Compiled::column_fields`] field), or `None` when
+    /// a field has no column of a fitting kind.
+    pub fn column_plan(&self, columns: &[Arc<Column>]) -> Option<ColumnPlan> {
+        let mut used = Vec::new();
+        let node = plan_node(&self.node, columns, &mut used)?;
+        Some(ColumnPlan {
+            node,
+            columns: used,
+        })
+    }
+}
+
+fn plan_node(n: &Node, columns: &[Arc<Column>], used: &mut Vec<Arc<Column>>) -> Option<PlanNode> {
+    let all = |v: &[Node], used: &mut Vec<Arc<Column>>| {
+        v.iter()
+            .map(|n| plan_node(n, columns, used))
+            .collect::<Option<Vec<_>>>()
+    };
+    Some(match n {
+        Node::Or(v) => PlanNode::Or(all(v, used)?),
+        Node::And(v) => PlanNode::And(all(v, used)?),
+        Node::Not(n) => PlanNode::Not(Box::new(plan_node(n, columns, used)?)),
+        Node::Exists(t) | Node::Compare(t, ..) | Node::In(t, _) | Node::Contains(t, _) => {
+            let Some(Direct::Field(name, fallback)) = &t.direct else {
+                return None;
+            };
+            let col = columns.iter().find(|c| &*c.field == name.as_str())?;
+            let fits = matches!(
+                (col.kind, t.kind),
+                (ColumnKind::Number, Kind::Number)
+                    | (ColumnKind::Date, Kind::Date)
+                    | (ColumnKind::Time, Kind::DateTime)
+                    | (ColumnKind::Bool, Kind::Bool)
+                    | (ColumnKind::Text, Kind::Text)
+            );
+            if !fits {
+                return None;
+            }
+            let absent = match fallback {
+                None => leaf(n, None),
+                Some(Fallback::One(v)) => leaf(n, Some(Cell::One(v.clone()))),
+                Some(Fallback::Texts(_)) => return None,
+            };
+            let table = if col.kind == ColumnKind::Text {
+                col.texts_from(0)
+                    .iter()
+                    .map(|s| leaf(n, Some(Cell::Text(s))))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let column = match used.iter().position(|c| Arc::ptr_eq(c, col)) {
+                Some(i) => i,
+                None => {
+                    used.push(Arc::clone(col));
+                    used.len() - 1
+                }
+            };
+            PlanNode::Term {
+                column,
+                kind: col.kind,
+                absent,
+                table,
+                node: n.clone(),
+            }
+        }
+    })
+}
+
+impl ColumnPlan {
+    /// Holds the plan's columns for a scan.
+    pub fn scan(&self) -> PlanScan<'_> {
+        PlanScan {
+            scans: self.columns.iter().map(|c| c.scan()).collect(),
+            plan: self,
+        }
+    }
+}
+
+impl PlanScan<'_> {
+    /// Whether the profile in `slot` matches.
+    #[inline]
+    pub fn matches(&self, slot: Slot) -> bool {
+        self.eval(&self.plan.node, slot)
+    }
+
+    fn eval(&self, n: &PlanNode, slot: Slot) -> bool {
+        match n {
+            PlanNode::Or(all) => all.iter().any(|n| self.eval(n, slot)),
+            PlanNode::And(all) => all.iter().all(|n| self.eval(n, slot)),
+            PlanNode::Not(n) => !self.eval(n, slot),
+            PlanNode::Term {
+                column,
+                kind,
+                absent,
+                table,
+                node,
+            } => {
+                let Some(cell) = self.scans[*column].cell(slot) else {
+                    return *absent;
+                };
+                match kind {
+                    ColumnKind::Text => match table.get(cell as usize) {
+                        Some(verdict) => *verdict,
+                        // A text first written after the plan was made.
+                        None => {
+                            let col = &self.plan.columns[*column];
+                            let text = col.texts_from(cell as usize);
+                            text.first()
+                                .is_some_and(|s| leaf(node, Some(Cell::Text(s))))
+                        }
+                    },
+                    ColumnKind::Number => {
+                        leaf(node, Some(Cell::One(Val::Num(f64::from_bits(cell)))))
+                    }
+                    ColumnKind::Bool => leaf(node, Some(Cell::One(Val::Bool(cell == 1)))),
+                    ColumnKind::Date => {
+                        let x = cell as i64;
+                        let (y, m, d) = (
+                            x.div_euclid(10_000),
+                            x.rem_euclid(10_000) / 100,
+                            x.rem_euclid(100),
+                        );
+                        match Date::new(y as i16, m as i8, d as i8) {
+                            Ok(date) => leaf(node, Some(Cell::One(Val::Date(date)))),
+                            Err(_) => *absent,
+                        }
+                    }
+                    ColumnKind::Time => match Timestamp::from_nanosecond(i128::from(cell as i64)) {
+                        Ok(t) => leaf(node, Some(Cell::One(Val::Time(t)))),
+                        Err(_) => *absent,
+                    },
+                }
+            }
+        }
     }
 }
 

@@ -6,14 +6,18 @@
 //! matches are put in creation order for paging. Every page counts the whole database
 //! again (`total` is always current); saved segments will keep their members instead.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
 use serde_json::Value as Json;
 use ulid::Ulid;
 
 use super::Compiled;
+use super::eval::ColumnPlan;
 use super::filter::FilterError;
 use crate::document::{self, Context, Projection};
 use crate::schema::Schema;
-use crate::store::{Packed, ProfileStore};
+use crate::store::{Packed, ProfileStore, Slot};
 
 /// What a query found: how many match, one page of them, and where the next starts.
 #[derive(Debug)]
@@ -53,50 +57,153 @@ fn matches(
     compiled.matches(&doc)
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Evaluates `compiled` on every profile of `store`, with `threads` threads, and cuts the
-/// page of `limit` after `after` (none with `limit` 0).
+/// What to evaluate, and how much of the answer to give.
+pub struct Ask<'a> {
+    /// The filter.
+    pub compiled: &'a Compiled,
+    /// The projection `compiled` reads (for filters on derived members).
+    pub projection: &'a Projection,
+    /// The filter over field columns, when it reads only columned fields.
+    pub plan: Option<&'a ColumnPlan>,
+    /// The page starts after this profile.
+    pub after: Option<Ulid>,
+    /// The page size (0: count only).
+    pub limit: usize,
+    /// Threads to scan with.
+    pub threads: usize,
+    /// Give up past this instant.
+    pub deadline: Option<Instant>,
+}
+
+/// The query ran past its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the query ran past its time budget")]
+pub struct TimedOut;
+
+/// Profiles between deadline checks.
+const CHECK_EVERY: usize = 1 << 14;
+
+/// Evaluates a filter on every profile of `store` and cuts the page after `ask.after`.
 pub fn run(
     store: &ProfileStore,
     schema: &Schema,
-    compiled: &Compiled,
-    projection: &Projection,
     cx: &Context<'_>,
-    after: Option<Ulid>,
-    limit: usize,
-    threads: usize,
-) -> Found {
+    ask: &Ask<'_>,
+) -> Result<Found, TimedOut> {
+    let stop = AtomicBool::new(false);
+    let late = || {
+        let late = stop.load(Ordering::Relaxed) || ask.deadline.is_some_and(|d| Instant::now() > d);
+        if late {
+            stop.store(true, Ordering::Relaxed);
+        }
+        late
+    };
+    if let Some(plan) = ask.plan {
+        return run_columns(store, plan, ask, &late);
+    }
     let all = store.all();
-    let chunk = all.len().div_ceil(threads.max(1)).max(1);
-    let matches_of = |part: &[Packed]| -> Vec<(Ulid, Packed)> {
-        part.iter()
-            .filter_map(|p| {
+    let chunk = all.len().div_ceil(ask.threads.max(1)).max(1);
+    let compiled = ask.compiled;
+    let matches_of = |part: &[Packed]| -> Option<Vec<(Ulid, Packed)>> {
+        let mut out = Vec::new();
+        for block in part.chunks(CHECK_EVERY) {
+            if late() {
+                return None;
+            }
+            out.extend(block.iter().filter_map(|p| {
                 if compiled.is_fields_only() {
                     let head = p.head();
                     return compiled.matches_head(&head).then(|| (head.id(), p.clone()));
                 }
                 let view = p.view();
-                matches(compiled, &view, schema, projection, cx).then(|| (view.id(), p.clone()))
-            })
-            .collect()
+                matches(compiled, &view, schema, ask.projection, cx).then(|| (view.id(), p.clone()))
+            }));
+        }
+        Some(out)
     };
-    let mut found: Vec<(Ulid, Packed)> = std::thread::scope(|s| {
+    let parts: Vec<Option<Vec<(Ulid, Packed)>>> = std::thread::scope(|s| {
         let workers: Vec<_> = all
             .chunks(chunk)
             .map(|part| s.spawn(move || matches_of(part)))
             .collect();
         workers
             .into_iter()
-            .flat_map(|w| w.join().expect("a query thread does not panic"))
+            .map(|w| w.join().expect("a query thread does not panic"))
             .collect()
     });
+    let mut found: Vec<(Ulid, Packed)> = Vec::new();
+    for part in parts {
+        found.extend(part.ok_or(TimedOut)?);
+    }
     found.sort_unstable_by_key(|(id, _)| *id);
     let total = found.len();
-    let start = after.map_or(0, |a| found.partition_point(|(id, _)| *id <= a));
+    let start = ask
+        .after
+        .map_or(0, |a| found.partition_point(|(id, _)| *id <= a));
     let rest = &found[start.min(total)..];
+    let limit = ask.limit;
     let page: Vec<Packed> = rest.iter().take(limit).map(|(_, p)| p.clone()).collect();
     let next = (rest.len() > limit && limit > 0).then(|| rest[limit - 1].0);
-    Found { total, page, next }
+    Ok(Found { total, page, next })
+}
+
+/// [`run`] over field columns: the slots split between the threads, each cell read in
+/// place; matches come out in slot order, which is creation order.
+fn run_columns(
+    store: &ProfileStore,
+    plan: &ColumnPlan,
+    ask: &Ask<'_>,
+    late: &(dyn Fn() -> bool + Sync),
+) -> Result<Found, TimedOut> {
+    let bound = store.slot_bound() as usize;
+    let live = store.columns.live();
+    let scan = plan.scan();
+    let per = bound.div_ceil(ask.threads.max(1)).max(1);
+    let parts: Vec<Option<Vec<Slot>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..bound)
+            .step_by(per)
+            .map(|from| {
+                let (live, scan) = (&live, &scan);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    let to = (from + per).min(bound);
+                    for block in (from..to).step_by(CHECK_EVERY) {
+                        if late() {
+                            return None;
+                        }
+                        let end = (block + CHECK_EVERY).min(to);
+                        out.extend(
+                            (block as Slot..end as Slot)
+                                .filter(|s| live.cell(*s).is_some() && scan.matches(*s)),
+                        );
+                    }
+                    Some(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a query thread does not panic"))
+            .collect()
+    });
+    let mut found: Vec<Slot> = Vec::new();
+    for part in parts {
+        found.extend(part.ok_or(TimedOut)?);
+    }
+    let total = found.len();
+    let id_of = |slot: Slot| store.by_slot(slot).map(|p| p.view().id());
+    // Slots are in creation order, so ids ascend along them: the cursor's place is a
+    // binary search (a slot erased meanwhile reads as the start).
+    let start = ask.after.map_or(0, |a| {
+        found.partition_point(|s| id_of(*s).is_some_and(|id| id <= a))
+    });
+    let rest = &found[start.min(total)..];
+    let limit = ask.limit;
+    let page = store.by_slots(rest.iter().take(limit).copied());
+    let next = (rest.len() > limit && limit > 0)
+        .then(|| page.last().map(|p| p.view().id()))
+        .flatten();
+    Ok(Found { total, page, next })
 }
 
 #[cfg(test)]
@@ -110,7 +217,7 @@ mod tests {
     use crate::channels::Reach;
     use crate::schema::{FieldSpec, Value};
     use crate::segments::{compile, parse};
-    use crate::store::Profile;
+    use crate::store::{ColumnKind, Profile};
     use crate::suppression::SuppressionLists;
 
     /// The fast path (bytes) and the document path agree on every filter they both take.
@@ -219,6 +326,75 @@ mod tests {
                 );
             }
         }
+        // And field columns give the same verdicts as the bytes, values and defaults alike.
+        let store = ProfileStore::new();
+        let slots: Vec<Slot> = profiles
+            .iter()
+            .map(|p| store.put(p.clone(), None))
+            .collect();
+        let mut planned = 0;
+        for filter in [
+            r#"score >= 4"#,
+            r#"score != 4 OR score = null"#,
+            r#"score EXISTS OR tier = "gold""#,
+            r#"tier = "bronze""#,
+            r#"NOT tier IN ["gold", "silver"]"#,
+            r#"ratio > 1.25 AND ratio <= 2"#,
+            r#"city CONTAINS "or" OR city < "G""#,
+            r#"birth_date >= "1985-01-01" AND birth_date != "1990-01-01""#,
+            r#"city EXISTS AND NOT birth_date = null"#,
+        ] {
+            let compiled = compile(&parse(filter).unwrap(), &schema).unwrap();
+            let columns: Vec<_> = compiled
+                .column_fields()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    let def = schema.get(f).unwrap();
+                    store.build_column(def.name.clone(), ColumnKind::of(def.ty).unwrap())
+                })
+                .collect();
+            let plan = compiled.column_plan(&columns).expect(filter);
+            planned += 1;
+            let scan = plan.scan();
+            for (p, slot) in profiles.iter().zip(&slots) {
+                assert_eq!(
+                    scan.matches(*slot),
+                    compiled.matches_view(&p.view()),
+                    "{filter}"
+                );
+            }
+        }
+        assert_eq!(planned, 9);
+        // A write after the columns exist reaches them.
+        let mut p = profiles[0].unpack(&schema);
+        p.fields.retain(|(n, _)| &**n != "score");
+        let rewritten = Packed::encode(&p);
+        store.put(rewritten.clone(), Some(&profiles[0]));
+        let compiled = compile(&parse("score = null").unwrap(), &schema).unwrap();
+        let columns = vec![store.columns.get("score").unwrap()];
+        let plan = compiled.column_plan(&columns).unwrap();
+        assert!(plan.scan().matches(slots[0]));
+        let ask = Ask {
+            compiled: &compiled,
+            projection: &projection(&compiled, &schema).unwrap(),
+            plan: Some(&plan),
+            after: None,
+            limit: 100,
+            threads: 2,
+            deadline: None,
+        };
+        let by_columns = run(&store, &schema, &cx, &ask).unwrap();
+        let by_bytes = run(&store, &schema, &cx, &Ask { plan: None, ..ask }).unwrap();
+        assert_eq!(by_columns.total, by_bytes.total);
+        assert_eq!(by_columns.page, by_bytes.page);
+        let late = Ask {
+            deadline: Some(std::time::Instant::now() - std::time::Duration::from_secs(1)),
+            plan: None,
+            ..ask
+        };
+        assert_eq!(run(&store, &schema, &cx, &late).unwrap_err(), TimedOut);
+
         let derived = compile(&parse("stats.receipts_count > 0").unwrap(), &schema).unwrap();
         assert!(!derived.is_direct());
     }

@@ -41,6 +41,14 @@ fn ulid_text<S: serde::Serializer>(id: &Ulid, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(id)
 }
 
+/// An empty history, shared: the lookups of profiles that absorbed nothing allocate
+/// nothing for it.
+pub fn no_history() -> Arc<[MergeRecord]> {
+    static NONE: std::sync::LazyLock<Arc<[MergeRecord]>> =
+        std::sync::LazyLock::new(|| Arc::from(Vec::new()));
+    Arc::clone(&NONE)
+}
+
 /// The merge histories of a database's profiles and the old keys they answer for.
 #[derive(Debug, Default)]
 pub struct Merges {
@@ -58,12 +66,11 @@ impl Merges {
     /// A survivor's history (empty when it absorbed nothing).
     pub fn history(&self, customer_id: &str) -> Arc<[MergeRecord]> {
         if self.count.load(Ordering::Relaxed) == 0 {
-            return Arc::from(Vec::new());
+            return no_history();
         }
         self.histories
             .get(customer_id)
-            .map(|h| Arc::clone(h.value()))
-            .unwrap_or_else(|| Arc::from(Vec::new()))
+            .map_or_else(no_history, |h| Arc::clone(h.value()))
     }
 
     /// The survivor an old customer id leads to.

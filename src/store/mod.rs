@@ -7,6 +7,7 @@
 //! a reader may see the old or the new profile, never a torn one. Synchronous, no I/O;
 //! never hold a map guard across an `.await`.
 
+pub mod columns;
 pub mod merges;
 pub mod packed;
 mod profile;
@@ -19,6 +20,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use ulid::Ulid;
 
+pub use columns::{Column, ColumnKind, Columns};
 pub use merges::{MergeRecord, Merges};
 pub use packed::{
     Head, PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef,
@@ -70,8 +72,11 @@ struct Held {
 }
 
 /// A profile's dense number within its database for this run of the server: what
-/// segment bitmaps hold. Given in creation order (at load, in the order of the profiles'
-/// ids), never reused while the server runs; numbered afresh at the next start.
+/// segment bitmaps and field columns are indexed by. Given in creation order (at load,
+/// in the order of the profiles' ids), never reused while the server runs; numbered
+/// afresh at the next start. Slot order is id order: a database's profiles are created
+/// by its one writer thread, whose id generator is monotonic, and a load numbers them
+/// by id; paging a column scan by id relies on it.
 pub type Slot = u32;
 
 /// All profiles of one database, by customer id, plus identifier and order indexes.
@@ -85,6 +90,8 @@ pub struct ProfileStore {
     slots: RwLock<Vec<CompactString>>,
     /// Merge histories, and the old customer ids and identifiers they answer for.
     pub merges: Merges,
+    /// Field columns for scans, built on demand.
+    pub columns: Columns,
 }
 
 impl ProfileStore {
@@ -235,6 +242,7 @@ impl ProfileStore {
                 }
             }
         }
+        let columns = (!self.columns.is_empty()).then(|| profile.clone());
         let slot = match self.profiles.entry(customer_id.clone()) {
             dashmap::Entry::Occupied(mut held) => {
                 held.get_mut().packed = profile;
@@ -255,7 +263,27 @@ impl ProfileStore {
         for key in new_keys {
             self.identifiers.insert(key, customer_id.clone());
         }
+        if let Some(p) = columns {
+            let head = p.head();
+            self.columns.put(slot, |f| head.field(f));
+        }
         slot
+    }
+
+    /// Builds the column of a field from every profile; kept current by every put from
+    /// then on. Actor only (no write may come between the fill and the upkeep).
+    pub fn build_column(
+        &self,
+        field: std::sync::Arc<str>,
+        kind: ColumnKind,
+    ) -> std::sync::Arc<Column> {
+        let all = self.all_slotted();
+        let name = std::sync::Arc::clone(&field);
+        self.columns.add(
+            field,
+            kind,
+            all.iter().map(|(slot, p)| (*slot, p.head().field(&name))),
+        )
     }
 
     /// An empty store sized for `n` profiles: growing a map of a million entries
@@ -267,6 +295,7 @@ impl ProfileStore {
             order: RwLock::default(),
             slots: RwLock::new(Vec::with_capacity(n)),
             merges: Merges::default(),
+            columns: Columns::default(),
         }
     }
 
@@ -312,6 +341,9 @@ impl ProfileStore {
         let (_, Held { packed, slot }) = self.profiles.remove(customer_id)?;
         if let Some(cid) = self.slots.write().get_mut(slot as usize) {
             *cid = CompactString::default();
+        }
+        if !self.columns.is_empty() {
+            self.columns.clear(slot);
         }
         let profile = packed;
         let view = profile.view();

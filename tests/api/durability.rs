@@ -559,6 +559,9 @@ fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 fn erasure_reaches_the_disk() {
     const EMAIL: &str = "erase-me-7f3a@example.com";
     const NAME: &str = "Erasename7f3a";
+    // A profile it absorbed: its customer id and identifier live on in the merge record.
+    const TWIN: &str = "c-twin-7f3a";
+    const CRM: &str = "ERASECRM7f3a";
     let s = Server::start_with(&ALWAYS, &[]);
     s.create_db("shop", json!({}));
     let keep = |i: usize| format!("keep-me-{i}-7f3a@example.com");
@@ -570,6 +573,16 @@ fn erasure_reaches_the_disk() {
         assert_eq!(res.status, 200, "{:#}", res.body);
     };
     patch("c-erase", json!({"email":EMAIL,"first_name":NAME}));
+    let res = s.patch(
+        &format!("/v1/databases/shop/profiles/{TWIN}"),
+        json!({"identifiers": {"crm": CRM}, "fields": {"city": "Faro"}}),
+    );
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    let res = s.put(
+        "/v1/databases/shop/segments/named",
+        json!({"filter": "first_name EXISTS"}),
+    );
+    assert_eq!(res.status, 201, "{:#}", res.body);
     for i in 0..3 {
         patch(&format!("k{i}"), json!({"email":keep(i)}));
     }
@@ -579,8 +592,12 @@ fn erasure_reaches_the_disk() {
     }
     // A later version too, so copies sit in a snapshot and in the WAL after it.
     patch("c-erase", json!({"city":"Lisbon"}));
+    // The twin names the email: merged into c-erase (the older), logged.
+    patch(TWIN, json!({"email": EMAIL}));
+    snapshot(&s, "shop");
+    assert_eq!(s.get("/v1/databases/shop/segments/named").body["count"], 1);
     let data = s.data_dir().to_owned();
-    for marker in [EMAIL, NAME] {
+    for marker in [EMAIL, NAME, TWIN, CRM] {
         let holding = files_holding(&data.join("db"), marker.as_bytes());
         assert!(holding.len() >= 2, "{marker} not on disk yet: {holding:?}");
     }
@@ -589,7 +606,7 @@ fn erasure_reaches_the_disk() {
     assert_eq!(res.status, 204, "{:#}", res.body);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let holding: Vec<PathBuf> = [EMAIL, NAME]
+        let holding: Vec<PathBuf> = [EMAIL, NAME, TWIN, CRM]
             .iter()
             .flat_map(|m| files_holding(&data, m.as_bytes()))
             .collect();
@@ -609,9 +626,13 @@ fn erasure_reaches_the_disk() {
         );
     }
 
+    assert_eq!(s.get("/v1/databases/shop/segments/named").body["count"], 0);
     let s = Server::start_in(s.kill(), &ALWAYS, &[], true);
-    s.get("/v1/databases/shop/profiles/c-erase")
-        .assert_problem(404, "profile_not_found");
+    for gone in ["c-erase", TWIN, "by/crm/ERASECRM7f3a"] {
+        s.get(&format!("/v1/databases/shop/profiles/{gone}"))
+            .assert_problem(404, "profile_not_found");
+    }
+    assert_eq!(s.get("/v1/databases/shop/segments/named").body["count"], 0);
     for i in 0..6 {
         let res = s.get(&format!("/v1/databases/shop/profiles/k{i}"));
         assert_eq!(res.body["fields"]["email"], keep(i), "{:#}", res.body);

@@ -383,3 +383,72 @@ fn volatile_segments_follow_ranks_and_lists_without_a_write_to_the_profile() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_query_past_its_budget_is_refused_and_the_server_goes_on() {
+    let s = Server::start_with(&["--query-budget", "1ns"], &[]);
+    s.create_db("shop", json!({}));
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields": {"city": "Lisbon"}}),
+    );
+    for filter in [r#"city = "Lisbon""#, r#"stats.receipts_count = 0"#] {
+        let res = query(&s, json!({"filter": filter, "count_only": true}));
+        res.assert_problem(422, "query_timeout");
+    }
+    assert_eq!(s.get("/v1/databases/shop/profiles/c1").status, 200);
+}
+
+#[test]
+fn field_columns_follow_writes_schema_changes_and_defaults() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    let res = s.post(
+        "/v1/databases/shop/fields",
+        json!({"name": "score", "type": "integer", "default": 5}),
+    );
+    assert_eq!(res.status, 201);
+    for i in 0..6 {
+        s.patch(
+            &format!("/v1/databases/shop/profiles/c{i}"),
+            json!({"fields": {"city": "Lisbon"}}),
+        );
+    }
+    s.patch(
+        "/v1/databases/shop/profiles/c0",
+        json!({"fields": {"score": 1}}),
+    );
+    let count = |filter: &str| {
+        let res = query(&s, json!({"filter": filter, "count_only": true}));
+        assert_eq!(res.status, 200, "{filter}: {:#}", res.body);
+        res.body["total"].as_u64().unwrap()
+    };
+    // The first query builds the columns; defaults count as the documents show them.
+    assert_eq!(count(r#"score = 5 AND city = "Lisbon""#), 5);
+    // Writes after reach the columns: a new value, a new text, an erasure.
+    s.patch(
+        "/v1/databases/shop/profiles/c1",
+        json!({"fields": {"score": 9, "city": "Évora"}}),
+    );
+    assert_eq!(s.delete("/v1/databases/shop/profiles/c2").status, 204);
+    s.patch(
+        "/v1/databases/shop/profiles/c9",
+        json!({"fields": {"city": "Évora"}}),
+    );
+    assert_eq!(count(r#"score = 5 AND city = "Lisbon""#), 3);
+    assert_eq!(count(r#"city = "Évora""#), 2);
+    assert_eq!(count(r#"score > 4"#), 5);
+    // The field dropped and added again as text: the old column goes with it.
+    assert_eq!(s.delete("/v1/databases/shop/fields/score").status, 204);
+    let res = s.post(
+        "/v1/databases/shop/fields",
+        json!({"name": "score", "type": "string"}),
+    );
+    assert_eq!(res.status, 201, "{:#}", res.body);
+    s.patch(
+        "/v1/databases/shop/profiles/c3",
+        json!({"fields": {"score": "high"}}),
+    );
+    assert_eq!(count(r#"score = "high""#), 1);
+    assert_eq!(count(r#"score = null"#), 5);
+}
