@@ -175,7 +175,7 @@ impl DatabaseActor {
         if resettles {
             // The interest window or the attached lists may have changed what volatile
             // segments hold.
-            self.refresh_segments(ctx);
+            self.refresh_segments(true, ctx);
         }
         if erases {
             // Erasure reaches the disk with the next snapshot, taken now.
@@ -240,8 +240,8 @@ impl DatabaseActor {
 
     /// Re-evaluates the volatile saved segments on a thread of their own, unless that
     /// runs already; the result comes back as [`SegmentsRefreshed`].
-    fn refresh_segments(&mut self, ctx: &mut Context<Self>) {
-        let Some(work) = self.state.segments.begin_refresh() else {
+    fn refresh_segments(&mut self, again: bool, ctx: &mut Context<Self>) {
+        let Some(work) = self.state.segments.begin_refresh(again) else {
             return;
         };
         let state = Arc::clone(&self.state);
@@ -253,15 +253,23 @@ impl DatabaseActor {
                 let settings = state.settings.load();
                 let schema = state.schema.load();
                 let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let done = saved::evaluate_refresh(
-                    work,
-                    &schema,
-                    &state.store,
-                    &state.context(&settings),
-                    threads,
-                );
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    saved::evaluate_refresh(
+                        work,
+                        &schema,
+                        &state.store,
+                        &state.context(&settings),
+                        threads,
+                    )
+                }));
                 metrics::histogram!("persona_segment_refresh_seconds")
                     .record(started.elapsed().as_secs_f64());
+                // A panic (a bug) must not leave the refresh begun for ever: an empty
+                // result ends it, and the next tick tries again.
+                let done = done.unwrap_or_else(|_| {
+                    tracing::error!("a segment refresh panicked; members stay as they were");
+                    saved::Refreshed::default()
+                });
                 addr.do_send(SegmentsRefreshed(done));
             });
         if spawned.is_err() {
@@ -413,7 +421,7 @@ impl Actor for DatabaseActor {
             }
         });
         ctx.run_interval(self.persistence.segment_refresh, |act, ctx| {
-            act.refresh_segments(ctx);
+            act.refresh_segments(false, ctx);
         });
     }
 }
@@ -428,11 +436,15 @@ impl Message for SegmentsRefreshed {
 impl Handler<SegmentsRefreshed> for DatabaseActor {
     type Result = ();
 
-    fn handle(&mut self, msg: SegmentsRefreshed, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: SegmentsRefreshed, ctx: &mut Context<Self>) {
         let st = &self.state;
         let (settings, schema) = (st.settings.load(), st.schema.load());
-        st.segments
+        let again = st
+            .segments
             .finish_refresh(msg.0, &schema, &st.store, &st.context(&settings));
+        if again {
+            self.refresh_segments(false, ctx);
+        }
     }
 }
 

@@ -112,7 +112,9 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
                 None => {
                     let settings = st.settings.load();
                     let now = Timestamp::now();
-                    let made = upsert(&st.schema.load(), &settings, &st.store, update, now, true)?;
+                    // A replace and a merge disagree on what to keep: only a PATCH merges.
+                    let merge = !update.replace;
+                    let made = upsert(&st.schema.load(), &settings, &st.store, update, now, merge)?;
                     if !made.records.is_empty() {
                         return Ok(merge_entry(st, made, events, settings.max_events as usize));
                     }
@@ -264,6 +266,10 @@ pub fn upsert(
     }
     let target = profiles.profile(&update.customer_id);
     let old = target.as_ref().map(|p| p.unpack(schema));
+    // The update's target, when it names a customer id nobody has: joins a merge as a
+    // new empty profile (made once: its id and time stay the same through every round),
+    // so that its id leads to the survivor after. A generated id joins no merge.
+    let fresh = (old.is_none() && named).then(|| Profile::new(update.customer_id.clone(), now));
     let mut absorbed: Vec<Packed> = Vec::new();
     let mut merged: Option<Merged> = None;
     loop {
@@ -311,15 +317,9 @@ pub fn upsert(
             ));
         }
         absorbed.push(held);
-        // The update's target joins too: as itself when it exists; as a new empty
-        // profile when the update named a customer id nobody had (that id then leads
-        // to the survivor); not at all when its id was generated here.
+        // The update's target joins too: as itself, or as `fresh`.
         let mut participants: Vec<Profile> = absorbed.iter().map(|p| p.unpack(schema)).collect();
-        match &old {
-            Some(o) => participants.push(o.clone()),
-            None if named => participants.push(Profile::new(update.customer_id.clone(), now)),
-            None => {}
-        }
+        participants.extend(old.clone().or_else(|| fresh.clone()));
         let m = merge_profiles(participants, now);
         update.customer_id = m.base.customer_id.clone();
         merged = Some(m);

@@ -202,12 +202,9 @@ impl DbState {
                 history,
                 events,
             } => {
-                for gone in &absorbed {
-                    if let Some((slot, _)) = self.store.remove(gone) {
-                        self.segments.erased(slot);
-                    }
-                    self.activity.remove(gone);
-                }
+                // The survivor and its history first, the absorbed profiles last: a reader
+                // between finds the old ids and identifiers leading somewhere throughout
+                // (the removals leave keys the survivor holds now).
                 let customer_id = CompactString::from(survivor.view().customer_id);
                 let old = self.store.get(&customer_id);
                 let slot = self.store.put(survivor.clone(), old.as_ref());
@@ -219,6 +216,12 @@ impl DbState {
                     self.activity.apply_owned(lsn, &customer_id, events, max);
                 }
                 self.store.merges.record(&customer_id, history, &absorbed);
+                for gone in &absorbed {
+                    if let Some((slot, _)) = self.store.remove(gone) {
+                        self.segments.erased(slot);
+                    }
+                    self.activity.remove(gone);
+                }
                 metrics::counter!("persona_merges_total").increment(absorbed.len() as u64);
                 self.upkeep(slot, &survivor);
             }
@@ -453,6 +456,9 @@ impl Databases {
         }
         let wal_dir = dir.join("wal");
         let replayed = recover::replay(&wal_dir, snapshot_lsn, &*state)?;
+        // Replayed creations may have landed after younger profiles the snapshot held:
+        // slots go back to id order before anything is indexed by them.
+        state.store.renumber();
         // Members are not stored: evaluated once the state is whole.
         {
             let settings = state.settings.load();

@@ -74,6 +74,25 @@ struct Target {
     /// How to read it straight from the profile's bytes, when no derived value is
     /// involved: the fast path (no document rendered).
     direct: Option<Direct>,
+    /// How to read it from the document.
+    via: Via,
+}
+
+/// How a path's value is read from the document.
+#[derive(Debug, Clone, PartialEq)]
+enum Via {
+    /// At `keys`.
+    Keys,
+    /// `interests`: the categories of the `interests` list.
+    Interests,
+    /// `subscriptions.<resource>.<channel>[.<category>]`: the status of that
+    /// subscription's current record in the `subscriptions` list (the category is
+    /// `default` when left out, as in writes).
+    Subscription {
+        resource: String,
+        channel: String,
+        category: String,
+    },
 }
 
 /// A value read straight from a profile's bytes.
@@ -159,6 +178,7 @@ fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
             ["updated_at"] => Some(Direct::Updated),
             _ => None,
         },
+        via: Via::Keys,
     };
     let field = |name: &str| -> Result<Target, FilterError> {
         let def = schema.get(name).ok_or_else(|| {
@@ -195,6 +215,7 @@ fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
             kind,
             shown: name.into(),
             direct,
+            via: Via::Keys,
         })
     };
     let bad = |why: &str| Err(at(path, format!("`{shown}` {why}")));
@@ -205,6 +226,7 @@ fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
             kind: Kind::Text,
             direct: (names[0] == "customer_id").then_some(Direct::CustomerId),
             shown,
+            via: Via::Keys,
         }),
         ["fields", name] => field(name),
         ["tags"] => Ok(member(Kind::Texts)),
@@ -227,9 +249,29 @@ fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
         ["bonuses", k] if BONUS_NUMBERS.contains(k) => Ok(member(Kind::Number)),
         ["bonuses", "next_deactivation_at"] => Ok(member(Kind::DateTime)),
         ["created_at" | "updated_at"] => Ok(member(Kind::DateTime)),
+        ["interests"] => Ok(Target {
+            via: Via::Interests,
+            ..member(Kind::Texts)
+        }),
+        ["subscriptions", resource, channel, rest @ ..] if rest.len() <= 1 => {
+            if !matches!(*channel, "email" | "sms" | "push") {
+                return bad("names no channel: the third name is `email`, `sms` or `push`");
+            }
+            Ok(Target {
+                via: Via::Subscription {
+                    resource: (*resource).to_owned(),
+                    channel: (*channel).to_owned(),
+                    category: rest
+                        .first()
+                        .map_or("default".to_owned(), |c| (*c).to_owned()),
+                },
+                projection: "subscriptions".into(),
+                ..member(Kind::Text)
+            })
+        }
         [
-            "interests" | "favorite_stores" | "abandoned_cart" | "mailings" | "promo_codes"
-            | "polls" | "subscriptions",
+            "favorite_stores" | "abandoned_cart" | "mailings" | "promo_codes" | "polls"
+            | "subscriptions",
         ] => Ok(member(Kind::Opaque)),
         ["stats" | "rfm" | "bonuses" | "contacts" | "channels", ..] => {
             bad("is not a member of the profile document")
@@ -298,6 +340,9 @@ pub fn compile(expr: &Expr, schema: &Schema) -> Result<Compiled, FilterError> {
 
 /// How deep `segment("…")` references may nest: each inlines the one it names.
 const MAX_REFERENCE_DEPTH: usize = 8;
+/// The most terms a filter may have once its references are inlined: a segment naming
+/// another hundreds of times, itself named hundreds of times, would multiply.
+pub const MAX_TERMS: usize = 10_000;
 
 /// Types a parsed filter against a schema; `segment("name")` is replaced by the filter
 /// `saved` gives for that name (inlined, so a saved segment redefined later changes
@@ -314,6 +359,7 @@ pub fn compile_with(
         saved,
         projection: Vec::new(),
         referring: name.map(str::to_owned).into_iter().collect(),
+        made: 0,
     };
     let node = cx.node(expr)?;
     let mut projection = cx.projection;
@@ -370,6 +416,8 @@ struct Typing<'s> {
     projection: Vec<String>,
     // The saved segments being inlined, outermost first: a name met again is a loop.
     referring: Vec<String>,
+    // Nodes made so far, against MAX_TERMS.
+    made: usize,
 }
 
 impl Typing<'_> {
@@ -384,6 +432,15 @@ impl Typing<'_> {
     }
 
     fn node(&mut self, e: &Expr) -> Result<Node, FilterError> {
+        self.made += 1;
+        if self.made > MAX_TERMS {
+            return Err(FilterError {
+                column: 1,
+                message: format!(
+                    "with the saved segments it refers to inlined, the filter has more than {MAX_TERMS} terms"
+                ),
+            });
+        }
         Ok(match e {
             Expr::Or(all) => Node::Or(self.all(all)?),
             Expr::And(all) => Node::And(self.all(all)?),
@@ -689,6 +746,34 @@ fn lookup<'a>(doc: &'a Json, keys: &[String]) -> Option<&'a Json> {
     (!v.is_null()).then_some(v)
 }
 
+/// A path's value in a document, read the way its target says.
+fn read_doc<'a>(doc: &'a Json, t: &Target) -> Option<std::borrow::Cow<'a, Json>> {
+    use std::borrow::Cow;
+    match &t.via {
+        Via::Keys => lookup(doc, &t.keys).map(Cow::Borrowed),
+        Via::Interests => {
+            let list = doc.get("interests")?.as_array()?;
+            let categories = list.iter().filter_map(|i| i.get("category").cloned());
+            Some(Cow::Owned(Json::Array(categories.collect())))
+        }
+        Via::Subscription {
+            resource,
+            channel,
+            category,
+        } => doc
+            .get("subscriptions")?
+            .as_array()?
+            .iter()
+            .find(|s| {
+                s["resource"] == resource.as_str()
+                    && s["channel"] == channel.as_str()
+                    && s["category"] == category.as_str()
+            })
+            .and_then(|s| s.get("status"))
+            .map(Cow::Borrowed),
+    }
+}
+
 fn value_of(j: &Json, kind: Kind) -> Option<Val> {
     Some(match (kind, j) {
         (Kind::Number, Json::Number(n)) => Val::Num(n.as_f64()?),
@@ -716,9 +801,9 @@ fn eval(n: &Node, doc: &Json) -> bool {
         Node::Or(all) => all.iter().any(|n| eval(n, doc)),
         Node::And(all) => all.iter().all(|n| eval(n, doc)),
         Node::Not(n) => !eval(n, doc),
-        Node::Exists(t) => lookup(doc, &t.keys).is_some(),
+        Node::Exists(t) => read_doc(doc, t).is_some(),
         Node::Compare(t, op, want) => {
-            let have = lookup(doc, &t.keys).and_then(|j| value_of(j, t.kind));
+            let have = read_doc(doc, t).and_then(|j| value_of(&j, t.kind));
             let ord = match (&have, want) {
                 (None, Val::Null) => Some(Ordering::Equal),
                 (None, _) | (Some(_), Val::Null) => None,
@@ -727,14 +812,14 @@ fn eval(n: &Node, doc: &Json) -> bool {
             compare(*op, ord)
         }
         Node::In(t, wants) => {
-            let have = lookup(doc, &t.keys).and_then(|j| value_of(j, t.kind));
+            let have = read_doc(doc, t).and_then(|j| value_of(&j, t.kind));
             wants.iter().any(|w| match (&have, w) {
                 (None, Val::Null) => true,
                 (Some(h), w) => order(h, w) == Some(Ordering::Equal),
                 _ => false,
             })
         }
-        Node::Contains(t, Val::Text(want)) => match lookup(doc, &t.keys) {
+        Node::Contains(t, Val::Text(want)) => match read_doc(doc, t).as_deref() {
             Some(Json::Array(items)) => items.iter().any(|i| i.as_str() == Some(want.as_str())),
             Some(Json::String(s)) => s.contains(want.as_str()),
             _ => false,
@@ -762,13 +847,13 @@ enum PlanNode {
         absent: bool,
         // Text columns: the verdict for each dictionary id known when planned.
         table: Vec<bool>,
-        node: Node,
+        node: Box<Node>,
     },
 }
 
 /// Where a column plan reads one slot.
 pub struct PlanScan<'c> {
-    scans: Vec<Scan<'c>>,
+    scans: Vec<Scan>,
     plan: &'c ColumnPlan,
 }
 
@@ -816,7 +901,10 @@ fn plan_node(n: &Node, columns: &[Arc<Column>], used: &mut Vec<Arc<Column>>) -> 
             let Some(Direct::Field(name, fallback)) = &t.direct else {
                 return None;
             };
-            let col = columns.iter().find(|c| &*c.field == name.as_str())?;
+            let col = columns
+                .iter()
+                .find(|c| &*c.field == name.as_str())
+                .filter(|c| c.is_exact())?;
             let fits = matches!(
                 (col.kind, t.kind),
                 (ColumnKind::Number, Kind::Number)
@@ -853,7 +941,7 @@ fn plan_node(n: &Node, columns: &[Arc<Column>], used: &mut Vec<Arc<Column>>) -> 
                 kind: col.kind,
                 absent,
                 table,
-                node: n.clone(),
+                node: Box::new(n.clone()),
             }
         }
     })
@@ -895,12 +983,9 @@ impl PlanScan<'_> {
                     ColumnKind::Text => match table.get(cell as usize) {
                         Some(verdict) => *verdict,
                         // A text first written after the plan was made.
-                        None => {
-                            let col = &self.plan.columns[*column];
-                            let text = col.texts_from(cell as usize);
-                            text.first()
-                                .is_some_and(|s| leaf(node, Some(Cell::Text(s))))
-                        }
+                        None => self.plan.columns[*column]
+                            .text(cell as u32)
+                            .is_some_and(|s| leaf(node, Some(Cell::Text(&s)))),
                     },
                     ColumnKind::Number => {
                         leaf(node, Some(Cell::One(Val::Num(f64::from_bits(cell)))))
@@ -964,6 +1049,11 @@ mod tests {
             "stats": {"receipts_count": 3, "last_receipt_at": "2024-03-01T10:00:00Z"},
             "rfm": {"r": 5, "f": 3, "m": 4, "segment": "potential_loyalist"},
             "channels": {"sms": {"eligible": false, "reason": "landline"}},
+            "interests": [{"category": "monitors", "views": 3}, {"category": "tv", "views": 1}],
+            "subscriptions": [
+                {"resource": "news", "channel": "email", "category": "default", "status": "subscribed"},
+                {"resource": "news", "channel": "sms", "category": "weekly", "status": "unsubscribed"}
+            ],
         });
         for (f, want) in [
             (r#"city = "Lisbon""#, true),
@@ -989,9 +1079,33 @@ mod tests {
             (r#"vip = false"#, false),
             (r#"customer_id = "c1""#, true),
             (r#"stats.receipts_count > 3"#, false),
+            (
+                r#"interests CONTAINS "tv" AND NOT interests CONTAINS "radio""#,
+                true,
+            ),
+            (r#"subscriptions.news.email = "subscribed""#, true),
+            (r#"subscriptions.news.sms = null"#, true),
+            (r#"subscriptions.news.sms.weekly != "subscribed""#, true),
+            (r#"subscriptions.news.sms.weekly EXISTS"#, true),
+            (r#"subscriptions.blog.email EXISTS"#, false),
         ] {
             assert_eq!(check(f, &doc), want, "{f}");
         }
+    }
+
+    #[test]
+    fn references_that_multiply_are_refused() {
+        // Each level names the one below 200 times: 200^3 terms once inlined.
+        let wide = |name: &str| vec![format!("segment(\"{name}\")"); 200].join(" OR ");
+        let saved = |name: &str| match name {
+            "a" => Some(parse("score > 1").unwrap()),
+            "b" => Some(parse(&wide("a")).unwrap()),
+            "c" => Some(parse(&wide("b")).unwrap()),
+            _ => None,
+        };
+        let e = compile_with(&parse(&wide("c")).unwrap(), &schema(), &saved, None).unwrap_err();
+        assert!(e.message.contains("more than 10000 terms"), "{e}");
+        assert!(compile_with(&parse(&wide("a")).unwrap(), &schema(), &saved, None).is_ok());
     }
 
     #[test]
@@ -1005,6 +1119,9 @@ mod tests {
             (r#"shoe_size = 3"#, "`shoe_size` is neither a field"),
             (r#"stats.nope = 1"#, "not a member"),
             (r#"rfm = 1"#, "structure"),
+            (r#"subscriptions.news.fax = "x""#, "names no channel"),
+            (r#"subscriptions.news.email = 1"#, "holds text"),
+            (r#"interests = "tv""#, "is a list"),
             (r#"score CONTAINS "1""#, "`CONTAINS` asks"),
             (r#"segment("big")"#, "no saved segment"),
         ] {

@@ -193,9 +193,18 @@ fn run_columns(
     let total = found.len();
     let id_of = |slot: Slot| store.by_slot(slot).map(|p| p.view().id());
     // Slots are in creation order, so ids ascend along them: the cursor's place is a
-    // binary search (a slot erased meanwhile reads as the start).
+    // binary search. A slot erased since the scan reads as the next live one's id,
+    // which keeps the order (and none left reads as past the cursor).
     let start = ask.after.map_or(0, |a| {
-        found.partition_point(|s| id_of(*s).is_some_and(|id| id <= a))
+        let (mut lo, mut hi) = (0, found.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match found[mid..].iter().find_map(|s| id_of(*s)) {
+                Some(id) if id <= a => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
     });
     let rest = &found[start.min(total)..];
     let limit = ask.limit;

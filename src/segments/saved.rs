@@ -140,7 +140,9 @@ pub struct SavedSegments {
     // Membership is kept only once recovery has rebuilt it.
     live: AtomicBool,
     // While a refresh runs: the slots written meanwhile, to judge again at its end.
-    touched: Mutex<Option<Vec<Slot>>>,
+    touched: Mutex<Option<RoaringBitmap>>,
+    // A refresh was asked for while one ran (after a settings change): run another.
+    again: AtomicBool,
 }
 
 /// A refresh's work: the volatile segments to evaluate anew.
@@ -150,7 +152,7 @@ pub struct Refresh {
 }
 
 /// A refresh's result, for [`SavedSegments::finish_refresh`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Refreshed {
     results: Vec<(Arc<Saved>, RoaringBitmap)>,
 }
@@ -474,7 +476,7 @@ impl SavedSegments {
             }
         }
         if let Some(touched) = self.touched.lock().as_mut() {
-            touched.push(slot);
+            touched.insert(slot);
         }
     }
 
@@ -486,13 +488,15 @@ impl SavedSegments {
             }
         }
         if let Some(touched) = self.touched.lock().as_mut() {
-            touched.push(slot);
+            touched.insert(slot);
         }
     }
 
     /// Starts a refresh of the volatile segments, if any and none is running: the work
     /// to hand to [`evaluate_refresh`] off the writer. Writer only.
-    pub fn begin_refresh(&self) -> Option<Refresh> {
+    /// With `again`, a refresh running already is followed by another (what it read may
+    /// be older than the cause of this one).
+    pub fn begin_refresh(&self, again: bool) -> Option<Refresh> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
@@ -505,10 +509,16 @@ impl SavedSegments {
             .cloned()
             .collect();
         let mut touched = self.touched.lock();
-        if segments.is_empty() || touched.is_some() {
+        if segments.is_empty() {
             return None;
         }
-        *touched = Some(Vec::new());
+        if touched.is_some() {
+            if again {
+                self.again.store(true, Ordering::Relaxed);
+            }
+            return None;
+        }
+        *touched = Some(RoaringBitmap::new());
         Some(Refresh { segments })
     }
 
@@ -519,14 +529,15 @@ impl SavedSegments {
 
     /// Puts a refresh's bitmaps in place, first judging again every profile written
     /// while it ran (the refresh may have read it before the write). A segment redefined
-    /// meanwhile keeps its own members. Writer only.
+    /// meanwhile keeps its own members. Returns whether another refresh was asked for
+    /// while this one ran. Writer only.
     pub fn finish_refresh(
         &self,
         done: Refreshed,
         schema: &Schema,
         store: &ProfileStore,
         cx: &Context<'_>,
-    ) {
+    ) -> bool {
         let touched = self.touched.lock().take().unwrap_or_default();
         let current = self.set.load();
         for (s, mut members) in done.results {
@@ -537,7 +548,7 @@ impl SavedSegments {
                 all: vec![Arc::clone(&s)],
                 union: union_of(std::slice::from_ref(&s), schema),
             };
-            for &slot in &touched {
+            for slot in &touched {
                 let member = store
                     .by_slot(slot)
                     .is_some_and(|p| judge(&one, &p.view(), schema, cx)[0]);
@@ -549,6 +560,7 @@ impl SavedSegments {
             }
             *s.members.write() = members;
         }
+        self.again.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -746,9 +758,9 @@ mod tests {
         assert_eq!(v.count(), 4);
 
         let work = saved
-            .begin_refresh()
+            .begin_refresh(false)
             .expect("a volatile segment to refresh");
-        assert!(saved.begin_refresh().is_none(), "one refresh at a time");
+        assert!(saved.begin_refresh(true).is_none(), "one refresh at a time");
         let result = evaluate_refresh(work, &schema, &store, &cx, 2);
         // Written after the refresh read it: c0 leaves Lisbon, c9 arrives, c1 is erased.
         let old = store.get("c0");
@@ -760,13 +772,16 @@ mod tests {
         saved.upkeep(slot9, &new, &schema, &cx);
         let (slot1, _) = store.remove("c1").unwrap();
         saved.erased(slot1);
-        saved.finish_refresh(result, &schema, &store, &cx);
+        assert!(
+            saved.finish_refresh(result, &schema, &store, &cx),
+            "asked again meanwhile"
+        );
         let (members, more) = v.page(None, 10);
         assert!(!more);
         assert_eq!(members, vec![slots[2], slots[3], slot9]);
         assert_eq!(saved.of(slot9), vec!["v".to_string()]);
         assert!(
-            saved.begin_refresh().is_some(),
+            saved.begin_refresh(false).is_some(),
             "the next refresh may start"
         );
     }

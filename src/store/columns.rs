@@ -13,12 +13,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use jiff::civil::Date;
-use parking_lot::{RwLock, RwLockReadGuard};
+use parking_lot::RwLock;
 
 use super::{Slot, ValueRef};
 use crate::schema::FieldType;
@@ -67,6 +67,7 @@ pub fn time_cell(t: Timestamp) -> u64 {
 }
 
 /// One chunk of cells: whether each slot has a value, and the value.
+#[derive(Debug)]
 struct Chunk {
     present: Box<[AtomicU64]>,
     cells: Box<[AtomicU64]>,
@@ -94,8 +95,13 @@ pub struct Column {
     pub field: Arc<str>,
     /// How cells read.
     pub kind: ColumnKind,
-    chunks: RwLock<Vec<Chunk>>,
+    // Swapped whole when a chunk is added (once every 65,536 profiles), so that a scan
+    // holds no lock the writer could wait on.
+    chunks: ArcSwap<Vec<Arc<Chunk>>>,
     dict: RwLock<Dict>,
+    // A datetime outside the cells' range (before 1677, after 2262) was written: cells
+    // no longer order like the values, so plans leave this column alone.
+    clamped: AtomicBool,
 }
 
 impl std::fmt::Debug for Column {
@@ -107,12 +113,13 @@ impl std::fmt::Debug for Column {
     }
 }
 
-/// A column held for a scan: its chunks, read-locked.
-pub struct Scan<'c> {
-    chunks: RwLockReadGuard<'c, Vec<Chunk>>,
+/// A column held for a scan: its chunks as they were when the scan began (a chunk
+/// added since holds only profiles created since).
+pub struct Scan {
+    chunks: Arc<Vec<Arc<Chunk>>>,
 }
 
-impl Scan<'_> {
+impl Scan {
     /// The cell of `slot`, if it has a value.
     #[inline]
     pub fn cell(&self, slot: Slot) -> Option<u64> {
@@ -128,16 +135,27 @@ impl Column {
         Column {
             field,
             kind,
-            chunks: RwLock::new(Vec::new()),
+            chunks: ArcSwap::default(),
             dict: RwLock::new(Dict::default()),
+            clamped: AtomicBool::new(false),
         }
     }
 
     /// Holds the column for a scan.
-    pub fn scan(&self) -> Scan<'_> {
+    pub fn scan(&self) -> Scan {
         Scan {
-            chunks: self.chunks.read(),
+            chunks: self.chunks.load_full(),
         }
+    }
+
+    /// Whether its cells order like its values (see `clamped`).
+    pub fn is_exact(&self) -> bool {
+        !self.clamped.load(Ordering::Relaxed)
+    }
+
+    /// The text of a dictionary id.
+    pub fn text(&self, id: u32) -> Option<Arc<str>> {
+        self.dict.read().texts.get(id as usize).cloned()
     }
 
     /// The dictionary id of a text, if any profile has had it.
@@ -175,27 +193,49 @@ impl Column {
             (ColumnKind::Number, ValueRef::Int(i)) => (i as f64).to_bits(),
             (ColumnKind::Number, ValueRef::Float(f)) => f.to_bits(),
             (ColumnKind::Date, ValueRef::Date(d)) => date_cell(d),
-            (ColumnKind::Time, ValueRef::DateTime(t)) => time_cell(t),
+            (ColumnKind::Time, ValueRef::DateTime(t)) => {
+                let ns = t.as_nanosecond();
+                if ns < i128::from(i64::MIN) || ns > i128::from(i64::MAX) {
+                    self.clamped.store(true, Ordering::Relaxed);
+                }
+                time_cell(t)
+            }
             (ColumnKind::Bool, ValueRef::Bool(b)) => u64::from(b),
             (ColumnKind::Text, ValueRef::Str(s)) => u64::from(self.intern(s)),
             _ => return None,
         })
     }
 
-    /// Sets a slot's value. Writer only.
+    /// Allocates the chunks for slots below `bound`, so that fills from several threads
+    /// take only read locks.
+    fn reserve(&self, bound: Slot) {
+        let want = (bound as usize).div_ceil(CHUNK);
+        let have = self.chunks.load();
+        if have.len() < want {
+            let mut more = (**have).clone();
+            while more.len() < want {
+                more.push(Arc::new(Chunk::new()));
+            }
+            self.chunks.store(Arc::new(more));
+        }
+    }
+
+    /// Forgets every cell. Writer only.
+    fn clear_all(&self) {
+        self.chunks.store(Arc::default());
+    }
+
+    /// Sets a slot's value. Writer only (or the threads of a fill).
     fn set(&self, slot: Slot, v: Option<ValueRef<'_>>) {
         let cell = self.cell_of(v);
         let (c, i) = (slot as usize / CHUNK, slot as usize % CHUNK);
-        if self.chunks.read().len() <= c {
+        if self.chunks.load().len() <= c {
             if cell.is_none() {
                 return; // nothing to clear in a chunk that does not exist
             }
-            let mut chunks = self.chunks.write();
-            while chunks.len() <= c {
-                chunks.push(Chunk::new());
-            }
+            self.reserve(slot + 1);
         }
-        let chunks = self.chunks.read();
+        let chunks = self.chunks.load();
         let chunk = &chunks[c];
         let bit = 1u64 << (i % 64);
         match cell {
@@ -229,7 +269,7 @@ impl Default for Columns {
 
 impl Columns {
     /// The slots that hold a profile (meaningful once a column is built).
-    pub fn live(&self) -> Scan<'_> {
+    pub fn live(&self) -> Scan {
         self.live.scan()
     }
 
@@ -259,22 +299,39 @@ impl Columns {
         }
     }
 
-    /// Adds a column filled from `profiles` (every profile, with its slot). Writer only,
-    /// so no write comes between the fill and the column's upkeep.
-    pub(super) fn add<'p>(
+    /// Adds a column filled from `profiles` (every profile, with its slot, all below
+    /// `bound`) on every core. Writer only, so no write comes between the fill and the
+    /// column's upkeep.
+    pub(super) fn add(
         &self,
         field: Arc<str>,
         kind: ColumnKind,
-        profiles: impl Iterator<Item = (Slot, Option<ValueRef<'p>>)>,
+        bound: Slot,
+        profiles: &[(Slot, super::Packed)],
     ) -> Arc<Column> {
         let first = self.is_empty();
         let column = Arc::new(Column::new(field, kind));
-        for (slot, v) in profiles {
-            column.set(slot, v);
-            if first {
-                self.live.set(slot, Some(ValueRef::Bool(true)));
-            }
+        column.reserve(bound);
+        if first {
+            // Erasures while no column was kept did not reach it: start it afresh.
+            self.live.clear_all();
+            self.live.reserve(bound);
         }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per = profiles.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            for part in profiles.chunks(per) {
+                let column = &column;
+                s.spawn(move || {
+                    for (slot, p) in part {
+                        column.set(*slot, p.head().field(&column.field));
+                        if first {
+                            self.live.set(*slot, Some(ValueRef::Bool(true)));
+                        }
+                    }
+                });
+            }
+        });
         let mut all = (**self.all.load()).clone();
         all.retain(|c| c.field != column.field);
         all.push(Arc::clone(&column));

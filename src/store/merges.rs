@@ -87,11 +87,6 @@ impl Merges {
     /// survivor; the absorbed profiles' own histories (folded into it) go. Idempotent.
     /// Writer only.
     pub fn record(&self, survivor: &str, history: Arc<[MergeRecord]>, absorbed: &[CompactString]) {
-        for a in absorbed {
-            if self.histories.remove(a.as_str()).is_some() {
-                self.count.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
         let survivor = CompactString::from(survivor);
         for rec in history.iter() {
             self.old_ids
@@ -104,6 +99,12 @@ impl Merges {
             self.forget(&survivor);
         } else if self.histories.insert(survivor, history).is_none() {
             self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        // Folded into the survivor's, which now leads every old id and key there.
+        for a in absorbed {
+            if self.histories.remove(a.as_str()).is_some() {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 

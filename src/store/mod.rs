@@ -117,9 +117,13 @@ impl ProfileStore {
 
     /// The profile in this slot, if it is still there.
     pub fn by_slot(&self, slot: Slot) -> Option<Packed> {
-        let slots = self.slots.read();
-        let cid = slots.get(slot as usize).filter(|c| !c.is_empty())?;
-        self.get(cid)
+        // The guard goes before the map is read: `put` takes the slots while it holds a
+        // map shard, so holding them in the other order could deadlock.
+        let cid = {
+            let slots = self.slots.read();
+            slots.get(slot as usize).filter(|c| !c.is_empty())?.clone()
+        };
+        self.get(&cid)
     }
 
     /// The profiles in these slots (those still there), in the order given.
@@ -277,13 +281,9 @@ impl ProfileStore {
         field: std::sync::Arc<str>,
         kind: ColumnKind,
     ) -> std::sync::Arc<Column> {
+        let bound = self.slot_bound();
         let all = self.all_slotted();
-        let name = std::sync::Arc::clone(&field);
-        self.columns.add(
-            field,
-            kind,
-            all.iter().map(|(slot, p)| (*slot, p.head().field(&name))),
-        )
+        self.columns.add(field, kind, bound, &all)
     }
 
     /// An empty store sized for `n` profiles: growing a map of a million entries
@@ -315,6 +315,19 @@ impl ProfileStore {
         };
         self.profiles.insert(customer_id, held);
         entry
+    }
+
+    /// Numbers the slots again in id order, after a log was replayed over a snapshot
+    /// (whose profiles were read while writes went on, so replayed creations can have
+    /// come after younger profiles). Recovery only: before columns or live segments.
+    pub fn renumber(&self) {
+        let order: Vec<(Ulid, CompactString)> = self
+            .order
+            .read()
+            .iter()
+            .map(|(id, cid)| (*id, cid.clone()))
+            .collect();
+        self.set_order(order);
     }
 
     /// Sets the creation order of restored profiles in one pass (a bulk build from
@@ -429,6 +442,23 @@ mod tests {
             prop_assert_eq!(all.len(), model.len());
             prop_assert!(next.is_none());
         }
+    }
+
+    #[test]
+    fn renumbering_puts_slots_in_id_order() {
+        let store = ProfileStore::new();
+        let mut young = profile("young", None);
+        let mut old = profile("old", None);
+        young.id = Ulid(2);
+        old.id = Ulid(1);
+        // The younger first, as a replay over a fuzzy snapshot can leave them.
+        store.put(Packed::encode(&young), None);
+        store.put(Packed::encode(&old), None);
+        assert_eq!(store.get_slotted("old").unwrap().0, 1);
+        store.renumber();
+        assert_eq!(store.get_slotted("old").unwrap().0, 0);
+        assert_eq!(store.get_slotted("young").unwrap().0, 1);
+        assert_eq!(store.by_slot(0).unwrap().view().customer_id, "old");
     }
 
     #[test]

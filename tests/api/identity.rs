@@ -220,3 +220,49 @@ fn a_new_customer_id_naming_a_known_identifier_joins_that_profile() {
     assert_eq!(get(&s, "/profiles/crm-9")["fields"]["city"], "Faro");
     assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 1);
 }
+
+#[test]
+fn one_update_naming_three_profiles_merges_them_all_and_a_put_does_not_merge() {
+    let s = shop();
+    s.patch(
+        "/v1/databases/shop/profiles/b",
+        json!({"fields": {"email": "b@example.com"}}),
+    );
+    s.patch(
+        "/v1/databases/shop/profiles/c",
+        json!({"fields": {"phone": "912345678"}}),
+    );
+    // A customer id nobody has, with b's email and c's phone: two rounds of merging.
+    let res = s.patch(
+        "/v1/databases/shop/profiles/x",
+        json!({"fields": {"email": "b@example.com", "phone": "912345678", "city": "Faro"}}),
+    );
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    assert_eq!(res.body["customer_id"], "b");
+    let mut merged: Vec<&str> = res.body["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["customer_id"].as_str().unwrap())
+        .collect();
+    merged.sort();
+    assert_eq!(merged, ["c", "x"], "{:#}", res.body);
+    for id in ["b", "c", "x"] {
+        assert_eq!(get(&s, &format!("/profiles/{id}"))["customer_id"], "b");
+    }
+    assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 1);
+
+    // A replace keeps only what it says, a merge keeps everything: a PUT naming another
+    // profile's identifier is refused instead.
+    s.patch(
+        "/v1/databases/shop/profiles/d",
+        json!({"fields": {"city": "Porto"}}),
+    );
+    let res = s.put(
+        "/v1/databases/shop/profiles/d",
+        json!({"fields": {"email": "b@example.com"}}),
+    );
+    res.assert_problem(409, "identifier_conflict");
+    assert_eq!(res.body["holder"], "b");
+    assert_eq!(get(&s, "/profiles/d")["fields"]["city"], "Porto");
+}

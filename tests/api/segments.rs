@@ -68,6 +68,9 @@ fn a_query_counts_pages_and_projects_what_its_filter_selects() {
     assert_eq!(count(r#"channels.sms.eligible = true"#), 6);
     assert_eq!(count(r#"channels.sms.reason = "landline""#), 6);
     assert_eq!(count(r#"contacts.phone.type IN ["mobile"]"#), 6);
+    assert_eq!(count(r#"subscriptions.news.sms = "subscribed""#), 6);
+    assert_eq!(count(r#"subscriptions.news.sms = null"#), 6);
+    assert_eq!(count(r#"subscriptions.news.email EXISTS"#), 0);
     assert_eq!(count(r#"created_at > "2000-01-01""#), 12);
 
     // Pages of 5, oldest first, with the projection asked for.
