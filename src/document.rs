@@ -294,10 +294,19 @@ impl<'v> Document<'_, 'v> {
     }
 
     fn merges(&self) -> std::sync::Arc<[MergeRecord]> {
-        match self.related {
-            Some(r) => r.store.merges.history(self.profile.customer_id),
-            None => crate::store::merges::no_history(),
-        }
+        self.related
+            .and_then(|r| r.store.merges.history_of(self.profile.customer_id))
+            .unwrap_or_else(crate::store::merges::no_history)
+    }
+
+    /// Whether the profile absorbed others (most did not: the check is an atomic load).
+    fn has_merges(&self) -> bool {
+        self.related.is_some_and(|r| {
+            r.store
+                .merges
+                .history_of(self.profile.customer_id)
+                .is_some()
+        })
     }
 
     fn contacts(&self, known: &Known<'v>) -> Contacts<'v> {
@@ -480,7 +489,12 @@ impl Serialize for Document<'_, '_> {
                     )?;
                 }
                 // Members in document order, each once, with only the requested paths.
-                for (name, m) in MEMBERS {
+                let members = if proj.members.is_empty() {
+                    &[][..]
+                } else {
+                    MEMBERS
+                };
+                for (name, m) in members {
                     let paths: Vec<&Vec<String>> = proj
                         .members
                         .iter()
@@ -744,9 +758,19 @@ impl Document<'_, '_> {
             p.created_at(),
             p.updated_at()
         );
-        put_json(out, &self.segment_names());
+        // Most profiles belong to no saved segment and absorbed nobody: constant bytes.
+        let names = self.segment_names();
+        if names.is_empty() {
+            out.extend_from_slice(b"[]");
+        } else {
+            put_json(out, &names);
+        }
         out.extend_from_slice(b",\"merges\":");
-        put_json(out, &*self.merges());
+        if self.has_merges() {
+            put_json(out, &*self.merges());
+        } else {
+            out.extend_from_slice(b"[]");
+        }
         out.push(b'}');
     }
 }

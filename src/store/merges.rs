@@ -73,6 +73,17 @@ impl Merges {
             .map_or_else(no_history, |h| Arc::clone(h.value()))
     }
 
+    /// A survivor's history, if it absorbed anyone: no shared pointer is touched for
+    /// the rest.
+    pub fn history_of(&self, customer_id: &str) -> Option<Arc<[MergeRecord]>> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.histories
+            .get(customer_id)
+            .map(|h| Arc::clone(h.value()))
+    }
+
     /// The survivor an old customer id leads to.
     pub fn survivor(&self, customer_id: &str) -> Option<CompactString> {
         self.old_ids.get(customer_id).map(|r| r.value().clone())
