@@ -458,7 +458,9 @@ impl Databases {
         let replayed = recover::replay(&wal_dir, snapshot_lsn, &*state)?;
         // Replayed creations may have landed after younger profiles the snapshot held:
         // slots go back to id order before anything is indexed by them.
-        state.store.renumber();
+        if replayed.records > 0 {
+            state.store.renumber();
+        }
         // Members are not stored: evaluated once the state is whole.
         {
             let settings = state.settings.load();
