@@ -195,13 +195,7 @@ pub async fn activity(
         .map(cursor)
         .transpose()?;
     // An absorbed customer id reads its survivor's timeline.
-    let Some(profile) = db.state.store.lookup(&customer_id) else {
-        return Err(Problem::new(
-            ErrorCode::ProfileNotFound,
-            format!("no profile `{customer_id}`"),
-        )
-        .with("customer_id", customer_id));
-    };
+    let profile = super::profiles::found(&db, &customer_id)?;
     let customer_id = profile.view().customer_id.to_owned();
     #[derive(Serialize)]
     struct Page<'a> {

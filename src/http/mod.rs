@@ -93,15 +93,6 @@ pub fn ulid_cursor(cursor: Option<&str>) -> Result<Option<ulid::Ulid>, crate::er
         .transpose()
 }
 
-/// What a read of `db`'s documents needs now: its activity, the moment, its interest
-/// window and the suppression lists its channels are checked against.
-pub fn read_context<'a>(
-    db: &'a crate::db::Database,
-    settings: &'a crate::schema::DatabaseSettings,
-) -> crate::document::Context<'a> {
-    db.state.context(settings)
-}
-
 /// A GET route that answers HEAD too (the body is left out for HEAD by actix-http):
 /// monitors and caches ask with HEAD.
 fn get() -> actix_web::Route {

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Db, JsonBody, Read, Write, json, read_context, ulid_cursor};
+use super::{Db, JsonBody, Read, Write, json, ulid_cursor};
 use crate::db::Database;
 use crate::db::{Applied, Change, lookup_key};
 use crate::document::{self, Projection};
@@ -43,7 +43,7 @@ fn doc(
         &profile.view(),
         schema,
         projection,
-        &read_context(db, &settings),
+        &db.state.context(&settings),
     )
 }
 
@@ -58,6 +58,15 @@ fn render(
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .body(body)
+}
+
+/// The profile a path's customer id names (its own, or the survivor of a merge that
+/// absorbed it), or `404 profile_not_found`.
+pub(super) fn found(db: &crate::db::Database, customer_id: &str) -> Result<Packed, Problem> {
+    db.state
+        .store
+        .lookup(customer_id)
+        .ok_or_else(|| not_found(customer_id))
 }
 
 /// The problem for a customer id without a profile.
@@ -124,11 +133,7 @@ pub async fn get(
     let (_, customer_id) = path.into_inner();
     let schema = db.state.schema.load();
     let projection = projection(&schema, q.fields.as_deref())?;
-    let profile = db
-        .state
-        .store
-        .lookup(&customer_id)
-        .ok_or_else(|| not_found(&customer_id))?;
+    let profile = found(&db, &customer_id)?;
     Ok(render(&db, &schema, &profile, projection.as_ref()))
 }
 
@@ -278,17 +283,13 @@ pub async fn export(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (_, customer_id) = path.into_inner();
-    let profile = db
-        .state
-        .store
-        .lookup(&customer_id)
-        .ok_or_else(|| not_found(&customer_id))?;
+    let profile = found(&db, &customer_id)?;
     let schema = db.state.schema.load();
     let settings = db.state.settings.load();
     let body = document::export(
         &profile.view(),
         &schema,
-        &read_context(&db, &settings),
+        &db.state.context(&settings),
         &settings.name,
     );
     Ok(HttpResponse::Ok()

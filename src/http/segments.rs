@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::{Db, JsonBody, Read, State, Write, blocking, json, read_context, ulid_cursor};
+use super::{Db, JsonBody, Read, State, Write, blocking, json, ulid_cursor};
 use crate::db::Change;
 use crate::document::{self, Projection};
 use crate::error::{ErrorCode, Problem};
@@ -105,7 +105,7 @@ pub async fn query(
     let started = std::time::Instant::now();
     let result = blocking(move || {
         let settings = db.state.settings.load();
-        let cx = read_context(&db, &settings);
+        let cx = db.state.context(&settings);
         let ask = query::Ask {
             compiled: &compiled,
             projection: &reading,
@@ -323,7 +323,7 @@ pub async fn members(
     let (slots, more) = segment.page(after, limit);
     let profiles: Vec<Packed> = db.state.store.by_slots(slots.iter().copied());
     let settings = db.state.settings.load();
-    let cx = read_context(&db, &settings);
+    let cx = db.state.context(&settings);
     let docs = profiles
         .iter()
         .map(|p| {

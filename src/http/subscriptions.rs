@@ -69,11 +69,7 @@ pub async fn of_profile(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (_, customer_id) = path.into_inner();
-    let profile = db
-        .state
-        .store
-        .lookup(&customer_id)
-        .ok_or_else(|| super::profiles::not_found(&customer_id))?;
+    let profile = super::profiles::found(&db, &customer_id)?;
     let v = profile.view();
     let customer_id = v.customer_id.to_owned();
     Ok(json(
