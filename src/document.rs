@@ -282,7 +282,7 @@ impl<'v> Document<'_, 'v> {
             Member::CreatedAt => serde_json::to_value(p.created_at()),
             Member::UpdatedAt => serde_json::to_value(p.updated_at()),
             Member::Segments => serde_json::to_value(self.segment_names()),
-            Member::Merges => serde_json::to_value(&*self.merges()),
+            Member::Merges => serde_json::to_value(self.merges().as_deref().unwrap_or_default()),
         };
         value.expect("document members serialize")
     }
@@ -293,20 +293,10 @@ impl<'v> Document<'_, 'v> {
             .unwrap_or_default()
     }
 
-    fn merges(&self) -> std::sync::Arc<[MergeRecord]> {
+    /// The profiles it absorbed, if any (most absorbed none: one atomic load).
+    fn merges(&self) -> Option<std::sync::Arc<[MergeRecord]>> {
         self.related
             .and_then(|r| r.store.merges.history_of(self.profile.customer_id))
-            .unwrap_or_else(crate::store::merges::no_history)
-    }
-
-    /// Whether the profile absorbed others (most did not: the check is an atomic load).
-    fn has_merges(&self) -> bool {
-        self.related.is_some_and(|r| {
-            r.store
-                .merges
-                .history_of(self.profile.customer_id)
-                .is_some()
-        })
     }
 
     fn contacts(&self, known: &Known<'v>) -> Contacts<'v> {
@@ -766,10 +756,9 @@ impl Document<'_, '_> {
             put_json(out, &names);
         }
         out.extend_from_slice(b",\"merges\":");
-        if self.has_merges() {
-            put_json(out, &*self.merges());
-        } else {
-            out.extend_from_slice(b"[]");
+        match self.merges() {
+            Some(history) => put_json(out, &*history),
+            None => out.extend_from_slice(b"[]"),
         }
         out.push(b'}');
     }

@@ -210,17 +210,18 @@ fn merge_entry(
     max: usize,
 ) -> (Entry, Applied) {
     let survivor = made.profile.view().customer_id.to_owned();
-    let mut history: Vec<MergeRecord> = st.store.merges.history(&survivor).to_vec();
+    let mut history: Vec<MergeRecord> =
+        (st.store.merges.history_of(&survivor)).map_or_else(Vec::new, |h| h.to_vec());
     let mut activity = st.activity.cloned(&survivor);
     for rec in made.records {
-        let absorbed_history = st.store.merges.history(&rec.customer_id);
+        let absorbed_history = st.store.merges.history_of(&rec.customer_id);
         if let Some(act) = st.activity.cloned(&rec.customer_id) {
             activity
                 .get_or_insert_with(Default::default)
                 .absorb(act, max);
         }
         history.push(rec);
-        history.extend(absorbed_history.iter().cloned());
+        history.extend(absorbed_history.iter().flat_map(|h| h.iter().cloned()));
     }
     let entry = Entry::Merge {
         survivor: made.profile.clone(),

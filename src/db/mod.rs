@@ -191,7 +191,9 @@ impl DbState {
                 let max = self.settings.load().max_events as usize;
                 self.activity.apply_owned(lsn, &customer_id, events, max);
                 // Derived values changed: judged again with the activity in place.
-                if let Some((slot, p)) = self.store.get_slotted(&customer_id) {
+                if !self.segments.is_empty()
+                    && let Some((slot, p)) = self.store.get_slotted(&customer_id)
+                {
                     self.upkeep(slot, &p);
                 }
             }

@@ -159,7 +159,7 @@ impl ProfileStore {
     /// The survivor a customer id leads to, when it has no profile of its own but was
     /// absorbed by a merge.
     pub fn survivor_of(&self, customer_id: &str) -> Option<CompactString> {
-        if self.profiles.contains_key(customer_id) {
+        if self.merges.is_empty() || self.profiles.contains_key(customer_id) {
             return None;
         }
         self.merges.survivor(customer_id)
