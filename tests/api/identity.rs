@@ -266,3 +266,25 @@ fn one_update_naming_three_profiles_merges_them_all_and_a_put_does_not_merge() {
     assert_eq!(res.body["holder"], "b");
     assert_eq!(get(&s, "/profiles/d")["fields"]["city"], "Porto");
 }
+
+#[test]
+fn an_update_naming_more_profiles_than_one_merge_may_join_is_refused_whole() {
+    let s = shop();
+    // Seventeen profiles, each with an identifier of its own namespace.
+    let mut names = serde_json::Map::new();
+    for i in 0..17 {
+        let res = s.patch(
+            &format!("/v1/databases/shop/profiles/p{i}"),
+            json!({"identifiers": {format!("ns{i}"): "v"}}),
+        );
+        assert_eq!(res.status, 200, "{:#}", res.body);
+        names.insert(format!("ns{i}"), json!("v"));
+    }
+    let res = s.patch(
+        "/v1/databases/shop/profiles/p0",
+        json!({ "identifiers": names }),
+    );
+    res.assert_problem(409, "merge_too_large");
+    assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 17);
+    assert_eq!(get(&s, "/profiles/p0")["merges"], json!([]));
+}

@@ -455,3 +455,71 @@ fn field_columns_follow_writes_schema_changes_and_defaults() {
     assert_eq!(count(r#"score = "high""#), 1);
     assert_eq!(count(r#"score = null"#), 5);
 }
+
+#[test]
+fn a_database_holds_at_most_a_hundred_saved_segments() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    for i in 0..100 {
+        let res = s.put(
+            &format!("/v1/databases/shop/segments/s{i}"),
+            json!({"filter": format!("city = \"c{i}\"")}),
+        );
+        assert_eq!(res.status, 201, "{:#}", res.body);
+    }
+    s.put(
+        "/v1/databases/shop/segments/one-more",
+        json!({"filter": "city EXISTS"}),
+    )
+    .assert_problem(409, "segments_too_many");
+    // Replacing one is not adding one.
+    let res = s.put(
+        "/v1/databases/shop/segments/s0",
+        json!({"filter": "city EXISTS"}),
+    );
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    assert_eq!(
+        s.get("/v1/databases/shop/segments").body["segments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+}
+
+#[test]
+fn filters_read_interests_and_one_subscription_over_http() {
+    let s = Server::start();
+    s.create_db(
+        "shop",
+        json!({"resources": [{"name": "news", "channels": ["email"]}]}),
+    );
+    let res = s.post(
+        "/v1/databases/shop/events",
+        json!([{"customer_id": "c1", "type": "category_view", "data": {"category": "tv"}},
+               {"customer_id": "c2", "type": "category_view", "data": {"category": "radio"}}]),
+    );
+    assert_eq!(res.body["accepted"], 2, "{:#}", res.body);
+    s.patch(
+        "/v1/databases/shop/profiles/c2",
+        json!({"subscriptions": [{"resource": "news", "channel": "email", "category": "weekly",
+                                  "status": "unsubscribed"}]}),
+    );
+    let total = |filter: &str| {
+        let res = query(&s, json!({"filter": filter, "count_only": true}));
+        assert_eq!(res.status, 200, "{filter}: {:#}", res.body);
+        res.body["total"].as_u64().unwrap()
+    };
+    assert_eq!(total(r#"interests CONTAINS "tv""#), 1);
+    assert_eq!(
+        total(r#"interests CONTAINS "tv" OR interests CONTAINS "radio""#),
+        2
+    );
+    assert_eq!(
+        total(r#"subscriptions.news.email.weekly = "unsubscribed""#),
+        1
+    );
+    assert_eq!(total(r#"subscriptions.news.email = null"#), 2);
+    query(&s, json!({"filter": r#"subscriptions.news.fax = "x""#}))
+        .assert_problem(400, "filter_invalid");
+}
