@@ -112,16 +112,7 @@ fn activity(c: &mut Criterion) {
     // Channels are checked against an empty global stop list, as on a fresh server.
     let lists = persona::suppression::SuppressionLists::open(None).unwrap();
     let attached = vec!["global".to_string()];
-    let cx = document::Context {
-        activity: &acts,
-        now,
-        window_days: 30,
-        reach: persona::channels::Reach {
-            lists: &lists,
-            attached: &attached,
-        },
-        related: None,
-    };
+    let cx = document::Context::detached(&acts, &lists, &attached, now);
     let projection = Projection::parse("stats,rfm", &schema).unwrap();
     let mut rng = XorShift::new(0xACE);
     let len = n as usize;

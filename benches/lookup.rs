@@ -59,16 +59,7 @@ fn lookups(c: &mut Criterion) {
         },
     );
     let attached = vec!["global".to_string(), "partners".to_string()];
-    let cx = document::Context {
-        activity: &activity,
-        now,
-        window_days: 30,
-        reach: persona::channels::Reach {
-            lists: &lists,
-            attached: &attached,
-        },
-        related: None,
-    };
+    let cx = document::Context::detached(&activity, &lists, &attached, now);
     let projection = Projection::parse("email,city,loyalty_score", &schema).unwrap();
 
     let size = |i: u64, projection: Option<&Projection>| {

@@ -13,7 +13,6 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
 use persona::activity::ActivityStore;
-use persona::channels::Reach;
 use persona::document::Context;
 use persona::segments::{SavedSegments, SegmentDef, compile, parse, query};
 use persona::store::{ColumnKind, Packed};
@@ -28,16 +27,7 @@ fn queries(c: &mut Criterion) {
     let activity = ActivityStore::new();
     let lists = SuppressionLists::open(None).unwrap();
     let attached = vec!["global".to_string()];
-    let cx = Context {
-        activity: &activity,
-        now: Timestamp::now(),
-        window_days: 30,
-        reach: Reach {
-            lists: &lists,
-            attached: &attached,
-        },
-        related: None,
-    };
+    let cx = Context::detached(&activity, &lists, &attached, Timestamp::now());
     let filter = r#"city = "Lisbon" AND loyalty_score >= 5000 AND birth_date < "1980-01-01""#;
     let compiled = compile(&parse(filter).unwrap(), &schema).unwrap();
     let reading = query::projection(&compiled, &schema).unwrap();
@@ -147,16 +137,7 @@ fn saved(c: &mut Criterion) {
     let activity = ActivityStore::new();
     let lists = SuppressionLists::open(None).unwrap();
     let attached = vec!["global".to_string()];
-    let cx = Context {
-        activity: &activity,
-        now: Timestamp::now(),
-        window_days: 30,
-        reach: Reach {
-            lists: &lists,
-            attached: &attached,
-        },
-        related: None,
-    };
+    let cx = Context::detached(&activity, &lists, &attached, Timestamp::now());
     let defs: Vec<SegmentDef> = SAVED
         .iter()
         .enumerate()

@@ -572,6 +572,25 @@ pub struct Context<'a> {
     pub related: Option<Related<'a>>,
 }
 
+impl<'a> Context<'a> {
+    /// A context for documents outside a database's state (tests, benches): the
+    /// default interest window (30 days), no saved segments or merges.
+    pub fn detached(
+        activity: &'a ActivityStore,
+        lists: &'a crate::suppression::SuppressionLists,
+        attached: &'a [String],
+        now: jiff::Timestamp,
+    ) -> Self {
+        Context {
+            activity,
+            now,
+            window_days: 30,
+            reach: Reach { lists, attached },
+            related: None,
+        }
+    }
+}
+
 /// Serializes a profile's document, with its activity read in place from the context's
 /// store (the shard's read lock held only while the bytes are written).
 pub fn render(

@@ -223,7 +223,6 @@ mod tests {
 
     use super::*;
     use crate::activity::ActivityStore;
-    use crate::channels::Reach;
     use crate::schema::{FieldSpec, Value};
     use crate::segments::{compile, parse};
     use crate::store::{ColumnKind, Profile};
@@ -289,16 +288,7 @@ mod tests {
         }
         let activity = ActivityStore::new();
         let lists = SuppressionLists::open(None).unwrap();
-        let cx = Context {
-            activity: &activity,
-            now: jiff::Timestamp::now(),
-            window_days: 30,
-            reach: Reach {
-                lists: &lists,
-                attached: &[],
-            },
-            related: None,
-        };
+        let cx = Context::detached(&activity, &lists, &[], jiff::Timestamp::now());
         for filter in [
             r#"score >= 4"#,
             r#"score != 4"#,

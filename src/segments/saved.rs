@@ -659,7 +659,6 @@ mod tests {
 
     use super::*;
     use crate::activity::ActivityStore;
-    use crate::channels::Reach;
     use crate::schema::Value;
     use crate::store::Profile;
     use crate::suppression::SuppressionLists;
@@ -685,16 +684,7 @@ mod tests {
         let saved = SavedSegments::new();
         let store = ProfileStore::new();
         let (activity, lists) = (ActivityStore::new(), SuppressionLists::open(None).unwrap());
-        let cx = Context {
-            activity: &activity,
-            now: Timestamp::now(),
-            window_days: 30,
-            reach: Reach {
-                lists: &lists,
-                attached: &[],
-            },
-            related: None,
-        };
+        let cx = Context::detached(&activity, &lists, &[], Timestamp::now());
         let defs = saved.with(def("a", r#"city = "x""#), &schema).unwrap();
         saved.install(defs, &schema, &store, &cx);
         let defs = saved.with(def("b", r#"segment("a")"#), &schema).unwrap();
@@ -736,16 +726,7 @@ mod tests {
         let saved = SavedSegments::new();
         let store = ProfileStore::new();
         let (activity, lists) = (ActivityStore::new(), SuppressionLists::open(None).unwrap());
-        let cx = Context {
-            activity: &activity,
-            now: Timestamp::now(),
-            window_days: 30,
-            reach: Reach {
-                lists: &lists,
-                attached: &[],
-            },
-            related: None,
-        };
+        let cx = Context::detached(&activity, &lists, &[], Timestamp::now());
         let slots: Vec<Slot> = (0..4)
             .map(|i| store.put(profile(&schema, &format!("c{i}"), "Lisbon"), None))
             .collect();
