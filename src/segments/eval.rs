@@ -801,30 +801,27 @@ fn eval(n: &Node, doc: &Json) -> bool {
         Node::Or(all) => all.iter().any(|n| eval(n, doc)),
         Node::And(all) => all.iter().all(|n| eval(n, doc)),
         Node::Not(n) => !eval(n, doc),
-        Node::Exists(t) => read_doc(doc, t).is_some(),
-        Node::Compare(t, op, want) => {
-            let have = read_doc(doc, t).and_then(|j| value_of(&j, t.kind));
-            let ord = match (&have, want) {
-                (None, Val::Null) => Some(Ordering::Equal),
-                (None, _) | (Some(_), Val::Null) => None,
-                (Some(h), w) => order(h, w),
+        Node::Exists(t) | Node::Compare(t, ..) | Node::In(t, _) | Node::Contains(t, _) => {
+            // The document's value as the cell the bytes would give: one term function
+            // (`leaf`) judges both.
+            let found = read_doc(doc, t);
+            let texts: Vec<String>;
+            let cell = match found.as_deref() {
+                None => None,
+                Some(Json::Array(items)) => {
+                    texts = items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect();
+                    Some(Cell::Texts(&texts))
+                }
+                Some(Json::String(s)) if t.kind == Kind::Text => Some(Cell::Text(s)),
+                // A structure answers only `EXISTS`.
+                Some(_) if t.kind == Kind::Opaque => Some(Cell::One(Val::Null)),
+                Some(j) => value_of(j, t.kind).map(Cell::One),
             };
-            compare(*op, ord)
+            leaf(n, cell)
         }
-        Node::In(t, wants) => {
-            let have = read_doc(doc, t).and_then(|j| value_of(&j, t.kind));
-            wants.iter().any(|w| match (&have, w) {
-                (None, Val::Null) => true,
-                (Some(h), w) => order(h, w) == Some(Ordering::Equal),
-                _ => false,
-            })
-        }
-        Node::Contains(t, Val::Text(want)) => match read_doc(doc, t).as_deref() {
-            Some(Json::Array(items)) => items.iter().any(|i| i.as_str() == Some(want.as_str())),
-            Some(Json::String(s)) => s.contains(want.as_str()),
-            _ => false,
-        },
-        Node::Contains(..) => false,
     }
 }
 
