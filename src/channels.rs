@@ -56,6 +56,13 @@ pub const REASONS: &[&str] = &[
     "not_subscribed",
 ];
 
+impl Reason {
+    /// The wire name (`no_contact`...), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        REASONS[self as usize]
+    }
+}
+
 /// The phone types that take SMS.
 const SMS_TYPES: &[&str] = &["mobile", "fixed_line_or_mobile", "personal_number", "voip"];
 

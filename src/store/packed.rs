@@ -974,7 +974,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn profile() -> impl Strategy<Value = Profile> {
+    /// Profiles of [`schema`] with every part present or not, texts of any scalar values.
+    pub(crate) fn profile() -> impl Strategy<Value = Profile> {
         let s = schema();
         type MaybeField = BoxedStrategy<Option<(Arc<str>, Value)>>;
         let fields: Vec<MaybeField> = s

@@ -10,7 +10,6 @@
 
 mod journal;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -451,13 +450,17 @@ pub struct ChangeView {
     pub list: ListView,
 }
 
+/// Lists by name. foldhash, not SipHash: every lookup probes it twice per contact, and
+/// list names are set by administrators, not by whoever sends traffic.
+type ListMap = std::collections::HashMap<CompactString, Arc<List>, foldhash::fast::RandomState>;
+
 /// Every suppression list of the server.
 #[derive(Debug)]
 pub struct SuppressionLists {
     dir: Option<PathBuf>,
     // Lists come and go rarely and are read on every lookup: a lock-free load of an
     // immutable map, replaced whole under `changes` when one is created or deleted.
-    lists: ArcSwap<HashMap<CompactString, Arc<List>>>,
+    lists: ArcSwap<ListMap>,
     changes: Mutex<()>,
     // Shared by every settings change that attaches lists (from the existence check to
     // the change's apply), exclusive for a list's deletion: no database can attach a
@@ -478,7 +481,7 @@ impl SuppressionLists {
     /// creating `global` if it is not there.
     pub fn open(data_dir: Option<&Path>) -> Result<Self, OpenError> {
         let dir = data_dir.map(|d| d.join("suppression"));
-        let mut map = HashMap::new();
+        let mut map = ListMap::default();
         if let Some(dir) = &dir {
             for (name, path) in journal::files(dir).map_err(|source| OpenError {
                 path: dir.clone(),

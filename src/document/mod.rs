@@ -6,6 +6,9 @@
 //! from `?fields=` and selects members by dotted path. Pure; called by HTTP handlers and
 //! by the benches.
 
+mod json;
+mod whole;
+
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
@@ -383,7 +386,7 @@ struct PhoneView<'a> {
     reason: Option<&'a str>,
 }
 
-use crate::activity::view::{Derived, STATS_EMPTY_PREFIX, Stats, days_between};
+use crate::activity::view::{Derived, Stats, days_between};
 
 /// Selected fields; a field without a value or default shows as `null`.
 struct SomeFields<'a, 'v> {
@@ -691,98 +694,6 @@ pub fn to_vec(doc: &Document<'_, '_>) -> Vec<u8> {
     out
 }
 
-/// The members that hold nothing until events exist: `rfm` to `polls`.
-const EMPTY_ACTIVITY: &str = ",\"rfm\":null,\"interests\":[],\"favorite_stores\":[],\"abandoned_cart\":[],\
-\"bonuses\":{\"active\":0.0,\"pending_activation\":0.0,\"pending_deactivation\":0.0,\
-\"next_deactivation_at\":null,\"next_deactivation_amount\":null},\"mailings\":[],\"promo_codes\":[],\"polls\":[]";
-
-fn put_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    serde_json::to_writer(&mut *out, value).expect("document values serialize");
-}
-
-/// One `"name":value` member of `fields`.
-fn put_field<T: Serialize>(out: &mut Vec<u8>, first: &mut bool, name: &str, value: &T) {
-    if !std::mem::take(first) {
-        out.push(b',');
-    }
-    // Field names are checked identifiers (`[a-z][a-z0-9_]*`): nothing to escape.
-    out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
-    put_json(out, value);
-}
-
-impl Document<'_, '_> {
-    /// Writes the whole document. This is the lookup path, so the fixed layout and keys
-    /// are written as bytes and serde_json is used only for values (string escaping,
-    /// numbers); `Serialize` for a whole document and the projections reuse the same
-    /// member views, and a test holds the bytes equal to the views' serialization.
-    fn write_whole(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
-        let p = self.profile;
-        let mut id = [0u8; ulid::ULID_LEN];
-        out.extend_from_slice(b"{\"id\":\"");
-        out.extend_from_slice(p.id().array_to_str(&mut id).as_bytes());
-        out.extend_from_slice(b"\",\"customer_id\":");
-        put_json(out, p.customer_id);
-        out.extend_from_slice(b",\"fields\":{");
-        let mut first = true;
-        let mut known = Known::default();
-        for (name, value) in p.fields() {
-            known.note(name, &value);
-            put_field(out, &mut first, name, &value);
-        }
-        for def in self.schema.fields() {
-            if let Some(d) = &def.default
-                && p.field(&def.name).is_none()
-            {
-                put_field(out, &mut first, &def.name, d);
-            }
-        }
-        out.extend_from_slice(b"},\"identifiers\":");
-        put_json(out, &Identifiers(p));
-        out.extend_from_slice(b",\"tags\":");
-        put_json(out, &p.tags());
-        out.extend_from_slice(b",\"contacts\":");
-        put_json(out, &self.contacts(&known));
-        out.extend_from_slice(b",\"channels\":");
-        put_json(out, &channels::channels(p, self.reach));
-        out.extend_from_slice(b",\"subscriptions\":");
-        put_json(out, &Subs(p));
-        out.extend_from_slice(b",\"stats\":");
-        if self.derived.activity.is_none() {
-            // The common case of a profile without events: fixed bytes but one number.
-            out.extend_from_slice(STATS_EMPTY_PREFIX.as_bytes());
-            let _ = write!(out, "{}}}", self.days_since_registration(&known));
-            out.extend_from_slice(EMPTY_ACTIVITY.as_bytes());
-        } else {
-            // The activity's digest (rendered once after each change) and the few
-            // values that depend on the moment of the read.
-            self.derived
-                .write_members(out, self.days_since_registration(&known));
-        }
-        let _ = write!(
-            out,
-            ",\"created_at\":\"{}\",\"updated_at\":\"{}\",\"segments\":",
-            p.created_at(),
-            p.updated_at()
-        );
-        // Most profiles belong to no saved segment and absorbed nobody: constant bytes.
-        let names = self.segment_names();
-        if names.is_empty() {
-            out.extend_from_slice(b"[]");
-        } else {
-            put_json(out, &names);
-        }
-        out.extend_from_slice(b",\"merges\":");
-        match self.merges() {
-            Some(history) => put_json(out, &*history),
-            None => out.extend_from_slice(b"[]"),
-        }
-        out.push(b'}');
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -923,6 +834,72 @@ mod tests {
                 assert_eq!(v["polls"][0]["answers"][0]["answer"][1], "b");
             }
         }
+    }
+
+    proptest::proptest! {
+        /// The hand-written whole document and the serde member views agree on any
+        /// profile: escapes, every value type, contacts, subscriptions, ids.
+        #[test]
+        fn whole_document_bytes_match_the_views_for_any_profile(
+            p in crate::store::packed::tests::profile()
+        ) {
+            let s = crate::store::packed::tests::schema();
+            let p = Packed::encode(&p);
+            let view = p.view();
+            let doc = Document {
+                profile: &view,
+                schema: &s,
+                projection: None,
+                derived: derived(None),
+                reach: reach(),
+                related: None,
+            };
+            let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
+            for (name, m) in MEMBERS {
+                proptest::prop_assert_eq!(&v[*name], &doc.member_json(*m), "{}", name);
+            }
+            let fields = serde_json::to_value(SomeFields {
+                profile: &view,
+                schema: &s,
+                names: &s.fields().iter().map(|d| d.name.to_string()).collect::<Vec<_>>(),
+            })
+            .unwrap();
+            let shown = v["fields"].as_object().unwrap();
+            for (name, value) in fields.as_object().unwrap() {
+                proptest::prop_assert_eq!(shown.get(name).unwrap_or(&Json::Null), value, "{}", name);
+            }
+        }
+    }
+
+    #[test]
+    fn suppressed_channels_name_their_list() {
+        let lists = crate::suppression::SuppressionLists::open(None).unwrap();
+        let e = crate::suppression::Entries {
+            emails: vec!["a@example.com".into()],
+            ..Default::default()
+        };
+        lists.add(crate::suppression::GLOBAL, &e).unwrap();
+        let mut p = profile();
+        p.email = Some(crate::contacts::EmailContact::new("A@example.com"));
+        let p = Packed::encode(&p);
+        let view = p.view();
+        let doc = Document {
+            profile: &view,
+            schema: &schema(),
+            projection: None,
+            derived: derived(None),
+            reach: Reach {
+                lists: &lists,
+                attached: &[],
+            },
+            related: None,
+        };
+        let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
+        assert_eq!(v["channels"], doc.member_json(Member::Channels));
+        assert_eq!(
+            v["channels"]["email"],
+            serde_json::json!({"eligible": false, "reason": "suppressed", "list": "global"})
+        );
     }
 
     #[test]
