@@ -16,7 +16,7 @@
 #
 # Usage: PROFILES=1000000 DURATION=10 ROUNDS=4 bash scripts/load-lookup.sh
 # Env: PROFILES (1000000), DURATION (10 s a route a round), ROUNDS (4), LOAD_CAP (300 s, wrk's cap on loading),
-#      LOAD_THREADS (2), LOAD_CONNECTIONS (128).
+#      LOAD_THREADS (2), LOAD_CONNECTIONS (128), PERF_OUT (unset: no profiles; see below).
 # Installs wrk with apt-get if it is missing. Every request goes to 127.0.0.1.
 
 set -euo pipefail
@@ -236,6 +236,25 @@ for round in $(seq 1 "$ROUNDS"); do
     run_wrk ceiling_lua "$round" "$BASE" -s "$TMP/ceiling.lua"
 done
 RSS_AFTER=$(rss_kib)
+
+# With PERF_OUT set: one more lookup run and one more ceiling run, each under `perf
+# record` of the server alone, into $PERF_OUT.lookup and $PERF_OUT.ceiling (compare them
+# with `perf report --no-children -i ...`). Not in the table: perf's sampling costs CPU.
+if [ -n "${PERF_OUT:-}" ]; then
+    need perf linux-perf
+    for route in lookup ceiling; do
+        perf record -F 1999 -e cpu-clock -p "$SERVER_PID" -o "$PERF_OUT.$route" \
+            -- sleep "$DURATION" 2>"$TMP/perf.$route.err" &
+        PERF_PID=$!
+        if [ "$route" = lookup ]; then
+            run_wrk perf_lookup 0 "$BASE" -s "$TMP/lookup.lua"
+        else
+            run_wrk perf_ceiling 0 "$BASE/v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES"
+        fi
+        wait "$PERF_PID" || true
+        log "perf profile of the server under $route: $PERF_OUT.$route"
+    done
+fi
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 rps_of() { awk '/^Requests\/sec:/ {print $2}' "$TMP/$1.$2.out"; }
