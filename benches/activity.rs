@@ -117,7 +117,7 @@ fn activity(c: &mut Criterion) {
     let mut rng = XorShift::new(0xACE);
     let len = n as usize;
     let sample = &ids[0];
-    let doc = document::render(&store.get(sample).unwrap().view(), &schema, None, &cx);
+    let doc = document::render(&store.get(sample).unwrap(), &schema, None, &cx);
     println!(
         "activity bench: a whole document with activity is {} bytes",
         doc.len()
@@ -128,7 +128,7 @@ fn activity(c: &mut Criterion) {
     let t0 = Instant::now();
     for id in &ids {
         let p = store.get(id).unwrap();
-        black_box(document::render(&p.view(), &schema, None, &cx));
+        black_box(document::render(&p, &schema, None, &cx));
     }
     println!(
         "activity bench: first read after a change (digest rendered): {:.2} µs a profile",
@@ -141,14 +141,14 @@ fn activity(c: &mut Criterion) {
         b.iter(|| {
             let id = &ids[rng.below(len)];
             let p = store.get(black_box(id)).unwrap();
-            black_box(document::render(&p.view(), &schema, None, &cx))
+            black_box(document::render(&p, &schema, None, &cx))
         })
     });
     g.bench_function("stats_rfm_projection", |b| {
         b.iter(|| {
             let id = &ids[rng.below(len)];
             let p = store.get(black_box(id)).unwrap();
-            black_box(document::render(&p.view(), &schema, Some(&projection), &cx))
+            black_box(document::render(&p, &schema, Some(&projection), &cx))
         })
     });
     g.finish();

@@ -64,7 +64,7 @@ fn lookups(c: &mut Criterion) {
 
     let size = |i: u64, projection: Option<&Projection>| {
         let p = store.get(&ids[i as usize]).unwrap();
-        document::render(&p.view(), &schema, projection, &cx).len()
+        document::render(&p, &schema, projection, &cx).len()
     };
     let sample = n.min(10_001);
     let median = |projection: Option<&Projection>| {
@@ -90,10 +90,9 @@ fn lookups(c: &mut Criterion) {
         );
     }
 
-    // The lookup path after the map: borrow a view from the packed bytes, serialize it.
-    let render = |p: &Packed, projection: Option<&Projection>| {
-        document::render(&p.view(), &schema, projection, &cx)
-    };
+    // The lookup path after the map: read the packed bytes, serialize them.
+    let render =
+        |p: &Packed, projection: Option<&Projection>| document::render(p, &schema, projection, &cx);
     let mut rng = XorShift::new(0x5EED);
     let len = n as usize;
 

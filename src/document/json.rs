@@ -1,5 +1,5 @@
-//! JSON values written straight into a byte buffer: what the whole-document writer
-//! (`whole.rs`) is built from.
+//! JSON values written straight into a byte buffer: what the document writer
+//! (`write.rs`) is built from.
 //!
 //! Why by hand and not through `serde_json::Serializer`: a whole document is the lookup
 //! path's output, ~1.4 KB of mostly constant keys around short strings, and serde's

@@ -7,7 +7,7 @@
 //! by the benches.
 
 mod json;
-mod whole;
+mod write;
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
@@ -17,10 +17,10 @@ use serde_json::{Map, Value as Json};
 use crate::activity::{Activity, ActivityStore, Rfm};
 use crate::channels::{self, Reach};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{Channel, FieldDef, Schema, Source, SubscriptionStatus};
+use crate::schema::{Channel, Schema, Source, SubscriptionStatus};
 use crate::segments::SavedSegments;
 use crate::store::{MergeRecord, ProfileStore};
-use crate::store::{ProfileView, ValueRef};
+use crate::store::{Packed, ProfileView, ValueRef};
 
 /// Top-level members of the profile document, in output order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,32 +388,6 @@ struct PhoneView<'a> {
 
 use crate::activity::view::{Derived, Stats, days_between};
 
-/// Selected fields; a field without a value or default shows as `null`.
-struct SomeFields<'a, 'v> {
-    profile: &'a ProfileView<'v>,
-    schema: &'a Schema,
-    names: &'a [String],
-}
-
-impl Serialize for SomeFields<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.names.len()))?;
-        for name in self.names {
-            match self.profile.field(name) {
-                Some(v) => map.serialize_entry(name, &v)?,
-                None => {
-                    let default = self
-                        .schema
-                        .get(name)
-                        .and_then(|d: &FieldDef| d.default.as_ref());
-                    map.serialize_entry(name, &default)?;
-                }
-            }
-        }
-        map.end()
-    }
-}
-
 struct Subs<'a, 'v>(&'a ProfileView<'v>);
 
 /// One subscription record as documents show it.
@@ -455,64 +429,10 @@ impl Serialize for Subs<'_, '_> {
 
 impl Serialize for Document<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.projection.is_none() {
-            // One writer for the whole document, wherever it is embedded (pages, batches).
-            let mut out = Vec::with_capacity(2048);
-            self.write_whole(&mut out);
-            let text = String::from_utf8(out).map_err(serde::ser::Error::custom)?;
-            let raw = RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
-            return raw.serialize(s);
-        }
-        let p = self.profile;
-        let mut map = s.serialize_map(None)?;
-        let mut id = [0u8; ulid::ULID_LEN];
-        map.serialize_entry("id", p.id().array_to_str(&mut id))?;
-        map.serialize_entry("customer_id", p.customer_id)?;
-        match self.projection {
-            None => unreachable!("whole documents are written by write_whole"),
-            Some(proj) => {
-                if !proj.fields.is_empty() {
-                    map.serialize_entry(
-                        "fields",
-                        &SomeFields {
-                            profile: p,
-                            schema: self.schema,
-                            names: &proj.fields,
-                        },
-                    )?;
-                }
-                // Members in document order, each once, with only the requested paths.
-                let members = if proj.members.is_empty() {
-                    &[][..]
-                } else {
-                    MEMBERS
-                };
-                for (name, m) in members {
-                    let paths: Vec<&Vec<String>> = proj
-                        .members
-                        .iter()
-                        .filter(|(pm, _)| pm == m)
-                        .map(|(_, path)| path)
-                        .collect();
-                    if paths.is_empty() {
-                        continue;
-                    }
-                    let whole = self.member_json(*m);
-                    // A member that is null as a whole (`rfm` without receipts) is null
-                    // whatever paths below it were asked for.
-                    if whole.is_null() || paths.iter().any(|path| path.is_empty()) {
-                        map.serialize_entry(name, &whole)?;
-                    } else {
-                        let mut picked = Json::Object(Map::new());
-                        for path in paths {
-                            pick(&whole, path, &mut picked);
-                        }
-                        map.serialize_entry(name, &picked)?;
-                    }
-                }
-            }
-        }
-        map.end()
+        // One writer for a document, wherever it is embedded (pages, batches).
+        let text = String::from_utf8(to_vec(self)).map_err(serde::ser::Error::custom)?;
+        let raw = RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
     }
 }
 
@@ -594,9 +514,36 @@ impl<'a> Context<'a> {
     }
 }
 
+/// Serializes a profile's document: [`render_view`] of its bytes, except that a
+/// projection of fields alone reads only the head of the bytes (the lookup path).
+pub fn render(
+    profile: &Packed,
+    schema: &Schema,
+    projection: Option<&Projection>,
+    cx: &Context<'_>,
+) -> Vec<u8> {
+    match projection {
+        Some(p) if p.members.is_empty() => {
+            let head = profile.head();
+            let mut out = Vec::with_capacity(64 + 32 * p.fields.len());
+            write::ids_and_fields(
+                &mut out,
+                head.id(),
+                head.customer_id,
+                head.fields(),
+                schema,
+                p,
+            );
+            out.push(b'}');
+            out
+        }
+        _ => render_view(&profile.view(), schema, projection, cx),
+    }
+}
+
 /// Serializes a profile's document, with its activity read in place from the context's
 /// store (the shard's read lock held only while the bytes are written).
-pub fn render(
+pub fn render_view(
     profile: &ProfileView<'_>,
     schema: &Schema,
     projection: Option<&Projection>,
@@ -646,7 +593,7 @@ pub fn export(
         subscription_history: Vec<SubView<'a>>,
         activity: Box<RawValue>,
     }
-    let whole = render(profile, schema, None, cx);
+    let whole = render_view(profile, schema, None, cx);
     let events = cx.activity.with(profile.customer_id, |act| {
         let all = act.map_or_else(Vec::new, |a| {
             crate::activity::view::page(a, &[], None, usize::MAX).0
@@ -684,14 +631,18 @@ const ACTIVITY_MEMBERS: &[Member] = &[
 
 /// Serializes a document to JSON bytes.
 pub fn to_vec(doc: &Document<'_, '_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2048);
     match doc.projection {
-        None => doc.write_whole(&mut out),
-        Some(_) => {
-            serde_json::to_writer(&mut out, doc).expect("a profile document always serializes")
+        None => {
+            let mut out = Vec::with_capacity(2048);
+            doc.write_whole(&mut out);
+            out
+        }
+        Some(p) => {
+            let mut out = Vec::with_capacity(256);
+            doc.write_projection(p, &mut out);
+            out
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -858,15 +809,24 @@ mod tests {
             for (name, m) in MEMBERS {
                 proptest::prop_assert_eq!(&v[*name], &doc.member_json(*m), "{}", name);
             }
-            let fields = serde_json::to_value(SomeFields {
-                profile: &view,
-                schema: &s,
-                names: &s.fields().iter().map(|d| d.name.to_string()).collect::<Vec<_>>(),
-            })
-            .unwrap();
-            let shown = v["fields"].as_object().unwrap();
-            for (name, value) in fields.as_object().unwrap() {
-                proptest::prop_assert_eq!(shown.get(name).unwrap_or(&Json::Null), value, "{}", name);
+            // Every field through serde, in the whole document and in a projection of
+            // all fields (`null` for one without a value).
+            let names: Vec<&str> = s.fields().iter().map(|d| &*d.name).collect();
+            let all = Projection::from_paths(names.iter().copied(), &s).unwrap();
+            let bytes = to_vec(&Document {
+                projection: Some(&all),
+                ..doc
+            });
+            // The lookup path's head-only writer of the same projection: the same bytes.
+            let activity = ActivityStore::new();
+            let cx = Context::detached(&activity, reach().lists, &[], derived(None).now);
+            proptest::prop_assert_eq!(&super::render(&p, &s, Some(&all), &cx), &bytes);
+            let projected: Json = serde_json::from_slice(&bytes).unwrap();
+            for name in names {
+                let expected = serde_json::to_value(view.field(name)).unwrap();
+                let whole = v["fields"].get(name).unwrap_or(&Json::Null);
+                proptest::prop_assert_eq!(whole, &expected, "{}", name);
+                proptest::prop_assert_eq!(&projected["fields"][name], &expected, "{}", name);
             }
         }
     }

@@ -39,12 +39,7 @@ fn doc(
     projection: Option<&Projection>,
 ) -> Vec<u8> {
     let settings = db.state.settings.load();
-    document::render(
-        &profile.view(),
-        schema,
-        projection,
-        &db.state.context(&settings),
-    )
+    document::render(profile, schema, projection, &db.state.context(&settings))
 }
 
 /// The answer for one profile.

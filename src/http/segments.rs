@@ -128,7 +128,7 @@ pub async fn query(
                 .page
                 .iter()
                 .map(|p| {
-                    let bytes = document::render(&p.view(), &schema, shown.as_ref(), &cx);
+                    let bytes = document::render(p, &schema, shown.as_ref(), &cx);
                     RawValue::from_string(String::from_utf8(bytes).expect("documents are UTF-8"))
                         .expect("documents are JSON")
                 })
@@ -327,7 +327,7 @@ pub async fn members(
     let docs = profiles
         .iter()
         .map(|p| {
-            let bytes = document::render(&p.view(), &schema, shown.as_ref(), &cx);
+            let bytes = document::render(p, &schema, shown.as_ref(), &cx);
             RawValue::from_string(String::from_utf8(bytes).expect("documents are UTF-8"))
                 .expect("documents are JSON")
         })

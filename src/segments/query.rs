@@ -52,7 +52,7 @@ fn matches(
     if compiled.is_direct() {
         return compiled.matches_view(view);
     }
-    let bytes = document::render(view, schema, Some(projection), cx);
+    let bytes = document::render_view(view, schema, Some(projection), cx);
     let doc: Json = serde_json::from_slice(&bytes).expect("documents are JSON");
     compiled.matches(&doc)
 }
@@ -314,9 +314,13 @@ mod tests {
             let projection = projection(&compiled, &schema).unwrap();
             for p in &profiles {
                 let v = p.view();
-                let doc: Json =
-                    serde_json::from_slice(&document::render(&v, &schema, Some(&projection), &cx))
-                        .unwrap();
+                let doc: Json = serde_json::from_slice(&document::render_view(
+                    &v,
+                    &schema,
+                    Some(&projection),
+                    &cx,
+                ))
+                .unwrap();
                 assert_eq!(
                     compiled.matches_view(&v),
                     compiled.matches(&doc),

@@ -595,7 +595,7 @@ fn union_of(all: &[Arc<Saved>], schema: &Schema) -> Option<Projection> {
 /// Whether one profile belongs to each segment of `set`, in order.
 fn judge(set: &Set, view: &ProfileView<'_>, schema: &Schema, cx: &Context<'_>) -> Vec<bool> {
     let doc: Option<Json> = set.union.as_ref().map(|projection| {
-        let bytes = document::render(view, schema, Some(projection), cx);
+        let bytes = document::render_view(view, schema, Some(projection), cx);
         serde_json::from_slice(&bytes).expect("documents are JSON")
     });
     set.all

@@ -197,6 +197,11 @@ impl<'a> Head<'a> {
     pub fn field(&self, name: &str) -> Option<ValueRef<'a>> {
         field_in(self.fields, name)
     }
+
+    /// Field values in schema order, by name.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> + 'a {
+        self.fields.iter(Reader::field)
+    }
 }
 
 impl Packed {

@@ -1,14 +1,19 @@
-//! The whole profile document as bytes: the writer of the lookup path.
+//! The profile document as bytes, whole or projected: the writer of the lookup path.
 //!
 //! The fixed layout and keys are written as bytes, values through [`super::json`]'s
-//! writers. Projections and the `Serialize` views (`member_json`) show the same members
-//! through serde; the tests in `super` hold the two to the same JSON for every member,
-//! on fixed and on generated profiles. Pure.
+//! writers. A projection's members are the `Serialize` views (`member_json`) cut to the
+//! requested paths; the tests in `super` hold the whole document's bytes to those views
+//! for every member, on fixed and on generated profiles. Pure.
 
-use super::{Document, Known, json};
+use serde_json::{Map, Value as Json};
+use smallvec::SmallVec;
+
+use super::{Document, Known, MEMBERS, Projection, json, pick};
 use crate::activity::view::STATS_EMPTY_PREFIX;
 use crate::channels::{self, Verdict};
+use crate::schema::Schema;
 use crate::store::ProfileView;
+use crate::store::ValueRef;
 
 /// The members that hold nothing until events exist: `rfm` to `polls`.
 const EMPTY_ACTIVITY: &str = ",\"rfm\":null,\"interests\":[],\"favorite_stores\":[],\"abandoned_cart\":[],\
@@ -104,6 +109,95 @@ impl Document<'_, '_> {
         }
         out.push(b'}');
     }
+}
+
+impl Document<'_, '_> {
+    /// Writes a projection: the ids, the chosen fields in the order asked (one without a
+    /// value or default shows as `null`), then the chosen members in document order,
+    /// each cut to the paths asked.
+    pub(super) fn write_projection(&self, proj: &Projection, out: &mut Vec<u8>) {
+        let p = self.profile;
+        ids_and_fields(out, p.id(), p.customer_id, p.fields(), self.schema, proj);
+        if !proj.members.is_empty() {
+            for (name, m) in MEMBERS {
+                let mut paths = proj
+                    .members
+                    .iter()
+                    .filter(|(pm, _)| pm == m)
+                    .map(|(_, path)| path)
+                    .peekable();
+                if paths.peek().is_none() {
+                    continue;
+                }
+                let whole = self.member_json(*m);
+                out.push(b',');
+                json::key(out, name);
+                // A member that is null as a whole (`rfm` without receipts) is null
+                // whatever paths below it were asked for.
+                let shown = if whole.is_null() || paths.clone().any(|path| path.is_empty()) {
+                    whole
+                } else {
+                    let mut picked = Json::Object(Map::new());
+                    for path in paths {
+                        pick(&whole, path, &mut picked);
+                    }
+                    picked
+                };
+                serde_json::to_writer(&mut *out, &shown).expect("a member serializes");
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+/// The start of a projection, left open for its members: the ids and the chosen fields
+/// in the order asked (one without a value or default shows as `null`).
+pub(super) fn ids_and_fields<'v>(
+    out: &mut Vec<u8>,
+    id: ulid::Ulid,
+    customer_id: &str,
+    fields: impl Iterator<Item = (&'v str, ValueRef<'v>)>,
+    schema: &Schema,
+    proj: &Projection,
+) {
+    let mut buf = [0u8; ulid::ULID_LEN];
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(id.array_to_str(&mut buf).as_bytes());
+    out.extend_from_slice(b"\",\"customer_id\":");
+    json::str(out, customer_id);
+    if proj.fields.is_empty() {
+        return;
+    }
+    // One pass over the profile's fields finds every chosen one.
+    let mut found: SmallVec<[Option<ValueRef<'v>>; 8]> =
+        SmallVec::from_elem(None, proj.fields.len());
+    let mut missing = proj.fields.len();
+    for (name, value) in fields {
+        if let Some(i) = proj.fields.iter().position(|f| f == name) {
+            if found[i].replace(value).is_none() {
+                missing -= 1;
+            }
+            if missing == 0 {
+                break;
+            }
+        }
+    }
+    out.extend_from_slice(b",\"fields\":{");
+    for (i, (name, value)) in proj.fields.iter().zip(found).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Projected names are fields of the schema: identifiers, no escapes.
+        json::key(out, name);
+        match value {
+            Some(v) => json::value(out, &v),
+            None => match schema.get(name).and_then(|d| d.default.as_ref()) {
+                Some(d) => serde_json::to_writer(&mut *out, d).expect("a default serializes"),
+                None => out.extend_from_slice(b"null"),
+            },
+        }
+    }
+    out.push(b'}');
 }
 
 /// `identifiers`: email and phone in their normalized forms, then external ids.
