@@ -1,10 +1,12 @@
 //! The profile document: how a stored profile is shown, whole or projected.
 //!
-//! [`Document`] serializes straight from a profile's packed bytes (a [`ProfileView`]
-//! borrowed from them) and the schema, with no intermediate JSON tree, adding what is computed at read time: default values of
-//! unset fields and day counts against today. [`Projection`] is parsed once per request
-//! from `?fields=` and selects members by dotted path. Pure; called by HTTP handlers and
-//! by the benches.
+//! [`render`] writes a document straight from a profile's packed bytes and the schema,
+//! with no intermediate JSON tree (`write.rs`, from the byte-exact value writers of
+//! `json.rs`), adding what is computed at read time: default values of unset fields,
+//! day counts against today, derived activity members, channels. [`Projection`] is
+//! parsed once per request from `?fields=` and selects members by dotted path; the
+//! members' `Serialize` views here are what a projection cuts and what the tests hold
+//! the bytes to. Pure; called by HTTP handlers, segment evaluation and the benches.
 
 mod json;
 mod write;
