@@ -11,6 +11,9 @@
 //!   block sizes, for keys of any spread (receipt totals): a million keys in ~2,000
 //!   contiguous arrays.
 
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicI64};
+
 use super::money::Fixed;
 
 /// Keys per block before it splits.
@@ -147,6 +150,12 @@ impl<K: Ord + Copy> RankSet<K> {
         }
     }
 
+    /// The `m`-th smallest key (1-based, `1..=len`).
+    pub fn nth(&self, m: usize) -> K {
+        let (block, rem) = descend(&self.tree, m, |v| *v);
+        self.blocks[block][rem - 1]
+    }
+
     // Keys in blocks before `block`.
     fn prefix(&self, block: usize) -> usize {
         let mut i = block;
@@ -157,6 +166,23 @@ impl<K: Ord + Copy> RankSet<K> {
         }
         sum
     }
+}
+
+/// In a 1-based Fenwick tree of counts, the 0-based position holding the `m`-th item
+/// (1-based) and the item's rank within that position.
+fn descend<T>(tree: &[T], m: usize, count: impl Fn(&T) -> usize) -> (usize, usize) {
+    let n = tree.len() - 1;
+    let (mut pos, mut rem) = (0, m);
+    let mut step = if n == 0 { 0 } else { 1 << n.ilog2() };
+    while step > 0 {
+        let next = pos + step;
+        if next <= n && count(&tree[next]) < rem {
+            pos = next;
+            rem -= count(&tree[next]);
+        }
+        step >>= 1;
+    }
+    (pos, rem)
 }
 
 /// Counts of integer keys in `0..size` (larger keys count as `size - 1`), answering
@@ -206,6 +232,16 @@ impl Histogram {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The key as counted: larger ones count as `size - 1`.
+    pub fn key(&self, k: usize) -> usize {
+        self.slot(k) - 1
+    }
+
+    /// The `m`-th smallest key (1-based, `1..=len`), as counted.
+    pub fn nth(&self, m: usize) -> usize {
+        descend(&self.tree, m, |v| *v as usize).0
     }
 
     /// How many keys are strictly smaller than `k`.
@@ -297,6 +333,103 @@ pub struct RfmIndex {
     days: Histogram,
     counts: Histogram,
     totals: RankSet<Fixed>,
+    cuts: Cuts,
+}
+
+/// Where each ranking's score steps up, so that a read compares its three keys with
+/// twelve numbers instead of counting below them in three trees (the counts' cache
+/// misses were the larger part of a read's RFM cost).
+///
+/// With N ranked and L(k) the keys below k, a score is `1 + floor(5 L / N)`, and
+/// `5 L >= s N` exactly when `L >= ceil(s N / 5)`, that is when k exceeds the
+/// `ceil(s N / 5)`-th smallest key. So cut `s - 1` holds that key for s = 1..4, and a
+/// key scores one more than the number of cuts it exceeds.
+///
+/// Cuts are found lazily: an update that moves a key across a cut (or changes N) marks
+/// the ranking stale under the write lock, and the first read after it finds the four
+/// cuts again under the read lock. Two readers may both find them; they store the same
+/// numbers, since nothing changes the index while a read lock is held. So receipts pay
+/// no searches (`update` stays within its 1 µs goal) and a lookup-heavy server pays
+/// them once per change.
+#[derive(Debug)]
+struct Cuts {
+    /// Days, counts and totals (as counted keys, or units of money), four each.
+    values: [[AtomicI64; 4]; 3],
+    stale: [AtomicBool; 3],
+}
+
+impl Default for Cuts {
+    fn default() -> Self {
+        Cuts {
+            values: Default::default(),
+            stale: [true, true, true].map(AtomicBool::new),
+        }
+    }
+}
+
+impl Clone for Cuts {
+    fn clone(&self) -> Self {
+        Cuts {
+            values: std::array::from_fn(|r| {
+                std::array::from_fn(|i| AtomicI64::new(self.values[r][i].load(Relaxed)))
+            }),
+            stale: std::array::from_fn(|r| AtomicBool::new(self.stale[r].load(Relaxed))),
+        }
+    }
+}
+
+/// The rankings, as indexes into [`Cuts`].
+const DAYS_R: usize = 0;
+const COUNTS_R: usize = 1;
+const TOTALS_R: usize = 2;
+
+/// The ranks (1-based) of the four cuts among `n` keys.
+fn cut_ranks(n: usize) -> [usize; 4] {
+    [1, 2, 3, 4].map(|s| (s * n).div_ceil(5))
+}
+
+impl Cuts {
+    /// Marks a ranking stale if its key moving from `old` to `new` (N unchanged) may
+    /// have moved a cut: a cut both keys lie strictly on one side of still holds (the
+    /// removal and the insertion shift it one place and back).
+    fn moved(&mut self, r: usize, old: i64, new: i64) {
+        if *self.stale[r].get_mut() {
+            return;
+        }
+        let crossed = self.values[r].iter_mut().any(|c| {
+            let c = *c.get_mut();
+            !((old < c && new < c) || (old > c && new > c))
+        });
+        if crossed {
+            *self.stale[r].get_mut() = true;
+        }
+    }
+
+    /// Marks every ranking stale (N changed).
+    fn all_stale(&mut self) {
+        for s in &mut self.stale {
+            *s.get_mut() = true;
+        }
+    }
+
+    /// The four cuts of ranking `r`, found with `nth` first if they are stale.
+    #[inline]
+    fn of(&self, r: usize, n: usize, nth: impl Fn(usize) -> i64) -> [i64; 4] {
+        if self.stale[r].load(Acquire) {
+            let found = cut_ranks(n).map(nth);
+            for (slot, v) in self.values[r].iter().zip(found) {
+                slot.store(v, Relaxed);
+            }
+            self.stale[r].store(false, Release);
+            return found;
+        }
+        std::array::from_fn(|i| self.values[r][i].load(Relaxed))
+    }
+}
+
+/// One more than the number of cuts `k` exceeds.
+fn score(k: i64, cuts: [i64; 4]) -> u8 {
+    1 + cuts.iter().filter(|c| k > **c).count() as u8
 }
 
 impl Default for RfmIndex {
@@ -305,6 +438,7 @@ impl Default for RfmIndex {
             days: Histogram::new(DAYS),
             counts: Histogram::new(COUNTS),
             totals: RankSet::new(),
+            cuts: Cuts::default(),
         }
     }
 }
@@ -316,6 +450,7 @@ impl RfmIndex {
             days: Histogram::from_keys(DAYS, keys.iter().map(|k| day_slot(k.last_day))),
             counts: Histogram::from_keys(COUNTS, keys.iter().map(|k| k.count as usize)),
             totals: RankSet::from_keys(keys.iter().map(|k| k.total).collect()),
+            cuts: Cuts::default(),
         }
     }
 
@@ -339,27 +474,38 @@ impl RfmIndex {
         match (old, new) {
             (Some(o), Some(n)) => {
                 if o.last_day != n.last_day {
-                    self.days.remove(day_slot(o.last_day));
-                    self.days.insert(day_slot(n.last_day));
+                    let (o, n) = (day_slot(o.last_day), day_slot(n.last_day));
+                    self.days.remove(o);
+                    self.days.insert(n);
+                    let (o, n) = (self.days.key(o), self.days.key(n));
+                    self.cuts.moved(DAYS_R, o as i64, n as i64);
                 }
                 if o.count != n.count {
                     self.counts.remove(o.count as usize);
                     self.counts.insert(n.count as usize);
+                    let (o, n) = (
+                        self.counts.key(o.count as usize),
+                        self.counts.key(n.count as usize),
+                    );
+                    self.cuts.moved(COUNTS_R, o as i64, n as i64);
                 }
                 if o.total != n.total {
                     self.totals.remove(o.total);
                     self.totals.insert(n.total);
+                    self.cuts.moved(TOTALS_R, o.total.units(), n.total.units());
                 }
             }
             (Some(o), None) => {
                 self.days.remove(day_slot(o.last_day));
                 self.counts.remove(o.count as usize);
                 self.totals.remove(o.total);
+                self.cuts.all_stale();
             }
             (None, Some(n)) => {
                 self.days.insert(day_slot(n.last_day));
                 self.counts.insert(n.count as usize);
                 self.totals.insert(n.total);
+                self.cuts.all_stale();
             }
             (None, None) => {}
         }
@@ -372,11 +518,13 @@ impl RfmIndex {
         if n == 0 {
             return None;
         }
-        let score = |below: usize| (1 + (5 * below) / n).min(5) as u8;
+        let days = self.cuts.of(DAYS_R, n, |m| self.days.nth(m) as i64);
+        let counts = self.cuts.of(COUNTS_R, n, |m| self.counts.nth(m) as i64);
+        let totals = self.cuts.of(TOTALS_R, n, |m| self.totals.nth(m).units());
         Some(Rfm {
-            r: score(self.days.below(day_slot(k.last_day))),
-            f: score(self.counts.below(k.count as usize)),
-            m: score(self.totals.below(k.total)),
+            r: score(self.days.key(day_slot(k.last_day)) as i64, days),
+            f: score(self.counts.key(k.count as usize) as i64, counts),
+            m: score(k.total.units(), totals),
         })
     }
 }
@@ -415,6 +563,10 @@ mod tests {
             for k in 0u16..=300 {
                 prop_assert_eq!(built.below(k), set.below(k));
             }
+            for (m, want) in model.iter().enumerate() {
+                prop_assert_eq!(set.nth(m + 1), *want);
+                prop_assert_eq!(built.nth(m + 1), *want);
+            }
         }
     }
 
@@ -441,6 +593,52 @@ mod tests {
                 prop_assert_eq!(built.below(k), want);
             }
             prop_assert_eq!(h.len(), model.len());
+            model.sort_unstable();
+            for (m, want) in model.iter().enumerate() {
+                prop_assert_eq!(h.nth(m + 1), *want);
+                prop_assert_eq!(built.nth(m + 1), *want);
+            }
+        }
+
+        /// Scores read from the cuts are the definition's, `1 + floor(5 L / N)` with L
+        /// counted below, after any sequence of receipts, first receipts and removals
+        /// (keys drawn from small ranges so that ties and crossings are common).
+        #[test]
+        fn scores_from_cuts_are_the_counted_scores(
+            ops in proptest::collection::vec(
+                (0usize..12, proptest::option::of((0i32..6, 1u32..6, 0i64..8))),
+                1..200,
+            )
+        ) {
+            let mut index = RfmIndex::default();
+            let mut held: Vec<Option<RfmKeys>> = vec![None; 12];
+            let keys = |(d, c, t): (i32, u32, i64)| RfmKeys {
+                last_day: 19_000 + d,
+                count: c,
+                total: Fixed::from_units(t * 250),
+            };
+            for (who, new) in ops {
+                let new = new.map(keys);
+                index.update(held[who], new);
+                held[who] = new;
+                let ranked: Vec<RfmKeys> = held.iter().flatten().copied().collect();
+                let n = ranked.len();
+                let counted = |below: usize| (1 + (5 * below) / n).min(5) as u8;
+                for k in &ranked {
+                    let want = Rfm {
+                        r: counted(ranked.iter().filter(|o| o.last_day < k.last_day).count()),
+                        f: counted(ranked.iter().filter(|o| o.count < k.count).count()),
+                        m: counted(ranked.iter().filter(|o| o.total < k.total).count()),
+                    };
+                    prop_assert_eq!(index.scores(*k), Some(want));
+                }
+            }
+            // Built in one pass (recovery), the same cuts.
+            let ranked: Vec<RfmKeys> = held.iter().flatten().copied().collect();
+            let rebuilt = RfmIndex::from_keys(&ranked);
+            for k in &ranked {
+                prop_assert_eq!(rebuilt.scores(*k), index.scores(*k));
+            }
         }
     }
 
