@@ -30,6 +30,8 @@ LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-128}
 CONNECTIONS=50
 THREADS=2
 
+# Relative to where the script was started, before the cd below.
+if [ -n "${PERF_OUT:-}" ]; then PERF_OUT=$(realpath -m "$PERF_OUT"); fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '[load-lookup] %s\n' "$*" >&2; }
@@ -251,8 +253,13 @@ if [ -n "${PERF_OUT:-}" ]; then
         else
             run_wrk perf_ceiling 0 "$BASE/v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES"
         fi
-        wait "$PERF_PID" || true
-        log "perf profile of the server under $route: $PERF_OUT.$route"
+        if wait "$PERF_PID" && [ -s "$PERF_OUT.$route" ]; then
+            log "perf profile of the server under $route: $PERF_OUT.$route"
+        else
+            log "perf record failed under $route:"
+            cat "$TMP/perf.$route.err" >&2
+        fi
+        PERF_PID=""
     done
 fi
 

@@ -315,6 +315,22 @@ mod tests {
     use crate::store::{Packed, Profile, Subscription};
     use crate::suppression::{Entries, GLOBAL};
 
+    #[test]
+    fn reason_names_are_serdes() {
+        use Reason::*;
+        for r in [
+            NoContact,
+            InvalidContact,
+            Landline,
+            NotMobile,
+            Suppressed,
+            Unsubscribed,
+            NotSubscribed,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
+
     fn profile(email: Option<&str>, phone: Option<&str>) -> Profile {
         let mut p = Profile::new("c".into(), jiff::Timestamp::UNIX_EPOCH);
         p.email = email.map(EmailContact::new);

@@ -218,6 +218,31 @@ fn bad(path: &str, why: &str) -> Problem {
     .with("path", path)
 }
 
+/// A function of any `Serialize` value (closures cannot be generic).
+trait ViewFn<R> {
+    fn call<T: Serialize + ?Sized>(self, v: &T) -> R;
+}
+
+/// A member view as a JSON tree (projections cut it to paths).
+struct ToValue;
+
+impl ViewFn<serde_json::Result<Json>> for ToValue {
+    fn call<T: Serialize + ?Sized>(self, v: &T) -> serde_json::Result<Json> {
+        serde_json::to_value(v)
+    }
+}
+
+/// A member view as serde_json writes it (the tests' reference bytes).
+#[cfg(test)]
+struct ToText;
+
+#[cfg(test)]
+impl ViewFn<serde_json::Result<String>> for ToText {
+    fn call<T: Serialize + ?Sized>(self, v: &T) -> serde_json::Result<String> {
+        serde_json::to_string(v)
+    }
+}
+
 /// A profile ready to serialize: the whole document, or a projection of it.
 pub struct Document<'a, 'v> {
     /// The profile.
@@ -268,28 +293,40 @@ impl<'v> Document<'_, 'v> {
     }
 
     fn member_json(&self, m: Member) -> Json {
+        self.member_view(m, ToValue)
+            .expect("document members serialize")
+    }
+
+    /// A member's view serialized on its own: the bytes the whole document must hold.
+    #[cfg(test)]
+    fn member_text(&self, m: Member) -> String {
+        self.member_view(m, ToText)
+            .expect("document members serialize")
+    }
+
+    /// Calls `f` with member `m`'s `Serialize` view.
+    fn member_view<R>(&self, m: Member, f: impl ViewFn<R>) -> R {
         let p = self.profile;
-        let value = match m {
-            Member::Identifiers => serde_json::to_value(Identifiers(p)),
-            Member::Tags => serde_json::to_value(p.tags()),
-            Member::Contacts => serde_json::to_value(self.contacts(&self.known())),
-            Member::Channels => serde_json::to_value(channels::channels(p, self.reach)),
-            Member::Subscriptions => serde_json::to_value(Subs(p)),
-            Member::Stats => serde_json::to_value(self.stats(&self.known())),
-            Member::Rfm => serde_json::to_value(self.derived.rfm()),
-            Member::Interests => serde_json::to_value(self.derived.interests()),
-            Member::FavoriteStores => serde_json::to_value(self.derived.favorite_stores()),
-            Member::AbandonedCart => serde_json::to_value(self.derived.abandoned_cart()),
-            Member::Bonuses => serde_json::to_value(self.derived.bonuses()),
-            Member::Mailings => serde_json::to_value(self.derived.mailings()),
-            Member::PromoCodes => serde_json::to_value(self.derived.promo_codes()),
-            Member::Polls => serde_json::to_value(self.derived.polls()),
-            Member::CreatedAt => serde_json::to_value(p.created_at()),
-            Member::UpdatedAt => serde_json::to_value(p.updated_at()),
-            Member::Segments => serde_json::to_value(self.segment_names()),
-            Member::Merges => serde_json::to_value(self.merges().as_deref().unwrap_or_default()),
-        };
-        value.expect("document members serialize")
+        match m {
+            Member::Identifiers => f.call(&Identifiers(p)),
+            Member::Tags => f.call(&p.tags()),
+            Member::Contacts => f.call(&self.contacts(&self.known())),
+            Member::Channels => f.call(&channels::channels(p, self.reach)),
+            Member::Subscriptions => f.call(&Subs(p)),
+            Member::Stats => f.call(&self.stats(&self.known())),
+            Member::Rfm => f.call(&self.derived.rfm()),
+            Member::Interests => f.call(&self.derived.interests()),
+            Member::FavoriteStores => f.call(&self.derived.favorite_stores()),
+            Member::AbandonedCart => f.call(&self.derived.abandoned_cart()),
+            Member::Bonuses => f.call(&self.derived.bonuses()),
+            Member::Mailings => f.call(&self.derived.mailings()),
+            Member::PromoCodes => f.call(&self.derived.promo_codes()),
+            Member::Polls => f.call(&self.derived.polls()),
+            Member::CreatedAt => f.call(&p.created_at()),
+            Member::UpdatedAt => f.call(&p.updated_at()),
+            Member::Segments => f.call(&self.segment_names()),
+            Member::Merges => f.call(&self.merges().as_deref().unwrap_or_default()),
+        }
     }
 
     fn segment_names(&self) -> Vec<String> {
@@ -706,6 +743,16 @@ mod tests {
         assert_eq!(v["created_at"], "2024-01-01T00:00:00Z");
     }
 
+    /// Every member after `fields`, each as its view serializes alone, and the close.
+    fn members_text(doc: &Document<'_, '_>) -> String {
+        let mut out = String::new();
+        for (name, m) in MEMBERS {
+            out.push_str(&format!(",\"{name}\":{}", doc.member_text(*m)));
+        }
+        out.push('}');
+        out
+    }
+
     fn reach() -> Reach<'static> {
         static LISTS: std::sync::LazyLock<crate::suppression::SuppressionLists> =
             std::sync::LazyLock::new(|| crate::suppression::SuppressionLists::open(None).unwrap());
@@ -767,10 +814,13 @@ mod tests {
                 reach: reach(),
                 related: None,
             };
-            let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
+            let bytes = to_vec(&doc);
+            let v: Json = serde_json::from_slice(&bytes).unwrap();
             for (name, m) in MEMBERS {
                 assert_eq!(v[*name], doc.member_json(*m), "{name}");
             }
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(text.ends_with(&members_text(&doc)), "{text}");
             let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
             assert_eq!(keys.len(), 3 + MEMBERS.len(), "{keys:?}");
             // Embedded in another structure, the whole document is the same JSON.
@@ -807,10 +857,17 @@ mod tests {
                 reach: reach(),
                 related: None,
             };
-            let v: Json = serde_json::from_slice(&to_vec(&doc)).unwrap();
+            let bytes = to_vec(&doc);
+            let v: Json = serde_json::from_slice(&bytes).unwrap();
             for (name, m) in MEMBERS {
                 proptest::prop_assert_eq!(&v[*name], &doc.member_json(*m), "{}", name);
             }
+            // Byte for byte, key order included: every member after `fields` as its view
+            // serializes on its own.
+            proptest::prop_assert_eq!(
+                String::from_utf8(bytes[bytes.len() - members_text(&doc).len()..].to_vec()).unwrap(),
+                members_text(&doc)
+            );
             // Every field through serde, in the whole document and in a projection of
             // all fields (`null` for one without a value).
             let names: Vec<&str> = s.fields().iter().map(|d| &*d.name).collect();

@@ -174,7 +174,9 @@ pub(super) fn ids_and_fields<'v>(
     let mut missing = proj.fields.len();
     for (name, value) in fields {
         if let Some(i) = proj.fields.iter().position(|f| f == name) {
-            if found[i].replace(value).is_none() {
+            // The first copy wins, as `ProfileView::field` reads it.
+            if found[i].is_none() {
+                found[i] = Some(value);
                 missing -= 1;
             }
             if missing == 0 {

@@ -807,6 +807,10 @@ impl<'a> Reader<'a> {
         let n = self.len()?;
         let bytes = self.take(n)?;
         if self.trusted {
+            debug_assert!(
+                std::str::from_utf8(bytes).is_ok(),
+                "a Packed holds checked text"
+            );
             // SAFETY: a trusted reader reads a `Packed`'s bytes, and a `Packed` is only
             // made by `encode` (from `str`s) or by `read_first`, which reads every
             // string of the record through a checking reader (`decode`, then `check`)
