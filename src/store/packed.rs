@@ -1136,7 +1136,17 @@ pub(crate) mod tests {
         p.external_ids
             .push(("NAMESPACE".into(), "EXTERNALID".into()));
         p.tags.push("TAGVALUE".into());
-        p.email = Some(EmailContact::new("EMAILADDR@example.com"));
+        p.email = Some(EmailContact {
+            normalized: "emailaddr@example.com".into(),
+            reason: Some("EMAILREASON".into()),
+        });
+        p.phone = Some(crate::contacts::PhoneContact {
+            valid: false,
+            e164: Some("PHONEE164".into()),
+            region: Some("PHONEREGION".into()),
+            kind: Some("fixed_line_or_mobile"),
+            reason: Some("PHONEREASON".into()),
+        });
         p.subscriptions.push(Subscription {
             resource: "RESOURCENAME".into(),
             channel: Channel::Email,
@@ -1157,6 +1167,11 @@ pub(crate) mod tests {
             "EXTERNALID",
             "TAGVALUE",
             "emailaddr",
+            "EMAILREASON",
+            "PHONEE164",
+            "PHONEREGION",
+            "fixed_line_or_mobile",
+            "PHONEREASON",
             "RESOURCENAME",
             "CATEGORYNAME",
         ] {
