@@ -466,15 +466,6 @@ impl Serialize for Subs<'_, '_> {
     }
 }
 
-impl Serialize for Document<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // One writer for a document, wherever it is embedded (pages, batches).
-        let text = String::from_utf8(to_vec(self)).map_err(serde::ser::Error::custom)?;
-        let raw = RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
-        raw.serialize(s)
-    }
-}
-
 /// Copies `src` at `path` into `dst` at the same path. A parent that is not an object
 /// (a `null` contact) is copied as it is; absent keys are left out.
 fn pick(src: &Json, path: &[String], dst: &mut Json) {
@@ -823,9 +814,6 @@ mod tests {
             assert!(text.ends_with(&members_text(&doc)), "{text}");
             let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
             assert_eq!(keys.len(), 3 + MEMBERS.len(), "{keys:?}");
-            // Embedded in another structure, the whole document is the same JSON.
-            let embedded = serde_json::to_value(serde_json::json!({"d": &doc})).unwrap();
-            assert_eq!(embedded["d"], v);
             if with_activity {
                 assert_eq!(v["stats"]["receipts_count"], 1);
                 assert_eq!(v["rfm"]["segment"], "new");
