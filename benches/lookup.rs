@@ -6,13 +6,19 @@
 //! - `get_by_id_projection3`: the same with `?fields=email,city,loyalty_score`;
 //! - `get_by_email`: `store.find(identifier_key("email", ..))` → the whole document;
 //! - `get_by_id_only` and `serialize_hot`: the two halves of the first group apart (the
-//!   map lookup with its cache misses; serialization of one cache-hot profile).
+//!   map lookup with its cache misses; serialization of one cache-hot profile);
+//! - the floors, what no serializer can beat on this machine: `floor_packed` reads
+//!   every cache line of a random profile's packed record and writes nothing;
+//!   `floor_prerendered` holds every document (whole, and the 3-field projection)
+//!   rendered in advance in a `DashMap` of its own and copies a random one out (the
+//!   issue's "bare map of pre-serialized bodies", without HTTP).
 //!
 //! Run with `cargo bench --bench lookup`.
 
 mod common;
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use compact_str::CompactString;
@@ -138,6 +144,45 @@ fn lookups(c: &mut Criterion) {
             black_box(store.get(black_box(id)).unwrap())
         })
     });
+    g.finish();
+
+    // The floors. First our own layout's: the probe, and every cache line of the packed
+    // record read once, with nothing written: no rendering from these bytes can be faster.
+    let mut g = c.benchmark_group("floor_packed");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("probe_and_touch", |b| {
+        b.iter(|| {
+            let id = &ids[rng.below(len)];
+            let p = store.get(black_box(id)).unwrap();
+            black_box(p.bytes().iter().step_by(64).fold(0u8, |a, b| a ^ b))
+        })
+    });
+    g.finish();
+
+    // Then documents rendered in advance, each in a `DashMap` of its own (~1.5 GB and
+    // ~0.2 GB for 1M), so a lookup is a probe and a copy of bytes not in the cache.
+    // Built last: they would otherwise take cache and TLB room from the groups above.
+    type Prerendered = dashmap::DashMap<CompactString, Arc<[u8]>, foldhash::fast::RandomState>;
+    let prerender = |projection: Option<&Projection>| {
+        let map = Prerendered::with_capacity_and_hasher(len, Default::default());
+        for id in &ids {
+            let p = store.get(id).unwrap();
+            map.insert(id.clone(), Arc::from(render(&p, projection)));
+        }
+        map
+    };
+    let mut g = c.benchmark_group("floor_prerendered");
+    g.throughput(Throughput::Elements(1));
+    for (name, projection) in [("whole_document", None), ("projection3", Some(&projection))] {
+        let bodies = prerender(projection);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let id = &ids[rng.below(len)];
+                let body = bodies.get(black_box(id)).unwrap().value().clone();
+                black_box(body.to_vec())
+            })
+        });
+    }
     g.finish();
 
     let hot = store.get(&ids[0]).unwrap();
