@@ -36,7 +36,7 @@ build_release() {
 }
 
 # Makes TMP and a fresh admin key (KEY, and AUTH as a header). On exit, stops whichever
-# of WRK_PID, PERF_PID, SERVER_PID and REDIS_PID still runs, shows the server log's tail after a
+# of WRK_PID, PERF_PID, SERVER_PID, REDIS_PID and BARE_PID still runs, shows the server log's tail after a
 # failure, and removes TMP.
 setup_run() {
     TMP=$(mktemp -d)
@@ -52,7 +52,7 @@ setup_run() {
 
 cleanup_run() {
     local rc=$?
-    for pid in $WRK_PID ${PERF_PID:-} $SERVER_PID $REDIS_PID; do
+    for pid in $WRK_PID ${PERF_PID:-} $SERVER_PID $REDIS_PID ${BARE_PID:-}; do
         if kill -0 "$pid" 2>/dev/null; then
             kill "$pid" 2>/dev/null || true
             wait "$pid" 2>/dev/null || true

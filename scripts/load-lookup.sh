@@ -13,6 +13,11 @@
 # middleware, so lookups/ceiling is how close lookups come to the server's HTTP ceiling.
 # On a small machine wrk shares the cores with the server and its Lua costs show: (c)
 # gives the like-for-like ratio, (b) the ceiling with the cheapest client.
+# Then the issue's reference point, in the same run: examples/bare_map.rs, a bare
+# actix-web server with PROFILES pre-serialized bodies of the median size in a DashMap
+# (no auth, no middleware), driven by the same Lua client:
+#   (d) GET /p/{random id}   (e) GET /constant
+# d/e is how close a lookup of ready bytes comes to a constant body on this machine.
 #
 # Usage: PROFILES=1000000 DURATION=10 ROUNDS=4 bash scripts/load-lookup.sh
 # Env: PROFILES (1000000), DURATION (10 s a route a round), ROUNDS (4), LOAD_CAP (300 s, wrk's cap on loading),
@@ -41,6 +46,7 @@ log() { printf '[load-lookup] %s\n' "$*" >&2; }
 need wrk wrk
 
 build_release
+cargo build --release --quiet --example bare_map
 setup_run
 
 # Port 0: the kernel picks a free port; the server logs the address it bound.
@@ -54,7 +60,7 @@ log "server pid $SERVER_PID on $BASE"
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
 # The server's user + system CPU time in clock ticks: per request, it is the measure the
 # shared cores disturb least (wrk's own CPU is not in it).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${PID_OF_RUN:-$SERVER_PID}/stat"; }
 TICK_US=$(awk -v t="$(getconf CLK_TCK)" 'BEGIN {print 1000000 / t}')
 RSS_EMPTY=$(rss_kib)
 
@@ -191,6 +197,20 @@ MEDIAN_BYTES=$(
 )
 log "median document: $MEDIAN_BYTES bytes"
 
+# The bare map holds its own copy of the bodies (PROFILES x MEDIAN_BYTES); it idles while
+# persona's routes run and the other way round.
+target/release/examples/bare_map "$PROFILES" "$MEDIAN_BYTES" >"$TMP/bare.log" 2>&1 &
+BARE_PID=$!
+BARE=""
+for _ in $(seq 1 1200); do
+    BARE=$(grep -oE '127\.0\.0\.1:[0-9]+' "$TMP/bare.log" | head -n1 || true)
+    if [ -n "$BARE" ]; then BARE="http://$BARE"; break; fi
+    kill -0 "$BARE_PID" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$BARE" ] || { log "bare_map did not start:"; cat "$TMP/bare.log" >&2; exit 1; }
+log "bare map pid $BARE_PID on $BARE"
+
 # --- measure ---------------------------------------------------------------------------
 cat >"$TMP/lookup.lua" <<LUA
 local n = $PROFILES
@@ -230,12 +250,29 @@ function request()
 end
 LUA
 
-# The machine is shared and noisy: the three routes take turns for ROUNDS rounds, and the
+for route in map constant; do
+    cat >"$TMP/bare_$route.lua" <<LUA
+-- (d) and (e): lookup.lua's client work against the bare map.
+local n = $PROFILES
+local t = 0
+function setup(thread) thread:set("tid", t); t = t + 1 end
+function init(args) math.randomseed(os.time() * 1000 + tid * 7919) end
+function request()
+  local path = "/p/c" .. math.random(0, n - 1)
+  if "$route" == "constant" then path = "/constant" end
+  return wrk.format("GET", path)
+end
+LUA
+done
+
+# The machine is shared and noisy: the routes take turns for ROUNDS rounds, and the
 # table reports medians, with the ratio taken within each round.
 for round in $(seq 1 "$ROUNDS"); do
     run_wrk lookup "$round" "$BASE" -s "$TMP/lookup.lua"
     run_wrk ceiling "$round" "$BASE/v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES"
     run_wrk ceiling_lua "$round" "$BASE" -s "$TMP/ceiling.lua"
+    PID_OF_RUN=$BARE_PID run_wrk bare "$round" "$BARE" -s "$TMP/bare_map.lua"
+    PID_OF_RUN=$BARE_PID run_wrk bare_constant "$round" "$BARE" -s "$TMP/bare_constant.lua"
 done
 RSS_AFTER=$(rss_kib)
 
@@ -270,8 +307,10 @@ pct_of() { awk -v p="$3%" '$1 == p {v = $2; u = v; gsub(/[0-9.]/, "", u); gsub(/
     f = (u == "ms") ? 1000 : (u == "s") ? 1000000 : 1; print v * f; exit}' "$TMP/$1.$2.out"; }
 med_rps() { for r in $(seq 1 "$ROUNDS"); do rps_of "$1" "$r"; done | median; }
 med_pct() { for r in $(seq 1 "$ROUNDS"); do pct_of "$1" "$r" "$2"; done | median; }
-ratios() { for r in $(seq 1 "$ROUNDS"); do
-    awk -v a="$(rps_of lookup "$r")" -v b="$(rps_of "$1" "$r")" 'BEGIN {printf "%.3f\n", a / b}'; done; }
+ratios() { for r in $(seq 1 "$ROUNDS"); do # [OF] OVER: OF (lookup) over OVER, per round
+    local of=lookup over=$1
+    if [ $# -ge 2 ]; then of=$1 over=$2; fi
+    awk -v a="$(rps_of "$of" "$r")" -v b="$(rps_of "$over" "$r")" 'BEGIN {printf "%.3f\n", a / b}'; done; }
 fmt_us() { awk -v u="$1" 'BEGIN {if (u >= 1000) printf "%.2f ms", u / 1000; else printf "%.0f us", u}'; }
 med_cpu() { for r in $(seq 1 "$ROUNDS"); do cat "$TMP/$1.$r.cpu"; done | median; }
 row() { printf '| %s | %.0f | %s | %s | %.1f us |\n' "$1" "$(med_rps "$2")" "$(fmt_us "$(med_pct "$2" 50)")" "$(fmt_us "$(med_pct "$2" 99)")" "$(med_cpu "$2")"; }
@@ -284,9 +323,12 @@ echo "|---|---:|---:|---:|---:|"
 row "(a) GET /v1/databases/bench/profiles/{random id}" lookup
 row "(b) GET /v1/databases/bench/ceiling?bytes=$MEDIAN_BYTES" ceiling
 row "(c) the same ceiling, Lua-driven like (a)" ceiling_lua
+row "(d) bare map: GET /p/{random id} (pre-serialized bodies, no auth or middleware)" bare
+row "(e) bare map: GET /constant, Lua-driven like (d)" bare_constant
 echo
 echo "server CPU per request, ceiling/lookup: $(awk -v a="$(med_cpu lookup)" -v b="$(med_cpu ceiling)" 'BEGIN {printf "%.2f", b / a}')"
 echo "lookups/ceiling per round: a/b $(ratios ceiling | tr '\n' ' ')(median $(ratios ceiling | median)); a/c $(ratios ceiling_lua | tr '\n' ' ')(median $(ratios ceiling_lua | median))"
+echo "bare map/its constant per round: d/e $(ratios bare bare_constant | tr '\n' ' ')(median $(ratios bare bare_constant | median)); server CPU per request, e/d: $(awk -v a="$(med_cpu bare)" -v b="$(med_cpu bare_constant)" 'BEGIN {printf "%.2f", b / a}')"
 echo
 awk -v e="$RSS_EMPTY" -v l="$RSS_LOADED" -v a="$RSS_AFTER" -v n="$PROFILES" \
     -v m="$MEDIAN_BYTES" -v s="$LOAD_SECS" -v r="$LOAD_RATE" 'BEGIN {
