@@ -108,6 +108,7 @@ codes! {
     JobNotFound => ("job_not_found", 404, "No such import job"),
     ImportNotApplied => ("import_not_applied", 400, "An atomic import had refused rows, so nothing was applied"),
     ImportTooLarge => ("import_too_large", 413, "The import is larger than an atomic import may be"),
+    ImportConflict => ("import_conflict", 409, "The database changed under an atomic import, so nothing was applied"),
     ImportInterrupted => ("import_interrupted", 503, "The server stopped before the import finished"),
     ImportsBusy => ("imports_busy", 429, "As many imports as allowed are running; retry later"),
     PluginInvalid => ("plugin_invalid", 400, "The upload is not a component of the plugin contract"),

@@ -13,6 +13,7 @@
 //! `persist::snapshot`). One runs at a time; requests that arrive meanwhile share the
 //! next one.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,16 +21,22 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use tokio::sync::oneshot;
+use ulid::Ulid;
 
 use super::apply::{effect, upsert};
-use super::overlay::Overlay;
+use super::overlay::{Overlay, Staged};
 use super::{Applied, Change, DbState, Persistence, storage_failed};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::record::encode_entry;
 use crate::persist::wal::append_frame;
 use crate::persist::{Entry, SnapshotInfo, Wal, snapshot};
+use crate::schema::ProfileUpdate;
 use crate::segments::saved;
 use crate::store::{Column, ColumnKind};
+
+/// The most profiles (and event lists) an atomic import may hold until it commits:
+/// about 600 bytes each while held, beside what they take once published.
+pub const MAX_ATOMIC_HELD: usize = 2_000_000;
 
 /// Someone waiting for a snapshot's outcome.
 type Waiter = oneshot::Sender<Result<SnapshotInfo, Problem>>;
@@ -61,6 +68,8 @@ pub struct DatabaseActor {
     queued: Vec<Waiter>,
     again: bool,
     closing: Option<Closing>,
+    // Atomic imports between their first batch and their commit or abort.
+    staging: HashMap<Ulid, Staged>,
 }
 
 impl DatabaseActor {
@@ -87,6 +96,7 @@ impl DatabaseActor {
             queued: Vec::new(),
             again: false,
             closing: None,
+            staging: HashMap::new(),
         }
     }
 
@@ -121,52 +131,14 @@ impl DatabaseActor {
             }
             return Ok(self.end_import(rejected, true, frames, ctx));
         }
-        if let Change::ImportAtomic(updates) = change {
-            // Every row is validated against the store with the rows before it laid
-            // over it; only if all are good is anything published. One message, so no
-            // other write comes between the check and the publishing.
-            let (schema, settings) = (self.state.schema.load(), self.state.settings.load());
-            let now = jiff::Timestamp::now();
-            let mut view = Overlay::new(&self.state.store);
-            let mut rejected = Vec::new();
-            let mut activity = Vec::new();
-            for (i, mut update) in updates.into_iter().enumerate() {
-                let events = std::mem::take(&mut update.events);
-                // Merges are not made inside an atomic import: an identifier held by
-                // another profile refuses its row (`identifier_conflict`).
-                match upsert(&schema, &settings, &view, update, now, false) {
-                    Ok(made) => {
-                        let profile = made.profile;
-                        if !events.is_empty() {
-                            activity.push((profile.view().customer_id.into(), events));
-                        }
-                        view.put(profile);
-                    }
-                    Err(p) => rejected.push((i, p)),
-                }
+        match change {
+            Change::ImportStage { import, updates } => return self.stage(import, updates),
+            Change::ImportCommit { import } => return self.commit(import, ctx),
+            Change::ImportAbort { import } => {
+                self.staging.remove(&import);
+                return Ok((Applied::Done, self.lsn));
             }
-            let mut frames = Vec::new();
-            let profiles = view.into_profiles();
-            if rejected.is_empty() {
-                // Between Begin and Commit in the log, so that a crash before the whole
-                // batch is written leaves none of it after replay. (Readers of the store
-                // may see the profiles appear one by one while this message runs.)
-                self.apply_framed(Entry::Begin, &mut frames);
-                for profile in profiles {
-                    self.apply_framed(Entry::Put(profile), &mut frames);
-                }
-                for (customer_id, events) in activity {
-                    let entry = Entry::Events {
-                        customer_id,
-                        profile: None,
-                        events,
-                    };
-                    self.apply_framed(entry, &mut frames);
-                }
-                self.apply_framed(Entry::Commit, &mut frames);
-            }
-            let committed = rejected.is_empty();
-            return Ok(self.end_import(rejected, committed, frames, ctx));
+            _ => {}
         }
         let (entry, applied) = effect(&self.state, change)?;
         let erases = matches!(entry, Entry::Remove(_));
@@ -185,6 +157,112 @@ impl DatabaseActor {
             self.request_snapshot(ctx);
         }
         Ok((applied, self.lsn))
+    }
+
+    /// Validates a batch of an atomic import over what its earlier batches made, and
+    /// holds the result. Merges are not made inside an atomic import: an identifier
+    /// held by another profile refuses its row (`identifier_conflict`).
+    fn stage(
+        &mut self,
+        import: Ulid,
+        updates: Vec<ProfileUpdate>,
+    ) -> Result<(Applied, u64), Problem> {
+        let state = &self.state;
+        let staged = self.staging.entry(import).or_insert_with(|| {
+            Staged::new(
+                state.schema.load_full(),
+                state.settings.load_full(),
+                jiff::Timestamp::now(),
+            )
+        });
+        let (schema, settings, now) = (
+            Arc::clone(&staged.schema),
+            Arc::clone(&staged.settings),
+            staged.now,
+        );
+        let mut view = Overlay::new(&state.store, staged);
+        let mut rejected = Vec::new();
+        for (i, mut update) in updates.into_iter().enumerate() {
+            let events = std::mem::take(&mut update.events);
+            match upsert(&schema, &settings, &view, update, now, false) {
+                Ok(made) => {
+                    let profile = made.profile;
+                    if !events.is_empty() {
+                        view.add_events(profile.view().customer_id.into(), events);
+                    }
+                    view.put(profile);
+                }
+                Err(p) => rejected.push((i, p)),
+            }
+        }
+        if staged.len() > MAX_ATOMIC_HELD {
+            self.staging.remove(&import);
+            return Err(Problem::new(
+                ErrorCode::ImportTooLarge,
+                format!(
+                    "an atomic import holds what it changes until it commits, and may change \
+                     at most {MAX_ATOMIC_HELD} profiles (and event lists); nothing was applied"
+                ),
+            ));
+        }
+        let answer = Applied::Imported {
+            rejected,
+            committed: false,
+        };
+        Ok((answer, self.lsn))
+    }
+
+    /// Publishes what an atomic import holds, if the store still answers every question
+    /// its rows asked as it did then.
+    fn commit(&mut self, import: Ulid, ctx: &mut Context<Self>) -> Result<(Applied, u64), Problem> {
+        let Some(staged) = self.staging.remove(&import) else {
+            // Nothing was staged: an import without rows.
+            return Ok(self.end_import(Vec::new(), true, Vec::new(), ctx));
+        };
+        let conflict = |why: String| {
+            Problem::new(
+                ErrorCode::ImportConflict,
+                format!("{why} while the atomic import ran; nothing was applied"),
+            )
+        };
+        if !Arc::ptr_eq(&staged.schema, &self.state.schema.load()) {
+            return Err(conflict("the database's fields changed".into()));
+        }
+        if !Arc::ptr_eq(&staged.settings, &self.state.settings.load()) {
+            return Err(conflict("the database's settings changed".into()));
+        }
+        if let Some(why) = staged.changed_since(&self.state.store) {
+            return Err(conflict(why));
+        }
+        let (profiles, events) = staged.into_parts();
+        // Between Begin and Commit in the log, so that a crash before the whole import
+        // is written leaves none of it after replay. (Readers of the store may see the
+        // profiles appear one by one while this message runs.) The records go to the
+        // WAL's queue in pieces, so the import's log is never one buffer in memory.
+        let mut frames = Vec::new();
+        self.apply_framed(Entry::Begin, &mut frames);
+        let entries = profiles
+            .into_iter()
+            .map(Entry::Put)
+            .chain(
+                events
+                    .into_iter()
+                    .map(|(customer_id, events)| Entry::Events {
+                        customer_id,
+                        profile: None,
+                        events,
+                    }),
+            );
+        for entry in entries {
+            self.apply_framed(entry, &mut frames);
+            if frames.len() >= 4 << 20
+                && let Some(wal) = &self.wal
+            {
+                wal.append_frames(self.lsn, std::mem::take(&mut frames));
+            }
+        }
+        self.apply_framed(Entry::Commit, &mut frames);
+        Ok(self.end_import(Vec::new(), true, frames, ctx))
     }
 
     /// Gives an effect the next LSN, encodes its record into `frames` (queued on the WAL

@@ -178,7 +178,10 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
             let defs = st.segments.without(&name).map_err(Problem::from)?;
             (Entry::Segments(Arc::new(defs)), Applied::Done)
         }
-        Change::Import(_) | Change::ImportAtomic(_) => {
+        Change::Import(_)
+        | Change::ImportStage { .. }
+        | Change::ImportCommit { .. }
+        | Change::ImportAbort { .. } => {
             // The actor takes an import apart into upserts, one effect each.
             return Err(Problem::new(
                 ErrorCode::Internal,

@@ -64,8 +64,26 @@ pub enum Change {
     /// Rows of an import: each applied as an upsert, in order; a refused row refuses
     /// only itself.
     Import(Vec<ProfileUpdate>),
-    /// All the rows of an atomic import: applied together, or, if any is refused, none.
-    ImportAtomic(Vec<ProfileUpdate>),
+    /// A batch of an atomic import's rows: validated over what its earlier batches made
+    /// and held by the actor under the import's id, not applied (answered with
+    /// `committed: false` and the refused rows).
+    ImportStage {
+        /// The import job's id.
+        import: ulid::Ulid,
+        /// The batch's rows.
+        updates: Vec<ProfileUpdate>,
+    },
+    /// Publishes everything an atomic import holds, together, if nothing its rows read
+    /// has changed since (else `import_conflict`, and nothing is applied).
+    ImportCommit {
+        /// The import job's id.
+        import: ulid::Ulid,
+    },
+    /// Drops what an atomic import holds.
+    ImportAbort {
+        /// The import job's id.
+        import: ulid::Ulid,
+    },
 }
 
 /// What an applied change produced.

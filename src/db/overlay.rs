@@ -1,36 +1,138 @@
 //! An atomic import's view of a database: the store with the import's profiles over it.
 //!
-//! Rows of an atomic import are validated one after another against this view, so a
-//! later row sees what earlier rows did (a profile created, an email moved) without the
-//! store changing; if every row is good the actor publishes the view's profiles, else
-//! nothing. Used only on the actor's thread; holds one profile per customer the import
-//! touched.
+//! An atomic import's rows arrive in batches, one actor message each, and are validated
+//! one after another against this view, so a later row sees what earlier rows did (a
+//! profile created, an email moved) without the store changing. What the rows made is
+//! kept in [`Staged`] between batches: one packed profile per customer touched, so an
+//! import of a file larger than memory holds what it changes, not its rows. Other
+//! writes go on between batches; every answer the store gave the rows is remembered,
+//! and the commit publishes only if the store still gives the same answers (optimistic
+//! concurrency: a write to a customer or identifier the import read makes it fail, and
+//! nothing of it is applied). Used only on the actor's thread.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use compact_str::CompactString;
+use jiff::Timestamp;
 
+use crate::activity::Event;
+use crate::schema::{DatabaseSettings, Schema};
 use crate::store::{Lookup, Packed, ProfileStore};
 
-/// The store as it would be after the rows validated so far.
-pub struct Overlay<'s> {
-    store: &'s ProfileStore,
+/// A question a row asked the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Read {
+    Profile(CompactString),
+    Holder(CompactString),
+    OldKey(CompactString),
+    Survivor(CompactString),
+}
+
+/// The store's answer, as first given.
+#[derive(Debug)]
+enum Seen {
+    Profile(Option<Packed>),
+    Name(Option<CompactString>),
+}
+
+/// What an atomic import has validated so far, kept by the actor between its batches.
+#[derive(Debug)]
+pub struct Staged {
+    /// The schema every row is validated against; the commit needs it unchanged.
+    pub schema: Arc<Schema>,
+    /// The settings likewise.
+    pub settings: Arc<DatabaseSettings>,
+    /// The one time of every profile the import writes.
+    pub now: Timestamp,
     profiles: HashMap<CompactString, Packed>,
     // An identifier key's holder as the import left it; `None`: released.
     holders: HashMap<CompactString, Option<CompactString>>,
     // Customers in the order the import first touched them.
     order: Vec<CompactString>,
+    events: Vec<(CompactString, Vec<Event>)>,
+    reads: RefCell<HashMap<Read, Seen>>,
 }
 
-impl<'s> Overlay<'s> {
-    /// A view of `store` with nothing over it yet.
-    pub fn new(store: &'s ProfileStore) -> Self {
-        Overlay {
-            store,
+impl Staged {
+    /// Nothing staged yet, against this schema and these settings.
+    pub fn new(schema: Arc<Schema>, settings: Arc<DatabaseSettings>, now: Timestamp) -> Self {
+        Staged {
+            schema,
+            settings,
+            now,
             profiles: HashMap::new(),
             holders: HashMap::new(),
             order: Vec::new(),
+            events: Vec::new(),
+            reads: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Profiles and event lists held: what the import's size limit counts.
+    pub fn len(&self) -> usize {
+        self.profiles.len() + self.events.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps a row's events for the commit.
+    pub fn add_events(&mut self, customer_id: CompactString, events: Vec<Event>) {
+        self.events.push((customer_id, events));
+    }
+
+    /// The first answer the store gave the import that it would not give now, as a
+    /// sentence; `None` when every answer still holds.
+    pub fn changed_since(&self, store: &ProfileStore) -> Option<String> {
+        let reads = self.reads.borrow();
+        reads.iter().find_map(|(read, seen)| {
+            let same = match (read, seen) {
+                (Read::Profile(c), Seen::Profile(then)) => match (then, store.get(c)) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => a.same(&b),
+                    _ => false,
+                },
+                (Read::Holder(k), Seen::Name(then)) => *then == store.holder(k),
+                (Read::OldKey(k), Seen::Name(then)) => *then == store.merges.by_old_key(k),
+                (Read::Survivor(c), Seen::Name(then)) => *then == store.survivor_of(c),
+                _ => unreachable!("each read is recorded with its kind of answer"),
+            };
+            (!same).then(|| match read {
+                Read::Profile(c) | Read::Survivor(c) => format!("customer `{c}` was written"),
+                Read::Holder(k) | Read::OldKey(k) => {
+                    format!("identifier `{k}` changed hands")
+                }
+            })
+        })
+    }
+
+    /// The profiles to publish, in the order the import first touched them, and the
+    /// events to record.
+    #[allow(clippy::type_complexity)]
+    pub fn into_parts(mut self) -> (Vec<Packed>, Vec<(CompactString, Vec<Event>)>) {
+        let profiles = self
+            .order
+            .iter()
+            .filter_map(|c| self.profiles.remove(c))
+            .collect();
+        (profiles, self.events)
+    }
+}
+
+/// The store with an import's staged profiles over it.
+pub struct Overlay<'s> {
+    store: &'s ProfileStore,
+    staged: &'s mut Staged,
+}
+
+impl<'s> Overlay<'s> {
+    /// A view of `store` with `staged` over it.
+    pub fn new(store: &'s ProfileStore, staged: &'s mut Staged) -> Self {
+        Overlay { store, staged }
     }
 
     /// Lays a profile over the store, moving its identifier keys as the store would.
@@ -43,52 +145,81 @@ impl<'s> Overlay<'s> {
                 if !new_keys.contains(&key)
                     && self.holder(&key).as_deref() == Some(customer_id.as_str())
                 {
-                    self.holders.insert(key, None);
+                    self.staged.holders.insert(key, None);
                 }
             }
         }
         for key in new_keys {
-            self.holders.insert(key, Some(customer_id.clone()));
+            self.staged.holders.insert(key, Some(customer_id.clone()));
         }
-        if self.profiles.insert(customer_id.clone(), profile).is_none() {
-            self.order.push(customer_id);
+        if self
+            .staged
+            .profiles
+            .insert(customer_id.clone(), profile)
+            .is_none()
+        {
+            self.staged.order.push(customer_id);
         }
     }
 
-    /// The profiles to publish, in the order the import first touched them.
-    pub fn into_profiles(mut self) -> Vec<Packed> {
-        self.order
-            .iter()
-            .filter_map(|c| self.profiles.remove(c))
-            .collect()
+    /// Keeps a row's events for the commit.
+    pub fn add_events(&mut self, customer_id: CompactString, events: Vec<Event>) {
+        self.staged.add_events(customer_id, events);
+    }
+
+    /// Asks the store, remembering its first answer to each question.
+    fn ask<T>(&self, read: Read, answer: impl FnOnce() -> T, seen: impl FnOnce(&T) -> Seen) -> T {
+        let value = answer();
+        self.staged
+            .reads
+            .borrow_mut()
+            .entry(read)
+            .or_insert_with(|| seen(&value));
+        value
     }
 }
 
 impl Lookup for Overlay<'_> {
     fn profile(&self, customer_id: &str) -> Option<Packed> {
-        match self.profiles.get(customer_id) {
+        match self.staged.profiles.get(customer_id) {
             Some(p) => Some(p.clone()),
-            None => self.store.get(customer_id),
+            None => self.ask(
+                Read::Profile(customer_id.into()),
+                || self.store.get(customer_id),
+                |p| Seen::Profile(p.clone()),
+            ),
         }
     }
 
     fn holder(&self, key: &str) -> Option<CompactString> {
-        match self.holders.get(key) {
+        match self.staged.holders.get(key) {
             Some(held) => held.clone(),
-            None => self.store.holder(key),
+            None => self.ask(
+                Read::Holder(key.into()),
+                || self.store.holder(key),
+                |h| Seen::Name(h.clone()),
+            ),
         }
     }
 
     fn by_old_key(&self, key: &str) -> Option<CompactString> {
-        self.store.merges.by_old_key(key)
+        self.ask(
+            Read::OldKey(key.into()),
+            || self.store.merges.by_old_key(key),
+            |h| Seen::Name(h.clone()),
+        )
     }
 
     fn survivor(&self, customer_id: &str) -> Option<CompactString> {
         // A profile created earlier in the transaction under that id wins.
-        if self.profiles.contains_key(customer_id) {
+        if self.staged.profiles.contains_key(customer_id) {
             return None;
         }
-        self.store.survivor_of(customer_id)
+        self.ask(
+            Read::Survivor(customer_id.into()),
+            || self.store.survivor_of(customer_id),
+            |s| Seen::Name(s.clone()),
+        )
     }
 }
 
@@ -99,6 +230,23 @@ mod tests {
     use super::*;
     use crate::contacts::EmailContact;
     use crate::store::{Profile, identifier_key};
+
+    fn staged() -> Staged {
+        Staged::new(
+            Arc::new(Schema::default()),
+            Arc::new(
+                DatabaseSettings::create(
+                    serde_json::from_value(
+                        serde_json::json!({"name":"t","consent_confirmed":true}),
+                    )
+                    .unwrap(),
+                    Timestamp::UNIX_EPOCH,
+                )
+                .unwrap(),
+            ),
+            Timestamp::UNIX_EPOCH,
+        )
+    }
 
     fn with_email(cid: &str, email: &str) -> Packed {
         let mut p = Profile::new(cid.into(), Timestamp::UNIX_EPOCH);
@@ -112,7 +260,8 @@ mod tests {
         store.put(with_email("a", "x@example.com"), None);
         let x = identifier_key("email", "x@example.com");
         let y = identifier_key("email", "y@example.com");
-        let mut view = Overlay::new(&store);
+        let mut staged = staged();
+        let mut view = Overlay::new(&store, &mut staged);
         // `a` moves to y; `b` takes x, which `a` released.
         view.put(with_email("a", "y@example.com"));
         assert_eq!(view.holder(&x), None);
@@ -123,11 +272,45 @@ mod tests {
         // The store saw none of it.
         assert_eq!(store.holder(&x).as_deref(), Some("a"));
         assert!(store.get("b").is_none());
-        let out: Vec<_> = view
-            .into_profiles()
+        let out: Vec<_> = staged
+            .into_parts()
+            .0
             .iter()
             .map(|p| p.view().customer_id.to_owned())
             .collect();
         assert_eq!(out, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_commit_sees_what_changed_since_the_rows_read_it() {
+        let store = ProfileStore::new();
+        store.put(with_email("a", "x@example.com"), None);
+        let x = identifier_key("email", "x@example.com");
+        let z = identifier_key("email", "z@example.com");
+        let mut staged = staged();
+        let view = Overlay::new(&store, &mut staged);
+        // What a row asks: its profile, and who holds the keys it wants.
+        assert!(view.profile("a").is_some());
+        assert!(view.profile("b").is_none());
+        assert_eq!(view.holder(&z), None);
+        assert_eq!(staged.changed_since(&store), None);
+
+        // A write to a customer nobody asked about changes nothing.
+        store.put(with_email("c", "c@example.com"), None);
+        assert_eq!(staged.changed_since(&store), None);
+        // A new version of `a`, though equal in every byte, is another write.
+        let a = store.get("a").unwrap();
+        store.put(Packed::from_bytes(a.bytes()).unwrap(), Some(&a));
+        let why = staged.changed_since(&store).unwrap();
+        assert!(why.contains("`a`"), "{why}");
+
+        let mut staged2 = self::staged();
+        let view = Overlay::new(&store, &mut staged2);
+        assert_eq!(view.holder(&z), None);
+        assert_eq!(view.holder(&x).as_deref(), Some("a"));
+        // `b` is created with the key the import saw free.
+        store.put(with_email("b", "z@example.com"), None);
+        let why = staged2.changed_since(&store).unwrap();
+        assert!(why.contains("changed hands"), "{why}");
     }
 }

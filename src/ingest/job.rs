@@ -36,8 +36,6 @@ use crate::schema::ProfileUpdate;
 pub const MAX_ERRORS: usize = 1000;
 /// Rows a batch sends to the actor at once.
 const BATCH: usize = 1024;
-/// The most rows an atomic import holds (it keeps every row until it commits).
-pub const MAX_ATOMIC_ROWS: usize = 1_000_000;
 /// The file in a database's directory that keeps its finished jobs' records.
 pub const RECORDS: &str = "imports.ndjson";
 /// Finished jobs kept per database.
@@ -61,6 +59,7 @@ struct State {
     rows_total: u64,
     rows_accepted: u64,
     rows_rejected: u64,
+    rows_held: u64,
     errors: Vec<RowError>,
     failure: Option<Problem>,
     finished_at: Option<Timestamp>,
@@ -108,6 +107,10 @@ pub struct JobView {
     pub rows_accepted: u64,
     /// Rows refused.
     pub rows_rejected: u64,
+    /// Rows an atomic import has validated and holds, to be applied together when the
+    /// file ends (0 once the job has ended).
+    #[serde(default)]
+    pub rows_held: u64,
     /// Body bytes read so far.
     pub bytes_read: u64,
     /// Fraction of the body read, when its length is known; 1 once finished.
@@ -149,6 +152,7 @@ impl Job {
             rows_total: st.rows_total,
             rows_accepted: st.rows_accepted,
             rows_rejected: st.rows_rejected,
+            rows_held: st.rows_held,
             bytes_read,
             progress,
             started_at: self.started_at,
@@ -201,6 +205,7 @@ impl Job {
                 Status::Done
             };
             st.finished_at = Some(Timestamp::now());
+            st.rows_held = 0;
         }
         if let Some(path) = &self.archive {
             // Best effort: the record is for people looking back; losing it loses no data.
@@ -229,6 +234,7 @@ impl Job {
                 rows_total: view.rows_total,
                 rows_accepted: view.rows_accepted,
                 rows_rejected: view.rows_rejected,
+                rows_held: 0,
                 errors: Vec::new(),
                 failure: None,
                 finished_at: view.finished_at,
@@ -312,6 +318,7 @@ impl Jobs {
                 rows_total: 0,
                 rows_accepted: 0,
                 rows_rejected: 0,
+                rows_held: 0,
                 errors: Vec::new(),
                 failure: None,
                 finished_at: None,
@@ -628,54 +635,60 @@ impl Sink for Batcher {
     }
 }
 
-/// Applies batches as they come (or, for an atomic import, all at once at the end),
-/// then finishes the job. (Sending the next batches before the first is answered was
-/// measured and gained nothing: the parser's thread, which derives phone and email
-/// contacts, is the slower stage.)
+/// Applies batches as they come (or, for an atomic import, has the actor validate and
+/// hold each batch and publish them all at the end), then finishes the job. (Sending
+/// the next batches before the first is answered was measured and gained nothing: the
+/// parser's thread, which derives phone and email contacts, is the slower stage.)
 async fn apply_batches(
     job: Arc<Job>,
     db: Arc<Database>,
     mut rx: mpsc::Receiver<Vec<Row>>,
     atomic: bool,
 ) {
-    let mut held: Vec<Row> = Vec::new();
+    let import = job.id;
+    // Rows the actor holds for an atomic import.
+    let mut held: u64 = 0;
     while let Some(batch) = rx.recv().await {
-        if atomic {
-            // A row already refused by the parser means nothing will be applied: stop
-            // reading (the parser stops at its next batch) rather than hold the rest.
-            if job.state.lock().rows_rejected > 0 {
-                held = Vec::new();
-                break;
-            }
-            held.extend(batch);
-            if held.len() > MAX_ATOMIC_ROWS {
-                job.fail(Problem::new(
-                    ErrorCode::ImportTooLarge,
-                    format!(
-                        "an atomic import holds its rows until it commits and takes at most \
-                         {MAX_ATOMIC_ROWS} rows; nothing was applied"
-                    ),
-                ));
+        if !atomic {
+            if !apply(&job, &db, Change::Import, batch).await {
                 break;
             }
             continue;
         }
-        if !apply(&job, &db, Change::Import, batch).await {
+        // A refused row means nothing will be applied: stop reading (the parser stops
+        // at its next batch) rather than validate the rest.
+        if job.state.lock().rows_rejected > 0 {
             break;
         }
+        held += batch.iter().map(|r| r.rows).sum::<u64>();
+        let stage = |updates| Change::ImportStage { import, updates };
+        if !apply(&job, &db, stage, batch).await {
+            break;
+        }
+        job.state.lock().rows_held = held;
     }
     drop(rx);
-    if atomic && job.state.lock().failure.is_none() {
-        if job.state.lock().rows_rejected == 0 {
-            apply(&job, &db, Change::ImportAtomic, held).await;
+    if atomic {
+        let (failed, refused) = {
+            let st = job.state.lock();
+            (st.failure.is_some(), st.rows_rejected)
+        };
+        if failed || refused > 0 {
+            // Whatever the actor holds goes; nothing of the import was applied. (A
+            // database that cannot take writes has dropped it already.)
+            let _ = db.apply(Change::ImportAbort { import }).await;
         }
-        let refused = job.state.lock().rows_rejected;
-        if refused > 0 {
+        if refused > 0 && !failed {
             job.state.lock().rows_accepted = 0;
             job.fail(Problem::new(
                 ErrorCode::ImportNotApplied,
                 format!("{refused} rows were refused, so nothing was applied (atomic=true)"),
             ));
+        } else if !failed {
+            match db.apply(Change::ImportCommit { import }).await {
+                Ok(_) => job.state.lock().rows_accepted = held,
+                Err(p) => job.fail(p),
+            }
         }
     }
     job.finish();
@@ -686,7 +699,7 @@ async fn apply_batches(
 async fn apply(
     job: &Job,
     db: &Database,
-    change: fn(Vec<ProfileUpdate>) -> Change,
+    change: impl FnOnce(Vec<ProfileUpdate>) -> Change,
     rows: Vec<Row>,
 ) -> bool {
     let numbers: Vec<(u64, u64)> = rows.iter().map(|r| (r.row, r.rows)).collect();

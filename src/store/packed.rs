@@ -93,6 +93,11 @@ impl Packed {
         Ok(p)
     }
 
+    /// Whether both are the same stored version (one allocation), not merely equal.
+    pub fn same(&self, other: &Packed) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The encoded bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.0

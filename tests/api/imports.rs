@@ -447,6 +447,154 @@ fn an_atomic_import_applies_every_row_or_none() {
 }
 
 #[test]
+fn an_atomic_import_holds_what_it_changes_not_its_rows() {
+    let s = shop();
+    let before = s.peak_rss();
+    // More rows than an atomic import could once hold (1,000,000), over 1,000 customers:
+    // the actor holds one profile a customer, not the rows.
+    let rows = 1_100_000u64;
+    let body = Body::new(made(b"customer_id,city,score\n", rows, |i, buf| {
+        buf.extend_from_slice(format!("h{},City {i},{}\n", i % 1000, i % 100).as_bytes());
+    }));
+    let res = send(
+        s.req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=csv&wait=true&atomic=true",
+        )
+        .timeout(Duration::from_secs(1200))
+        .body(body),
+    );
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    assert_eq!(res.body["status"], "done", "{:#}", res.body);
+    assert_eq!(res.body["rows_accepted"], rows);
+    assert_eq!(
+        res.body["rows_held"], 0,
+        "nothing is held once the job has ended"
+    );
+    assert_eq!(s.get("/v1/databases/shop").body["profiles"], 1000);
+    // Later rows over earlier ones: h999's last row is the file's last.
+    let last = profile(&s, "h999");
+    assert_eq!(last["fields"]["city"], format!("City {}", rows - 1));
+    assert_eq!(last["fields"]["score"], (rows - 1) % 100);
+    let grown = s.peak_rss().saturating_sub(before);
+    eprintln!(
+        "peak RSS grew by {} MiB over an atomic import of {rows} rows",
+        grown >> 20
+    );
+    assert!(grown < 256 << 20, "peak RSS grew by {} MiB", grown >> 20);
+}
+
+/// A body of `first`, then, once the test says so, `rest`.
+struct Gated {
+    first: Vec<u8>,
+    rest: Vec<u8>,
+    at: usize,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Read for Gated {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.first.len() {
+            if let Some(gate) = self.gate.take() {
+                // A dropped sender opens the gate too: the test has failed already.
+                let _ = gate.recv();
+            }
+            self.first = std::mem::take(&mut self.rest);
+            self.at = 0;
+        }
+        let n = out.len().min(self.first.len() - self.at);
+        out[..n].copy_from_slice(&self.first[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Runs an atomic import of `k0..k2999` and `k3000` whose body stops after the first
+/// 3,000 rows until the actor holds two batches of them, does `between`, then sends the
+/// last row; answers the finished job.
+fn atomic_import_around(s: &Server, between: impl FnOnce()) -> Res {
+    let mut first = b"customer_id,city\n".to_vec();
+    for i in 0..3000 {
+        first.extend_from_slice(format!("k{i},Braga\n").as_bytes());
+    }
+    let (open, gate) = std::sync::mpsc::channel();
+    let body = Gated {
+        first,
+        rest: b"k3000,Braga\n".to_vec(),
+        at: 0,
+        gate: Some(gate),
+    };
+    let req = s
+        .req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=csv&wait=true&atomic=true",
+        )
+        .body(Body::new(body));
+    let sent = std::thread::spawn(move || send(req));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = s.get("/v1/databases/shop/imports").body["jobs"].clone();
+        let running = jobs.as_array().and_then(|j| {
+            j.iter()
+                .find(|j| j["status"] == "running" && j["rows_held"].as_u64() >= Some(2048))
+        });
+        if running.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the import never held 2,048 rows: {jobs:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    between();
+    open.send(()).unwrap();
+    sent.join().unwrap()
+}
+
+#[test]
+fn an_atomic_import_fails_when_a_customer_it_read_is_written_meanwhile() {
+    let s = shop();
+    s.patch(
+        "/v1/databases/shop/profiles/k1",
+        json!({"fields": {"city": "Lisbon"}}),
+    );
+    // A write to a customer the import does not touch changes nothing.
+    let res = atomic_import_around(&s, || {
+        s.patch(
+            "/v1/databases/shop/profiles/other",
+            json!({"fields": {"city": "Faro"}}),
+        );
+    });
+    assert_eq!(res.body["status"], "done", "{:#}", res.body);
+    assert_eq!(res.body["rows_accepted"], 3001);
+    assert_eq!(profile(&s, "k1")["fields"]["city"], "Braga");
+    assert_eq!(profile(&s, "k3000")["fields"]["city"], "Braga");
+
+    // A write to one it read and changed would be lost under the import's version of
+    // the profile: the commit refuses, and nothing of the import is applied (k3000,
+    // deleted meanwhile and in the rows after the gate, is not made again).
+    let res = atomic_import_around(&s, || {
+        s.patch(
+            "/v1/databases/shop/profiles/k1",
+            json!({"fields": {"city": "Porto"}}),
+        );
+        s.delete("/v1/databases/shop/profiles/k3000");
+    });
+    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
+    assert_eq!(
+        res.body["error"]["code"], "import_conflict",
+        "{:#}",
+        res.body
+    );
+    assert_eq!(res.body["rows_accepted"], 0);
+    assert_eq!(res.body["rows_held"], 0);
+    assert_eq!(profile(&s, "k1")["fields"]["city"], "Porto");
+    s.get("/v1/databases/shop/profiles/k3000")
+        .assert_problem(404, "profile_not_found");
+}
+
+#[test]
 fn finished_jobs_are_kept_across_a_restart() {
     let s = shop();
     let done = import(
