@@ -11,9 +11,15 @@
 # insertion path). Prints rows/s and ratios.
 #
 # Usage: bash scripts/bench-import.sh
-# Env: ROWS (1000000). Installs redis-server with apt-get if missing. Every process it
+# Env: ROWS (1000000), FORMATS (csv csv-long json ndjson csv-plugin: the imports to run;
+# csv-atomic, the CSV file with atomic=true, may be added),
+# PERF_OUT (unset; else a system-wide perf profile over the imports into that file: the
+# import threads start after the server, so `-p` would miss them).
+# Installs redis-server with apt-get if missing. Every process it
 # starts is stopped by PID.
 set -euo pipefail
+# Relative to where the script was started, before the cd below.
+if [ -n "${PERF_OUT:-}" ]; then PERF_OUT=$(realpath -m "$PERF_OUT"); fi
 cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-1000000}
@@ -83,7 +89,13 @@ curl -fsS -X PUT -H "$AUTH" --data-binary @target/wasm32-wasip2/plugin/persona_p
     "$BASE/v1/plugins/crm?timeout_ms=1000" >/dev/null
 
 results=()
-for format in csv csv-long json ndjson csv-plugin; do
+FORMATS=${FORMATS:-csv csv-long json ndjson csv-plugin}
+if [ -n "${PERF_OUT:-}" ]; then
+    need perf linux-perf
+    perf record -F 499 --call-graph "${PERF_CALLGRAPH:-fp}" -a -o "$PERF_OUT" 2>"$TMP/perf.err" &
+    PERF_PID=$!
+fi
+for format in $FORMATS; do
     db="bench_${format//-/_}"
     curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases" \
         --data "{\"name\":\"$db\",\"consent_confirmed\":true}" >/dev/null
@@ -95,6 +107,7 @@ for format in csv csv-long json ndjson csv-plugin; do
     case $format in
         csv-plugin) file=rows.csv; query="format=csv&plugin=crm" ;;
         csv) file=rows.csv ;;
+        csv-atomic) file=rows.csv; query="format=csv&atomic=true" ;;
         csv-long) file=rows-long.csv ;;
         json) file=rows.json ;;
         ndjson) file=rows.ndjson ;;
@@ -116,6 +129,10 @@ for format in csv csv-long json ndjson csv-plugin; do
     results+=("$format $secs $rate")
 done
 PEAK=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+if [ -n "${PERF_PID:-}" ]; then
+    kill -INT "$PERF_PID"; wait "$PERF_PID" || true; PERF_PID=""
+    log "perf profile of the server over the imports: $PERF_OUT"
+fi
 kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
 
 start_redis
@@ -138,4 +155,4 @@ for r in "${results[@]}"; do
 done
 echo "| Redis HSET via redis-cli --pipe | $rsecs | $rrate | 1.00 |"
 echo
-echo "- Persona peak RSS over the five imports (5 databases of $ROWS profiles): $((PEAK / 1024)) MiB"
+echo "- Persona peak RSS over the imports ($(echo $FORMATS | wc -w) databases of $ROWS profiles): $((PEAK / 1024)) MiB"

@@ -50,7 +50,7 @@ pub struct ImportQuery {
     delimiter: Option<String>,
     /// `refuse` (default) or `ignore`.
     unknown_columns: Option<UnknownColumns>,
-    /// Apply every row or none (rows are held until the end: at most 1,000,000).
+    /// Apply every row or none (checked batch by batch, published together at the end).
     #[serde(default)]
     atomic: bool,
     /// `profiles` (default) or `events` (JSON and NDJSON: one event a row, as
