@@ -28,8 +28,14 @@ wait_ready() { # LOG PID
     exit 1
 }
 
-# Builds the release binary and sets BIN to it.
+# Builds the release binary and sets BIN to it (or takes PERSONA_BIN's).
 build_release() {
+    # PERSONA_BIN: a binary built earlier (another commit's, to compare two in turn).
+    if [ -n "${PERSONA_BIN:-}" ]; then
+        BIN=$(realpath "$PERSONA_BIN")
+        log "using $BIN"
+        return
+    fi
     log "cargo build --release"
     cargo build --release --quiet
     BIN=target/release/persona

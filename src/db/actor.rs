@@ -25,6 +25,7 @@ use ulid::Ulid;
 
 use super::apply::{effect, upsert};
 use super::overlay::{Overlay, Staged};
+use super::prebuilt::ImportRow;
 use super::{Applied, Change, DbState, Persistence, storage_failed};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::record::encode_entry;
@@ -112,18 +113,29 @@ impl DatabaseActor {
         if let Some(e) = wal.durability().failed() {
             return Err(storage_failed(&name(), &e));
         }
-        if let Change::Import(updates) = change {
+        if let Change::Import(rows) = change {
             // The batch's records go to the WAL together, after the loop: one wake-up of
             // the writer instead of one a row. Nobody waits on them before the batch is
             // answered, and a snapshot syncs the log through the applied LSN, which waits
             // for them.
-            let size: usize = updates
+            let size: usize = rows
                 .iter()
-                .map(|u| 320 + u.events.iter().map(|e| 32 + e.data.len()).sum::<usize>())
+                .map(|r| {
+                    320 + r
+                        .update
+                        .events
+                        .iter()
+                        .map(|e| 32 + e.data.len())
+                        .sum::<usize>()
+                })
                 .sum();
             let mut frames = Vec::with_capacity(size);
             let mut rejected = Vec::new();
-            for (i, update) in updates.into_iter().enumerate() {
+            for (i, ImportRow { update, built }) in rows.into_iter().enumerate() {
+                if let Some(profile) = built.and_then(|b| b.still_valid(&self.state)) {
+                    self.apply_framed(Entry::Put(profile), &mut frames);
+                    continue;
+                }
                 match effect(&self.state, Change::Upsert(update)) {
                     Ok((entry, _)) => self.apply_framed(entry, &mut frames),
                     Err(p) => rejected.push((i, p)),

@@ -13,6 +13,8 @@ pub mod actor;
 pub mod apply;
 pub mod merge;
 pub mod overlay;
+pub mod prebuilt;
+pub mod reads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,9 +63,9 @@ pub enum Change {
     SaveSegment(SegmentDef),
     /// Delete a saved segment.
     DeleteSegment(String),
-    /// Rows of an import: each applied as an upsert, in order; a refused row refuses
-    /// only itself.
-    Import(Vec<ProfileUpdate>),
+    /// Rows of an import: each applied as an upsert, in order (published as built in
+    /// advance when that build still holds); a refused row refuses only itself.
+    Import(Vec<prebuilt::ImportRow>),
     /// A batch of an atomic import's rows: validated over what its earlier batches made
     /// and held by the actor under the import's id, not applied (answered with
     /// `committed: false` and the refused rows).

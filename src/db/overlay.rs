@@ -17,25 +17,10 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use jiff::Timestamp;
 
+use super::reads::{Read, Seen};
 use crate::activity::Event;
 use crate::schema::{DatabaseSettings, Schema};
 use crate::store::{Lookup, Packed, ProfileStore};
-
-/// A question a row asked the store.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Read {
-    Profile(CompactString),
-    Holder(CompactString),
-    OldKey(CompactString),
-    Survivor(CompactString),
-}
-
-/// The store's answer, as first given.
-#[derive(Debug)]
-enum Seen {
-    Profile(Option<Packed>),
-    Name(Option<CompactString>),
-}
 
 /// What an atomic import has validated so far, kept by the actor between its batches.
 #[derive(Debug)]
@@ -89,25 +74,10 @@ impl Staged {
     /// sentence; `None` when every answer still holds.
     pub fn changed_since(&self, store: &ProfileStore) -> Option<String> {
         let reads = self.reads.borrow();
-        reads.iter().find_map(|(read, seen)| {
-            let same = match (read, seen) {
-                (Read::Profile(c), Seen::Profile(then)) => match (then, store.get(c)) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => a.same(&b),
-                    _ => false,
-                },
-                (Read::Holder(k), Seen::Name(then)) => *then == store.holder(k),
-                (Read::OldKey(k), Seen::Name(then)) => *then == store.merges.by_old_key(k),
-                (Read::Survivor(c), Seen::Name(then)) => *then == store.survivor_of(c),
-                _ => unreachable!("each read is recorded with its kind of answer"),
-            };
-            (!same).then(|| match read {
-                Read::Profile(c) | Read::Survivor(c) => format!("customer `{c}` was written"),
-                Read::Holder(k) | Read::OldKey(k) => {
-                    format!("identifier `{k}` changed hands")
-                }
-            })
-        })
+        reads
+            .iter()
+            .find(|(read, seen)| !read.holds(seen, store))
+            .map(|(read, _)| read.changed())
     }
 
     /// The profiles to publish, in the order the import first touched them, and the

@@ -15,6 +15,7 @@ use super::{Db, Read, State, Write, blocking, json};
 use crate::activity::Kind;
 use crate::activity::event::CATEGORIES;
 use crate::activity::view::{EventView, page};
+use crate::db::prebuilt::ImportRow;
 use crate::db::{Applied, Change};
 use crate::error::{ErrorCode, Problem};
 use crate::ingest::events;
@@ -97,7 +98,11 @@ pub async fn post(
     if !batch.updates.is_empty()
         && let Applied::Imported {
             rejected: refused, ..
-        } = db.apply(Change::Import(batch.updates)).await?
+        } = db
+            .apply(Change::Import(
+                batch.updates.into_iter().map(ImportRow::from).collect(),
+            ))
+            .await?
     {
         for (u, p) in refused {
             for &index in &batch.origin[u] {

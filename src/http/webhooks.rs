@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::extract::{declared_length, read_body};
 use super::{Db, State, Write, json};
+use crate::db::prebuilt::ImportRow;
 use crate::db::{Applied, Change};
 use crate::error::Problem;
 use crate::plugins::Payload;
@@ -80,7 +81,10 @@ pub async fn receive(
     if !converted.is_empty() {
         let origin: Vec<(usize, Option<u32>)> =
             converted.iter().map(|c| (c.index, c.record)).collect();
-        let updates = converted.into_iter().map(|c| c.update).collect();
+        let updates = converted
+            .into_iter()
+            .map(|c| ImportRow::from(c.update))
+            .collect();
         if let Applied::Imported {
             rejected: refused, ..
         } = db.db.apply(Change::Import(updates)).await?

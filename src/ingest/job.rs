@@ -28,9 +28,9 @@ use ulid::Ulid;
 
 use super::chunks::Transform;
 use super::{Format, Options, Row, RowError, Sink};
-use crate::db::{Applied, Change, Database};
+use crate::db::prebuilt::{ImportRow, prebuild};
+use crate::db::{Applied, Change, Database, DbState};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::ProfileUpdate;
 
 /// The errors a job keeps, those of the lowest rows (the rest are counted, not kept).
 pub const MAX_ERRORS: usize = 1000;
@@ -459,10 +459,13 @@ impl Upload {
             tracing::warn!(file = %path.display(), error = %e, "cannot keep the import job's record");
         }
         let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
-        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Row>>(2);
+        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Batched>>(2);
         let (settled_tx, settled_rx) = watch::channel(false);
         let schema = db.state.schema.load_full();
         let region = db.state.settings.load().default_region.clone();
+        // Rows of an ordinary import are built on the parser's thread (`db::prebuilt`);
+        // an atomic import's are built by the actor over what the import holds.
+        let prebuild = (!opts.atomic).then(|| Arc::clone(&db.state));
         let parser_job = Arc::clone(&job);
         std::thread::Builder::new()
             .name(format!("import-{}", job.id))
@@ -474,6 +477,7 @@ impl Upload {
                 };
                 let mut sink = Batcher {
                     region,
+                    prebuild,
                     job: Arc::clone(&parser_job),
                     batch: Vec::with_capacity(BATCH),
                     tx: batch_tx,
@@ -590,13 +594,22 @@ impl Read for ChunkReader {
     }
 }
 
+/// A row on its way to the actor: where it is in the file, and its update.
+struct Batched {
+    row: u64,
+    rows: u64,
+    prepared: ImportRow,
+}
+
 /// Collects rows into batches for the actor; records refused rows on the job.
 struct Batcher {
     // The database's default region when the job started, to parse phones with.
     region: Option<String>,
+    // The database, when rows are to be built here before the actor checks them.
+    prebuild: Option<Arc<DbState>>,
     job: Arc<Job>,
-    batch: Vec<Row>,
-    tx: mpsc::Sender<Vec<Row>>,
+    batch: Vec<Batched>,
+    tx: mpsc::Sender<Vec<Batched>>,
     settled: watch::Sender<bool>,
 }
 
@@ -612,12 +625,24 @@ impl Batcher {
 
 impl Sink for Batcher {
     fn row(&mut self, mut row: Row) -> bool {
-        // Contacts are derived here, on the parser's thread, not on the actor's.
+        // Contacts are derived here, on the parser's thread, not on the actor's, and
+        // the profile is built here too when it can be.
         row.update.prepare(self.region.as_deref());
+        let built = self
+            .prebuild
+            .as_ref()
+            .and_then(|st| prebuild(st, &row.update));
         self.job.state.lock().rows_total += row.rows;
         self.settled
             .send_if_modified(|s| !std::mem::replace(s, true));
-        self.batch.push(row);
+        self.batch.push(Batched {
+            row: row.row,
+            rows: row.rows,
+            prepared: ImportRow {
+                update: row.update,
+                built,
+            },
+        });
         self.batch.len() < BATCH || self.flush()
     }
 
@@ -642,7 +667,7 @@ impl Sink for Batcher {
 async fn apply_batches(
     job: Arc<Job>,
     db: Arc<Database>,
-    mut rx: mpsc::Receiver<Vec<Row>>,
+    mut rx: mpsc::Receiver<Vec<Batched>>,
     atomic: bool,
 ) {
     let import = job.id;
@@ -661,7 +686,10 @@ async fn apply_batches(
             break;
         }
         held += batch.iter().map(|r| r.rows).sum::<u64>();
-        let stage = |updates| Change::ImportStage { import, updates };
+        let stage = |rows: Vec<ImportRow>| Change::ImportStage {
+            import,
+            updates: rows.into_iter().map(|r| r.update).collect(),
+        };
         if !apply(&job, &db, stage, batch).await {
             break;
         }
@@ -699,11 +727,11 @@ async fn apply_batches(
 async fn apply(
     job: &Job,
     db: &Database,
-    change: impl FnOnce(Vec<ProfileUpdate>) -> Change,
-    rows: Vec<Row>,
+    change: impl FnOnce(Vec<ImportRow>) -> Change,
+    rows: Vec<Batched>,
 ) -> bool {
     let numbers: Vec<(u64, u64)> = rows.iter().map(|r| (r.row, r.rows)).collect();
-    let updates = rows.into_iter().map(|r| r.update).collect();
+    let updates = rows.into_iter().map(|r| r.prepared).collect();
     match db.apply(change(updates)).await {
         Ok(Applied::Imported {
             rejected,

@@ -1,0 +1,223 @@
+//! Import rows built before they reach the actor: the profile an update makes, made on
+//! the import's parser thread against the store as it was then, with every answer the
+//! store gave. When the actor reaches the row it checks those answers (a few map
+//! probes); if they all still hold, the build is exactly what the actor would have made,
+//! and it publishes it as is. Otherwise (an earlier row or another write changed
+//! something the build read, or the schema changed) the actor builds the row itself.
+//! This moves the building and encoding of profiles off the one writer thread, which is
+//! the slower stage of an import; the actor still decides and publishes every write.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::DbState;
+use super::apply::build_profile;
+use super::reads::{Read, Recorder, Seen};
+use crate::schema::{DatabaseSettings, ProfileUpdate, Schema};
+use crate::store::{Lookup, Packed};
+
+/// A row of an import: its update, and the profile it makes if that was built in
+/// advance.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    /// The update, which the actor applies itself when the build no longer holds.
+    pub update: ProfileUpdate,
+    /// The build, if one was made.
+    pub built: Option<Prebuilt>,
+}
+
+impl From<ProfileUpdate> for ImportRow {
+    fn from(update: ProfileUpdate) -> Self {
+        ImportRow {
+            update,
+            built: None,
+        }
+    }
+}
+
+/// A profile built off the actor, with what it was built from.
+#[derive(Debug, Clone)]
+pub struct Prebuilt {
+    profile: Packed,
+    reads: Vec<(Read, Seen)>,
+    schema: Arc<Schema>,
+    settings: Arc<DatabaseSettings>,
+}
+
+impl Prebuilt {
+    /// The profile, if the store, schema and settings still give every answer it was
+    /// built from. Actor only: nothing may change between this check and the publish.
+    pub fn still_valid(self, st: &DbState) -> Option<Packed> {
+        let holds = Arc::ptr_eq(&self.schema, &st.schema.load())
+            && Arc::ptr_eq(&self.settings, &st.settings.load())
+            && self.reads.iter().all(|(r, seen)| r.holds(seen, &st.store));
+        holds.then_some(self.profile)
+    }
+}
+
+/// Builds the profile `update` makes, as the actor's upsert would with nothing written
+/// in between; `None` for what is left to the actor: updates that find their profile by
+/// an identifier (the customer id is chosen then), carry events, write to a merged-away
+/// customer id, or are refused (the actor says why, with the store as it is by then).
+pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
+    if update.customer_id.is_empty() || !update.find_by.is_empty() || !update.events.is_empty() {
+        return None;
+    }
+    let (schema, settings) = (st.schema.load_full(), st.settings.load_full());
+    let store = Recorder::new(&st.store);
+    if store.survivor(&update.customer_id).is_some() {
+        return None;
+    }
+    let old = store
+        .profile(&update.customer_id)
+        .map(|p| p.unpack(&schema));
+    // A refusal may be a conflict the actor resolves by merging: its call.
+    let made = build_profile(
+        &schema,
+        &settings,
+        &store,
+        old.as_ref(),
+        update,
+        Timestamp::now(),
+    )
+    .ok()?;
+    Some(Prebuilt {
+        profile: Packed::encode(&made),
+        reads: store.into_reads(),
+        schema,
+        settings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::activity::ActivityStore;
+    use crate::activity::event::build_text;
+    use crate::db::apply::upsert;
+    use crate::schema::{DatabaseSpec, FieldSpec, RawValue, Source};
+    use crate::store::{Profile, ProfileStore, ValueRef};
+    use crate::suppression::SuppressionLists;
+
+    fn state() -> DbState {
+        let settings = DatabaseSettings::create(
+            serde_json::from_value::<DatabaseSpec>(
+                json!({"name":"t","consent_confirmed":true,"default_region":"PT"}),
+            )
+            .unwrap(),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        DbState::new(
+            settings,
+            Schema::default(),
+            ProfileStore::new(),
+            ActivityStore::new(),
+            Arc::new(SuppressionLists::open(None).unwrap()),
+        )
+    }
+
+    fn update(customer_id: &str, email: &str, city: &str) -> ProfileUpdate {
+        let mut u = ProfileUpdate::new(customer_id, Source::Import);
+        u.fields
+            .push(("email".into(), RawValue::Json(json!(email))));
+        u.fields.push(("city".into(), RawValue::Json(json!(city))));
+        u.prepare(Some("PT"));
+        u
+    }
+
+    /// The profile without what differs between two builds of it: its generated id
+    /// and the moments it was built.
+    fn comparable(p: &Packed, schema: &Schema) -> Profile {
+        let mut p = p.unpack(schema);
+        p.id = ulid::Ulid::nil();
+        p.created_at = Timestamp::UNIX_EPOCH;
+        p.updated_at = Timestamp::UNIX_EPOCH;
+        p
+    }
+
+    #[test]
+    fn a_build_is_the_actors_until_something_it_read_is_written() {
+        let st = state();
+        let schema = st.schema.load_full();
+        let settings = st.settings.load_full();
+        let publish = |p: Packed, old: Option<&Packed>| {
+            st.store.put(p, old);
+        };
+        // A new customer, then a change to it: each build is what the actor makes.
+        let first = update("c1", "ana@example.com", "Lisbon");
+        let built = prebuild(&st, &first).unwrap().still_valid(&st).unwrap();
+        let actor = upsert(&schema, &settings, &st.store, first, Timestamp::now(), true)
+            .unwrap()
+            .profile;
+        assert_eq!(comparable(&built, &schema), comparable(&actor, &schema));
+        publish(built, None);
+        let second = update("c1", "ana@example.com", "Porto");
+        let built = prebuild(&st, &second).unwrap();
+        let actor = upsert(
+            &schema,
+            &settings,
+            &st.store,
+            second,
+            Timestamp::now(),
+            true,
+        )
+        .unwrap()
+        .profile;
+        let made = built.clone().still_valid(&st).unwrap();
+        assert_eq!(comparable(&made, &schema), comparable(&actor, &schema));
+        assert!(matches!(
+            made.view().field("city"),
+            Some(ValueRef::Str("Porto"))
+        ));
+
+        // Another write to c1 since: the build no longer holds.
+        let old = st.store.get("c1").unwrap();
+        publish(Packed::from_bytes(old.bytes()).unwrap(), Some(&old));
+        assert!(built.still_valid(&st).is_none());
+
+        // A build for c2 that saw the email `bo@` free, before c3 took it.
+        let built = prebuild(&st, &update("c2", "bo@example.com", "Faro")).unwrap();
+        assert!(built.clone().still_valid(&st).is_some());
+        let c3 = prebuild(&st, &update("c3", "bo@example.com", "Braga")).unwrap();
+        publish(c3.still_valid(&st).unwrap(), None);
+        assert!(built.still_valid(&st).is_none());
+
+        // A field added since the build: built against another schema.
+        let built = prebuild(&st, &update("c4", "cy@example.com", "Faro")).unwrap();
+        let spec: FieldSpec =
+            serde_json::from_value(json!({"name":"tier","type":"string"})).unwrap();
+        let wider = schema.with_field(spec.into_def().unwrap()).unwrap();
+        st.schema.store(Arc::new(wider));
+        assert!(built.still_valid(&st).is_none());
+    }
+
+    #[test]
+    fn what_the_actor_must_decide_is_not_built() {
+        let st = state();
+        // Refused (the actor says why, with the store as it is then).
+        let mut unknown = update("c1", "ana@example.com", "Lisbon");
+        unknown
+            .fields
+            .push(("shoe_size".into(), RawValue::Json(json!(42))));
+        assert!(prebuild(&st, &unknown).is_none());
+        // Found by an identifier: the customer id is chosen by the actor.
+        let mut found = update("", "ana@example.com", "Lisbon");
+        found
+            .find_by
+            .push(("email".into(), "ana@example.com".into()));
+        assert!(prebuild(&st, &found).is_none());
+        // Carrying events.
+        let mut with_events = update("c1", "ana@example.com", "Lisbon");
+        let (event, _) = build_text("page_view", 0, r#"{"url":"/"}"#).unwrap();
+        with_events.events.push(event);
+        assert!(prebuild(&st, &with_events).is_none());
+        // Taking an identifier another profile holds (a PATCH would merge them).
+        let held = prebuild(&st, &update("c9", "ana@example.com", "Porto")).unwrap();
+        st.store.put(held.still_valid(&st).unwrap(), None);
+        assert!(prebuild(&st, &update("c1", "ana@example.com", "Lisbon")).is_none());
+    }
+}
