@@ -12,7 +12,8 @@
 #
 # Usage: bash scripts/bench-import.sh
 # Env: ROWS (1000000), FORMATS (csv csv-long json ndjson csv-plugin: the imports to run;
-# csv-atomic, the CSV file with atomic=true, may be added),
+# csv-atomic, the CSV file with atomic=true, and csv-update, the CSV file imported a
+# second time into the same database, timed the second time, may be added),
 # PERF_OUT (unset; else a system-wide perf profile over the imports into that file: the
 # import threads start after the server, so `-p` would miss them).
 # Installs redis-server with apt-get if missing. Every process it
@@ -108,10 +109,17 @@ for format in $FORMATS; do
         csv-plugin) file=rows.csv; query="format=csv&plugin=crm" ;;
         csv) file=rows.csv ;;
         csv-atomic) file=rows.csv; query="format=csv&atomic=true" ;;
+        csv-update) file=rows.csv; query="format=csv" ;;
         csv-long) file=rows-long.csv ;;
         json) file=rows.json ;;
         ndjson) file=rows.ndjson ;;
     esac
+    if [ "$format" = csv-update ]; then
+        # The same rows once more, timed: every row changes a profile that exists.
+        log "importing $file first, untimed"
+        curl -fsS -X POST -H "$AUTH" --data-binary "@$TMP/$file" \
+            "$BASE/v1/databases/$db/imports?$query&wait=true" >/dev/null
+    fi
     log "importing $file ($(du -h "$TMP/$file" | cut -f1)) as $format"
     s=$(date +%s%N)
     curl -fsS -X POST -H "$AUTH" --data-binary "@$TMP/$file" \

@@ -33,11 +33,11 @@ use crate::persist::wal::append_frame;
 use crate::persist::{Entry, SnapshotInfo, Wal, snapshot};
 use crate::schema::ProfileUpdate;
 use crate::segments::saved;
-use crate::store::{Column, ColumnKind};
+use crate::store::{Column, ColumnKind, Packed, next_id};
 
 /// The most profiles (and event lists) an atomic import may hold until it commits:
-/// about 600 bytes each while held, beside what they take once published.
-pub const MAX_ATOMIC_HELD: usize = 2_000_000;
+/// about 400 bytes each while held, and its log records are one buffer at the commit.
+pub const MAX_ATOMIC_HELD: usize = 1_000_000;
 
 /// Someone waiting for a snapshot's outcome.
 type Waiter = oneshot::Sender<Result<SnapshotInfo, Problem>>;
@@ -106,6 +106,11 @@ impl DatabaseActor {
         change: Change,
         ctx: &mut Context<Self>,
     ) -> Result<(Applied, u64), Problem> {
+        if let Change::ImportAbort { import } = change {
+            // Before the log's checks: a failed log must not keep an import's memory.
+            self.staging.remove(&import);
+            return Ok((Applied::Done, self.lsn));
+        }
         let name = || self.state.settings.load().name.clone();
         let Some(wal) = &self.wal else {
             return Err(super::gone());
@@ -145,11 +150,7 @@ impl DatabaseActor {
         }
         match change {
             Change::ImportStage { import, updates } => return self.stage(import, updates),
-            Change::ImportCommit { import } => return self.commit(import, ctx),
-            Change::ImportAbort { import } => {
-                self.staging.remove(&import);
-                return Ok((Applied::Done, self.lsn));
-            }
+            Change::ImportCommit { import, rows } => return self.commit(import, rows, ctx),
             _ => {}
         }
         let (entry, applied) = effect(&self.state, change)?;
@@ -226,16 +227,26 @@ impl DatabaseActor {
 
     /// Publishes what an atomic import holds, if the store still answers every question
     /// its rows asked as it did then.
-    fn commit(&mut self, import: Ulid, ctx: &mut Context<Self>) -> Result<(Applied, u64), Problem> {
-        let Some(staged) = self.staging.remove(&import) else {
-            // Nothing was staged: an import without rows.
-            return Ok(self.end_import(Vec::new(), true, Vec::new(), ctx));
-        };
+    fn commit(
+        &mut self,
+        import: Ulid,
+        rows: u64,
+        ctx: &mut Context<Self>,
+    ) -> Result<(Applied, u64), Problem> {
         let conflict = |why: String| {
             Problem::new(
                 ErrorCode::ImportConflict,
                 format!("{why} while the atomic import ran; nothing was applied"),
             )
+        };
+        let Some(staged) = self.staging.remove(&import) else {
+            if rows > 0 {
+                return Err(conflict(
+                    "the database let go of the rows it held for the import".into(),
+                ));
+            }
+            // An import without rows.
+            return Ok(self.end_import(Vec::new(), true, Vec::new(), ctx));
         };
         if !Arc::ptr_eq(&staged.schema, &self.state.schema.load()) {
             return Err(conflict("the database's fields changed".into()));
@@ -246,11 +257,24 @@ impl DatabaseActor {
         if let Some(why) = staged.changed_since(&self.state.store) {
             return Err(conflict(why));
         }
+        let schema = Arc::clone(&staged.schema);
         let (profiles, events) = staged.into_parts();
-        // Between Begin and Commit in the log, so that a crash before the whole import
-        // is written leaves none of it after replay. (Readers of the store may see the
-        // profiles appear one by one while this message runs.) The records go to the
-        // WAL's queue in pieces, so the import's log is never one buffer in memory.
+        // Stamped as published now, in publishing order: new profiles get their ids
+        // here, after every profile created while the import ran.
+        let now = jiff::Timestamp::now();
+        let store = &self.state.store;
+        let profiles: Vec<Packed> = profiles
+            .into_iter()
+            .map(|held| {
+                let new = store.get(held.view().customer_id).is_none();
+                held.restamped(&schema, new.then(next_id), new.then_some(now), now)
+            })
+            .collect();
+        // Between Begin and Commit in the log, queued as one piece, so that a crash
+        // before the whole import is written leaves none of it after replay (and the
+        // records share a WAL segment, and a snapshot that waits for any of them waits
+        // for the Commit too). Readers of the store may see the profiles appear one by
+        // one while this message runs.
         let mut frames = Vec::new();
         self.apply_framed(Entry::Begin, &mut frames);
         let entries = profiles
@@ -267,11 +291,6 @@ impl DatabaseActor {
             );
         for entry in entries {
             self.apply_framed(entry, &mut frames);
-            if frames.len() >= 4 << 20
-                && let Some(wal) = &self.wal
-            {
-                wal.append_frames(self.lsn, std::mem::take(&mut frames));
-            }
         }
         self.apply_framed(Entry::Commit, &mut frames);
         Ok(self.end_import(Vec::new(), true, frames, ctx))

@@ -80,6 +80,8 @@ pub enum Change {
     ImportCommit {
         /// The import job's id.
         import: ulid::Ulid,
+        /// The rows its batches sent (none held with some sent: the actor lost them).
+        rows: u64,
     },
     /// Drops what an atomic import holds.
     ImportAbort {

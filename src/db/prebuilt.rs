@@ -56,10 +56,11 @@ impl Prebuilt {
     }
 }
 
-/// Builds the profile `update` makes, as the actor's upsert would with nothing written
-/// in between; `None` for what is left to the actor: updates that find their profile by
-/// an identifier (the customer id is chosen then), carry events, write to a merged-away
-/// customer id, or are refused (the actor says why, with the store as it is by then).
+/// Builds the profile `update` makes of an existing profile, as the actor's upsert would
+/// with nothing written in between; `None` for what is left to the actor: new profiles,
+/// updates that find their profile by an identifier (the customer id is chosen then),
+/// carry events, write to a merged-away customer id, or are refused (the actor says
+/// why, with the store as it is by then).
 pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
     if update.customer_id.is_empty() || !update.find_by.is_empty() || !update.events.is_empty() {
         return None;
@@ -69,15 +70,15 @@ pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
     if store.survivor(&update.customer_id).is_some() {
         return None;
     }
-    let old = store
-        .profile(&update.customer_id)
-        .map(|p| p.unpack(&schema));
+    // Only changes to profiles that exist: a new profile's id is given on the actor's
+    // thread, in the order profiles are stored (slot order is id order).
+    let old = store.profile(&update.customer_id)?.unpack(&schema);
     // A refusal may be a conflict the actor resolves by merging: its call.
     let made = build_profile(
         &schema,
         &settings,
         &store,
-        old.as_ref(),
+        Some(&old),
         update,
         Timestamp::now(),
     )
@@ -144,24 +145,20 @@ mod tests {
         let st = state();
         let schema = st.schema.load_full();
         let settings = st.settings.load_full();
-        let publish = |p: Packed, old: Option<&Packed>| {
-            st.store.put(p, old);
+        // Made by the actor's upsert and published.
+        let create = |u: ProfileUpdate| {
+            let made = upsert(&schema, &settings, &st.store, u, Timestamp::now(), true);
+            st.store.put(made.unwrap().profile, None);
         };
-        // A new customer, then a change to it: each build is what the actor makes.
-        let first = update("c1", "ana@example.com", "Lisbon");
-        let built = prebuild(&st, &first).unwrap().still_valid(&st).unwrap();
-        let actor = upsert(&schema, &settings, &st.store, first, Timestamp::now(), true)
-            .unwrap()
-            .profile;
-        assert_eq!(comparable(&built, &schema), comparable(&actor, &schema));
-        publish(built, None);
-        let second = update("c1", "ana@example.com", "Porto");
-        let built = prebuild(&st, &second).unwrap();
+        create(update("c1", "ana@example.com", "Lisbon"));
+        // A change to c1: the build is what the actor makes, but for the moment.
+        let change = update("c1", "ana@example.com", "Porto");
+        let built = prebuild(&st, &change).unwrap();
         let actor = upsert(
             &schema,
             &settings,
             &st.store,
-            second,
+            change,
             Timestamp::now(),
             true,
         )
@@ -173,21 +170,25 @@ mod tests {
             made.view().field("city"),
             Some(ValueRef::Str("Porto"))
         ));
+        // Its id and creation time are c1's own.
+        let c1 = st.store.get("c1").unwrap();
+        assert_eq!(made.view().id(), c1.view().id());
+        assert_eq!(made.view().created_at(), c1.view().created_at());
 
         // Another write to c1 since: the build no longer holds.
-        let old = st.store.get("c1").unwrap();
-        publish(Packed::from_bytes(old.bytes()).unwrap(), Some(&old));
+        st.store
+            .put(Packed::from_bytes(c1.bytes()).unwrap(), Some(&c1));
         assert!(built.still_valid(&st).is_none());
 
         // A build for c2 that saw the email `bo@` free, before c3 took it.
+        create(update("c2", "c2@example.com", "Faro"));
         let built = prebuild(&st, &update("c2", "bo@example.com", "Faro")).unwrap();
         assert!(built.clone().still_valid(&st).is_some());
-        let c3 = prebuild(&st, &update("c3", "bo@example.com", "Braga")).unwrap();
-        publish(c3.still_valid(&st).unwrap(), None);
+        create(update("c3", "bo@example.com", "Braga"));
         assert!(built.still_valid(&st).is_none());
 
         // A field added since the build: built against another schema.
-        let built = prebuild(&st, &update("c4", "cy@example.com", "Faro")).unwrap();
+        let built = prebuild(&st, &update("c1", "ana@example.com", "Faro")).unwrap();
         let spec: FieldSpec =
             serde_json::from_value(json!({"name":"tier","type":"string"})).unwrap();
         let wider = schema.with_field(spec.into_def().unwrap()).unwrap();
@@ -215,9 +216,16 @@ mod tests {
         let (event, _) = build_text("page_view", 0, r#"{"url":"/"}"#).unwrap();
         with_events.events.push(event);
         assert!(prebuild(&st, &with_events).is_none());
+        // A new profile: its id is given by the actor, in storing order.
+        assert!(prebuild(&st, &update("c1", "ana@example.com", "Lisbon")).is_none());
         // Taking an identifier another profile holds (a PATCH would merge them).
-        let held = prebuild(&st, &update("c9", "ana@example.com", "Porto")).unwrap();
-        st.store.put(held.still_valid(&st).unwrap(), None);
+        let schema = st.schema.load_full();
+        let settings = st.settings.load_full();
+        for (c, email) in [("c9", "ana@example.com"), ("c1", "c1@example.com")] {
+            let u = update(c, email, "Porto");
+            let made = upsert(&schema, &settings, &st.store, u, Timestamp::now(), true);
+            st.store.put(made.unwrap().profile, None);
+        }
         assert!(prebuild(&st, &update("c1", "ana@example.com", "Lisbon")).is_none());
     }
 }

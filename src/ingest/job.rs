@@ -680,9 +680,13 @@ async fn apply_batches(
             }
             continue;
         }
-        // A refused row means nothing will be applied: stop reading (the parser stops
-        // at its next batch) rather than validate the rest.
-        if job.state.lock().rows_rejected > 0 {
+        // A refused row (or a failure) means nothing will be applied: stop reading (the
+        // parser stops at its next batch) rather than validate the rest.
+        let stop = {
+            let st = job.state.lock();
+            st.rows_rejected > 0 || st.failure.is_some()
+        };
+        if stop {
             break;
         }
         held += batch.iter().map(|r| r.rows).sum::<u64>();
@@ -693,7 +697,10 @@ async fn apply_batches(
         if !apply(&job, &db, stage, batch).await {
             break;
         }
-        job.state.lock().rows_held = held;
+        let mut st = job.state.lock();
+        if st.rows_rejected == 0 {
+            st.rows_held = held;
+        }
     }
     drop(rx);
     if atomic {
@@ -702,8 +709,7 @@ async fn apply_batches(
             (st.failure.is_some(), st.rows_rejected)
         };
         if failed || refused > 0 {
-            // Whatever the actor holds goes; nothing of the import was applied. (A
-            // database that cannot take writes has dropped it already.)
+            // Whatever the actor holds goes; nothing of the import was applied.
             let _ = db.apply(Change::ImportAbort { import }).await;
         }
         if refused > 0 && !failed {
@@ -713,7 +719,8 @@ async fn apply_batches(
                 format!("{refused} rows were refused, so nothing was applied (atomic=true)"),
             ));
         } else if !failed {
-            match db.apply(Change::ImportCommit { import }).await {
+            let commit = Change::ImportCommit { import, rows: held };
+            match db.apply(commit).await {
                 Ok(_) => job.state.lock().rows_accepted = held,
                 Err(p) => job.fail(p),
             }

@@ -25,7 +25,7 @@ pub use merges::{MergeRecord, Merges};
 pub use packed::{
     Head, PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef,
 };
-pub use profile::{Fields, Profile, Subscription, identifier_key};
+pub use profile::{Fields, Profile, Subscription, identifier_key, next_id};
 
 type Hasher = foldhash::quality::RandomState;
 

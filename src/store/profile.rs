@@ -72,7 +72,9 @@ thread_local! {
         const { std::cell::RefCell::new(ulid::Generator::new()) };
 }
 
-fn next_id() -> Ulid {
+/// A new profile id from this thread's monotonic generator (ids given on a database's
+/// writer thread ascend in the order its profiles are created).
+pub fn next_id() -> Ulid {
     IDS.with(|g| g.borrow_mut().generate())
         .unwrap_or_else(|_| Ulid::new())
 }
