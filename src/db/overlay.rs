@@ -29,7 +29,8 @@ pub struct Staged {
     pub schema: Arc<Schema>,
     /// The settings likewise.
     pub settings: Arc<DatabaseSettings>,
-    /// The one time of every profile the import writes.
+    /// The moment the rows are validated as of (a subscription change without a time
+    /// of its own takes it); the profiles are restamped with the commit's.
     pub now: Timestamp,
     profiles: HashMap<CompactString, Packed>,
     // An identifier key's holder as the import left it; `None`: released.

@@ -722,7 +722,12 @@ async fn apply_batches(
             let commit = Change::ImportCommit { import, rows: held };
             match db.apply(commit).await {
                 Ok(_) => job.state.lock().rows_accepted = held,
-                Err(p) => job.fail(p),
+                Err(p) => {
+                    // A commit refused before it began (a failed log) leaves the held
+                    // profiles with the actor.
+                    let _ = db.apply(Change::ImportAbort { import }).await;
+                    job.fail(p);
+                }
             }
         }
     }

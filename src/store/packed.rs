@@ -74,8 +74,9 @@ impl Packed {
 
     /// The same profile published as of `updated_at`, with a new internal id and
     /// creation time when given: what [`Packed::encode`] makes of the profile with
-    /// those three changed, without decoding it. (An id that is not a current ULID, or
-    /// bytes from an older layout, take the long way: decode and encode.)
+    /// those three changed, without decoding it. (An id below 2^64, old or new, or
+    /// bytes not in the encoder's form take the long way: decoded against `schema`,
+    /// whose fields must be the profile's, and encoded again.)
     pub fn restamped(
         &self,
         schema: &Schema,
@@ -1245,6 +1246,15 @@ pub(crate) mod tests {
             let now = Timestamp::new(secs, nanos).unwrap();
             let id = new.then(ulid::Ulid::new);
             let restamped = Packed::encode(&p).restamped(&schema(), id, new.then_some(now), now);
+            // The long way too: an id below 2^64 is not written in place.
+            let small = ulid::Ulid(u128::from(secs as u64));
+            let long = Packed::encode(&p).restamped(&schema(), Some(small), Some(now), now);
+            let mut r = p.clone();
+            r.id = small;
+            r.created_at = now;
+            r.updated_at = now;
+            let expected_long = Packed::encode(&r);
+            prop_assert_eq!(long.bytes(), expected_long.bytes());
             let mut q = p.clone();
             q.id = id.unwrap_or(q.id);
             if new {
