@@ -26,6 +26,7 @@ use ulid::Ulid;
 use super::apply::{effect, upsert};
 use super::overlay::{Overlay, Staged};
 use super::prebuilt::ImportRow;
+use super::reads::Basis;
 use super::{Applied, Change, DbState, Persistence, storage_failed};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::record::encode_entry;
@@ -181,18 +182,11 @@ impl DatabaseActor {
         updates: Vec<ProfileUpdate>,
     ) -> Result<(Applied, u64), Problem> {
         let state = &self.state;
-        let staged = self.staging.entry(import).or_insert_with(|| {
-            Staged::new(
-                state.schema.load_full(),
-                state.settings.load_full(),
-                jiff::Timestamp::now(),
-            )
-        });
-        let (schema, settings, now) = (
-            Arc::clone(&staged.schema),
-            Arc::clone(&staged.settings),
-            staged.now,
-        );
+        let staged = self
+            .staging
+            .entry(import)
+            .or_insert_with(|| Staged::new(Basis::now(state), jiff::Timestamp::now()));
+        let (Basis { schema, settings }, now) = (staged.basis.clone(), staged.now);
         let mut view = Overlay::new(&state.store, staged);
         let mut rejected = Vec::new();
         for (i, mut update) in updates.into_iter().enumerate() {
@@ -248,27 +242,17 @@ impl DatabaseActor {
             // An import without rows.
             return Ok(self.end_import(Vec::new(), true, Vec::new(), ctx));
         };
-        if !Arc::ptr_eq(&staged.schema, &self.state.schema.load()) {
-            return Err(conflict("the database's fields changed".into()));
-        }
-        if !Arc::ptr_eq(&staged.settings, &self.state.settings.load()) {
-            return Err(conflict("the database's settings changed".into()));
-        }
-        if let Some(why) = staged.changed_since(&self.state.store) {
+        if let Some(why) = staged.changed_since(&self.state) {
             return Err(conflict(why));
         }
-        let schema = Arc::clone(&staged.schema);
+        let schema = Arc::clone(&staged.basis.schema);
         let (profiles, events) = staged.into_parts();
         // Stamped as published now, in publishing order: new profiles get their ids
         // here, after every profile created while the import ran.
         let now = jiff::Timestamp::now();
-        let store = &self.state.store;
         let profiles: Vec<Packed> = profiles
             .into_iter()
-            .map(|held| {
-                let new = store.get(held.view().customer_id).is_none();
-                held.restamped(&schema, new.then(next_id), new.then_some(now), now)
-            })
+            .map(|(held, new)| held.restamped(&schema, new.then(next_id), new.then_some(now), now))
             .collect();
         // Between Begin and Commit in the log, queued as one piece, so that a crash
         // before the whole import is written leaves none of it after replay (and the

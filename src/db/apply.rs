@@ -517,18 +517,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::schema::{DatabaseSpec, FieldSpec, RawValue, Source};
+    use crate::schema::{FieldSpec, RawValue, Source};
     use crate::store::ProfileStore;
 
     fn setup() -> (Schema, DatabaseSettings, ProfileStore) {
-        let settings = DatabaseSettings::create(
-            serde_json::from_value::<DatabaseSpec>(
-                json!({"name":"t","consent_confirmed":true,"default_region":"PT"}),
-            )
-            .unwrap(),
-            Timestamp::UNIX_EPOCH,
-        )
-        .unwrap();
+        let settings = crate::db::test_settings();
         let spec: FieldSpec = serde_json::from_value(
             json!({"name":"tier","type":"list","values":["gold"],"required":true}),
         )

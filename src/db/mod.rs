@@ -710,3 +710,28 @@ pub fn not_found(name: &str) -> Problem {
     Problem::new(ErrorCode::DatabaseNotFound, format!("no database `{name}`"))
         .with("database", name)
 }
+
+/// Settings of a database named `t` with the default region `PT`, for tests.
+#[cfg(test)]
+pub(crate) fn test_settings() -> DatabaseSettings {
+    DatabaseSettings::create(
+        serde_json::from_value::<crate::schema::DatabaseSpec>(
+            serde_json::json!({"name":"t","consent_confirmed":true,"default_region":"PT"}),
+        )
+        .unwrap(),
+        Timestamp::UNIX_EPOCH,
+    )
+    .unwrap()
+}
+
+/// An empty database's state with the default fields and [`test_settings`], for tests.
+#[cfg(test)]
+pub(crate) fn test_state() -> DbState {
+    DbState::new(
+        test_settings(),
+        Schema::default(),
+        ProfileStore::new(),
+        ActivityStore::new(),
+        Arc::new(SuppressionLists::open(None).unwrap()),
+    )
+}

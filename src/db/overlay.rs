@@ -12,23 +12,27 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use compact_str::CompactString;
 use jiff::Timestamp;
 
-use super::reads::{Read, Seen};
+use super::DbState;
+use super::reads::{Basis, Read, Seen};
 use crate::activity::Event;
-use crate::schema::{DatabaseSettings, Schema};
 use crate::store::{Lookup, Packed, ProfileStore};
+
+/// A held profile to publish, and whether the store had none under its customer id.
+pub type Held = (Packed, bool);
+
+/// A customer's events from the import's event rows.
+pub type CustomerEvents = (CompactString, Vec<Event>);
 
 /// What an atomic import has validated so far, kept by the actor between its batches.
 #[derive(Debug)]
 pub struct Staged {
-    /// The schema every row is validated against; the commit needs it unchanged.
-    pub schema: Arc<Schema>,
-    /// The settings likewise.
-    pub settings: Arc<DatabaseSettings>,
+    /// The schema and settings every row is validated against; the commit needs them
+    /// unchanged.
+    pub basis: Basis,
     /// The moment the rows are validated as of (a subscription change without a time
     /// of its own takes it); the profiles are restamped with the commit's.
     pub now: Timestamp,
@@ -37,16 +41,16 @@ pub struct Staged {
     holders: HashMap<CompactString, Option<CompactString>>,
     // Customers in the order the import first touched them.
     order: Vec<CompactString>,
-    events: Vec<(CompactString, Vec<Event>)>,
+    events: Vec<CustomerEvents>,
+    // The store's first answer to each question the rows asked.
     reads: RefCell<HashMap<Read, Seen>>,
 }
 
 impl Staged {
-    /// Nothing staged yet, against this schema and these settings.
-    pub fn new(schema: Arc<Schema>, settings: Arc<DatabaseSettings>, now: Timestamp) -> Self {
+    /// Nothing staged yet, on this basis.
+    pub fn new(basis: Basis, now: Timestamp) -> Self {
         Staged {
-            schema,
-            settings,
+            basis,
             now,
             profiles: HashMap::new(),
             holders: HashMap::new(),
@@ -66,29 +70,27 @@ impl Staged {
         self.len() == 0
     }
 
-    /// Keeps a row's events for the commit.
-    pub fn add_events(&mut self, customer_id: CompactString, events: Vec<Event>) {
-        self.events.push((customer_id, events));
+    /// The first thing that changed since the rows were validated, as a sentence;
+    /// `None` when the schema, the settings and every answer the store gave still hold.
+    pub fn changed_since(&self, st: &DbState) -> Option<String> {
+        self.basis.changed(st, self.reads.borrow().iter())
     }
 
-    /// The first answer the store gave the import that it would not give now, as a
-    /// sentence; `None` when every answer still holds.
-    pub fn changed_since(&self, store: &ProfileStore) -> Option<String> {
-        let reads = self.reads.borrow();
-        reads
-            .iter()
-            .find(|(read, seen)| !read.holds(seen, store))
-            .map(|(read, _)| read.changed())
-    }
-
-    /// The profiles to publish, in the order the import first touched them, and the
-    /// events to record.
-    #[allow(clippy::type_complexity)]
-    pub fn into_parts(mut self) -> (Vec<Packed>, Vec<(CompactString, Vec<Event>)>) {
+    /// The profiles to publish, in the order the import first touched them, each with
+    /// whether it is new (the store had no profile under its customer id when a row
+    /// asked, which [`Staged::changed_since`] holds to), and the events to record.
+    pub fn into_parts(mut self) -> (Vec<Held>, Vec<CustomerEvents>) {
+        let reads = self.reads.into_inner();
         let profiles = self
             .order
-            .iter()
-            .filter_map(|c| self.profiles.remove(c))
+            .into_iter()
+            .filter_map(|c| {
+                let new = matches!(
+                    reads.get(&Read::Profile(c.clone())),
+                    Some(Seen::Profile(None))
+                );
+                self.profiles.remove(&c).map(|p| (p, new))
+            })
             .collect();
         (profiles, self.events)
     }
@@ -135,18 +137,18 @@ impl<'s> Overlay<'s> {
 
     /// Keeps a row's events for the commit.
     pub fn add_events(&mut self, customer_id: CompactString, events: Vec<Event>) {
-        self.staged.add_events(customer_id, events);
+        self.staged.events.push((customer_id, events));
     }
 
     /// Asks the store, remembering its first answer to each question.
-    fn ask<T>(&self, read: Read, answer: impl FnOnce() -> T, seen: impl FnOnce(&T) -> Seen) -> T {
-        let value = answer();
+    fn ask(&self, read: Read) -> Seen {
+        let seen = read.ask(self.store);
         self.staged
             .reads
             .borrow_mut()
             .entry(read)
-            .or_insert_with(|| seen(&value));
-        value
+            .or_insert_with(|| seen.clone());
+        seen
     }
 }
 
@@ -154,31 +156,19 @@ impl Lookup for Overlay<'_> {
     fn profile(&self, customer_id: &str) -> Option<Packed> {
         match self.staged.profiles.get(customer_id) {
             Some(p) => Some(p.clone()),
-            None => self.ask(
-                Read::Profile(customer_id.into()),
-                || self.store.get(customer_id),
-                |p| Seen::Profile(p.clone()),
-            ),
+            None => self.ask(Read::Profile(customer_id.into())).profile(),
         }
     }
 
     fn holder(&self, key: &str) -> Option<CompactString> {
         match self.staged.holders.get(key) {
             Some(held) => held.clone(),
-            None => self.ask(
-                Read::Holder(key.into()),
-                || self.store.holder(key),
-                |h| Seen::Name(h.clone()),
-            ),
+            None => self.ask(Read::Holder(key.into())).name(),
         }
     }
 
     fn by_old_key(&self, key: &str) -> Option<CompactString> {
-        self.ask(
-            Read::OldKey(key.into()),
-            || self.store.merges.by_old_key(key),
-            |h| Seen::Name(h.clone()),
-        )
+        self.ask(Read::OldKey(key.into())).name()
     }
 
     fn survivor(&self, customer_id: &str) -> Option<CompactString> {
@@ -186,11 +176,7 @@ impl Lookup for Overlay<'_> {
         if self.staged.profiles.contains_key(customer_id) {
             return None;
         }
-        self.ask(
-            Read::Survivor(customer_id.into()),
-            || self.store.survivor_of(customer_id),
-            |s| Seen::Name(s.clone()),
-        )
+        self.ask(Read::Survivor(customer_id.into())).name()
     }
 }
 
@@ -202,21 +188,8 @@ mod tests {
     use crate::contacts::EmailContact;
     use crate::store::{Profile, identifier_key};
 
-    fn staged() -> Staged {
-        Staged::new(
-            Arc::new(Schema::default()),
-            Arc::new(
-                DatabaseSettings::create(
-                    serde_json::from_value(
-                        serde_json::json!({"name":"t","consent_confirmed":true}),
-                    )
-                    .unwrap(),
-                    Timestamp::UNIX_EPOCH,
-                )
-                .unwrap(),
-            ),
-            Timestamp::UNIX_EPOCH,
-        )
+    fn staged(st: &DbState) -> Staged {
+        Staged::new(Basis::now(st), Timestamp::UNIX_EPOCH)
     }
 
     fn with_email(cid: &str, email: &str) -> Packed {
@@ -227,12 +200,13 @@ mod tests {
 
     #[test]
     fn identifiers_move_in_the_view_and_not_in_the_store() {
-        let store = ProfileStore::new();
+        let st = crate::db::test_state();
+        let store = &st.store;
         store.put(with_email("a", "x@example.com"), None);
         let x = identifier_key("email", "x@example.com");
         let y = identifier_key("email", "y@example.com");
-        let mut staged = staged();
-        let mut view = Overlay::new(&store, &mut staged);
+        let mut staged = staged(&st);
+        let mut view = Overlay::new(store, &mut staged);
         // `a` moves to y; `b` takes x, which `a` released.
         view.put(with_email("a", "y@example.com"));
         assert_eq!(view.holder(&x), None);
@@ -247,41 +221,43 @@ mod tests {
             .into_parts()
             .0
             .iter()
-            .map(|p| p.view().customer_id.to_owned())
+            .map(|(p, new)| (p.view().customer_id.to_owned(), *new))
             .collect();
-        assert_eq!(out, ["a", "b"]);
+        // `a` was in the store when the import asked; `b` was not.
+        assert_eq!(out, [("a".to_owned(), false), ("b".to_owned(), true)]);
     }
 
     #[test]
     fn the_commit_sees_what_changed_since_the_rows_read_it() {
-        let store = ProfileStore::new();
+        let st = crate::db::test_state();
+        let store = &st.store;
         store.put(with_email("a", "x@example.com"), None);
         let x = identifier_key("email", "x@example.com");
         let z = identifier_key("email", "z@example.com");
-        let mut staged = staged();
-        let view = Overlay::new(&store, &mut staged);
+        let mut staged = staged(&st);
+        let view = Overlay::new(store, &mut staged);
         // What a row asks: its profile, and who holds the keys it wants.
         assert!(view.profile("a").is_some());
         assert!(view.profile("b").is_none());
         assert_eq!(view.holder(&z), None);
-        assert_eq!(staged.changed_since(&store), None);
+        assert_eq!(staged.changed_since(&st), None);
 
         // A write to a customer nobody asked about changes nothing.
         store.put(with_email("c", "c@example.com"), None);
-        assert_eq!(staged.changed_since(&store), None);
+        assert_eq!(staged.changed_since(&st), None);
         // A new version of `a`, though equal in every byte, is another write.
         let a = store.get("a").unwrap();
         store.put(Packed::from_bytes(a.bytes()).unwrap(), Some(&a));
-        let why = staged.changed_since(&store).unwrap();
+        let why = staged.changed_since(&st).unwrap();
         assert!(why.contains("`a`"), "{why}");
 
-        let mut staged2 = self::staged();
-        let view = Overlay::new(&store, &mut staged2);
+        let mut staged2 = self::staged(&st);
+        let view = Overlay::new(store, &mut staged2);
         assert_eq!(view.holder(&z), None);
         assert_eq!(view.holder(&x).as_deref(), Some("a"));
         // `b` is created with the key the import saw free.
         store.put(with_email("b", "z@example.com"), None);
-        let why = staged2.changed_since(&store).unwrap();
+        let why = staged2.changed_since(&st).unwrap();
         assert!(why.contains("changed hands"), "{why}");
     }
 }

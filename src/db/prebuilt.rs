@@ -7,14 +7,12 @@
 //! This moves the building and encoding of profiles off the one writer thread, which is
 //! the slower stage of an import; the actor still decides and publishes every write.
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
 
 use super::DbState;
 use super::apply::build_profile;
-use super::reads::{Read, Recorder, Seen};
-use crate::schema::{DatabaseSettings, ProfileUpdate, Schema};
+use super::reads::{Basis, Read, Recorder, Seen};
+use crate::schema::ProfileUpdate;
 use crate::store::{Lookup, Packed};
 
 /// A row of an import: its update, and the profile it makes if that was built in
@@ -40,19 +38,19 @@ impl From<ProfileUpdate> for ImportRow {
 #[derive(Debug, Clone)]
 pub struct Prebuilt {
     profile: Packed,
+    basis: Basis,
     reads: Vec<(Read, Seen)>,
-    schema: Arc<Schema>,
-    settings: Arc<DatabaseSettings>,
 }
 
 impl Prebuilt {
-    /// The profile, if the store, schema and settings still give every answer it was
+    /// The profile, if the schema, settings and store still give every answer it was
     /// built from. Actor only: nothing may change between this check and the publish.
     pub fn still_valid(self, st: &DbState) -> Option<Packed> {
-        let holds = Arc::ptr_eq(&self.schema, &st.schema.load())
-            && Arc::ptr_eq(&self.settings, &st.settings.load())
-            && self.reads.iter().all(|(r, seen)| r.holds(seen, &st.store));
-        holds.then_some(self.profile)
+        let reads = self.reads.iter().map(|(r, seen)| (r, seen));
+        self.basis
+            .changed(st, reads)
+            .is_none()
+            .then_some(self.profile)
     }
 }
 
@@ -65,18 +63,18 @@ pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
     if update.customer_id.is_empty() || !update.find_by.is_empty() || !update.events.is_empty() {
         return None;
     }
-    let (schema, settings) = (st.schema.load_full(), st.settings.load_full());
+    let basis = Basis::now(st);
     let store = Recorder::new(&st.store);
     if store.survivor(&update.customer_id).is_some() {
         return None;
     }
     // Only changes to profiles that exist: a new profile's id is given on the actor's
     // thread, in the order profiles are stored (slot order is id order).
-    let old = store.profile(&update.customer_id)?.unpack(&schema);
+    let old = store.profile(&update.customer_id)?.unpack(&basis.schema);
     // A refusal may be a conflict the actor resolves by merging: its call.
     let made = build_profile(
-        &schema,
-        &settings,
+        &basis.schema,
+        &basis.settings,
         &store,
         Some(&old),
         update,
@@ -85,9 +83,8 @@ pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
     .ok()?;
     Some(Prebuilt {
         profile: Packed::encode(&made),
+        basis,
         reads: store.into_reads(),
-        schema,
-        settings,
     })
 }
 
@@ -95,31 +92,14 @@ pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
 mod tests {
     use serde_json::json;
 
+    use std::sync::Arc;
+
     use super::*;
-    use crate::activity::ActivityStore;
     use crate::activity::event::build_text;
     use crate::db::apply::upsert;
-    use crate::schema::{DatabaseSpec, FieldSpec, RawValue, Source};
-    use crate::store::{Profile, ProfileStore, ValueRef};
-    use crate::suppression::SuppressionLists;
-
-    fn state() -> DbState {
-        let settings = DatabaseSettings::create(
-            serde_json::from_value::<DatabaseSpec>(
-                json!({"name":"t","consent_confirmed":true,"default_region":"PT"}),
-            )
-            .unwrap(),
-            Timestamp::UNIX_EPOCH,
-        )
-        .unwrap();
-        DbState::new(
-            settings,
-            Schema::default(),
-            ProfileStore::new(),
-            ActivityStore::new(),
-            Arc::new(SuppressionLists::open(None).unwrap()),
-        )
-    }
+    use crate::db::test_state as state;
+    use crate::schema::{FieldSpec, RawValue, Schema, Source};
+    use crate::store::{Profile, ValueRef};
 
     fn update(customer_id: &str, email: &str, city: &str) -> ProfileUpdate {
         let mut u = ProfileUpdate::new(customer_id, Source::Import);

@@ -2,12 +2,16 @@
 //! actor publishes it only if the store still answers the same (optimistic
 //! concurrency). Atomic imports check theirs at their commit (`overlay.rs`); import rows
 //! built on the parser's thread are checked when the actor reaches them (`prebuilt.rs`).
-//! Pure over the store; used by the actor and the threads that prepare its work.
+//! Pure over the store and the database's state; used by the actor and the threads that
+//! prepare its work.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use compact_str::CompactString;
 
+use super::DbState;
+use crate::schema::{DatabaseSettings, Schema};
 use crate::store::{Lookup, Packed, ProfileStore};
 
 /// A question a write asked the store.
@@ -33,27 +37,93 @@ pub enum Seen {
 }
 
 impl Read {
-    /// Whether the store still gives the answer `seen`.
-    pub fn holds(&self, seen: &Seen, store: &ProfileStore) -> bool {
-        match (self, seen) {
-            (Read::Profile(c), Seen::Profile(then)) => match (then, store.get(c)) {
-                (None, None) => true,
-                (Some(a), Some(b)) => a.same(&b),
-                _ => false,
-            },
-            (Read::Holder(k), Seen::Name(then)) => *then == store.holder(k),
-            (Read::OldKey(k), Seen::Name(then)) => *then == store.merges.by_old_key(k),
-            (Read::Survivor(c), Seen::Name(then)) => *then == store.survivor_of(c),
-            _ => false,
+    /// The store's answer now.
+    pub fn ask(&self, store: &ProfileStore) -> Seen {
+        match self {
+            Read::Profile(c) => Seen::Profile(store.get(c)),
+            Read::Holder(k) => Seen::Name(store.holder(k)),
+            Read::OldKey(k) => Seen::Name(store.merges.by_old_key(k)),
+            Read::Survivor(c) => Seen::Name(store.survivor_of(c)),
         }
     }
 
-    /// What changed, as a sentence, once [`Read::holds`] has said something did.
-    pub fn changed(&self) -> String {
+    /// What changed, as a sentence, once the store no longer gives an answer.
+    fn changed(&self) -> String {
         match self {
             Read::Profile(c) | Read::Survivor(c) => format!("customer `{c}` was written"),
             Read::Holder(k) | Read::OldKey(k) => format!("identifier `{k}` changed hands"),
         }
+    }
+}
+
+impl Seen {
+    /// Whether two answers are the same.
+    fn same(&self, other: &Seen) -> bool {
+        match (self, other) {
+            (Seen::Profile(a), Seen::Profile(b)) => match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.same(b),
+                _ => false,
+            },
+            (Seen::Name(a), Seen::Name(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The answer to a [`Read::Profile`].
+    pub fn profile(self) -> Option<Packed> {
+        match self {
+            Seen::Profile(p) => p,
+            Seen::Name(_) => None,
+        }
+    }
+
+    /// The answer to any other read.
+    pub fn name(self) -> Option<CompactString> {
+        match self {
+            Seen::Name(n) => n,
+            Seen::Profile(_) => None,
+        }
+    }
+}
+
+/// What a write made outside the actor's turn was made against: the schema and the
+/// settings of that moment, which must be the current ones (compared by identity) for
+/// it to be published.
+#[derive(Debug, Clone)]
+pub struct Basis {
+    /// The schema.
+    pub schema: Arc<Schema>,
+    /// The settings.
+    pub settings: Arc<DatabaseSettings>,
+}
+
+impl Basis {
+    /// The database's current schema and settings.
+    pub fn now(st: &DbState) -> Self {
+        Basis {
+            schema: st.schema.load_full(),
+            settings: st.settings.load_full(),
+        }
+    }
+
+    /// The first thing that changed since a write was made on this basis with these
+    /// answers from the store, as a sentence; `None` when nothing did.
+    pub fn changed<'a>(
+        &self,
+        st: &DbState,
+        reads: impl IntoIterator<Item = (&'a Read, &'a Seen)>,
+    ) -> Option<String> {
+        if !Arc::ptr_eq(&self.schema, &st.schema.load()) {
+            return Some("the database's fields changed".into());
+        }
+        if !Arc::ptr_eq(&self.settings, &st.settings.load()) {
+            return Some("the database's settings changed".into());
+        }
+        reads
+            .into_iter()
+            .find(|(read, seen)| !seen.same(&read.ask(&st.store)))
+            .map(|(read, _)| read.changed())
     }
 }
 
@@ -78,33 +148,27 @@ impl<'s> Recorder<'s> {
         self.reads.into_inner()
     }
 
-    fn keep(&self, read: Read, seen: Seen) {
-        self.reads.borrow_mut().push((read, seen));
+    fn ask(&self, read: Read) -> Seen {
+        let seen = read.ask(self.store);
+        self.reads.borrow_mut().push((read, seen.clone()));
+        seen
     }
 }
 
 impl Lookup for Recorder<'_> {
     fn profile(&self, customer_id: &str) -> Option<Packed> {
-        let p = self.store.get(customer_id);
-        self.keep(Read::Profile(customer_id.into()), Seen::Profile(p.clone()));
-        p
+        self.ask(Read::Profile(customer_id.into())).profile()
     }
 
     fn holder(&self, key: &str) -> Option<CompactString> {
-        let h = self.store.holder(key);
-        self.keep(Read::Holder(key.into()), Seen::Name(h.clone()));
-        h
+        self.ask(Read::Holder(key.into())).name()
     }
 
     fn by_old_key(&self, key: &str) -> Option<CompactString> {
-        let h = self.store.merges.by_old_key(key);
-        self.keep(Read::OldKey(key.into()), Seen::Name(h.clone()));
-        h
+        self.ask(Read::OldKey(key.into())).name()
     }
 
     fn survivor(&self, customer_id: &str) -> Option<CompactString> {
-        let s = self.store.survivor_of(customer_id);
-        self.keep(Read::Survivor(customer_id.into()), Seen::Name(s.clone()));
-        s
+        self.ask(Read::Survivor(customer_id.into())).name()
     }
 }

@@ -708,27 +708,27 @@ async fn apply_batches(
             let st = job.state.lock();
             (st.failure.is_some(), st.rows_rejected)
         };
-        if failed || refused > 0 {
-            // Whatever the actor holds goes; nothing of the import was applied.
+        let committed = !failed
+            && refused == 0
+            && match db.apply(Change::ImportCommit { import, rows: held }).await {
+                Ok(_) => true,
+                Err(p) => {
+                    job.fail(p);
+                    false
+                }
+            };
+        if committed {
+            job.state.lock().rows_accepted = held;
+        } else {
+            // Whatever the actor still holds goes (a commit refused before it began,
+            // on a failed log, leaves it there too); nothing of the import was applied.
             let _ = db.apply(Change::ImportAbort { import }).await;
         }
         if refused > 0 && !failed {
-            job.state.lock().rows_accepted = 0;
             job.fail(Problem::new(
                 ErrorCode::ImportNotApplied,
                 format!("{refused} rows were refused, so nothing was applied (atomic=true)"),
             ));
-        } else if !failed {
-            let commit = Change::ImportCommit { import, rows: held };
-            match db.apply(commit).await {
-                Ok(_) => job.state.lock().rows_accepted = held,
-                Err(p) => {
-                    // A commit refused before it began (a failed log) leaves the held
-                    // profiles with the actor.
-                    let _ = db.apply(Change::ImportAbort { import }).await;
-                    job.fail(p);
-                }
-            }
         }
     }
     job.finish();

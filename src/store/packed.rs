@@ -967,8 +967,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-// Seconds and nanoseconds apart, not one i128 of nanoseconds: splitting an i128 back
-// needs a 128-bit division, which was a measurable part of a snapshot load.
 /// The last bytes of a record: its creation and last-write times as encoded.
 fn time_bytes(created_at: Timestamp, updated_at: Timestamp) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);
@@ -977,6 +975,8 @@ fn time_bytes(created_at: Timestamp, updated_at: Timestamp) -> Vec<u8> {
     out
 }
 
+// Seconds and nanoseconds apart, not one i128 of nanoseconds: splitting an i128 back
+// needs a 128-bit division, which was a measurable part of a snapshot load.
 pub(crate) fn parts(t: Timestamp) -> (i64, i32) {
     (t.as_second(), t.subsec_nanosecond())
 }
