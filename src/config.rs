@@ -116,6 +116,10 @@ pub struct ServeArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_imports: Option<usize>,
+    /// Profiles (and event lists) one atomic import may hold until it commits.
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_atomic_profiles: Option<usize>,
 }
 
 /// Every setting, resolved.
@@ -150,6 +154,8 @@ pub struct Settings {
     pub bench_routes: bool,
     /// Imports that may run at once, server-wide.
     pub max_imports: usize,
+    /// Profiles (and event lists) one atomic import may hold until it commits.
+    pub max_atomic_profiles: usize,
 }
 
 impl Default for Settings {
@@ -169,6 +175,7 @@ impl Default for Settings {
             max_body_bytes: 1 << 20,
             bench_routes: false,
             max_imports: 4,
+            max_atomic_profiles: 1_000_000,
         }
     }
 }
@@ -203,6 +210,7 @@ const ENV_KEYS: &[&str] = &[
     "max_body_bytes",
     "bench_routes",
     "max_imports",
+    "max_atomic_profiles",
 ];
 
 impl Settings {

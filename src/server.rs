@@ -82,6 +82,7 @@ impl Server {
             } else {
                 settings.snapshot_after
             },
+            max_atomic_held: settings.max_atomic_profiles,
         };
         let listener = TcpListener::bind(settings.listen_addr()?)
             .map_err(|e| StartError::Listen(settings.listen.clone(), e))?;

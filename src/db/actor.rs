@@ -36,10 +36,6 @@ use crate::schema::ProfileUpdate;
 use crate::segments::saved;
 use crate::store::{Column, ColumnKind, Packed, next_id};
 
-/// The most profiles (and event lists) an atomic import may hold until it commits:
-/// about 400 bytes each while held, and its log records are one buffer at the commit.
-pub const MAX_ATOMIC_HELD: usize = 1_000_000;
-
 /// Someone waiting for a snapshot's outcome.
 type Waiter = oneshot::Sender<Result<SnapshotInfo, Problem>>;
 
@@ -202,13 +198,14 @@ impl DatabaseActor {
                 Err(p) => rejected.push((i, p)),
             }
         }
-        if staged.len() > MAX_ATOMIC_HELD {
+        let cap = self.persistence.max_atomic_held;
+        if staged.len() > cap {
             self.staging.remove(&import);
             return Err(Problem::new(
                 ErrorCode::ImportTooLarge,
                 format!(
                     "an atomic import holds what it changes until it commits, and may change \
-                     at most {MAX_ATOMIC_HELD} profiles (and event lists); nothing was applied"
+                     at most {cap} profiles (and event lists); nothing was applied"
                 ),
             ));
         }

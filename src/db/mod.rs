@@ -286,8 +286,8 @@ impl Target for DbState {
     }
 }
 
-/// How databases keep themselves: the server-wide settings for their logs, snapshots
-/// and saved segments.
+/// How databases keep themselves: the server-wide settings for their logs, snapshots,
+/// saved segments and atomic imports.
 #[derive(Debug, Clone)]
 pub struct Persistence {
     /// Re-evaluate volatile saved segments this often.
@@ -298,6 +298,10 @@ pub struct Persistence {
     pub snapshot_interval: Duration,
     /// Snapshot after this many logged updates.
     pub snapshot_after: u64,
+    /// The most profiles (and event lists) an atomic import may hold until it
+    /// commits: about 400 bytes each while held, and the commit's log records are one
+    /// buffer.
+    pub max_atomic_held: usize,
 }
 
 /// One profile database: shared state to read, an actor to write.

@@ -479,6 +479,37 @@ fn an_atomic_import_holds_what_it_changes_not_its_rows() {
     assert!(grown < 256 << 20, "peak RSS grew by {} MiB", grown >> 20);
 }
 
+#[test]
+fn an_atomic_import_past_its_cap_fails_whole() {
+    let s = Server::start_with(&["--max-atomic-profiles", "5"], &[]);
+    s.create_db("shop", json!({}));
+    // Five customers fit, however many rows they take.
+    let five = (0..20)
+        .map(|i| format!("m{},City {i}\n", i % 5))
+        .collect::<String>();
+    let res = import(
+        &s,
+        "format=csv&wait=true&atomic=true",
+        format!("customer_id,city\n{five}"),
+    );
+    assert_eq!(res.body["status"], "done", "{:#}", res.body);
+    assert_eq!(res.body["rows_accepted"], 20);
+    // A sixth is one too many: the job fails and none of its rows is applied.
+    let six = "customer_id,city\nm0,Faro\nn1,Faro\nn2,Faro\nn3,Faro\nn4,Faro\nn5,Faro\n";
+    let res = import(&s, "format=csv&wait=true&atomic=true", six);
+    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
+    assert_eq!(
+        res.body["error"]["code"], "import_too_large",
+        "{:#}",
+        res.body
+    );
+    assert_eq!(res.body["rows_accepted"], 0);
+    assert_eq!(res.body["rows_held"], 0);
+    assert_eq!(profile(&s, "m0")["fields"]["city"], "City 15");
+    s.get("/v1/databases/shop/profiles/n1")
+        .assert_problem(404, "profile_not_found");
+}
+
 /// A body of `first`, then, once the test says so, `rest`.
 struct Gated {
     first: Vec<u8>,
