@@ -82,6 +82,11 @@ start_redis() {
     until [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = "PONG" ]; do sleep 0.01; done
 }
 
+# CPU time a process has used, every thread's, user and system, in clock ticks.
+cpu_ticks() { # PID
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
 # Seconds between two `date +%s%N` readings, to the millisecond.
 seconds() { # START END
     awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b-a)/1e9}'
