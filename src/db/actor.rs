@@ -131,19 +131,22 @@ impl DatabaseActor {
                         .sum::<usize>()
                 })
                 .sum();
-            let mut frames = Vec::with_capacity(size);
+            let mut frames = wal.frame_buffer(size);
             let mut rejected = Vec::new();
-            for (i, ImportRow { update, built }) in rows.into_iter().enumerate() {
-                if let Some(profile) = built.and_then(|b| b.still_valid(&self.state)) {
+            let mut rows = rows;
+            for (i, row) in rows.iter_mut().enumerate() {
+                if let Some(profile) = row.built.take().and_then(|b| b.still_valid(&self.state)) {
                     self.apply_framed(Entry::Put(profile), &mut frames);
                     continue;
                 }
+                let blank = ProfileUpdate::new("", row.update.source);
+                let update = std::mem::replace(&mut row.update, blank);
                 match effect(&self.state, Change::Upsert(update)) {
                     Ok((entry, _)) => self.apply_framed(entry, &mut frames),
                     Err(p) => rejected.push((i, p)),
                 }
             }
-            return Ok(self.end_import(rejected, true, frames, ctx));
+            return Ok(self.end_import(rejected, true, frames, rows, ctx));
         }
         match change {
             Change::ImportStage { import, updates } => return self.stage(import, updates),
@@ -212,6 +215,7 @@ impl DatabaseActor {
         let answer = Applied::Imported {
             rejected,
             committed: false,
+            spent: Vec::new(),
         };
         Ok((answer, self.lsn))
     }
@@ -237,7 +241,7 @@ impl DatabaseActor {
                 ));
             }
             // An import without rows.
-            return Ok(self.end_import(Vec::new(), true, Vec::new(), ctx));
+            return Ok(self.end_import(Vec::new(), true, Vec::new(), Vec::new(), ctx));
         };
         if let Some(why) = staged.changed_since(&self.state) {
             return Err(conflict(why));
@@ -274,7 +278,7 @@ impl DatabaseActor {
             self.apply_framed(entry, &mut frames);
         }
         self.apply_framed(Entry::Commit, &mut frames);
-        Ok(self.end_import(Vec::new(), true, frames, ctx))
+        Ok(self.end_import(Vec::new(), true, frames, Vec::new(), ctx))
     }
 
     /// Gives an effect the next LSN, encodes its record into `frames` (queued on the WAL
@@ -291,6 +295,7 @@ impl DatabaseActor {
         rejected: Vec<(usize, Problem)>,
         committed: bool,
         frames: Vec<u8>,
+        spent: Vec<ImportRow>,
         ctx: &mut Context<Self>,
     ) -> (Applied, u64) {
         if let Some(wal) = &self.wal {
@@ -303,6 +308,7 @@ impl DatabaseActor {
             Applied::Imported {
                 rejected,
                 committed,
+                spent,
             },
             self.lsn,
         )

@@ -104,6 +104,9 @@ pub enum Applied {
         /// Whether the good rows were applied (an atomic import with refused rows
         /// applies none).
         committed: bool,
+        /// A `Change::Import`'s rows handed back, spent, so that the thread that made
+        /// them frees them and reuses the batch's memory (empty for other changes).
+        spent: Vec<prebuilt::ImportRow>,
     },
 }
 

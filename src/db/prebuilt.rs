@@ -13,7 +13,7 @@ use super::DbState;
 use super::apply::build_profile;
 use super::reads::{Basis, Read, Recorder, Seen};
 use crate::schema::ProfileUpdate;
-use crate::store::{Lookup, Packed};
+use crate::store::{Lookup, Packed, next_id};
 
 /// A row of an import: its update, and the profile it makes if that was built in
 /// advance.
@@ -38,27 +38,35 @@ impl From<ProfileUpdate> for ImportRow {
 #[derive(Debug, Clone)]
 pub struct Prebuilt {
     profile: Packed,
+    // No profile had the customer id: the build's internal id is a stand-in.
+    new: bool,
     basis: Basis,
     reads: Vec<(Read, Seen)>,
 }
 
 impl Prebuilt {
-    /// The profile, if the schema, settings and store still give every answer it was
-    /// built from. Actor only: nothing may change between this check and the publish.
+    /// The profile to publish, if the schema, settings and store still give every
+    /// answer it was built from; a new profile gets its internal id here. Actor only:
+    /// ids ascend in the order profiles are stored (slot order is id order), and nothing
+    /// may change between this check and the publish.
     pub fn still_valid(self, st: &DbState) -> Option<Packed> {
         let reads = self.reads.iter().map(|(r, seen)| (r, seen));
-        self.basis
-            .changed(st, reads)
-            .is_none()
-            .then_some(self.profile)
+        if self.basis.changed(st, reads).is_some() {
+            return None;
+        }
+        Some(if self.new {
+            self.profile.with_id(&self.basis.schema, next_id())
+        } else {
+            self.profile
+        })
     }
 }
 
-/// Builds the profile `update` makes of an existing profile, as the actor's upsert would
-/// with nothing written in between; `None` for what is left to the actor: new profiles,
-/// updates that find their profile by an identifier (the customer id is chosen then),
-/// carry events, write to a merged-away customer id, or are refused (the actor says
-/// why, with the store as it is by then).
+/// Builds the profile `update` makes, as the actor's upsert would with nothing written in
+/// between (a new profile's internal id is given when it is published); `None` for what
+/// is left to the actor: updates that find their profile by an identifier (the customer
+/// id is chosen then), carry events, write to a merged-away customer id, or are refused
+/// (the actor says why, with the store as it is by then).
 pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
     if update.customer_id.is_empty() || !update.find_by.is_empty() || !update.events.is_empty() {
         return None;
@@ -68,21 +76,22 @@ pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
     if store.survivor(&update.customer_id).is_some() {
         return None;
     }
-    // Only changes to profiles that exist: a new profile's id is given on the actor's
-    // thread, in the order profiles are stored (slot order is id order).
-    let old = store.profile(&update.customer_id)?.unpack(&basis.schema);
+    let old = store
+        .profile(&update.customer_id)
+        .map(|p| p.unpack(&basis.schema));
     // A refusal may be a conflict the actor resolves by merging: its call.
     let made = build_profile(
         &basis.schema,
         &basis.settings,
         &store,
-        Some(&old),
+        old.as_ref(),
         update,
         Timestamp::now(),
     )
     .ok()?;
     Some(Prebuilt {
         profile: Packed::encode(&made),
+        new: old.is_none(),
         basis,
         reads: store.into_reads(),
     })
@@ -177,6 +186,46 @@ mod tests {
     }
 
     #[test]
+    fn a_new_profile_gets_its_id_when_published_in_storing_order() {
+        let st = state();
+        let schema = st.schema.load_full();
+        let settings = st.settings.load_full();
+        // Built on another thread, as the parser does: its stand-in id comes from that
+        // thread's generator.
+        let change = update("n1", "nia@example.com", "Lisbon");
+        let built =
+            std::thread::scope(|s| s.spawn(|| prebuild(&st, &change).unwrap()).join().unwrap());
+        // Another profile is stored between the build and its publish.
+        let made = upsert(
+            &schema,
+            &settings,
+            &st.store,
+            update("n0", "n0@example.com", "Faro"),
+            Timestamp::now(),
+            true,
+        );
+        let before = made.unwrap().profile;
+        st.store.put(before.clone(), None);
+        let actor = upsert(
+            &schema,
+            &settings,
+            &st.store,
+            change,
+            Timestamp::now(),
+            true,
+        );
+        let published = built.clone().still_valid(&st).unwrap();
+        assert!(published.view().id() > before.view().id());
+        assert_eq!(
+            comparable(&published, &schema),
+            comparable(&actor.unwrap().profile, &schema)
+        );
+        st.store.put(published, None);
+        // Once the customer id has a profile, a build that found none no longer holds.
+        assert!(built.still_valid(&st).is_none());
+    }
+
+    #[test]
     fn what_the_actor_must_decide_is_not_built() {
         let st = state();
         // Refused (the actor says why, with the store as it is then).
@@ -196,8 +245,6 @@ mod tests {
         let (event, _) = build_text("page_view", 0, r#"{"url":"/"}"#).unwrap();
         with_events.events.push(event);
         assert!(prebuild(&st, &with_events).is_none());
-        // A new profile: its id is given by the actor, in storing order.
-        assert!(prebuild(&st, &update("c1", "ana@example.com", "Lisbon")).is_none());
         // Taking an identifier another profile holds (a PATCH would merge them).
         let schema = st.schema.load_full();
         let settings = st.settings.load_full();

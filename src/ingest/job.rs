@@ -1,17 +1,22 @@
 //! Import jobs: a parser thread, batches to the database actor, and the job's record.
 //!
-//! [`Upload::start`] runs a job in three stages joined by bounded channels, so memory
+//! [`Upload::start`] runs a job in four stages joined by bounded channels, so memory
 //! stays bounded whatever the file's size and a slow stage slows the ones before it
 //! (down to the client's TCP connection):
 //!
 //! ```text
-//! body chunks ──▶ parser thread ──▶ batches of rows ──▶ Database::apply (the actor)
+//!                                  ┌▶ builder ─┐
+//! body chunks ──▶ parser thread ───┼▶ builder ─┼──▶ Database::apply (the actor),
+//!                 (rows, batches)  └▶ …       ─┘    batches in file order
 //! ```
 //!
 //! The parser has a thread of its own, off the HTTP workers, so a big file never stalls
-//! lookups. Rows reach the actor as one [`Change::Import`] per batch; the actor applies
-//! each row as it would a PATCH and names the rows it refused. Jobs are kept, newest
-//! first, after they finish ([`Jobs`]).
+//! lookups. Builders (a thread a core) derive each row's contacts and build its profile
+//! ahead of the actor (`db::prebuilt`), a batch each at a time: that is most of a row's
+//! cost, and the one part that runs in parallel. Rows reach the actor as one
+//! [`Change::Import`] per batch, in the file's order whichever builder finishes first;
+//! the actor applies each row as it would a PATCH and names the rows it refused. Jobs
+//! are kept, newest first, after they finish ([`Jobs`]).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -23,12 +28,12 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use ulid::Ulid;
 
 use super::chunks::Transform;
 use super::{Format, Options, Row, RowError, Sink};
-use crate::db::prebuilt::{ImportRow, prebuild};
+use crate::db::prebuilt::{ImportRow, prebuild as prebuild_row};
 use crate::db::{Applied, Change, Database, DbState};
 use crate::error::{ErrorCode, Problem};
 
@@ -36,6 +41,8 @@ use crate::error::{ErrorCode, Problem};
 pub const MAX_ERRORS: usize = 1000;
 /// Rows a batch sends to the actor at once.
 const BATCH: usize = 1024;
+/// Builder threads a job may have (one a core, up to this).
+const MAX_BUILDERS: usize = 8;
 /// The file in a database's directory that keeps its finished jobs' records.
 pub const RECORDS: &str = "imports.ndjson";
 /// Finished jobs kept per database.
@@ -459,13 +466,24 @@ impl Upload {
             tracing::warn!(file = %path.display(), error = %e, "cannot keep the import job's record");
         }
         let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
-        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Batched>>(2);
+        // Batches for the actor, in file order, each ready once a builder has done it:
+        // room for one a builder, and one more, so that every builder has work while
+        // the actor applies the oldest.
+        let (batch_tx, batch_rx) = mpsc::channel::<oneshot::Receiver<Batch>>(builders() + 1);
+        // Applied batches come back to the parser, which made their rows: it frees them
+        // (a free on the allocating thread is the allocator's cheap one) and fills the
+        // same vector again.
+        let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<ImportRow>>();
         let (settled_tx, settled_rx) = watch::channel(false);
         let schema = db.state.schema.load_full();
         let region = db.state.settings.load().default_region.clone();
         // Rows of an ordinary import are built on the parser's thread (`db::prebuilt`);
         // an atomic import's are built by the actor over what the import holds.
         let prebuild = (!opts.atomic).then(|| Arc::clone(&db.state));
+        let work = Builders::start(job.id, region, prebuild).inspect_err(|p| {
+            job.fail(p.clone());
+            job.finish();
+        })?;
         let parser_job = Arc::clone(&job);
         std::thread::Builder::new()
             .name(format!("import-{}", job.id))
@@ -476,11 +494,11 @@ impl Upload {
                     job: Arc::clone(&parser_job),
                 };
                 let mut sink = Batcher {
-                    region,
-                    prebuild,
+                    work,
                     job: Arc::clone(&parser_job),
-                    batch: Vec::with_capacity(BATCH),
+                    batch: Batch::default(),
                     tx: batch_tx,
+                    spent: spent_rx,
                     settled: settled_tx,
                 };
                 // A panic in a parser fails this job, not silently as a finished one.
@@ -511,7 +529,13 @@ impl Upload {
                 job.finish();
                 p
             })?;
-        actix_web::rt::spawn(apply_batches(Arc::clone(&job), db, batch_rx, opts.atomic));
+        actix_web::rt::spawn(apply_batches(
+            Arc::clone(&job),
+            db,
+            batch_rx,
+            spent_tx,
+            opts.atomic,
+        ));
         Ok(Upload {
             job,
             chunks: Some(chunk_tx),
@@ -594,56 +618,108 @@ impl Read for ChunkReader {
     }
 }
 
-/// A row on its way to the actor: where it is in the file, and its update.
-struct Batched {
-    row: u64,
-    rows: u64,
-    prepared: ImportRow,
+/// Rows on their way to the actor.
+#[derive(Default)]
+struct Batch {
+    // Per row: where it is in the file, and how many of the file's rows it stands for
+    // (a long file's customer folds several).
+    numbers: Vec<(u64, u64)>,
+    rows: Vec<ImportRow>,
+}
+
+/// How many builders a job has: one a core, up to [`MAX_BUILDERS`].
+fn builders() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_BUILDERS))
+}
+
+/// A batch for a builder, and where the built batch goes.
+type Work = (Batch, oneshot::Sender<Batch>);
+
+/// The threads that derive contacts and build profiles for a job's batches.
+struct Builders;
+
+impl Builders {
+    /// Starts a builder a core; they end when the returned sender is dropped.
+    fn start(
+        job: Ulid,
+        region: Option<String>,
+        prebuild: Option<Arc<DbState>>,
+    ) -> Result<std::sync::mpsc::SyncSender<Work>, Problem> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Work>(builders());
+        // One queue for all: whichever builder is free takes the next batch.
+        let rx = Arc::new(Mutex::new(rx));
+        for k in 0..builders() {
+            let (rx, region, prebuild) = (Arc::clone(&rx), region.clone(), prebuild.clone());
+            std::thread::Builder::new()
+                .name(format!("import-{job}-b{k}"))
+                .spawn(move || {
+                    // The lock is held while waiting, not while building.
+                    while let Ok((mut batch, done)) = { rx.lock().recv() } {
+                        for row in &mut batch.rows {
+                            // Contacts are derived here, off the actor's thread, and the
+                            // profile is built here too when it can be.
+                            row.update.prepare(region.as_deref());
+                            row.built = prebuild
+                                .as_ref()
+                                .and_then(|st| prebuild_row(st, &row.update));
+                        }
+                        // Gone only when the job has stopped.
+                        let _ = done.send(batch);
+                    }
+                })
+                .map_err(|e| {
+                    Problem::new(
+                        ErrorCode::Unavailable,
+                        format!("cannot start the import's builders: {e}"),
+                    )
+                })?;
+        }
+        Ok(tx)
+    }
 }
 
 /// Collects rows into batches for the actor; records refused rows on the job.
 struct Batcher {
-    // The database's default region when the job started, to parse phones with.
-    region: Option<String>,
-    // The database, when rows are to be built here before the actor checks them.
-    prebuild: Option<Arc<DbState>>,
+    // The builders' queue.
+    work: std::sync::mpsc::SyncSender<Work>,
     job: Arc<Job>,
-    batch: Vec<Batched>,
-    tx: mpsc::Sender<Vec<Batched>>,
+    batch: Batch,
+    tx: mpsc::Sender<oneshot::Receiver<Batch>>,
+    spent: std::sync::mpsc::Receiver<Vec<ImportRow>>,
     settled: watch::Sender<bool>,
 }
 
 impl Batcher {
     fn flush(&mut self) -> bool {
-        if self.batch.is_empty() {
+        if self.batch.rows.is_empty() {
             return true;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        self.tx.blocking_send(batch).is_ok()
+        let rows = match self.spent.try_recv() {
+            Ok(mut rows) => {
+                rows.clear();
+                rows
+            }
+            Err(_) => Vec::with_capacity(BATCH),
+        };
+        let next = Batch {
+            numbers: Vec::with_capacity(BATCH),
+            rows,
+        };
+        let batch = std::mem::replace(&mut self.batch, next);
+        let (done, built) = oneshot::channel();
+        // Its place in line first, then the work: the actor takes batches in this order.
+        self.tx.blocking_send(built).is_ok() && self.work.send((batch, done)).is_ok()
     }
 }
 
 impl Sink for Batcher {
-    fn row(&mut self, mut row: Row) -> bool {
-        // Contacts are derived here, on the parser's thread, not on the actor's, and
-        // the profile is built here too when it can be.
-        row.update.prepare(self.region.as_deref());
-        let built = self
-            .prebuild
-            .as_ref()
-            .and_then(|st| prebuild(st, &row.update));
+    fn row(&mut self, row: Row) -> bool {
         self.job.state.lock().rows_total += row.rows;
         self.settled
             .send_if_modified(|s| !std::mem::replace(s, true));
-        self.batch.push(Batched {
-            row: row.row,
-            rows: row.rows,
-            prepared: ImportRow {
-                update: row.update,
-                built,
-            },
-        });
-        self.batch.len() < BATCH || self.flush()
+        self.batch.numbers.push((row.row, row.rows));
+        self.batch.rows.push(ImportRow::from(row.update));
+        self.batch.rows.len() < BATCH || self.flush()
     }
 
     fn error(&mut self, error: RowError) {
@@ -662,21 +738,33 @@ impl Sink for Batcher {
 
 /// Applies batches as they come (or, for an atomic import, has the actor validate and
 /// hold each batch and publish them all at the end), then finishes the job. (Sending
-/// the next batches before the first is answered was measured and gained nothing: the
-/// parser's thread, which derives phone and email contacts, is the slower stage.)
+/// the actor the next batch before the last is answered was measured and gained
+/// nothing: the builders are ahead of it, and one batch is a megabyte of rows.)
 async fn apply_batches(
     job: Arc<Job>,
     db: Arc<Database>,
-    mut rx: mpsc::Receiver<Vec<Batched>>,
+    mut rx: mpsc::Receiver<oneshot::Receiver<Batch>>,
+    spent: std::sync::mpsc::Sender<Vec<ImportRow>>,
     atomic: bool,
 ) {
     let import = job.id;
     // Rows the actor holds for an atomic import.
     let mut held: u64 = 0;
-    while let Some(batch) = rx.recv().await {
+    while let Some(built) = rx.recv().await {
+        let Ok(batch) = built.await else {
+            job.fail(Problem::new(
+                ErrorCode::Internal,
+                "the import's builder failed; rows before it were applied",
+            ));
+            break;
+        };
         if !atomic {
-            if !apply(&job, &db, Change::Import, batch).await {
-                break;
+            match apply(&job, &db, Change::Import, batch).await {
+                Some(rows) => {
+                    // Gone only when the parser has stopped.
+                    let _ = spent.send(rows);
+                }
+                None => break,
             }
             continue;
         }
@@ -689,12 +777,12 @@ async fn apply_batches(
         if stop {
             break;
         }
-        held += batch.iter().map(|r| r.rows).sum::<u64>();
+        held += batch.numbers.iter().map(|(_, n)| n).sum::<u64>();
         let stage = |rows: Vec<ImportRow>| Change::ImportStage {
             import,
             updates: rows.into_iter().map(|r| r.update).collect(),
         };
-        if !apply(&job, &db, stage, batch).await {
+        if apply(&job, &db, stage, batch).await.is_none() {
             break;
         }
         let mut st = job.state.lock();
@@ -734,20 +822,21 @@ async fn apply_batches(
     job.finish();
 }
 
-/// Sends rows to the actor as one change and records what it says; `false` when the
-/// database cannot take writes (storage failed, shutting down) and the job failed.
+/// Sends rows to the actor as one change and records what it says; the rows it hands
+/// back, spent, or `None` when the database cannot take writes (storage failed,
+/// shutting down) and the job failed.
 async fn apply(
     job: &Job,
     db: &Database,
     change: impl FnOnce(Vec<ImportRow>) -> Change,
-    rows: Vec<Batched>,
-) -> bool {
-    let numbers: Vec<(u64, u64)> = rows.iter().map(|r| (r.row, r.rows)).collect();
-    let updates = rows.into_iter().map(|r| r.prepared).collect();
-    match db.apply(change(updates)).await {
+    batch: Batch,
+) -> Option<Vec<ImportRow>> {
+    let Batch { numbers, rows } = batch;
+    match db.apply(change(rows)).await {
         Ok(Applied::Imported {
             rejected,
             committed,
+            spent,
         }) => {
             let mut st = job.state.lock();
             let refused: u64 = rejected.iter().map(|(i, _)| numbers[*i].1).sum();
@@ -758,13 +847,13 @@ async fn apply(
                 let (row, rows) = numbers[i];
                 job.reject(&mut st, RowError::from_problem(row, &p), rows);
             }
-            true
+            Some(spent)
         }
         Ok(_) => unreachable!("an import answers Imported"),
         Err(p) => {
             // The parser stops at its next batch.
             job.fail(p);
-            false
+            None
         }
     }
 }

@@ -238,7 +238,15 @@ enum Op {
 struct Queue {
     ops: Vec<Op>,
     closed: bool,
+    // Buffers the writer has written, cleared, for the actor's next batches: a batch's
+    // frames are a megabyte or so, and a fresh one each time is fresh memory the kernel
+    // must zero on first touch (once the allocator has given the last one back).
+    spare: Vec<Vec<u8>>,
 }
+
+/// Written buffers kept for reuse, and the largest kept.
+const SPARE_BUFFERS: usize = 4;
+const SPARE_MAX_BYTES: usize = 8 << 20;
 
 /// What the actor's handle, the writer and fsync threads and waiters share.
 struct Shared {
@@ -344,6 +352,15 @@ impl Wal {
         }
         drop(q);
         self.shared.wake.notify_one();
+    }
+
+    /// An empty buffer for [`Wal::append_frames`] of at least `capacity` bytes: one the
+    /// writer has finished with if there is one, so that batch after batch reuses the
+    /// same memory.
+    pub fn frame_buffer(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = self.shared.queue.lock().spare.pop().unwrap_or_default();
+        buf.reserve(capacity);
+        buf
     }
 
     /// Closes the current segment after what is queued and begins a new one at
@@ -465,13 +482,23 @@ fn write_ops(shared: &Shared, ops: Vec<Op>, size: &mut u64) -> Result<(), Persis
     let mut written = None;
     for op in ops {
         match op {
-            Op::Bytes { bytes, last_lsn } => {
+            Op::Bytes {
+                mut bytes,
+                last_lsn,
+            } => {
                 let (file, _) = shared.current.lock().clone().expect("a segment is open");
                 (&*file)
                     .write_all(&bytes)
                     .map_err(|e| PersistError::io(&shared.wal_dir, e))?;
                 *size += bytes.len() as u64;
                 metrics::counter!("persona_wal_writes_total").increment(1);
+                if bytes.capacity() <= SPARE_MAX_BYTES {
+                    let mut q = shared.queue.lock();
+                    if q.spare.len() < SPARE_BUFFERS {
+                        bytes.clear();
+                        q.spare.push(bytes);
+                    }
+                }
                 written = Some(last_lsn);
                 if let Some(cur) = shared.current.lock().as_mut() {
                     cur.1 = last_lsn;

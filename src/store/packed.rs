@@ -108,6 +108,22 @@ impl Packed {
         Packed(Arc::from(out))
     }
 
+    /// The same profile under another internal id (a profile built off the writer's
+    /// thread gets its id when it is published): written over the old id in place when
+    /// this is the only handle to the bytes and both ids take bincode's 16-byte form,
+    /// else by [`Packed::restamped`].
+    pub fn with_id(mut self, schema: &Schema, id: Ulid) -> Packed {
+        let long = |b: &[u8]| b[0] == 254 && id.0 > u128::from(u64::MAX);
+        if long(&self.0)
+            && let Some(b) = Arc::get_mut(&mut self.0)
+        {
+            b[1..17].copy_from_slice(&id.0.to_le_bytes());
+            return self;
+        }
+        let updated_at = self.view().updated_at();
+        self.restamped(schema, Some(id), None, updated_at)
+    }
+
     /// Checks the first profile in `bytes` and copies it out; returns it, its view (of
     /// `bytes`, so that a caller indexing it need not walk the bytes again) and how many
     /// bytes it took.
@@ -1235,6 +1251,25 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// A new id, written in place or not, makes what encoding the profile with
+        /// that id makes.
+        #[test]
+        fn a_profile_with_another_id_is_that_profiles_encoding(p in profile(), shared in any::<bool>()) {
+            let id = ulid::Ulid::new();
+            let packed = Packed::encode(&p);
+            // A second handle to the bytes: they may not be written over.
+            let other = shared.then(|| packed.clone());
+            let renamed = packed.with_id(&schema(), id);
+            let mut r = p.clone();
+            r.id = id;
+            let expected = Packed::encode(&r);
+            prop_assert_eq!(renamed.bytes(), expected.bytes());
+            if let Some(other) = other {
+                let unchanged = Packed::encode(&p);
+                prop_assert_eq!(other.bytes(), unchanged.bytes());
+            }
+        }
+
         /// Restamping the bytes makes what encoding the restamped profile makes.
         #[test]
         fn restamped_bytes_are_the_restamped_profiles(
