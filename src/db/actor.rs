@@ -58,6 +58,8 @@ pub struct DatabaseActor {
     applied: Arc<AtomicU64>,
     persistence: Persistence,
     since_snapshot: u64,
+    // Profiles the last snapshot held (see `snapshot_due`).
+    last_snapshot_profiles: u64,
     // An erasure happened: the next snapshot must leave no older copy of it on disk.
     erasure_pending: bool,
     // While a snapshot runs: its waiters, and whether it is the erasing kind.
@@ -81,6 +83,7 @@ impl DatabaseActor {
         persistence: Persistence,
         erasure_pending: bool,
     ) -> Self {
+        let profiles = state.store.len() as u64;
         DatabaseActor {
             state,
             dir,
@@ -89,6 +92,7 @@ impl DatabaseActor {
             applied: Arc::new(AtomicU64::new(lsn)),
             persistence,
             since_snapshot: 0,
+            last_snapshot_profiles: profiles,
             erasure_pending,
             running: None,
             queued: Vec::new(),
@@ -166,7 +170,7 @@ impl DatabaseActor {
             // Erasure reaches the disk with the next snapshot, taken now.
             self.erasure_pending = true;
             self.request_snapshot(ctx);
-        } else if self.since_snapshot >= self.persistence.snapshot_after {
+        } else if self.snapshot_due() {
             self.request_snapshot(ctx);
         }
         Ok((applied, self.lsn))
@@ -301,7 +305,7 @@ impl DatabaseActor {
         if let Some(wal) = &self.wal {
             wal.append_frames(self.lsn, frames);
         }
-        if self.since_snapshot >= self.persistence.snapshot_after {
+        if self.snapshot_due() {
             self.request_snapshot(ctx);
         }
         (
@@ -374,6 +378,15 @@ impl DatabaseActor {
         }
     }
 
+    /// Whether enough updates came since the last snapshot to take one now.
+    fn snapshot_due(&self) -> bool {
+        snapshot_due(
+            self.since_snapshot,
+            self.persistence.snapshot_after,
+            self.last_snapshot_profiles,
+        )
+    }
+
     fn request_snapshot(&mut self, ctx: &mut Context<Self>) {
         if self.running.is_some() {
             self.again = true;
@@ -405,6 +418,7 @@ impl DatabaseActor {
         let erasing = std::mem::take(&mut self.erasure_pending);
         let keep = if erasing { 1 } else { 2 };
         self.since_snapshot = 0;
+        self.last_snapshot_profiles = self.state.store.len() as u64;
         self.again = false;
         self.running = Some((waiters, erasing));
         let addr = ctx.address();
@@ -501,6 +515,18 @@ impl DatabaseActor {
         let _ = closing.reply.send(closing.result.transpose());
         ctx.stop();
     }
+}
+
+/// Whether `since` updates after a snapshot of `profiles` profiles call for another:
+/// the setting's count (`after`), or half as many as the last snapshot held profiles,
+/// whichever is more. A snapshot writes every profile, so at a fixed count a large
+/// import would write the database over and over (loading N profiles would cost
+/// N²/count profile writes); growing the count with the database keeps snapshots' cost a
+/// fixed share of the writes, as Redis does by rewriting its append-only file when it
+/// has grown by a set percentage. Replay after a crash stays bounded the same way: at
+/// most that many updates, besides the interval's snapshots.
+fn snapshot_due(since: u64, after: u64, profiles: u64) -> bool {
+    since >= after.max(profiles / 2)
 }
 
 impl Actor for DatabaseActor {
@@ -667,5 +693,39 @@ impl Handler<SnapshotDone> for DatabaseActor {
                 bytes = info.bytes, ms = msg.1.as_millis() as u64, "snapshot written");
         }
         self.finish_snapshot(msg.0, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_due;
+
+    #[test]
+    fn snapshots_come_after_the_count_or_half_the_database_whichever_is_more() {
+        // A small database: the setting's count.
+        assert!(!snapshot_due(99_999, 100_000, 1_000));
+        assert!(snapshot_due(100_000, 100_000, 1_000));
+        // A large one: half its profiles.
+        assert!(!snapshot_due(100_000, 100_000, 1_000_000));
+        assert!(snapshot_due(500_000, 100_000, 1_000_000));
+        // By interval only (`--snapshot-after 0` is u64::MAX here).
+        assert!(!snapshot_due(u64::MAX - 1, u64::MAX, 0));
+    }
+
+    #[test]
+    fn loading_a_large_file_writes_snapshots_of_a_bounded_share_of_it() {
+        // 10M updates into an empty database, a snapshot whenever one is due: the
+        // profiles written by snapshots stay within a few times the profiles loaded.
+        let (mut since, mut profiles, mut written) = (0u64, 0u64, 0u64);
+        for _ in 0..10_000_000u64 {
+            since += 1;
+            let now = profiles + since;
+            if snapshot_due(since, 100_000, profiles) {
+                written += now;
+                profiles = now;
+                since = 0;
+            }
+        }
+        assert!(written <= 4 * 10_000_000, "{written}");
     }
 }
