@@ -1,5 +1,5 @@
 //! Import rows built before they reach the actor: the profile an update makes, made on
-//! the import's parser thread against the store as it was then, with every answer the
+//! an import's builder thread against the store as it was then, with every answer the
 //! store gave. When the actor reaches the row it checks those answers (a few map
 //! probes); if they all still hold, the build is exactly what the actor would have made,
 //! and it publishes it as is. Otherwise (an earlier row or another write changed

@@ -1,4 +1,5 @@
-//! Import jobs: a parser thread, batches to the database actor, and the job's record.
+//! Import jobs: a parser thread, builder threads, batches to the database actor, and the
+//! job's record.
 //!
 //! [`Upload::start`] runs a job in four stages joined by bounded channels, so memory
 //! stays bounded whatever the file's size and a slow stage slows the ones before it
@@ -269,7 +270,7 @@ fn append_record(path: &Path, view: &JobView) -> std::io::Result<()> {
 #[derive(Debug)]
 pub struct Jobs {
     jobs: Mutex<BTreeMap<(String, Ulid), Arc<Job>>>,
-    // Jobs that may run at once, server-wide: each holds a parser thread.
+    // Jobs that may run at once, server-wide: each holds a parser thread and builders.
     max_running: usize,
 }
 
@@ -446,8 +447,8 @@ pub struct Upload {
 }
 
 impl Upload {
-    /// Starts a job importing into `db`: a parser thread, and a task on the current
-    /// (actix) thread that sends its batches to the actor.
+    /// Starts a job importing into `db`: a parser thread, builders, and a task on the
+    /// current (actix) thread that sends its batches to the actor.
     /// The finished job's record is appended to `archive` (the database directory's
     /// [`RECORDS`] file).
     pub fn start(
@@ -477,7 +478,7 @@ impl Upload {
         let (settled_tx, settled_rx) = watch::channel(false);
         let schema = db.state.schema.load_full();
         let region = db.state.settings.load().default_region.clone();
-        // Rows of an ordinary import are built on the parser's thread (`db::prebuilt`);
+        // Rows of an ordinary import are built by the builders (`db::prebuilt`);
         // an atomic import's are built by the actor over what the import holds.
         let prebuild = (!opts.atomic).then(|| Arc::clone(&db.state));
         let work = Builders::start(job.id, region, prebuild).inspect_err(|p| {
