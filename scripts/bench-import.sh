@@ -14,10 +14,11 @@
 # Env: ROWS (1000000), FORMATS (csv csv-long json ndjson csv-plugin: the imports to run;
 # csv-atomic, the CSV file with atomic=true, and csv-update, the CSV file imported a
 # second time into the same database, timed the second time, may be added),
-# Prints, for each, the server's CPU time a row (every thread's, from /proc): the
-# machine is shared, and wall time moves with what else runs on it more than CPU does.
 # PERF_OUT (unset; else a system-wide perf profile over the imports into that file: the
 # import threads start after the server, so `-p` would miss them).
+# Prints, for each import, the server's CPU time a row (every thread's, from /proc): the
+# machine is shared, and wall time moves with what else runs on it more than CPU does.
+# (A snapshot that an import started may still run into the next one's window.)
 # Installs redis-server with apt-get if missing. Every process it
 # starts is stopped by PID.
 set -euo pipefail

@@ -34,7 +34,10 @@ impl From<ProfileUpdate> for ImportRow {
     }
 }
 
-/// A profile built off the actor, with what it was built from.
+/// A profile built off the actor, with what it was built from. Its times are the build's
+/// clock readings: with builders side by side, a new profile's `created_at` may be a
+/// moment earlier than that of a profile stored before it, though its id comes after
+/// (ids, not times, give the storing order).
 #[derive(Debug, Clone)]
 pub struct Prebuilt {
     profile: Packed,

@@ -1,7 +1,8 @@
 //! What a write read from the store while it was made outside the actor's turn, so the
 //! actor publishes it only if the store still answers the same (optimistic
 //! concurrency). Atomic imports check theirs at their commit (`overlay.rs`); import rows
-//! built on an import's builder threads are checked when the actor reaches them (`prebuilt.rs`).
+//! built on an import's builder threads are checked when the actor reaches them
+//! (`prebuilt.rs`).
 //! Pure over the store and the database's state; used by the actor and the threads that
 //! prepare its work.
 

@@ -471,9 +471,9 @@ impl Upload {
         // room for one a builder, and one more, so that every builder has work while
         // the actor applies the oldest.
         let (batch_tx, batch_rx) = mpsc::channel::<oneshot::Receiver<Batch>>(builders() + 1);
-        // Applied batches come back to the parser, which made their rows: it frees them
-        // (a free on the allocating thread is the allocator's cheap one) and fills the
-        // same vector again.
+        // Applied batches come back to the parser, which made their rows: it frees what
+        // they still hold (mostly its own allocations, whose free is the allocator's
+        // cheap one) and fills the same vector again.
         let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<ImportRow>>();
         let (settled_tx, settled_rx) = watch::channel(false);
         let schema = db.state.schema.load_full();
@@ -656,6 +656,10 @@ impl Builders {
                 .spawn(move || {
                     // The lock is held while waiting, not while building.
                     while let Ok((mut batch, done)) = { rx.lock().recv() } {
+                        if done.is_closed() {
+                            // The job has stopped: nobody will apply it.
+                            continue;
+                        }
                         for row in &mut batch.rows {
                             // Contacts are derived here, off the actor's thread, and the
                             // profile is built here too when it can be.
@@ -753,10 +757,12 @@ async fn apply_batches(
     let mut held: u64 = 0;
     while let Some(built) = rx.recv().await {
         let Ok(batch) = built.await else {
-            job.fail(Problem::new(
-                ErrorCode::Internal,
-                "the import's builder failed; rows before it were applied",
-            ));
+            let detail = if atomic {
+                "the import's builder failed; nothing was applied"
+            } else {
+                "the import's builder failed; rows before it were applied"
+            };
+            job.fail(Problem::new(ErrorCode::Internal, detail));
             break;
         };
         if !atomic {
