@@ -83,8 +83,8 @@ pub struct ServeArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_interval: Option<String>,
-    /// Also snapshot after this many updates, or half the profiles of the last snapshot
-    /// if more (0: only by interval).
+    /// Also snapshot after this many updates, once the log has grown by half the last
+    /// snapshot's size (0: only by interval).
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_after: Option<u64>,
@@ -137,8 +137,8 @@ pub struct Settings {
     pub fsync: FsyncPolicy,
     /// Snapshot interval (`60s`, `5m`, ...).
     pub snapshot_interval: String,
-    /// Snapshot after this many updates too, or half the profiles of the last snapshot
-    /// if more (0: only by interval).
+    /// Snapshot after this many updates too, once the log has grown by half the last
+    /// snapshot's size (0: only by interval).
     pub snapshot_after: u64,
     /// Re-evaluate volatile saved segments this often (`60s`, ...).
     pub segment_refresh: String,

@@ -58,8 +58,10 @@ pub struct DatabaseActor {
     applied: Arc<AtomicU64>,
     persistence: Persistence,
     since_snapshot: u64,
-    // Profiles the last snapshot held (see `snapshot_due`).
-    last_snapshot_profiles: u64,
+    // Bytes logged since the last snapshot began, and the size of the last one (see
+    // `snapshot_due`).
+    logged_since_snapshot: u64,
+    last_snapshot_bytes: u64,
     // An erasure happened: the next snapshot must leave no older copy of it on disk.
     erasure_pending: bool,
     // While a snapshot runs: its waiters, and whether it is the erasing kind.
@@ -83,7 +85,6 @@ impl DatabaseActor {
         persistence: Persistence,
         erasure_pending: bool,
     ) -> Self {
-        let profiles = state.store.len() as u64;
         DatabaseActor {
             state,
             dir,
@@ -92,7 +93,9 @@ impl DatabaseActor {
             applied: Arc::new(AtomicU64::new(lsn)),
             persistence,
             since_snapshot: 0,
-            last_snapshot_profiles: profiles,
+            logged_since_snapshot: 0,
+            // Until one is written: the count alone decides.
+            last_snapshot_bytes: 0,
             erasure_pending,
             running: None,
             queued: Vec::new(),
@@ -302,6 +305,7 @@ impl DatabaseActor {
         spent: Vec<ImportRow>,
         ctx: &mut Context<Self>,
     ) -> (Applied, u64) {
+        self.logged_since_snapshot += frames.len() as u64;
         if let Some(wal) = &self.wal {
             wal.append_frames(self.lsn, frames);
         }
@@ -325,7 +329,8 @@ impl DatabaseActor {
             .wal
             .as_ref()
             .expect("apply checked that the WAL is open");
-        wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
+        let framed = wal.append(lsn, |buf| encode_entry(lsn, &entry, buf));
+        self.logged_since_snapshot += framed as u64;
         self.apply_logged(lsn, entry);
     }
 
@@ -383,7 +388,8 @@ impl DatabaseActor {
         snapshot_due(
             self.since_snapshot,
             self.persistence.snapshot_after,
-            self.last_snapshot_profiles,
+            self.logged_since_snapshot,
+            self.last_snapshot_bytes,
         )
     }
 
@@ -418,7 +424,10 @@ impl DatabaseActor {
         let erasing = std::mem::take(&mut self.erasure_pending);
         let keep = if erasing { 1 } else { 2 };
         self.since_snapshot = 0;
-        self.last_snapshot_profiles = self.state.store.len() as u64;
+        // Until it is written and its size known: the last one's and what was logged
+        // since (too much when updates rewrote profiles, never too little), so that
+        // writes during a long snapshot do not make the next one due at once.
+        self.last_snapshot_bytes += std::mem::take(&mut self.logged_since_snapshot);
         self.again = false;
         self.running = Some((waiters, erasing));
         let addr = ctx.address();
@@ -517,16 +526,17 @@ impl DatabaseActor {
     }
 }
 
-/// Whether `since` updates after a snapshot of `profiles` profiles call for another:
-/// the setting's count (`after`), or half as many as the last snapshot held profiles,
-/// whichever is more. A snapshot writes every profile, so at a fixed count a large
-/// import would write the database over and over (loading N profiles would cost
-/// N²/count profile writes); growing the count with the database keeps snapshots' cost a
-/// fixed share of the writes, as Redis does by rewriting its append-only file when it
-/// has grown by a set percentage. Replay after a crash stays bounded the same way: at
-/// most that many updates, besides the interval's snapshots.
-fn snapshot_due(since: u64, after: u64, profiles: u64) -> bool {
-    since >= after.max(profiles / 2)
+/// Whether `since` updates, `logged` bytes of log, after a snapshot of `last` bytes
+/// call for another: once there are the setting's count of updates (`after`) and the
+/// log has grown by half the last snapshot's size. A snapshot writes the whole
+/// database, profiles and kept events, so at a fixed count a large load would write it
+/// over and over (loading N profiles would cost N²/count profile writes); tying the step
+/// to the database's size keeps snapshots' cost a fixed share of the writes, as Redis
+/// does by rewriting its append-only file when it has grown by a set percentage.
+/// Replay after a crash stays bounded the same way: at most half a snapshot's worth of
+/// log, besides the interval's snapshots.
+fn snapshot_due(since: u64, after: u64, logged: u64, last: u64) -> bool {
+    since >= after && logged >= last / 2
 }
 
 impl Actor for DatabaseActor {
@@ -689,6 +699,7 @@ impl Handler<SnapshotDone> for DatabaseActor {
     fn handle(&mut self, msg: SnapshotDone, ctx: &mut Context<Self>) {
         metrics::histogram!("persona_snapshot_seconds").record(msg.1.as_secs_f64());
         if let Ok(info) = &msg.0 {
+            self.last_snapshot_bytes = info.bytes;
             tracing::debug!(dir = %self.dir.display(), lsn = info.lsn, profiles = info.profiles,
                 bytes = info.bytes, ms = msg.1.as_millis() as u64, "snapshot written");
         }
@@ -701,28 +712,32 @@ mod tests {
     use super::snapshot_due;
 
     #[test]
-    fn snapshots_come_after_the_count_or_half_the_database_whichever_is_more() {
+    fn snapshots_come_after_the_count_and_half_the_last_snapshots_size_of_log() {
         // A small database: the setting's count.
-        assert!(!snapshot_due(99_999, 100_000, 1_000));
-        assert!(snapshot_due(100_000, 100_000, 1_000));
-        // A large one: half its profiles.
-        assert!(!snapshot_due(100_000, 100_000, 1_000_000));
-        assert!(snapshot_due(500_000, 100_000, 1_000_000));
+        assert!(!snapshot_due(99_999, 100_000, 30_000_000, 1_000_000));
+        assert!(snapshot_due(100_000, 100_000, 30_000_000, 1_000_000));
+        // A large one: half its size in log.
+        assert!(!snapshot_due(100_000, 100_000, 30_000_000, 300_000_000));
+        assert!(snapshot_due(500_000, 100_000, 150_000_000, 300_000_000));
+        // None written yet: the count alone.
+        assert!(snapshot_due(100_000, 100_000, 1, 0));
         // By interval only (`--snapshot-after 0` is u64::MAX here).
-        assert!(!snapshot_due(u64::MAX - 1, u64::MAX, 0));
+        assert!(!snapshot_due(u64::MAX - 1, u64::MAX, u64::MAX, 0));
     }
 
     #[test]
     fn loading_a_large_file_writes_snapshots_of_a_bounded_share_of_it() {
-        // 10M updates into an empty database, a snapshot whenever one is due: the
-        // profiles written by snapshots stay within a few times the profiles loaded.
-        let (mut since, mut profiles, mut written) = (0u64, 0u64, 0u64);
+        // 10M new profiles of 300 bytes (in the log and in a snapshot) into an empty
+        // database, a snapshot whenever one is due: the profiles written by snapshots
+        // stay within a few times the profiles loaded.
+        const SIZE: u64 = 300;
+        let (mut since, mut profiles, mut last, mut written) = (0u64, 0u64, 0u64, 0u64);
         for _ in 0..10_000_000u64 {
             since += 1;
-            let now = profiles + since;
-            if snapshot_due(since, 100_000, profiles) {
-                written += now;
-                profiles = now;
+            if snapshot_due(since, 100_000, since * SIZE, last) {
+                profiles += since;
+                written += profiles;
+                last = profiles * SIZE;
                 since = 0;
             }
         }

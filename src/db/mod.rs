@@ -299,8 +299,8 @@ pub struct Persistence {
     pub fsync: FsyncPolicy,
     /// Snapshot at least this often (when anything changed).
     pub snapshot_interval: Duration,
-    /// Snapshot after this many logged updates, or half the profiles the last snapshot
-    /// held if more.
+    /// Snapshot after this many logged updates, once the log has grown by half the last
+    /// snapshot's size.
     pub snapshot_after: u64,
     /// The most profiles (and event lists) an atomic import may hold until it
     /// commits: about 400 bytes each while held, and the commit's log records are one

@@ -308,25 +308,31 @@ impl Wal {
         Ok(wal)
     }
 
-    /// Queues record `lsn`, encoded in place by `encode`. Never touches the disk.
-    pub fn append(&self, lsn: u64, encode: impl FnOnce(&mut Vec<u8>)) {
+    /// Queues record `lsn`, encoded in place by `encode`; returns its frame's length.
+    /// Never touches the disk.
+    pub fn append(&self, lsn: u64, encode: impl FnOnce(&mut Vec<u8>)) -> usize {
         let mut q = self.shared.queue.lock();
-        match q.ops.last_mut() {
+        let framed = match q.ops.last_mut() {
             Some(Op::Bytes { bytes, last_lsn }) => {
+                let before = bytes.len();
                 append_frame(bytes, encode);
                 *last_lsn = lsn;
+                bytes.len() - before
             }
             _ => {
                 let mut bytes = Vec::with_capacity(4096);
                 append_frame(&mut bytes, encode);
+                let framed = bytes.len();
                 q.ops.push(Op::Bytes {
                     bytes,
                     last_lsn: lsn,
                 });
+                framed
             }
-        }
+        };
         drop(q);
         self.shared.wake.notify_one();
+        framed
     }
 
     /// Queues frames already encoded with [`append_frame`], the last of which is record

@@ -202,9 +202,9 @@ fn jitter() -> u64 {
     u64::from(nanos.wrapping_mul(2_654_435_761))
 }
 
-// SIGKILL at several points of a write load, snapshots included (every 200 updates, or
-// half the profiles once there are more than 400),
-// on one directory: recovery after each kill must show every answered write.
+// SIGKILL at several points of a write load, snapshots included (every 200 updates
+// once the log has grown by half the last snapshot's size), on one directory: recovery
+// after each kill must show every answered write.
 #[test]
 fn crash_loses_no_acknowledged_write() {
     const ARGS: [&str; 4] = ["--fsync", "always", "--snapshot-after", "200"];
