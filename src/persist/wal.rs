@@ -238,9 +238,9 @@ enum Op {
 struct Queue {
     ops: Vec<Op>,
     closed: bool,
-    // Buffers the writer has written, cleared, for the actor's next batches: a batch's
-    // frames are a megabyte or so, and a fresh one each time is fresh memory the kernel
-    // must zero on first touch (once the allocator has given the last one back).
+    // Buffers the writer has written, cleared, for the next records queued: an import
+    // batch's frames are a megabyte or so, and a fresh one each time is fresh memory the
+    // kernel must zero on first touch (once the allocator has given the last one back).
     spare: Vec<Vec<u8>>,
 }
 
@@ -320,7 +320,7 @@ impl Wal {
                 bytes.len() - before
             }
             _ => {
-                let mut bytes = Vec::with_capacity(4096);
+                let mut bytes = q.spare.pop().unwrap_or_else(|| Vec::with_capacity(4096));
                 append_frame(&mut bytes, encode);
                 let framed = bytes.len();
                 q.ops.push(Op::Bytes {
