@@ -122,7 +122,7 @@ impl DatabaseActor {
         if let Some(e) = wal.durability().failed() {
             return Err(storage_failed(&name(), &e));
         }
-        if let Change::Import(rows) = change {
+        if let Change::Import(mut rows) = change {
             // The batch's records go to the WAL together, after the loop: one wake-up of
             // the writer instead of one a row. Nobody waits on them before the batch is
             // answered, and a snapshot syncs the log through the applied LSN, which waits
@@ -140,7 +140,6 @@ impl DatabaseActor {
                 .sum();
             let mut frames = wal.frame_buffer(size);
             let mut rejected = Vec::new();
-            let mut rows = rows;
             for (i, row) in rows.iter_mut().enumerate() {
                 if let Some(profile) = row.built.take().and_then(|b| b.still_valid(&self.state)) {
                     self.apply_framed(Entry::Put(profile), &mut frames);

@@ -470,7 +470,9 @@ impl Upload {
         // Batches for the actor, in file order, each ready once a builder has done it:
         // room for one a builder, and one more, so that every builder has work while
         // the actor applies the oldest.
-        let (batch_tx, batch_rx) = mpsc::channel::<oneshot::Receiver<Batch>>(builders() + 1);
+        let builders =
+            std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_BUILDERS));
+        let (batch_tx, batch_rx) = mpsc::channel::<oneshot::Receiver<Batch>>(builders + 1);
         // Applied batches come back to the parser, which made their rows: it frees what
         // they still hold (mostly its own allocations, whose free is the allocator's
         // cheap one) and fills the same vector again.
@@ -481,7 +483,7 @@ impl Upload {
         // Rows of an ordinary import are built by the builders (`db::prebuilt`);
         // an atomic import's are built by the actor over what the import holds.
         let prebuild = (!opts.atomic).then(|| Arc::clone(&db.state));
-        let work = Builders::start(job.id, region, prebuild).inspect_err(|p| {
+        let work = start_builders(job.id, builders, region, prebuild).inspect_err(|p| {
             job.fail(p.clone());
             job.finish();
         })?;
@@ -628,59 +630,51 @@ struct Batch {
     rows: Vec<ImportRow>,
 }
 
-/// How many builders a job has: one a core, up to [`MAX_BUILDERS`].
-fn builders() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().min(MAX_BUILDERS))
-}
-
 /// A batch for a builder, and where the built batch goes.
 type Work = (Batch, oneshot::Sender<Batch>);
 
-/// The threads that derive contacts and build profiles for a job's batches.
-struct Builders;
-
-impl Builders {
-    /// Starts a builder a core; they end when the returned sender is dropped.
-    fn start(
-        job: Ulid,
-        region: Option<String>,
-        prebuild: Option<Arc<DbState>>,
-    ) -> Result<std::sync::mpsc::SyncSender<Work>, Problem> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Work>(builders());
-        // One queue for all: whichever builder is free takes the next batch.
-        let rx = Arc::new(Mutex::new(rx));
-        for k in 0..builders() {
-            let (rx, region, prebuild) = (Arc::clone(&rx), region.clone(), prebuild.clone());
-            std::thread::Builder::new()
-                .name(format!("import-{job}-b{k}"))
-                .spawn(move || {
-                    // The lock is held while waiting, not while building.
-                    while let Ok((mut batch, done)) = { rx.lock().recv() } {
-                        if done.is_closed() {
-                            // The job has stopped: nobody will apply it.
-                            continue;
-                        }
-                        for row in &mut batch.rows {
-                            // Contacts are derived here, off the actor's thread, and the
-                            // profile is built here too when it can be.
-                            row.update.prepare(region.as_deref());
-                            row.built = prebuild
-                                .as_ref()
-                                .and_then(|st| prebuild_row(st, &row.update));
-                        }
-                        // Gone only when the job has stopped.
-                        let _ = done.send(batch);
+/// Starts `count` threads that derive contacts and build profiles for a job's batches;
+/// they end when the returned queue's sender is dropped.
+fn start_builders(
+    job: Ulid,
+    count: usize,
+    region: Option<String>,
+    prebuild: Option<Arc<DbState>>,
+) -> Result<std::sync::mpsc::SyncSender<Work>, Problem> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Work>(count);
+    // One queue for all: whichever builder is free takes the next batch.
+    let rx = Arc::new(Mutex::new(rx));
+    for k in 0..count {
+        let (rx, region, prebuild) = (Arc::clone(&rx), region.clone(), prebuild.clone());
+        std::thread::Builder::new()
+            .name(format!("import-{job}-b{k}"))
+            .spawn(move || {
+                // The lock is held while waiting, not while building.
+                while let Ok((mut batch, done)) = { rx.lock().recv() } {
+                    if done.is_closed() {
+                        // The job has stopped: nobody will apply it.
+                        continue;
                     }
-                })
-                .map_err(|e| {
-                    Problem::new(
-                        ErrorCode::Unavailable,
-                        format!("cannot start the import's builders: {e}"),
-                    )
-                })?;
-        }
-        Ok(tx)
+                    for row in &mut batch.rows {
+                        // Contacts are derived here, off the actor's thread, and the
+                        // profile is built here too when it can be.
+                        row.update.prepare(region.as_deref());
+                        row.built = prebuild
+                            .as_ref()
+                            .and_then(|st| prebuild_row(st, &row.update));
+                    }
+                    // Gone only when the job has stopped.
+                    let _ = done.send(batch);
+                }
+            })
+            .map_err(|e| {
+                Problem::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot start the import's builders: {e}"),
+                )
+            })?;
     }
+    Ok(tx)
 }
 
 /// Collects rows into batches for the actor; records refused rows on the job.

@@ -87,9 +87,7 @@ impl Packed {
         let view = self.view();
         let old_tail = time_bytes(view.created_at(), view.updated_at());
         let b: &[u8] = &self.0;
-        // A current ULID is over 2^64: bincode writes it as 254 and 16 bytes.
-        let id_in_place = |id: Ulid| b[0] == 254 && id.0 > u128::from(u64::MAX);
-        if id.is_some_and(|id| !id_in_place(id)) || !b.ends_with(&old_tail) {
+        if id.is_some_and(|id| !id_fits(b, id)) || !b.ends_with(&old_tail) {
             let mut p = view.to_profile(schema);
             p.id = id.unwrap_or(p.id);
             p.created_at = created_at.unwrap_or(p.created_at);
@@ -113,8 +111,7 @@ impl Packed {
     /// this is the only handle to the bytes and both ids take bincode's 16-byte form,
     /// else by [`Packed::restamped`].
     pub fn with_id(mut self, schema: &Schema, id: Ulid) -> Packed {
-        let long = |b: &[u8]| b[0] == 254 && id.0 > u128::from(u64::MAX);
-        if long(&self.0)
+        if id_fits(&self.0, id)
             && let Some(b) = Arc::get_mut(&mut self.0)
         {
             b[1..17].copy_from_slice(&id.0.to_le_bytes());
@@ -981,6 +978,12 @@ impl<'a> Reader<'a> {
             source: source_from(self.byte()?).map_err(|_| Bad)?,
         })
     }
+}
+
+/// Whether `id` can be written over the record's own id in place (bytes 1 to 16): both
+/// are over 2^64, as every current ULID is, which bincode writes as 254 and 16 bytes.
+fn id_fits(record: &[u8], id: Ulid) -> bool {
+    record[0] == 254 && id.0 > u128::from(u64::MAX)
 }
 
 /// The last bytes of a record: its creation and last-write times as encoded.
