@@ -122,6 +122,14 @@ mod tests {
         u
     }
 
+    /// The profile the actor's upsert makes of `u` against the store as it is.
+    fn by_actor(st: &DbState, u: ProfileUpdate) -> Packed {
+        let (schema, settings) = (st.schema.load_full(), st.settings.load_full());
+        upsert(&schema, &settings, &st.store, u, Timestamp::now(), true)
+            .unwrap()
+            .profile
+    }
+
     /// The profile without what differs between two builds of it: its generated id
     /// and the moments it was built.
     fn comparable(p: &Packed, schema: &Schema) -> Profile {
@@ -136,26 +144,13 @@ mod tests {
     fn a_build_is_the_actors_until_something_it_read_is_written() {
         let st = state();
         let schema = st.schema.load_full();
-        let settings = st.settings.load_full();
         // Made by the actor's upsert and published.
-        let create = |u: ProfileUpdate| {
-            let made = upsert(&schema, &settings, &st.store, u, Timestamp::now(), true);
-            st.store.put(made.unwrap().profile, None);
-        };
+        let create = |u: ProfileUpdate| st.store.put(by_actor(&st, u), None);
         create(update("c1", "ana@example.com", "Lisbon"));
         // A change to c1: the build is what the actor makes, but for the moment.
         let change = update("c1", "ana@example.com", "Porto");
         let built = prebuild(&st, &change).unwrap();
-        let actor = upsert(
-            &schema,
-            &settings,
-            &st.store,
-            change,
-            Timestamp::now(),
-            true,
-        )
-        .unwrap()
-        .profile;
+        let actor = by_actor(&st, change);
         let made = built.clone().still_valid(&st).unwrap();
         assert_eq!(comparable(&made, &schema), comparable(&actor, &schema));
         assert!(matches!(
@@ -192,37 +187,18 @@ mod tests {
     fn a_new_profile_gets_its_id_when_published_in_storing_order() {
         let st = state();
         let schema = st.schema.load_full();
-        let settings = st.settings.load_full();
-        // Built on another thread, as the parser does: its stand-in id comes from that
+        // Built on another thread, as a builder does: its stand-in id comes from that
         // thread's generator.
         let change = update("n1", "nia@example.com", "Lisbon");
         let built =
             std::thread::scope(|s| s.spawn(|| prebuild(&st, &change).unwrap()).join().unwrap());
         // Another profile is stored between the build and its publish.
-        let made = upsert(
-            &schema,
-            &settings,
-            &st.store,
-            update("n0", "n0@example.com", "Faro"),
-            Timestamp::now(),
-            true,
-        );
-        let before = made.unwrap().profile;
+        let before = by_actor(&st, update("n0", "n0@example.com", "Faro"));
         st.store.put(before.clone(), None);
-        let actor = upsert(
-            &schema,
-            &settings,
-            &st.store,
-            change,
-            Timestamp::now(),
-            true,
-        );
+        let actor = by_actor(&st, change);
         let published = built.clone().still_valid(&st).unwrap();
         assert!(published.view().id() > before.view().id());
-        assert_eq!(
-            comparable(&published, &schema),
-            comparable(&actor.unwrap().profile, &schema)
-        );
+        assert_eq!(comparable(&published, &schema), comparable(&actor, &schema));
         st.store.put(published, None);
         // Once the customer id has a profile, a build that found none no longer holds.
         assert!(built.still_valid(&st).is_none());
@@ -249,12 +225,8 @@ mod tests {
         with_events.events.push(event);
         assert!(prebuild(&st, &with_events).is_none());
         // Taking an identifier another profile holds (a PATCH would merge them).
-        let schema = st.schema.load_full();
-        let settings = st.settings.load_full();
         for (c, email) in [("c9", "ana@example.com"), ("c1", "c1@example.com")] {
-            let u = update(c, email, "Porto");
-            let made = upsert(&schema, &settings, &st.store, u, Timestamp::now(), true);
-            st.store.put(made.unwrap().profile, None);
+            st.store.put(by_actor(&st, update(c, email, "Porto")), None);
         }
         assert!(prebuild(&st, &update("c1", "ana@example.com", "Lisbon")).is_none());
     }

@@ -45,6 +45,15 @@ fn profile(s: &Server, id: &str) -> Value {
     res.body
 }
 
+/// An atomic import's job that failed with `code` and applied nothing.
+fn assert_applied_none(res: &Res, code: &str) {
+    assert_eq!(res.status, 200, "{:#}", res.body);
+    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
+    assert_eq!(res.body["error"]["code"], code, "{:#}", res.body);
+    assert_eq!(res.body["rows_accepted"], 0);
+    assert_eq!(res.body["rows_held"], 0);
+}
+
 #[test]
 fn a_csv_import_applies_good_rows_and_reports_bad_ones() {
     let s = shop();
@@ -414,10 +423,7 @@ fn an_atomic_import_applies_every_row_or_none() {
                 ,ana@example.com,Porto,2\n\
                 a3,taken@example.com,Faro,3\n";
     let res = import(&s, "format=csv&wait=true&atomic=true", file);
-    assert_eq!(res.status, 200, "{:#}", res.body);
-    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
-    assert_eq!(res.body["error"]["code"], "import_not_applied");
-    assert_eq!(res.body["rows_accepted"], 0);
+    assert_applied_none(&res, "import_not_applied");
     assert_eq!(res.body["errors"][0]["row"], 3);
     assert_eq!(res.body["errors"][0]["code"], "identifier_conflict");
     s.get("/v1/databases/shop/profiles/a1")
@@ -497,14 +503,7 @@ fn an_atomic_import_past_its_cap_fails_whole() {
     // A sixth is one too many: the job fails and none of its rows is applied.
     let six = "customer_id,city\nm0,Faro\nn1,Faro\nn2,Faro\nn3,Faro\nn4,Faro\nn5,Faro\n";
     let res = import(&s, "format=csv&wait=true&atomic=true", six);
-    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
-    assert_eq!(
-        res.body["error"]["code"], "import_too_large",
-        "{:#}",
-        res.body
-    );
-    assert_eq!(res.body["rows_accepted"], 0);
-    assert_eq!(res.body["rows_held"], 0);
+    assert_applied_none(&res, "import_too_large");
     assert_eq!(profile(&s, "m0")["fields"]["city"], "City 15");
     s.get("/v1/databases/shop/profiles/n1")
         .assert_problem(404, "profile_not_found");
@@ -613,14 +612,7 @@ fn an_atomic_import_fails_when_a_customer_it_read_is_written_meanwhile() {
         );
         s.delete("/v1/databases/shop/profiles/k3000");
     });
-    assert_eq!(res.body["status"], "failed", "{:#}", res.body);
-    assert_eq!(
-        res.body["error"]["code"], "import_conflict",
-        "{:#}",
-        res.body
-    );
-    assert_eq!(res.body["rows_accepted"], 0);
-    assert_eq!(res.body["rows_held"], 0);
+    assert_applied_none(&res, "import_conflict");
     assert_eq!(profile(&s, "k1")["fields"]["city"], "Porto");
     s.get("/v1/databases/shop/profiles/k3000")
         .assert_problem(404, "profile_not_found");
@@ -636,7 +628,7 @@ fn a_second_import_changes_profiles_in_place() {
         2
     );
     let before = [profile(&s, "r1"), profile(&s, "r2")];
-    // Rows for profiles that exist are built on the parser's thread and published by
+    // Rows for profiles that exist are built on a builder thread and published by
     // the actor if nothing they read has changed. r2's row takes the email r1's row
     // gives up in the same batch: built before r1's row was applied, it no longer
     // holds when the actor reaches it, and the actor builds it again.
@@ -654,6 +646,69 @@ fn a_second_import_changes_profiles_in_place() {
     assert_eq!(found.body["customer_id"], "r2", "{:#}", found.body);
     assert_eq!(found.body["fields"]["city"], "Braga");
     assert_eq!(found.body["id"], before[1]["id"]);
+}
+
+#[test]
+fn rows_built_side_by_side_are_stored_in_the_files_order() {
+    let s = shop();
+    // Several batches of 1,024 rows, built by as many builders as there are cores and
+    // finished in any order; new profiles get their ids as the actor stores them. Every
+    // tenth row is a customer seen before, and every hundredth a new customer with the
+    // email of the row before it (its build saw that email free; the actor builds it
+    // again, and merges it into the older profile, which survives).
+    let rows = 5000;
+    let mut file = String::from("customer_id,email,score\n");
+    for i in 0..rows {
+        let (cid, email) = match i {
+            _ if i % 100 == 99 => (format!("o{i:05}"), format!("o{:05}@example.com", i - 1)),
+            _ if i % 10 == 9 => (
+                format!("o{:05}", i - 9),
+                format!("o{:05}@example.com", i - 9),
+            ),
+            _ => (format!("o{i:05}"), format!("o{i:05}@example.com")),
+        };
+        file.push_str(&format!("{cid},{email},{i}\n"));
+    }
+    let res = import(&s, "format=csv&wait=true", file);
+    assert_eq!(res.body["status"], "done", "{:#}", res.body);
+    assert_eq!(res.body["rows_accepted"], rows, "{:#}", res.body);
+
+    // Listed oldest first (by internal id): the new customers in the file's order.
+    let mut listed = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = s.get(&format!(
+            "/v1/databases/shop/profiles?limit=1000&cursor={cursor}&fields=score"
+        ));
+        assert_eq!(page.status, 200, "{:#}", page.body);
+        for p in page.body["profiles"].as_array().unwrap() {
+            listed.push((
+                p["customer_id"].as_str().unwrap().to_owned(),
+                p["id"].clone(),
+            ));
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..rows)
+        .filter(|i| i % 10 != 9)
+        .map(|i| format!("o{i:05}"))
+        .collect();
+    let names: Vec<&String> = listed.iter().map(|(c, _)| c).collect();
+    assert_eq!(names.len(), expected.len());
+    assert!(
+        names.iter().zip(&expected).all(|(a, b)| *a == b),
+        "not in file order"
+    );
+    assert!(listed.windows(2).all(|w| w[0].1.as_str() < w[1].1.as_str()));
+    // Later rows won: a repeated customer has its last row's score, and the merged
+    // profile the score of the row that named the email last.
+    assert_eq!(profile(&s, "o00010")["fields"]["score"], 19);
+    let taken = s.get("/v1/databases/shop/profiles/by/email/o00098@example.com");
+    assert_eq!(taken.status, 200, "{:#}", taken.body);
+    assert_eq!(taken.body["fields"]["score"], 99, "{:#}", taken.body);
 }
 
 #[test]
