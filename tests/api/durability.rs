@@ -835,3 +835,50 @@ fn snapshot_endpoint_reports_what_it_wrote() {
     s.call_as(&reader, Method::POST, "/v1/databases/shop/snapshot", None)
         .assert_problem(403, "forbidden");
 }
+
+// Snapshots follow the database's size: once a snapshot of a few thousand profiles is
+// written, many more writes than `--snapshot-after` that log far less than half of it
+// take none; an import that rewrites every profile logs more than half, and takes one.
+#[test]
+fn snapshots_come_once_the_log_has_grown_by_half_the_last_one() {
+    let s = Server::start_with(&["--snapshot-after", "50"], &[]);
+    s.create_db("shop", json!({}));
+    let import = |city: &str| {
+        let file: String = std::iter::once("customer_id,first_name,city\n".to_owned())
+            .chain((0..3000).map(|i| format!("s{i},Name {i},{city} {i}\n")))
+            .collect();
+        let res = crate::common::send(
+            s.req(
+                Method::POST,
+                "/v1/databases/shop/imports?format=csv&wait=true",
+            )
+            .body(file),
+        );
+        assert_eq!(res.body["rows_accepted"], 3000, "{:#}", res.body);
+    };
+    import("Lisbon");
+    let taken = snapshot(&s, "shop");
+    assert_eq!(taken.body["profiles"], 3000, "{:#}", taken.body);
+    let newest = || {
+        let all = sorted_files(&s.data_dir().join("db/shop"), "snap-", ".bin");
+        all.last().cloned().unwrap()
+    };
+    let after_taken = newest();
+
+    // 200 writes: four times the count, a few percent of the snapshot's size in log.
+    for i in 0..200 {
+        set_city(&s, "shop", &format!("s{i}"), "Porto");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(newest(), after_taken, "a snapshot came with little logged");
+
+    import("Faro");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while newest() == after_taken {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot after a whole rewrite"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
