@@ -225,20 +225,26 @@ fn write_at(
 }
 
 /// Encodes the profile chunks on every core and writes them in order: encoding, not the
-/// disk, is what bounds a snapshot's time.
+/// disk, is what bounds a snapshot's time. Written buffers go back to the encoders: a
+/// fresh megabyte a chunk is memory the kernel zeroes first, a few percent of the CPU of
+/// a load that snapshots as it goes.
 fn write_chunks(profiles: &[Packed], out: &mut impl Write) -> std::io::Result<()> {
     let chunks: Vec<&[Packed]> = profiles.chunks(CHUNK).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = AtomicUsize::new(0);
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let spare = parking_lot::Mutex::new(spare_rx);
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(threads * 2);
         for _ in 0..threads.min(chunks.len()) {
-            let (tx, chunks, next) = (tx.clone(), &chunks, &next);
+            let (tx, chunks, next, spare) = (tx.clone(), &chunks, &next, &spare);
             s.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(chunk) = chunks.get(i) else { return };
-                    let mut buf = Vec::with_capacity(CHUNK * 512);
+                    let reused = spare.lock().try_recv();
+                    let mut buf = reused.unwrap_or_else(|_| Vec::with_capacity(CHUNK * 512));
+                    buf.clear();
                     append_frame(&mut buf, |b| {
                         record::encode_profiles(chunk.iter(), b);
                     });
@@ -256,6 +262,8 @@ fn write_chunks(profiles: &[Packed], out: &mut impl Write) -> std::io::Result<()
             early.insert(i, buf);
             while let Some(buf) = early.remove(&turn) {
                 out.write_all(&buf)?;
+                // Gone only once every encoder has stopped.
+                let _ = spare_tx.send(buf);
                 turn += 1;
             }
         }
