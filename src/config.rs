@@ -83,7 +83,7 @@ pub struct ServeArgs {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_interval: Option<String>,
-    /// Also snapshot after this many updates, once the log has grown by half the last
+    /// Also snapshot after this many updates, once the log has grown by the last
     /// snapshot's size (0: only by interval).
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,7 +137,7 @@ pub struct Settings {
     pub fsync: FsyncPolicy,
     /// Snapshot interval (`60s`, `5m`, ...).
     pub snapshot_interval: String,
-    /// Snapshot after this many updates too, once the log has grown by half the last
+    /// Snapshot after this many updates too, once the log has grown by the last
     /// snapshot's size (0: only by interval).
     pub snapshot_after: u64,
     /// Re-evaluate volatile saved segments this often (`60s`, ...).

@@ -299,7 +299,7 @@ pub struct Persistence {
     pub fsync: FsyncPolicy,
     /// Snapshot at least this often (when anything changed).
     pub snapshot_interval: Duration,
-    /// Snapshot after this many logged updates, once the log has grown by half the last
+    /// Snapshot after this many logged updates, once the log has grown by the last
     /// snapshot's size.
     pub snapshot_after: u64,
     /// The most profiles (and event lists) an atomic import may hold until it

@@ -203,7 +203,7 @@ fn jitter() -> u64 {
 }
 
 // SIGKILL at several points of a write load, snapshots included (every 200 updates
-// once the log has grown by half the last snapshot's size), on one directory: recovery
+// once the log has grown by the last snapshot's size), on one directory: recovery
 // after each kill must show every answered write.
 #[test]
 fn crash_loses_no_acknowledged_write() {
@@ -837,10 +837,11 @@ fn snapshot_endpoint_reports_what_it_wrote() {
 }
 
 // Snapshots follow the database's size: once a snapshot of a few thousand profiles is
-// written, many more writes than `--snapshot-after` that log far less than half of it
-// take none; an import that rewrites every profile logs more than half, and takes one.
+// written, many more writes than `--snapshot-after` that log far less than it take
+// none; an import that rewrites every profile logs as much (a log record holds what a
+// snapshot does, and a frame), and takes one.
 #[test]
-fn snapshots_come_once_the_log_has_grown_by_half_the_last_one() {
+fn snapshots_come_once_the_log_has_grown_by_the_last_one() {
     let s = Server::start_with(&["--snapshot-after", "50"], &[]);
     s.create_db("shop", json!({}));
     let import = |city: &str| {
