@@ -122,7 +122,7 @@ impl DatabaseActor {
         if let Some(e) = wal.durability().failed() {
             return Err(storage_failed(&name(), &e));
         }
-        if let Change::Import(mut rows) = change {
+        if let Change::Import { mut rows, to_come } = change {
             // The batch's records go to the WAL together, after the loop: one wake-up of
             // the writer instead of one a row. Nobody waits on them before the batch is
             // answered, and a snapshot syncs the log through the applied LSN, which waits
@@ -140,6 +140,7 @@ impl DatabaseActor {
                 .sum();
             let mut frames = wal.frame_buffer(size);
             let mut rejected = Vec::new();
+            let before = self.state.store.counts();
             for (i, row) in rows.iter_mut().enumerate() {
                 if let Some(profile) = row.built.take().and_then(|b| b.still_valid(&self.state)) {
                     self.apply_framed(Entry::Put(profile), &mut frames);
@@ -152,6 +153,7 @@ impl DatabaseActor {
                     Err(p) => rejected.push((i, p)),
                 }
             }
+            self.make_room(before, rows.len(), to_come);
             return Ok(self.end_import(rejected, true, frames, rows, ctx));
         }
         match change {
@@ -319,6 +321,16 @@ impl DatabaseActor {
             },
             self.lsn,
         )
+    }
+
+    /// Makes room in the store for what an import's rows to come will add, at the rate
+    /// its last batch of `rows` added profiles and identifier keys (counted `before`
+    /// it): a file of new customers grows the maps once, a file of updates not at all.
+    fn make_room(&self, before: (usize, usize), rows: usize, to_come: u64) {
+        let store = &self.state.store;
+        let after = store.counts();
+        let (profiles, keys) = room(before, after, rows, to_come);
+        store.reserve(profiles, keys);
     }
 
     /// Gives an effect the next LSN, queues it on the WAL and applies it.
@@ -525,6 +537,24 @@ impl DatabaseActor {
     }
 }
 
+/// The profiles and identifier keys `to_come` rows will add, at the rate `rows` rows
+/// took the store's counts from `before` to `after`.
+fn room(
+    before: (usize, usize),
+    after: (usize, usize),
+    rows: usize,
+    to_come: u64,
+) -> (usize, usize) {
+    if rows == 0 {
+        return (0, 0);
+    }
+    let scale = |was: usize, is: usize| {
+        let added = is.saturating_sub(was) as u128;
+        (added * u128::from(to_come) / rows as u128).min(usize::MAX as u128) as usize
+    };
+    (scale(before.0, after.0), scale(before.1, after.1))
+}
+
 /// Whether `since` updates, `logged` bytes of log, after a snapshot of `last` bytes
 /// call for another: once there are the setting's count of updates (`after`) and the
 /// log has grown by the last snapshot's size. A snapshot writes the whole
@@ -709,7 +739,23 @@ impl Handler<SnapshotDone> for DatabaseActor {
 
 #[cfg(test)]
 mod tests {
-    use super::snapshot_due;
+    use super::{room, snapshot_due};
+
+    #[test]
+    fn room_is_made_at_the_rate_of_the_last_batch() {
+        // 1,024 rows that made 512 profiles with two keys each, 100,000 rows to come.
+        assert_eq!(
+            room((10, 20), (522, 1044), 1024, 100_000),
+            (50_000, 100_000)
+        );
+        // Updates only: no room.
+        assert_eq!(room((10, 20), (10, 20), 1024, 100_000), (0, 0));
+        // Nothing to come, or a batch of nothing (all refused before the actor).
+        assert_eq!(room((10, 20), (522, 1044), 1024, 0), (0, 0));
+        assert_eq!(room((10, 20), (10, 20), 0, 100_000), (0, 0));
+        // A merge or an erasure in the batch shrank a count.
+        assert_eq!(room((10, 20), (9, 30), 10, 10), (0, 10));
+    }
 
     #[test]
     fn snapshots_come_after_the_count_and_the_last_snapshots_size_of_log() {

@@ -178,7 +178,7 @@ pub fn effect(st: &DbState, change: Change) -> Result<(Entry, Applied), Problem>
             let defs = st.segments.without(&name).map_err(Problem::from)?;
             (Entry::Segments(Arc::new(defs)), Applied::Done)
         }
-        Change::Import(_)
+        Change::Import { .. }
         | Change::ImportStage { .. }
         | Change::ImportCommit { .. }
         | Change::ImportAbort { .. } => {

@@ -65,7 +65,13 @@ pub enum Change {
     DeleteSegment(String),
     /// Rows of an import: each applied as an upsert, in order (published as built in
     /// advance when that build still holds); a refused row refuses only itself.
-    Import(Vec<prebuilt::ImportRow>),
+    Import {
+        /// The rows.
+        rows: Vec<prebuilt::ImportRow>,
+        /// About how many more rows of this kind the same import will send (0: unknown
+        /// or none): the store makes room for the profiles they will add in one step.
+        to_come: u64,
+    },
     /// A batch of an atomic import's rows: validated over what its earlier batches made
     /// and held by the actor under the import's id, not applied (answered with
     /// `committed: false` and the refused rows).

@@ -99,9 +99,10 @@ pub async fn post(
         && let Applied::Imported {
             rejected: refused, ..
         } = db
-            .apply(Change::Import(
-                batch.updates.into_iter().map(ImportRow::from).collect(),
-            ))
+            .apply(Change::Import {
+                rows: batch.updates.into_iter().map(ImportRow::from).collect(),
+                to_come: 0,
+            })
             .await?
     {
         for (u, p) in refused {

@@ -87,7 +87,13 @@ pub async fn receive(
             .collect();
         if let Applied::Imported {
             rejected: refused, ..
-        } = db.db.apply(Change::Import(updates)).await?
+        } = db
+            .db
+            .apply(Change::Import {
+                rows: updates,
+                to_come: 0,
+            })
+            .await?
         {
             applied -= refused.len();
             for (i, p) in refused {

@@ -170,6 +170,16 @@ impl Job {
         }
     }
 
+    /// About how many rows the body holds past those the parser has read, at the
+    /// bytes a row so far (0 when the body's length is unknown).
+    fn rows_to_come(&self) -> u64 {
+        let Some(total) = self.expected_bytes else {
+            return 0;
+        };
+        let read = self.bytes_read.load(Ordering::Relaxed);
+        rows_to_come(total, read, self.state.lock().rows_total)
+    }
+
     /// Why the file was refused before any row was read (an empty file, a bad header,
     /// a header and nothing else), if it was: such a job answers with the problem itself.
     pub fn refused(&self) -> Option<Problem> {
@@ -760,7 +770,12 @@ async fn apply_batches(
             break;
         };
         if !atomic {
-            match apply(&job, &db, Change::Import, batch).await {
+            // The rows to come in the batch's kind of row (a long file's rows fold into
+            // one a customer), so that the actor scales what this batch added.
+            let file_rows: u64 = batch.numbers.iter().map(|(_, n)| n).sum();
+            let to_come = scale(job.rows_to_come(), batch.rows.len() as u64, file_rows);
+            let change = |rows| Change::Import { rows, to_come };
+            match apply(&job, &db, change, batch).await {
                 Some(rows) => {
                     // Gone only when the parser has stopped.
                     let _ = spent.send(rows);
@@ -823,6 +838,19 @@ async fn apply_batches(
     job.finish();
 }
 
+/// Rows in `total` bytes past `read` bytes that held `rows` rows.
+fn rows_to_come(total: u64, read: u64, rows: u64) -> u64 {
+    scale(total.saturating_sub(read), rows, read)
+}
+
+/// `n × num / den`, without overflow (0 when `den` is).
+fn scale(n: u64, num: u64, den: u64) -> u64 {
+    if den == 0 {
+        return 0;
+    }
+    (u128::from(n) * u128::from(num) / u128::from(den)).min(u128::from(u64::MAX)) as u64
+}
+
 /// Sends rows to the actor as one change and records what it says; the rows it hands
 /// back, spent, or `None` when the database cannot take writes (storage failed,
 /// shutting down) and the job failed.
@@ -856,5 +884,22 @@ async fn apply(
             job.fail(p);
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rows_to_come, scale};
+
+    #[test]
+    fn rows_to_come_follow_the_bytes_a_row_so_far() {
+        // 1,000 rows in the first 100,000 bytes of 1,000,000.
+        assert_eq!(rows_to_come(1_000_000, 100_000, 1_000), 9_000);
+        // Read to the end, past it (a length the client understated), or nothing yet.
+        assert_eq!(rows_to_come(1_000_000, 1_000_000, 10_000), 0);
+        assert_eq!(rows_to_come(1_000, 2_000, 10), 0);
+        assert_eq!(rows_to_come(1_000_000, 0, 0), 0);
+        // No overflow on a huge claimed length.
+        assert_eq!(scale(u64::MAX, u64::MAX, 1), u64::MAX);
     }
 }

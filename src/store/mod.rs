@@ -13,6 +13,7 @@ pub mod packed;
 mod profile;
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::ops::Bound;
 
 use compact_str::CompactString;
@@ -299,6 +300,24 @@ impl ProfileStore {
         }
     }
 
+    /// How many profiles and identifier keys there are.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.profiles.len(), self.identifiers.len())
+    }
+
+    /// Makes room for `profiles` more profiles holding `keys` more identifier keys, in
+    /// one step each. Actor only.
+    ///
+    /// A map grown one insert at a time doubles ~20 times on the way to a million
+    /// entries, each time rehashing every key and taking fresh memory the kernel zeroes;
+    /// an import that knows what is coming grows it once. (DashMap has no `reserve` on
+    /// a shared map, so its shards are reached through the raw API.)
+    pub fn reserve(&self, profiles: usize, keys: usize) {
+        reserve(&self.profiles, profiles);
+        reserve(&self.identifiers, keys);
+        self.slots.write().reserve(profiles);
+    }
+
     /// Adds a profile read back from a snapshot (`view`: its view, from the walk that checked
     /// it), from any thread; returns its entry for
     /// [`ProfileStore::set_order`]. Recovery only.
@@ -366,6 +385,28 @@ impl ProfileStore {
         }
         self.order.write().remove(&view.id());
         Some((slot, profile))
+    }
+}
+
+/// Makes room in every shard of `map` for its share of `more` entries.
+fn reserve<V>(map: &DashMap<CompactString, V, Hasher>, more: usize) {
+    if more == 0 {
+        return;
+    }
+    let shards = map.shards();
+    // Keys spread evenly over the shards; an eighth more covers the spread's unevenness.
+    let each = more.div_ceil(shards.len());
+    let each = each + each / 8;
+    let hasher = map.hasher();
+    for shard in shards {
+        let mut table = shard.write();
+        // Only when it would grow: taking the write lock to do nothing is cheap, and
+        // readers of this shard wait only while a table is really rebuilt.
+        if table.capacity() - table.len() < each {
+            // The hash DashMap itself gives a key (its hasher over the key), so the
+            // entries land where its lookups look.
+            table.reserve(each, |(k, _)| BuildHasher::hash_one(hasher, k));
+        }
     }
 }
 
@@ -442,6 +483,36 @@ mod tests {
             prop_assert_eq!(all.len(), model.len());
             prop_assert!(next.is_none());
         }
+    }
+
+    #[test]
+    fn room_made_ahead_keeps_every_key_found_and_takes_the_inserts_without_growing() {
+        let store = ProfileStore::new();
+        let put = |i: usize| {
+            let p = profile(&format!("c{i}"), Some(&format!("x{i}")));
+            store.put(Packed::encode(&p), None);
+        };
+        (0..100).for_each(put);
+        store.reserve(10_000, 10_000);
+        // The rebuilt tables hash their keys as lookups do.
+        for i in 0..100 {
+            let found = store
+                .find(&identifier_key("crm", &format!("x{i}")))
+                .unwrap();
+            assert_eq!(found.view().customer_id, format!("c{i}"));
+        }
+        let room = (store.profiles.capacity(), store.identifiers.capacity());
+        assert!(room.0 >= 10_100 && room.1 >= 10_100, "{room:?}");
+        (100..10_100).for_each(put);
+        assert_eq!(
+            (store.profiles.capacity(), store.identifiers.capacity()),
+            room
+        );
+        assert_eq!(store.counts(), (10_100, 10_100));
+        // Room there already: nothing changes.
+        store.reserve(0, 0);
+        store.reserve(10, 10);
+        assert_eq!(store.get("c5000").unwrap().view().customer_id, "c5000");
     }
 
     #[test]
