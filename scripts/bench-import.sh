@@ -82,6 +82,9 @@ with open(d + "/rows.csv", "w") as wide, open(d + "/rows-long.csv", "w") as long
         r.write(resp(args))
     arr.write("]")
 PY
+# The generated files go to the disk now, not while an import is timed: a gigabyte of
+# writeback would compete with the server for the same two cores.
+sync
 
 PERSONA_ADMIN_KEY="$KEY" "$BIN" --listen 127.0.0.1:0 --data-dir "$TMP/data" >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
