@@ -12,9 +12,7 @@ pub mod merges;
 pub mod packed;
 mod profile;
 
-use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::ops::Bound;
 
 use compact_str::CompactString;
 use dashmap::DashMap;
@@ -26,7 +24,7 @@ pub use merges::{MergeRecord, Merges};
 pub use packed::{
     Head, PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef,
 };
-pub use profile::{Fields, Profile, Subscription, identifier_key, next_id};
+pub use profile::{Fields, Profile, Subscription, identifier_key, ids_after, next_id};
 
 type Hasher = foldhash::quality::RandomState;
 
@@ -76,19 +74,46 @@ struct Held {
 /// segment bitmaps and field columns are indexed by. Given in creation order (at load,
 /// in the order of the profiles' ids), never reused while the server runs; numbered
 /// afresh at the next start. Slot order is id order: a database's profiles are created
-/// by its one writer thread, whose id generator is monotonic, and a load numbers them
-/// by id; paging a column scan by id relies on it.
+/// by its one writer thread, whose id generator is monotonic and starts after every id
+/// loaded ([`ids_after`]), and a load numbers them by id; paging (the store's pages
+/// and column scans) relies on it.
 pub type Slot = u32;
 
-/// All profiles of one database, by customer id, plus identifier and order indexes.
+/// A slot's profile: its id, and its customer id (empty once erased). Slots are in id
+/// order, so the slots are also the creation order that paging walks.
+#[derive(Debug, Clone)]
+struct Seat {
+    // The id's halves: as a `u128`, aligned to 16, it would pad the seat to 48 bytes.
+    id: [u64; 2],
+    customer_id: CompactString,
+}
+
+impl Seat {
+    fn new(id: Ulid, customer_id: CompactString) -> Self {
+        let halves = [(id.0 >> 64) as u64, id.0 as u64];
+        Seat {
+            id: halves,
+            customer_id,
+        }
+    }
+
+    fn id(&self) -> Ulid {
+        Ulid((u128::from(self.id[0]) << 64) | u128::from(self.id[1]))
+    }
+
+    fn held(&self) -> Option<&CompactString> {
+        (!self.customer_id.is_empty()).then_some(&self.customer_id)
+    }
+}
+
+/// All profiles of one database, by customer id, plus identifier and slot indexes.
 #[derive(Debug, Default)]
 pub struct ProfileStore {
     profiles: DashMap<CompactString, Held, Hasher>,
     identifiers: DashMap<CompactString, CompactString, Hasher>,
-    // Creation order for stable paging; written only on create and delete.
-    order: RwLock<BTreeMap<Ulid, CompactString>>,
-    // Slot to customer id (empty once erased); appended to on create only.
-    slots: RwLock<Vec<CompactString>>,
+    // By slot, in id order (creation order, for paging); appended to on create only. An
+    // erased profile keeps its id here, so that the order stays searchable.
+    slots: RwLock<Vec<Seat>>,
     /// Merge histories, and the old customer ids and identifiers they answer for.
     pub merges: Merges,
     /// Field columns for scans, built on demand.
@@ -122,7 +147,7 @@ impl ProfileStore {
         // map shard, so holding them in the other order could deadlock.
         let cid = {
             let slots = self.slots.read();
-            slots.get(slot as usize).filter(|c| !c.is_empty())?.clone()
+            slots.get(slot as usize).and_then(Seat::held)?.clone()
         };
         self.get(&cid)
     }
@@ -133,7 +158,7 @@ impl ProfileStore {
             let slots = self.slots.read();
             wanted
                 .into_iter()
-                .filter_map(|s| slots.get(s as usize).filter(|c| !c.is_empty()).cloned())
+                .filter_map(|s| slots.get(s as usize).and_then(Seat::held).cloned())
                 .collect()
         };
         ids.iter().filter_map(|cid| self.get(cid)).collect()
@@ -189,12 +214,13 @@ impl ProfileStore {
     /// next page (`None` at the end).
     pub fn page(&self, after: Option<Ulid>, limit: usize) -> (Vec<Packed>, Option<Ulid>) {
         let ids: Vec<(Ulid, CompactString)> = {
-            let order = self.order.read();
-            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-            order
-                .range((start, Bound::Unbounded))
+            let slots = self.slots.read();
+            // In id order (see [`Slot`]): the page starts after the cursor's place.
+            let start = after.map_or(0, |after| slots.partition_point(|s| s.id() <= after));
+            slots[start..]
+                .iter()
+                .filter_map(|s| s.held().map(|cid| (s.id(), cid.clone())))
                 .take(limit + 1)
-                .map(|(k, v)| (*k, v.clone()))
                 .collect()
         };
         let more = ids.len() > limit;
@@ -254,10 +280,9 @@ impl ProfileStore {
                 held.get().slot
             }
             dashmap::Entry::Vacant(free) => {
-                self.order.write().insert(view.id(), customer_id.clone());
                 let mut slots = self.slots.write();
                 let slot = slots.len() as Slot;
-                slots.push(customer_id.clone());
+                slots.push(Seat::new(view.id(), customer_id.clone()));
                 free.insert(Held {
                     packed: profile,
                     slot,
@@ -293,7 +318,6 @@ impl ProfileStore {
         ProfileStore {
             profiles: DashMap::with_capacity_and_hasher(n, Hasher::default()),
             identifiers: DashMap::with_capacity_and_hasher(n * 2, Hasher::default()),
-            order: RwLock::default(),
             slots: RwLock::new(Vec::with_capacity(n)),
             merges: Merges::default(),
             columns: Columns::default(),
@@ -341,28 +365,32 @@ impl ProfileStore {
     /// come after younger profiles). Recovery only: before columns or live segments.
     pub fn renumber(&self) {
         let order: Vec<(Ulid, CompactString)> = self
-            .order
+            .slots
             .read()
             .iter()
-            .map(|(id, cid)| (*id, cid.clone()))
+            .filter_map(|s| s.held().map(|cid| (s.id(), cid.clone())))
             .collect();
         self.set_order(order);
     }
 
     /// Sets the creation order of restored profiles in one pass (a bulk build from
     /// sorted input rather than a million inserts) and numbers their slots in that
-    /// order. Recovery only, before any other profile is put.
+    /// order. Recovery only, before any other profile is put. Ids given from then on
+    /// come after these ([`ids_after`]), so new profiles' slots stay in id order.
     pub fn set_order(&self, mut order: Vec<(Ulid, CompactString)>) {
         order.sort_unstable_by_key(|(id, _)| *id);
+        if let Some((newest, _)) = order.last() {
+            ids_after(*newest);
+        }
         let mut slots = self.slots.write();
         slots.clear();
-        for (cid, slot) in order.iter().map(|(_, cid)| cid).zip(0..) {
-            if let Some(mut held) = self.profiles.get_mut(cid) {
+        slots.reserve(order.len());
+        for ((id, cid), slot) in order.into_iter().zip(0..) {
+            if let Some(mut held) = self.profiles.get_mut(&cid) {
                 held.slot = slot;
             }
-            slots.push(cid.clone());
+            slots.push(Seat::new(id, cid));
         }
-        *self.order.write() = order.into_iter().collect();
     }
 
     /// Removes a profile and its identifier keys (its merge history is the caller's:
@@ -371,8 +399,8 @@ impl ProfileStore {
     /// Only the database actor may call this; public for benches.
     pub fn remove(&self, customer_id: &str) -> Option<(Slot, Packed)> {
         let (_, Held { packed, slot }) = self.profiles.remove(customer_id)?;
-        if let Some(cid) = self.slots.write().get_mut(slot as usize) {
-            *cid = CompactString::default();
+        if let Some(seat) = self.slots.write().get_mut(slot as usize) {
+            seat.customer_id = CompactString::default();
         }
         if !self.columns.is_empty() {
             self.columns.clear(slot);
@@ -383,7 +411,6 @@ impl ProfileStore {
             self.identifiers
                 .remove_if(&key, |_, holder| holder == customer_id);
         }
-        self.order.write().remove(&view.id());
         Some((slot, profile))
     }
 }
@@ -513,6 +540,29 @@ mod tests {
         store.reserve(0, 0);
         store.reserve(10, 10);
         assert_eq!(store.get("c5000").unwrap().view().customer_id, "c5000");
+    }
+
+    #[test]
+    fn pages_skip_erased_profiles_and_a_cursor_may_be_one() {
+        let store = ProfileStore::new();
+        for i in 0..10 {
+            store.put(Packed::encode(&profile(&format!("c{i}"), None)), None);
+        }
+        let cursor = store.get("c3").unwrap().view().id();
+        store.remove("c3");
+        store.remove("c4");
+        let (page, next) = store.page(Some(cursor), 3);
+        let ids: Vec<_> = page
+            .iter()
+            .map(|p| p.view().customer_id.to_owned())
+            .collect();
+        assert_eq!(ids, ["c5", "c6", "c7"]);
+        assert_eq!(next, Some(store.get("c7").unwrap().view().id()));
+        let (rest, end) = store.page(next, 3);
+        assert_eq!(rest.len(), 2);
+        assert_eq!(end, None);
+        // A cursor past the newest: an empty last page.
+        assert_eq!(store.page(Some(Ulid(u128::MAX)), 3).0.len(), 0);
     }
 
     #[test]

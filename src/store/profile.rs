@@ -1,6 +1,8 @@
 //! A profile as held in memory: immutable once published, replaced whole on write.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use compact_str::CompactString;
 use jiff::Timestamp;
@@ -72,11 +74,32 @@ thread_local! {
         const { std::cell::RefCell::new(ulid::Generator::new()) };
 }
 
+// The millisecond of the newest id loaded at a start: no id given after it is older, even
+// when the clock is behind the one that made the data (set back, or another machine's).
+static ID_FLOOR_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps the ids given from now on newer than `id` (one loaded from disk). Recovery only:
+/// raised by every id given, the floor would run ahead of the clock.
+pub fn ids_after(id: Ulid) {
+    ID_FLOOR_MS.fetch_max(id.timestamp_ms(), Ordering::Relaxed);
+}
+
 /// A new profile id from this thread's monotonic generator (ids given on a database's
-/// writer thread ascend in the order its profiles are created).
+/// writer thread ascend in the order its profiles are created, and come after every id
+/// loaded at the start, see [`ids_after`]).
 pub fn next_id() -> Ulid {
-    IDS.with(|g| g.borrow_mut().generate())
-        .unwrap_or_else(|_| Ulid::new())
+    let floor = ID_FLOOR_MS.load(Ordering::Relaxed);
+    let now = SystemTime::now();
+    let behind = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(true, |d| d.as_millis() <= u128::from(floor));
+    let at = if behind {
+        UNIX_EPOCH + Duration::from_millis(floor + 1)
+    } else {
+        now
+    };
+    IDS.with(|g| g.borrow_mut().generate_from_datetime(at))
+        .unwrap_or_else(|_| Ulid::from_datetime(at))
 }
 
 /// The index key of an identifier: `namespace:value`. Namespaces never hold `:`.
@@ -187,6 +210,16 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn ids_come_after_those_loaded_even_with_the_clock_behind() {
+        // Data made on a machine whose clock is ahead: 50 ms here, as little as shows it
+        // (the floor is shared by every test in this process).
+        let ahead = Ulid::from_datetime(SystemTime::now() + Duration::from_millis(50));
+        ids_after(ahead);
+        let (a, b) = (next_id(), next_id());
+        assert!(ahead < a && a < b, "{ahead} {a} {b}");
+    }
 
     fn change(key: u8, secs: i64, on: bool, api: bool) -> Subscription {
         Subscription {
