@@ -537,8 +537,15 @@ impl DatabaseActor {
     }
 }
 
+/// The least room made in one step for an import's rows to come, when the store holds
+/// fewer: two million entries, about 100 MB of map (a million new customers with an
+/// email and a phone each, in one step).
+const ROOM_STEP: usize = 1 << 21;
+
 /// The profiles and identifier keys `to_come` rows will add, at the rate `rows` rows
-/// took the store's counts from `before` to `after`.
+/// took the store's counts from `before` to `after`; at most the count again, or
+/// [`ROOM_STEP`], in one step, so that a body that claims more than it sends (its
+/// length is the client's word) cannot make the server take memory it will not use.
 fn room(
     before: (usize, usize),
     after: (usize, usize),
@@ -550,7 +557,8 @@ fn room(
     }
     let scale = |was: usize, is: usize| {
         let added = is.saturating_sub(was) as u128;
-        (added * u128::from(to_come) / rows as u128).min(usize::MAX as u128) as usize
+        let room = added * u128::from(to_come) / rows as u128;
+        room.min(is.max(ROOM_STEP) as u128) as usize
     };
     (scale(before.0, after.0), scale(before.1, after.1))
 }
@@ -755,6 +763,15 @@ mod tests {
         assert_eq!(room((10, 20), (10, 20), 0, 100_000), (0, 0));
         // A merge or an erasure in the batch shrank a count.
         assert_eq!(room((10, 20), (9, 30), 10, 10), (0, 10));
+        // A body claiming a trillion more rows: a step of two million, or the store's
+        // size again once it is larger.
+        let step = super::ROOM_STEP;
+        assert_eq!(room((0, 0), (1024, 1024), 1024, 1 << 40), (step, step));
+        let big = 4 * step;
+        assert_eq!(
+            room((big, big), (big + 10, big + 10), 10, 1 << 40),
+            (big + 10, big + 10)
+        );
     }
 
     #[test]
