@@ -25,7 +25,7 @@ use ulid::Ulid;
 
 use super::apply::{effect, upsert};
 use super::overlay::{Overlay, Staged};
-use super::prebuilt::ImportRow;
+use super::prebuilt::{ImportRow, Publish};
 use super::reads::Basis;
 use super::{Applied, Change, DbState, Persistence, storage_failed};
 use crate::error::{ErrorCode, Problem};
@@ -142,8 +142,16 @@ impl DatabaseActor {
             let mut rejected = Vec::new();
             let before = self.state.store.counts();
             for (i, row) in rows.iter_mut().enumerate() {
-                if let Some(profile) = row.built.take().and_then(|b| b.still_valid(&self.state)) {
-                    self.apply_framed(Entry::Put(profile), &mut frames);
+                let publish = row.built.take().and_then(|b| b.still_valid(&self.state));
+                let published = match publish {
+                    Some(Publish::New(profile)) => self.claim_framed(profile, &mut frames),
+                    Some(Publish::Over(profile, old)) => {
+                        self.put_over_framed(profile, &old, &mut frames);
+                        true
+                    }
+                    None => false,
+                };
+                if published {
                     continue;
                 }
                 let blank = ProfileUpdate::new("", row.update.source);
@@ -295,6 +303,40 @@ impl DatabaseActor {
         let lsn = self.lsn + 1;
         append_frame(frames, |buf| encode_entry(lsn, &entry, buf));
         self.apply_logged(lsn, entry);
+    }
+
+    /// Stores a new profile built off the actor if its customer id and identifier keys
+    /// are still free (checked as they are inserted), and frames its record; `false`,
+    /// with nothing changed, when they are not.
+    fn claim_framed(&mut self, profile: Packed, frames: &mut Vec<u8>) -> bool {
+        let lsn = self.lsn + 1;
+        let applied = &self.applied;
+        // As in `apply_logged`: whoever sees the profile in the store reads this LSN.
+        let publishing = || applied.store(lsn, Ordering::SeqCst);
+        let Some(slot) = self.state.store.claim(&profile, publishing) else {
+            return false;
+        };
+        self.lsn = lsn;
+        self.state.upkeep(slot, &profile);
+        self.since_snapshot += 1;
+        append_frame(frames, |buf| encode_entry(lsn, &Entry::Put(profile), buf));
+        true
+    }
+
+    /// Publishes a changed profile built off the actor over `old`, the version it was
+    /// made from and still the one stored (so the store is not asked for it again), and
+    /// frames its record.
+    fn put_over_framed(&mut self, profile: Packed, old: &Packed, frames: &mut Vec<u8>) {
+        let lsn = self.lsn + 1;
+        let entry = Entry::Put(profile);
+        append_frame(frames, |buf| encode_entry(lsn, &entry, buf));
+        let Entry::Put(profile) = entry else {
+            unreachable!("made a put above")
+        };
+        self.lsn = lsn;
+        self.applied.store(lsn, Ordering::SeqCst);
+        self.state.put_over(profile, old);
+        self.since_snapshot += 1;
     }
 
     /// Queues an import batch's records and answers for it.

@@ -192,8 +192,18 @@ impl DbState {
             .upkeep(slot, profile, &self.schema.load(), &self.context(&settings));
     }
 
-    /// Applies one logged effect: the only code that changes a database's state, used
-    /// alike by the actor for a new write and by recovery for a logged one.
+    /// Publishes a changed profile over `old`, the version it was made from, which the
+    /// caller knows is still the one stored: an [`Entry::Put`]'s effect without asking
+    /// the store for it again. Actor only.
+    fn put_over(&self, p: Packed, old: &Packed) {
+        let slot = self.store.put(p.clone(), Some(old));
+        self.upkeep(slot, &p);
+    }
+
+    /// Applies one logged effect: the code that changes a database's state, used alike
+    /// by the actor for a new write and by recovery for a logged one. (Import rows built
+    /// off the actor are published to the same effect by [`DbState::put_over`] and
+    /// [`ProfileStore::claim`], with what the actor already knows.)
     pub fn apply_entry(&self, lsn: u64, entry: Entry) {
         match entry {
             Entry::Put(p) => {

@@ -47,21 +47,66 @@ pub struct Prebuilt {
     reads: Vec<(Read, Seen)>,
 }
 
+/// How the actor publishes a build that still holds.
+#[derive(Debug)]
+pub enum Publish {
+    /// A new profile, with its id: stored if its customer id and identifier keys are
+    /// still free, which [`crate::store::ProfileStore::claim`] checks as it inserts them.
+    New(Packed),
+    /// A changed profile, and the version it was made from, still the one stored.
+    Over(Packed, Packed),
+}
+
 impl Prebuilt {
-    /// The profile to publish, if the schema, settings and store still give every
+    /// How to publish the build, if the schema, settings and store still give every
     /// answer it was built from; a new profile gets its internal id here. Actor only:
     /// ids ascend in the order profiles are stored (slot order is id order), and nothing
     /// may change between this check and the publish.
-    pub fn still_valid(self, st: &DbState) -> Option<Packed> {
+    ///
+    /// A new profile's build found no profile with its customer id and no holder of
+    /// its keys (else it would not have been built); those answers are checked by the
+    /// claim that stores it, not asked again here.
+    pub fn still_valid(self, st: &DbState) -> Option<Publish> {
+        let customer_id = self.profile.head().customer_id;
+        if self.new {
+            // `build_profile` asks for the holders of the profile's own keys only, which
+            // is what lets the claim stand for these reads.
+            debug_assert!({
+                let keys = self.profile.view().identifier_keys();
+                self.reads
+                    .iter()
+                    .all(|(r, _)| !matches!(r, Read::Holder(k) if !keys.contains(k)))
+            });
+            let rest = self
+                .reads
+                .iter()
+                .filter(|(read, seen)| !claimed(read, seen, customer_id))
+                .map(|(r, seen)| (r, seen));
+            if self.basis.changed(st, rest).is_some() {
+                return None;
+            }
+            let profile = self.profile.with_id(&self.basis.schema, next_id());
+            return Some(Publish::New(profile));
+        }
         let reads = self.reads.iter().map(|(r, seen)| (r, seen));
         if self.basis.changed(st, reads).is_some() {
             return None;
         }
-        Some(if self.new {
-            self.profile.with_id(&self.basis.schema, next_id())
-        } else {
-            self.profile
-        })
+        let old = self.reads.into_iter().find_map(|(read, seen)| match read {
+            Read::Profile(c) if c == customer_id => seen.profile(),
+            _ => None,
+        })?;
+        Some(Publish::Over(self.profile, old))
+    }
+}
+
+/// Whether a new profile's claim checks this read: none had its customer id, none
+/// held a key.
+fn claimed(read: &Read, seen: &Seen, customer_id: &str) -> bool {
+    match (read, seen) {
+        (Read::Profile(c), Seen::Profile(None)) => c == customer_id,
+        (Read::Holder(_), Seen::Name(None)) => true,
+        _ => false,
     }
 }
 
@@ -130,6 +175,13 @@ mod tests {
             .profile
     }
 
+    /// The profile a publish stores.
+    fn stored(publish: Publish) -> Packed {
+        match publish {
+            Publish::New(p) | Publish::Over(p, _) => p,
+        }
+    }
+
     /// The profile without what differs between two builds of it: its generated id
     /// and the moments it was built.
     fn comparable(p: &Packed, schema: &Schema) -> Profile {
@@ -151,7 +203,10 @@ mod tests {
         let change = update("c1", "ana@example.com", "Porto");
         let built = prebuild(&st, &change).unwrap();
         let actor = by_actor(&st, change);
-        let made = built.clone().still_valid(&st).unwrap();
+        let Some(Publish::Over(made, old)) = built.clone().still_valid(&st) else {
+            panic!("a change to a stored profile is published over it");
+        };
+        assert!(old.same(&st.store.get("c1").unwrap()));
         assert_eq!(comparable(&made, &schema), comparable(&actor, &schema));
         assert!(matches!(
             made.view().field("city"),
@@ -196,12 +251,36 @@ mod tests {
         let before = by_actor(&st, update("n0", "n0@example.com", "Faro"));
         st.store.put(before.clone(), None);
         let actor = by_actor(&st, change);
-        let published = built.clone().still_valid(&st).unwrap();
+        let Some(Publish::New(published)) = built.clone().still_valid(&st) else {
+            panic!("a new profile is claimed");
+        };
         assert!(published.view().id() > before.view().id());
         assert_eq!(comparable(&published, &schema), comparable(&actor, &schema));
-        st.store.put(published, None);
-        // Once the customer id has a profile, a build that found none no longer holds.
-        assert!(built.still_valid(&st).is_none());
+        assert!(st.store.claim(&published, || ()).is_some());
+        // Once the customer id has a profile, a build that found none no longer holds:
+        // its claim finds the place taken, and changes nothing.
+        let again = stored(built.still_valid(&st).unwrap());
+        assert!(st.store.claim(&again, || panic!("not published")).is_none());
+        assert!(st.store.get("n1").unwrap().same(&published));
+    }
+
+    #[test]
+    fn a_new_profiles_claim_fails_whole_when_another_took_a_key_since() {
+        let st = state();
+        let built = prebuild(&st, &update("n2", "shared@example.com", "Lisbon")).unwrap();
+        st.store.put(
+            by_actor(&st, update("n3", "shared@example.com", "Faro")),
+            None,
+        );
+        let profile = stored(built.still_valid(&st).unwrap());
+        assert!(
+            st.store
+                .claim(&profile, || panic!("not published"))
+                .is_none()
+        );
+        assert!(st.store.get("n2").is_none());
+        let key = crate::store::identifier_key("email", "shared@example.com");
+        assert_eq!(st.store.holder(&key).as_deref(), Some("n3"));
     }
 
     #[test]

@@ -300,6 +300,66 @@ impl ProfileStore {
         slot
     }
 
+    /// Publishes a new profile if no profile has its customer id and no other holds one
+    /// of its identifier keys, checking each with the probe that inserts it; `None`,
+    /// with nothing changed, otherwise. `publishing` runs once the claim will succeed,
+    /// just before the profile becomes visible. Actor only.
+    ///
+    /// For a profile built off the actor against a store in which both were free:
+    /// asking again and then putting would probe each twice, and these maps are far
+    /// larger than the caches, so every probe is a miss. The keys go in first: a reader
+    /// that finds one before the profile is in finds no profile behind it, as before
+    /// the write, and snapshots read profiles, not keys.
+    pub fn claim(&self, profile: &Packed, publishing: impl FnOnce()) -> Option<Slot> {
+        let view = profile.view();
+        let customer_id = CompactString::from(view.customer_id);
+        let mut claimed = 0;
+        let mut free = true;
+        for key in view.identifier_keys() {
+            match self.identifiers.entry(key) {
+                dashmap::Entry::Vacant(slot) => {
+                    slot.insert(customer_id.clone());
+                    claimed += 1;
+                }
+                dashmap::Entry::Occupied(_) => {
+                    free = false;
+                    break;
+                }
+            }
+        }
+        let slot = if free {
+            match self.profiles.entry(customer_id.clone()) {
+                dashmap::Entry::Occupied(_) => None,
+                dashmap::Entry::Vacant(entry) => {
+                    publishing();
+                    let mut slots = self.slots.write();
+                    let slot = slots.len() as Slot;
+                    slots.push(Seat::new(view.id(), customer_id.clone()));
+                    entry.insert(Held {
+                        packed: profile.clone(),
+                        slot,
+                    });
+                    Some(slot)
+                }
+            }
+        } else {
+            None
+        };
+        let Some(slot) = slot else {
+            // Only the keys this claim inserted: they come first in the same order.
+            for key in view.identifier_keys().into_iter().take(claimed) {
+                self.identifiers
+                    .remove_if(&key, |_, holder| *holder == customer_id);
+            }
+            return None;
+        };
+        if !self.columns.is_empty() {
+            let head = profile.head();
+            self.columns.put(slot, |f| head.field(f));
+        }
+        Some(slot)
+    }
+
     /// Builds the column of a field from every profile; kept current by every put from
     /// then on. Actor only (no write may come between the fill and the upkeep).
     pub fn build_column(
@@ -457,12 +517,19 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Put(u8, Option<u8>),
+        Claim(u8, Option<u8>, Option<u8>),
         Remove(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (0u8..16, proptest::option::of(0u8..8)).prop_map(|(c, x)| Op::Put(c, x)),
+            (
+                0u8..16,
+                proptest::option::of(0u8..8),
+                proptest::option::of(0u8..8)
+            )
+                .prop_map(|(c, x, y)| Op::Claim(c, x, y)),
             (0u8..16).prop_map(Op::Remove),
         ]
     }
@@ -473,6 +540,8 @@ mod tests {
         fn store_matches_a_hashmap_model(ops in proptest::collection::vec(op(), 1..200)) {
             let store = ProfileStore::new();
             let mut model: HashMap<String, Option<String>> = HashMap::new();
+            // Keys under the second namespace, which only claims give: key to holder.
+            let mut extra: HashMap<String, String> = HashMap::new();
             for op in ops {
                 match op {
                     Op::Put(c, x) => {
@@ -489,11 +558,36 @@ mod tests {
                         let mut p = profile(&cid, crm.as_deref());
                         if let Some(o) = &old { p.id = o.view().id(); }
                         store.put(Packed::encode(&p), old.as_ref());
+                        extra.retain(|_, holder| *holder != cid);
                         model.insert(cid, crm);
+                    }
+                    Op::Claim(c, x, y) => {
+                        // A new profile with up to two keys (the second under another
+                        // namespace, so that the first may be free and the second not).
+                        let cid = format!("c{c}");
+                        let mut p = profile(&cid, x.map(|x| format!("x{x}")).as_deref());
+                        if let Some(y) = y {
+                            p.external_ids.push(("erp".into(), format!("x{y}").into()));
+                        }
+                        let keys: Vec<String> = x.iter().map(|x| format!("crm:x{x}"))
+                            .chain(y.iter().map(|y| format!("erp:x{y}"))).collect();
+                        let free = !model.contains_key(&cid)
+                            && keys.iter().all(|k| store.holder(k).is_none());
+                        let mut published = false;
+                        let claimed = store.claim(&Packed::encode(&p), || published = true);
+                        prop_assert_eq!(claimed.is_some(), free);
+                        prop_assert_eq!(published, free);
+                        if free {
+                            model.insert(cid.clone(), x.map(|x| format!("x{x}")));
+                            if let Some(y) = y {
+                                extra.insert(format!("erp:x{y}"), cid);
+                            }
+                        }
                     }
                     Op::Remove(c) => {
                         let cid = format!("c{c}");
                         prop_assert_eq!(store.remove(&cid).is_some(), model.remove(&cid).is_some());
+                        extra.retain(|_, holder| *holder != cid);
                     }
                 }
             }
@@ -505,7 +599,12 @@ mod tests {
                     prop_assert_eq!(found.view().customer_id, cid.as_str());
                 }
             }
-            prop_assert_eq!(store.identifiers.len(), model.values().filter(|v| v.is_some()).count());
+            for (key, cid) in &extra {
+                let holder = store.holder(key);
+                prop_assert_eq!(holder.as_deref(), Some(cid.as_str()));
+            }
+            let keys = model.values().filter(|v| v.is_some()).count() + extra.len();
+            prop_assert_eq!(store.identifiers.len(), keys);
             let (all, next) = store.page(None, 100);
             prop_assert_eq!(all.len(), model.len());
             prop_assert!(next.is_none());
