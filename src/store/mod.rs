@@ -307,12 +307,17 @@ impl ProfileStore {
     ///
     /// For a profile built off the actor against a store in which both were free:
     /// asking again and then putting would probe each twice, and these maps are far
-    /// larger than the caches, so every probe is a miss. The keys go in first: a reader
-    /// that finds one before the profile is in finds no profile behind it, as before
-    /// the write, and snapshots read profiles, not keys.
+    /// larger than the caches, so every probe is a miss. The customer id's place is
+    /// held (its shard locked) while the keys go in, so a reader that finds a key
+    /// before the profile is in waits for it there, and a claim that fails on a key
+    /// never showed it beside another version of the profile. (The profiles shard is
+    /// taken before the identifiers' here; nothing takes them the other way round.)
     pub fn claim(&self, profile: &Packed, publishing: impl FnOnce()) -> Option<Slot> {
         let view = profile.view();
         let customer_id = CompactString::from(view.customer_id);
+        let dashmap::Entry::Vacant(place) = self.profiles.entry(customer_id.clone()) else {
+            return None;
+        };
         let mut claimed = 0;
         let mut free = true;
         for key in view.identifier_keys() {
@@ -327,32 +332,25 @@ impl ProfileStore {
                 }
             }
         }
-        let slot = if free {
-            match self.profiles.entry(customer_id.clone()) {
-                dashmap::Entry::Occupied(_) => None,
-                dashmap::Entry::Vacant(entry) => {
-                    publishing();
-                    let mut slots = self.slots.write();
-                    let slot = slots.len() as Slot;
-                    slots.push(Seat::new(view.id(), customer_id.clone()));
-                    entry.insert(Held {
-                        packed: profile.clone(),
-                        slot,
-                    });
-                    Some(slot)
-                }
-            }
-        } else {
-            None
-        };
-        let Some(slot) = slot else {
-            // Only the keys this claim inserted: they come first in the same order.
+        if !free {
+            // Only the keys this claim inserted: they come first, in the same order.
             for key in view.identifier_keys().into_iter().take(claimed) {
                 self.identifiers
                     .remove_if(&key, |_, holder| *holder == customer_id);
             }
             return None;
+        }
+        publishing();
+        let slot = {
+            let mut slots = self.slots.write();
+            let slot = slots.len() as Slot;
+            slots.push(Seat::new(view.id(), customer_id.clone()));
+            slot
         };
+        place.insert(Held {
+            packed: profile.clone(),
+            slot,
+        });
         if !self.columns.is_empty() {
             let head = profile.head();
             self.columns.put(slot, |f| head.field(f));
@@ -612,7 +610,7 @@ mod tests {
     }
 
     #[test]
-    fn room_made_ahead_keeps_every_key_found_and_takes_the_inserts_without_growing() {
+    fn room_made_ahead_keeps_every_key_found() {
         let store = ProfileStore::new();
         let put = |i: usize| {
             let p = profile(&format!("c{i}"), Some(&format!("x{i}")));
@@ -627,13 +625,12 @@ mod tests {
                 .unwrap();
             assert_eq!(found.view().customer_id, format!("c{i}"));
         }
+        // At least the room asked for. (Whether a shard still grows on the way depends
+        // on how evenly the keys spread over as many shards as the machine's cores
+        // call for: not asserted.)
         let room = (store.profiles.capacity(), store.identifiers.capacity());
         assert!(room.0 >= 10_100 && room.1 >= 10_100, "{room:?}");
         (100..10_100).for_each(put);
-        assert_eq!(
-            (store.profiles.capacity(), store.identifiers.capacity()),
-            room
-        );
         assert_eq!(store.counts(), (10_100, 10_100));
         // Room there already: nothing changes.
         store.reserve(0, 0);
