@@ -457,6 +457,59 @@ fn field_columns_follow_writes_schema_changes_and_defaults() {
 }
 
 #[test]
+fn imports_keep_saved_segments_and_field_columns_current() {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    let res = s.post(
+        "/v1/databases/shop/fields",
+        json!({"name": "score", "type": "integer"}),
+    );
+    assert_eq!(res.status, 201, "{:#}", res.body);
+    for i in 0..4 {
+        s.patch(
+            &format!("/v1/databases/shop/profiles/c{i}"),
+            json!({"fields": {"city": "Lisbon", "score": i}}),
+        );
+    }
+    let res = s.put(
+        "/v1/databases/shop/segments/lisbon",
+        json!({"filter": r#"city = "Lisbon""#}),
+    );
+    assert_eq!(res.body["count"], 4, "{:#}", res.body);
+    let total = |filter: &str| {
+        let res = query(&s, json!({"filter": filter, "count_only": true}));
+        assert_eq!(res.status, 200, "{filter}: {:#}", res.body);
+        res.body["total"].as_u64().unwrap()
+    };
+    // The first query builds the score column.
+    assert_eq!(total("score >= 2"), 2);
+    // An import of changes (c0 and c1 leave Lisbon; c2 scores higher) and of new
+    // customers (n0..n5, every other one in Lisbon): rows built off the actor, put over
+    // what they read or claimed, with the segment and the column kept as for any write.
+    let mut file = String::from("customer_id,city,score\nc0,Porto,0\nc1,Faro,1\nc2,Lisbon,7\n");
+    for i in 0..6 {
+        let city = if i % 2 == 0 { "Lisbon" } else { "Braga" };
+        file.push_str(&format!("n{i},{city},{}\n", 10 + i));
+    }
+    let res = crate::common::send(
+        s.req(
+            reqwest::Method::POST,
+            "/v1/databases/shop/imports?format=csv&wait=true",
+        )
+        .body(file),
+    );
+    assert_eq!(res.body["rows_accepted"], 9, "{:#}", res.body);
+    let expected = ["c2", "c3", "n0", "n2", "n4"];
+    assert_eq!(members(&s, "lisbon"), expected);
+    assert_eq!(count(&s, "lisbon"), 5);
+    assert_eq!(total("score >= 2"), 8);
+    assert_eq!(total(r#"score >= 10 AND city = "Braga""#), 3);
+    // And the same from the log.
+    let s = s.restart(false);
+    assert_eq!(members(&s, "lisbon"), expected);
+}
+
+#[test]
 fn a_database_holds_at_most_a_hundred_saved_segments() {
     let s = Server::start();
     s.create_db("shop", json!({}));
