@@ -122,6 +122,18 @@ fn a_query_counts_pages_and_projects_what_its_filter_selects() {
         .assert_problem(400, "field_unknown");
 }
 
+/// A server with a database `shop` that has an integer field `score`.
+fn shop_with_score() -> Server {
+    let s = Server::start();
+    s.create_db("shop", json!({}));
+    let res = s.post(
+        "/v1/databases/shop/fields",
+        json!({"name": "score", "type": "integer"}),
+    );
+    assert_eq!(res.status, 201, "{:#}", res.body);
+    s
+}
+
 /// Members of a saved segment: every page, oldest first, as customer ids.
 fn members(s: &Server, name: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -150,13 +162,7 @@ fn count(s: &Server, name: &str) -> u64 {
 
 #[test]
 fn saved_segments_keep_their_members_on_every_write_and_across_a_restart() {
-    let s = Server::start();
-    s.create_db("shop", json!({}));
-    let res = s.post(
-        "/v1/databases/shop/fields",
-        json!({"name": "score", "type": "integer"}),
-    );
-    assert_eq!(res.status, 201, "{:#}", res.body);
+    let s = shop_with_score();
     for i in 0..6 {
         let city = if i % 2 == 0 { "Lisbon" } else { "Porto" };
         let res = s.patch(
@@ -458,13 +464,7 @@ fn field_columns_follow_writes_schema_changes_and_defaults() {
 
 #[test]
 fn imports_keep_saved_segments_and_field_columns_current() {
-    let s = Server::start();
-    s.create_db("shop", json!({}));
-    let res = s.post(
-        "/v1/databases/shop/fields",
-        json!({"name": "score", "type": "integer"}),
-    );
-    assert_eq!(res.status, 201, "{:#}", res.body);
+    let s = shop_with_score();
     for i in 0..4 {
         s.patch(
             &format!("/v1/databases/shop/profiles/c{i}"),
