@@ -662,6 +662,30 @@ mod tests {
     }
 
     #[test]
+    fn ids_given_after_a_load_come_after_the_loaded_ones() {
+        // A snapshot from a machine whose clock is ahead (by 50 ms: the floor is shared
+        // by every test in this process).
+        let store = ProfileStore::new();
+        let ahead = Ulid::from_datetime(
+            std::time::SystemTime::now() + std::time::Duration::from_millis(50),
+        );
+        let mut p = profile("loaded", None);
+        p.id = ahead;
+        let (id, cid) = store.insert_restored(Packed::encode(&p), &Packed::encode(&p).view());
+        store.set_order(vec![(id, cid)]);
+        // A profile made now is stored after it, in slot and in id.
+        let made = profile("made", None);
+        assert!(made.id > ahead, "{} {}", made.id, ahead);
+        assert_eq!(store.put(Packed::encode(&made), None), 1);
+        let (page, _) = store.page(None, 10);
+        let order: Vec<_> = page
+            .iter()
+            .map(|p| p.view().customer_id.to_owned())
+            .collect();
+        assert_eq!(order, ["loaded", "made"]);
+    }
+
+    #[test]
     fn renumbering_puts_slots_in_id_order() {
         let store = ProfileStore::new();
         let mut young = profile("young", None);
