@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Two (or more) persona binaries taking turns at the same import, for telling a change's
+# effect from this machine's noise: wall time here moves by up to 40 % between
+# back-to-back runs of one binary, so only runs in turn, compared at the median, say
+# anything.
+#
+# Generates ROWS profiles once (scripts/gen-rows.py), then for each round runs every
+# binary in turn: a fresh server on 127.0.0.1 and a fresh data directory, the import of
+# one file with `curl --data-binary` and `wait=true` into a new database (as
+# bench-import.sh does), timed from the first byte to the finished job, with the
+# server's CPU time (every thread's, from /proc); then the server is stopped by its
+# PID. Prints each run and, per binary, the median rows/s and CPU µs a row.
+#
+# Usage: bash scripts/ab-import.sh BIN_A BIN_B [BIN...]
+#   (binaries built from the commits to compare, e.g. `git worktree add /tmp/old REV`
+#   and `cargo build --release` there, then copy target/release/persona aside)
+# Env: ROWS (1000000), ROUNDS (3), FORMAT (csv: csv, csv-long, json or ndjson).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROWS=${ROWS:-1000000}
+ROUNDS=${ROUNDS:-3}
+FORMAT=${FORMAT:-csv}
+log() { echo "[ab-import] $*" >&2; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+need curl curl
+if [ "$#" -lt 2 ]; then
+    log "usage: bash scripts/ab-import.sh BIN_A BIN_B [BIN...]"
+    exit 2
+fi
+BINS=()
+for b in "$@"; do BINS+=("$(realpath "$b")"); done
+case $FORMAT in
+    csv) file=rows.csv ;;
+    csv-long) file=rows-long.csv ;;
+    json) file=rows.json ;;
+    ndjson) file=rows.ndjson ;;
+    *) log "FORMAT is csv, csv-long, json or ndjson"; exit 2 ;;
+esac
+setup_run
+
+log "generating $ROWS rows"
+python3 scripts/gen-rows.py "$ROWS" "$TMP"
+rm -f "$TMP/rows.resp"
+# On the disk before anything is timed (see bench-import.sh).
+sync
+
+# One import by binary $1 into a fresh server; sets SECS and CPU (µs a row). Not run in
+# a subshell, so that the exit trap knows the server's PID.
+run_one() {
+    rm -rf "$TMP/data"
+    PERSONA_ADMIN_KEY="$KEY" "$1" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
+        >"$TMP/server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$TMP/server.log" "$SERVER_PID"
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases" \
+        --data '{"name":"ab","consent_confirmed":true}' >/dev/null
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' \
+        "$BASE/v1/databases/ab/fields" --data '{"name":"loyalty_score","type":"integer"}' >/dev/null
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' \
+        "$BASE/v1/databases/ab/fields" --data '{"name":"tier","type":"string"}' >/dev/null
+    local cpu0 cpu1 s e status
+    cpu0=$(cpu_ticks "$SERVER_PID")
+    s=$(date +%s%N)
+    curl -fsS -X POST -H "$AUTH" --data-binary "@$TMP/$file" \
+        "$BASE/v1/databases/ab/imports?format=$FORMAT&wait=true" >"$TMP/job.json"
+    e=$(date +%s%N)
+    cpu1=$(cpu_ticks "$SERVER_PID")
+    status=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$TMP/job.json")
+    kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
+    if [ "$status" != done ]; then
+        log "the import did not finish: $(cat "$TMP/job.json")"
+        exit 1
+    fi
+    SECS=$(seconds "$s" "$e")
+    CPU=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$ROWS" \
+        'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
+}
+
+declare -A RATES CPUS
+for round in $(seq "$ROUNDS"); do
+    for i in "${!BINS[@]}"; do
+        run_one "${BINS[$i]}"
+        rate=$(per_second "$ROWS" "$SECS")
+        log "round $round, ${BINS[$i]}: $SECS s, $rate rows/s, $CPU µs/row"
+        RATES[$i]="${RATES[$i]:-} $rate"
+        CPUS[$i]="${CPUS[$i]:-} $CPU"
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+echo
+echo "### $FORMAT import of $ROWS rows, binaries in turn, $ROUNDS rounds"
+echo
+echo "| binary | rows/s, each run | median rows/s | median CPU µs/row |"
+echo "|---|---|---:|---:|"
+for i in "${!BINS[@]}"; do
+    echo "| ${BINS[$i]} |${RATES[$i]} | $(median <<<"${RATES[$i]}") | $(median <<<"${CPUS[$i]}") |"
+done
