@@ -16,6 +16,7 @@ use std::hash::BuildHasher;
 
 use compact_str::CompactString;
 use dashmap::DashMap;
+use dashmap::mapref::entry::VacantEntry;
 use parking_lot::RwLock;
 use ulid::Ulid;
 
@@ -279,25 +280,35 @@ impl ProfileStore {
                 held.get_mut().packed = profile;
                 held.get().slot
             }
-            dashmap::Entry::Vacant(free) => {
-                let mut slots = self.slots.write();
-                let slot = slots.len() as Slot;
-                slots.push(Seat::new(view.id(), customer_id.clone()));
-                free.insert(Held {
-                    packed: profile,
-                    slot,
-                });
-                slot
-            }
+            dashmap::Entry::Vacant(place) => self.seat(place, profile),
         };
         for key in new_keys {
             self.identifiers.insert(key, customer_id.clone());
         }
         if let Some(p) = columns {
-            let head = p.head();
-            self.columns.put(slot, |f| head.field(f));
+            self.keep_columns(slot, &p);
         }
         slot
+    }
+
+    /// Gives a new profile the next slot and puts it in its place in the map.
+    fn seat(&self, place: VacantEntry<'_, CompactString, Held>, profile: Packed) -> Slot {
+        let mut slots = self.slots.write();
+        let slot = slots.len() as Slot;
+        slots.push(Seat::new(profile.head().id(), place.key().clone()));
+        place.insert(Held {
+            packed: profile,
+            slot,
+        });
+        slot
+    }
+
+    /// Brings the field columns (those built so far) up to a profile's values.
+    fn keep_columns(&self, slot: Slot, profile: &Packed) {
+        if !self.columns.is_empty() {
+            let head = profile.head();
+            self.columns.put(slot, |f| head.field(f));
+        }
     }
 
     /// Publishes a new profile if no profile has its customer id and no other holds one
@@ -341,20 +352,8 @@ impl ProfileStore {
             return None;
         }
         publishing();
-        let slot = {
-            let mut slots = self.slots.write();
-            let slot = slots.len() as Slot;
-            slots.push(Seat::new(view.id(), customer_id.clone()));
-            slot
-        };
-        place.insert(Held {
-            packed: profile.clone(),
-            slot,
-        });
-        if !self.columns.is_empty() {
-            let head = profile.head();
-            self.columns.put(slot, |f| head.field(f));
-        }
+        let slot = self.seat(place, profile.clone());
+        self.keep_columns(slot, profile);
         Some(slot)
     }
 
