@@ -41,8 +41,6 @@ impl From<ProfileUpdate> for ImportRow {
 #[derive(Debug, Clone)]
 pub struct Prebuilt {
     profile: Packed,
-    // No profile had the customer id: the build's internal id is a stand-in.
-    new: bool,
     basis: Basis,
     reads: Vec<(Read, Seen)>,
 }
@@ -68,35 +66,40 @@ impl Prebuilt {
     /// claim that stores it, not asked again here.
     pub fn still_valid(self, st: &DbState) -> Option<Publish> {
         let customer_id = self.profile.head().customer_id;
-        if self.new {
-            // `build_profile` asks for the holders of the profile's own keys only, which
-            // is what lets the claim stand for these reads.
-            debug_assert!({
-                let keys = self.profile.view().identifier_keys();
-                self.reads
-                    .iter()
-                    .all(|(r, _)| !matches!(r, Read::Holder(k) if !keys.contains(k)))
-            });
-            let rest = self
-                .reads
-                .iter()
-                .filter(|(read, seen)| !claimed(read, seen, customer_id))
-                .map(|(r, seen)| (r, seen));
-            if self.basis.changed(st, rest).is_some() {
+        // What the build found under its customer id: the profile it changed, or none
+        // (then its internal id is a stand-in).
+        let found = self
+            .reads
+            .iter()
+            .find_map(|(read, seen)| match (read, seen) {
+                (Read::Profile(c), Seen::Profile(p)) if c == customer_id => Some(p.clone()),
+                _ => None,
+            })?;
+        if let Some(old) = found {
+            let reads = self.reads.iter().map(|(r, seen)| (r, seen));
+            if self.basis.changed(st, reads).is_some() {
                 return None;
             }
-            let profile = self.profile.with_id(&self.basis.schema, next_id());
-            return Some(Publish::New(profile));
+            return Some(Publish::Over(self.profile, old));
         }
-        let reads = self.reads.iter().map(|(r, seen)| (r, seen));
-        if self.basis.changed(st, reads).is_some() {
+        // `build_profile` asks for the holders of the profile's own keys only, which is
+        // what lets the claim stand for these reads.
+        debug_assert!({
+            let keys = self.profile.view().identifier_keys();
+            self.reads
+                .iter()
+                .all(|(r, _)| !matches!(r, Read::Holder(k) if !keys.contains(k)))
+        });
+        let rest = self
+            .reads
+            .iter()
+            .filter(|(read, seen)| !claimed(read, seen, customer_id))
+            .map(|(r, seen)| (r, seen));
+        if self.basis.changed(st, rest).is_some() {
             return None;
         }
-        let old = self.reads.into_iter().find_map(|(read, seen)| match read {
-            Read::Profile(c) if c == customer_id => seen.profile(),
-            _ => None,
-        })?;
-        Some(Publish::Over(self.profile, old))
+        let profile = self.profile.with_id(&self.basis.schema, next_id());
+        Some(Publish::New(profile))
     }
 }
 
@@ -139,7 +142,6 @@ pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
     .ok()?;
     Some(Prebuilt {
         profile: Packed::encode(&made),
-        new: old.is_none(),
         basis,
         reads: store.into_reads(),
     })
