@@ -316,9 +316,8 @@ impl DatabaseActor {
         let Some(slot) = self.state.store.claim(&profile, publishing) else {
             return false;
         };
-        self.lsn = lsn;
-        self.state.upkeep(slot, &profile);
-        self.since_snapshot += 1;
+        // The profile is in; the rest of a put's effect (saved segments) follows.
+        self.advance(lsn, |st| st.upkeep(slot, &profile));
         append_frame(frames, |buf| encode_entry(lsn, &Entry::Put(profile), buf));
         true
     }
@@ -328,15 +327,9 @@ impl DatabaseActor {
     /// frames its record.
     fn put_over_framed(&mut self, profile: Packed, old: &Packed, frames: &mut Vec<u8>) {
         let lsn = self.lsn + 1;
-        let entry = Entry::Put(profile);
+        let entry = Entry::Put(profile.clone());
         append_frame(frames, |buf| encode_entry(lsn, &entry, buf));
-        let Entry::Put(profile) = entry else {
-            unreachable!("made a put above")
-        };
-        self.lsn = lsn;
-        self.applied.store(lsn, Ordering::SeqCst);
-        self.state.put_over(profile, old);
-        self.since_snapshot += 1;
+        self.advance(lsn, |st| st.put_over(profile, old));
     }
 
     /// Queues an import batch's records and answers for it.
@@ -389,10 +382,15 @@ impl DatabaseActor {
 
     /// Applies an effect whose record `lsn` is (or is about to be) queued on the WAL.
     fn apply_logged(&mut self, lsn: u64, entry: Entry) {
+        self.advance(lsn, |st| st.apply_entry(lsn, entry));
+    }
+
+    /// Makes `lsn` the applied LSN and applies its effect with `apply`.
+    fn advance(&mut self, lsn: u64, apply: impl FnOnce(&DbState)) {
         self.lsn = lsn;
         // Before the apply: whoever sees the effect in the store then reads this LSN.
         self.applied.store(lsn, Ordering::SeqCst);
-        self.state.apply_entry(lsn, entry);
+        apply(&self.state);
         self.since_snapshot += 1;
     }
 
