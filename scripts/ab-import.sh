@@ -46,7 +46,7 @@ rm -f "$TMP/rows.resp"
 # On the disk before anything is timed (see bench-import.sh).
 sync
 
-# One import by binary $1 into a fresh server; sets SECS and CPU (µs a row). Not run in
+# One import by binary $1 into a fresh server; sets SECS and CPU_US (µs a row). Not run in
 # a subshell, so that the exit trap knows the server's PID.
 run_one() {
     rm -rf "$TMP/data"
@@ -54,28 +54,15 @@ run_one() {
         >"$TMP/server.log" 2>&1 &
     SERVER_PID=$!
     wait_ready "$TMP/server.log" "$SERVER_PID"
-    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases" \
-        --data '{"name":"ab","consent_confirmed":true}' >/dev/null
-    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' \
-        "$BASE/v1/databases/ab/fields" --data '{"name":"loyalty_score","type":"integer"}' >/dev/null
-    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' \
-        "$BASE/v1/databases/ab/fields" --data '{"name":"tier","type":"string"}' >/dev/null
-    local cpu0 cpu1 s e status
-    cpu0=$(cpu_ticks "$SERVER_PID")
-    s=$(date +%s%N)
-    curl -fsS -X POST -H "$AUTH" --data-binary "@$TMP/$file" \
-        "$BASE/v1/databases/ab/imports?format=$FORMAT&wait=true" >"$TMP/job.json"
-    e=$(date +%s%N)
-    cpu1=$(cpu_ticks "$SERVER_PID")
+    bench_db ab
+    timed_import ab "format=$FORMAT" "$TMP/$file"
+    local status
     status=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$TMP/job.json")
     kill "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
     if [ "$status" != done ]; then
         log "the import did not finish: $(cat "$TMP/job.json")"
         exit 1
     fi
-    SECS=$(seconds "$s" "$e")
-    CPU=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$ROWS" \
-        'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
 }
 
 declare -A RATES CPUS
@@ -83,9 +70,9 @@ for round in $(seq "$ROUNDS"); do
     for i in "${!BINS[@]}"; do
         run_one "${BINS[$i]}"
         rate=$(per_second "$ROWS" "$SECS")
-        log "round $round, ${BINS[$i]}: $SECS s, $rate rows/s, $CPU µs/row"
+        log "round $round, ${BINS[$i]}: $SECS s, $rate rows/s, $CPU_US µs/row"
         RATES[$i]="${RATES[$i]:-} $rate"
-        CPUS[$i]="${CPUS[$i]:-} $CPU"
+        CPUS[$i]="${CPUS[$i]:-} $CPU_US"
     done
 done
 

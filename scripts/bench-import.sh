@@ -60,12 +60,7 @@ if [ -n "${PERF_OUT:-}" ]; then
 fi
 for format in $FORMATS; do
     db="bench_${format//-/_}"
-    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases" \
-        --data "{\"name\":\"$db\",\"consent_confirmed\":true}" >/dev/null
-    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases/$db/fields" \
-        --data '{"name":"loyalty_score","type":"integer"}' >/dev/null
-    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases/$db/fields" \
-        --data '{"name":"tier","type":"string"}' >/dev/null
+    bench_db "$db"
     query="format=$format"
     case $format in
         csv-plugin) file=rows.csv; query="format=csv&plugin=crm" ;;
@@ -83,18 +78,9 @@ for format in $FORMATS; do
             "$BASE/v1/databases/$db/imports?$query&wait=true" >/dev/null
     fi
     log "importing $file ($(du -h "$TMP/$file" | cut -f1)) as $format"
-    cpu0=$(cpu_ticks "$SERVER_PID")
-    s=$(date +%s%N)
-    curl -fsS -X POST -H "$AUTH" --data-binary "@$TMP/$file" \
-        "$BASE/v1/databases/$db/imports?$query&wait=true" >"$TMP/job.json"
-    e=$(date +%s%N)
-    cpu1=$(cpu_ticks "$SERVER_PID")
-    # The server's CPU time (all its threads) a row: what the machine's noise moves
-    # least, where wall time moves with whatever else the shared cores run.
-    cpu_us=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$ROWS" \
-        'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
+    timed_import "$db" "$query" "$TMP/$file"
     accepted=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["rows_accepted"], j["rows_rejected"], j["status"])' "$TMP/job.json")
-    secs=$(seconds "$s" "$e")
+    secs=$SECS
     rate=$(per_second "$ROWS" "$secs")
     log "$format: $secs s, accepted/rejected/status: $accepted"
     if [ "${accepted##* }" != "done" ]; then
@@ -102,7 +88,7 @@ for format in $FORMATS; do
         log "the $format import did not finish: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"])' "$TMP/job.json")"
         exit 1
     fi
-    results+=("$format $secs $rate $cpu_us")
+    results+=("$format $secs $rate $CPU_US")
 done
 PEAK=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
 if [ -n "${PERF_PID:-}" ]; then

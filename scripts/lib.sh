@@ -96,3 +96,32 @@ seconds() { # START END
 per_second() { # COUNT SECONDS
     awk -v n="$1" -v t="$2" 'BEGIN {printf "%.0f", n/t}'
 }
+
+# Creates database DB with the import benches' two custom fields (benches/common's
+# shape: loyalty_score and tier besides the default fields). Needs BASE and AUTH.
+bench_db() { # DB
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases" \
+        --data "{\"name\":\"$1\",\"consent_confirmed\":true}" >/dev/null
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases/$1/fields" \
+        --data '{"name":"loyalty_score","type":"integer"}' >/dev/null
+    curl -fsS -X POST -H "$AUTH" -H 'Content-Type: application/json' "$BASE/v1/databases/$1/fields" \
+        --data '{"name":"tier","type":"string"}' >/dev/null
+}
+
+# Imports FILE into DB with QUERY and wait=true, timed from the first byte sent until the
+# job is done; the job goes to $TMP/job.json, the seconds to SECS and the server's CPU
+# time a row (every thread's, from /proc: what the machine's noise moves least, where
+# wall time moves with whatever else the shared cores run) to CPU_US, for ROWS rows.
+# Needs BASE, AUTH, TMP and SERVER_PID.
+timed_import() { # DB QUERY FILE
+    local cpu0 cpu1 s e
+    cpu0=$(cpu_ticks "$SERVER_PID")
+    s=$(date +%s%N)
+    curl -fsS -X POST -H "$AUTH" --data-binary "@$3" \
+        "$BASE/v1/databases/$1/imports?$2&wait=true" >"$TMP/job.json"
+    e=$(date +%s%N)
+    cpu1=$(cpu_ticks "$SERVER_PID")
+    SECS=$(seconds "$s" "$e")
+    CPU_US=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v n="$ROWS" \
+        'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
+}
