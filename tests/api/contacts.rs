@@ -581,25 +581,20 @@ fn watchers_join_every_audience_of_their_group() {
         json!({"emails": ["stop@shop.example"]}),
     );
 
-    let mut seen = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let res = s.get(&format!(
-            "/v1/databases/shop/audience?channel=email&resource=blog&limit=2&cursor={cursor}"
-        ));
-        assert_eq!(res.status, 200, "{:#}", res.body);
-        for r in res.body["recipients"].as_array().unwrap() {
-            seen.push((
+    let seen: Vec<(String, String, bool)> = s
+        .pages(
+            "/v1/databases/shop/audience?channel=email&resource=blog&limit=2",
+            "recipients",
+        )
+        .iter()
+        .map(|r| {
+            (
                 r["database"].as_str().unwrap().to_owned(),
                 r["address"].as_str().unwrap().to_owned(),
                 r["watcher"].as_bool().unwrap(),
-            ));
-        }
-        match res.body["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_owned(),
-            None => break,
-        }
-    }
+            )
+        })
+        .collect();
     let want: Vec<(String, String, bool)> = (0..4)
         .map(|i| ("shop".into(), format!("c{i}@example.com"), false))
         .chain([("staff".into(), "boss@shop.example".into(), true)])

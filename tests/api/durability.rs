@@ -176,21 +176,11 @@ fn written_values(s: &Server, db: &str) -> BTreeMap<String, String> {
 
 /// Every profile of a database, by customer id, read page by page.
 fn all_profiles(s: &Server, db: &str) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    let mut cursor = String::new();
-    loop {
-        let page = s.get(&format!(
-            "/v1/databases/{db}/profiles?limit=1000&cursor={cursor}"
-        ));
-        assert_eq!(page.status, 200, "{:#}", page.body);
-        for p in page.body["profiles"].as_array().unwrap() {
-            out.insert(p["customer_id"].as_str().unwrap().to_owned(), p.clone());
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = next.to_owned(),
-            None => return out,
-        }
-    }
+    let path = format!("/v1/databases/{db}/profiles?limit=1000");
+    s.pages(&path, "profiles")
+        .into_iter()
+        .map(|p| (p["customer_id"].as_str().unwrap().to_owned(), p))
+        .collect()
 }
 
 /// A few bits of the clock, to vary the kill points from run to run.

@@ -11,14 +11,7 @@ use crate::common::{Res, Server, send};
 
 /// A server with database `shop` and an integer field `score`.
 fn shop() -> Server {
-    let s = Server::start();
-    s.create_db("shop", json!({}));
-    let res = s.post(
-        "/v1/databases/shop/fields",
-        json!({"name":"score","type":"integer"}),
-    );
-    assert_eq!(res.status, 201, "{:#}", res.body);
-    s
+    Server::shop_with_score()
 }
 
 fn import(s: &Server, query: &str, body: impl Into<Body>) -> Res {
@@ -674,24 +667,19 @@ fn rows_built_side_by_side_are_stored_in_the_files_order() {
     assert_eq!(res.body["rows_accepted"], rows, "{:#}", res.body);
 
     // Listed oldest first (by internal id): the new customers in the file's order.
-    let mut listed = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = s.get(&format!(
-            "/v1/databases/shop/profiles?limit=1000&cursor={cursor}&fields=score"
-        ));
-        assert_eq!(page.status, 200, "{:#}", page.body);
-        for p in page.body["profiles"].as_array().unwrap() {
-            listed.push((
+    let listed: Vec<(String, Value)> = s
+        .pages(
+            "/v1/databases/shop/profiles?limit=1000&fields=score",
+            "profiles",
+        )
+        .iter()
+        .map(|p| {
+            (
                 p["customer_id"].as_str().unwrap().to_owned(),
                 p["id"].clone(),
-            ));
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = next.to_owned(),
-            None => break,
-        }
-    }
+            )
+        })
+        .collect();
     let expected: Vec<String> = (0..rows)
         .filter(|i| i % 10 != 9)
         .map(|i| format!("o{i:05}"))

@@ -244,21 +244,14 @@ fn batch_lookup_list_and_delete() {
     )
     .assert_problem(400, "invalid_body");
 
-    let mut seen = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = s.get(&format!(
-            "/v1/databases/shop/profiles?limit=10&cursor={cursor}&fields=city"
-        ));
-        assert_eq!(page.status, 200, "{:#}", page.body);
-        for p in page.body["profiles"].as_array().unwrap() {
-            seen.push(p["customer_id"].as_str().unwrap().to_owned());
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_owned(),
-            None => break,
-        }
-    }
+    let seen: Vec<String> = s
+        .pages(
+            "/v1/databases/shop/profiles?limit=10&fields=city",
+            "profiles",
+        )
+        .iter()
+        .map(|p| p["customer_id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(seen.len(), 25);
     assert_eq!(seen[0], "c0", "oldest first");
     s.get("/v1/databases/shop/profiles?cursor=garbage")

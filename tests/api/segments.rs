@@ -122,36 +122,13 @@ fn a_query_counts_pages_and_projects_what_its_filter_selects() {
         .assert_problem(400, "field_unknown");
 }
 
-/// A server with a database `shop` that has an integer field `score`.
-fn shop_with_score() -> Server {
-    let s = Server::start();
-    s.create_db("shop", json!({}));
-    let res = s.post(
-        "/v1/databases/shop/fields",
-        json!({"name": "score", "type": "integer"}),
-    );
-    assert_eq!(res.status, 201, "{:#}", res.body);
-    s
-}
-
 /// Members of a saved segment: every page, oldest first, as customer ids.
 fn members(s: &Server, name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let res = s.get(&format!(
-            "/v1/databases/shop/segments/{name}/members?limit=2&fields=email&cursor={cursor}"
-        ));
-        assert_eq!(res.status, 200, "{:#}", res.body);
-        for p in res.body["profiles"].as_array().unwrap() {
-            out.push(p["customer_id"].as_str().unwrap().to_owned());
-        }
-        match res.body["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_owned(),
-            None => break,
-        }
-    }
-    out
+    let path = format!("/v1/databases/shop/segments/{name}/members?limit=2&fields=email");
+    s.pages(&path, "profiles")
+        .iter()
+        .map(|p| p["customer_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn count(s: &Server, name: &str) -> u64 {
@@ -162,7 +139,7 @@ fn count(s: &Server, name: &str) -> u64 {
 
 #[test]
 fn saved_segments_keep_their_members_on_every_write_and_across_a_restart() {
-    let s = shop_with_score();
+    let s = Server::shop_with_score();
     for i in 0..6 {
         let city = if i % 2 == 0 { "Lisbon" } else { "Porto" };
         let res = s.patch(
@@ -464,7 +441,7 @@ fn field_columns_follow_writes_schema_changes_and_defaults() {
 
 #[test]
 fn imports_keep_saved_segments_and_field_columns_current() {
-    let s = shop_with_score();
+    let s = Server::shop_with_score();
     for i in 0..4 {
         s.patch(
             &format!("/v1/databases/shop/profiles/c{i}"),

@@ -245,6 +245,37 @@ impl Server {
             .len()
     }
 
+    /// Every item of the array `member` in a cursor-paged list, page by page: `path`
+    /// (with its query, which must have one) gets `&cursor=` added.
+    pub fn pages(&self, path: &str, member: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let res = self.get(&format!("{path}&cursor={cursor}"));
+            assert_eq!(res.status, 200, "GET {path}: {:#}", res.body);
+            let items = res.body[member]
+                .as_array()
+                .unwrap_or_else(|| panic!("GET {path} has no array `{member}`: {:#}", res.body));
+            out.extend(items.iter().cloned());
+            match res.body["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => return out,
+            }
+        }
+    }
+
+    /// A server with a database `shop` that has an integer field `score`.
+    pub fn shop_with_score() -> Server {
+        let s = Server::start();
+        s.create_db("shop", serde_json::json!({}));
+        let res = s.post(
+            "/v1/databases/shop/fields",
+            serde_json::json!({"name": "score", "type": "integer"}),
+        );
+        assert_eq!(res.status, 201, "{:#}", res.body);
+        s
+    }
+
     /// Creates a database with `extra` settings merged into the minimal body.
     pub fn create_db(&self, name: &str, extra: Value) -> Res {
         let mut body = serde_json::json!({"name": name, "consent_confirmed": true});
