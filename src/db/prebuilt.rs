@@ -61,9 +61,9 @@ impl Prebuilt {
     /// ids ascend in the order profiles are stored (slot order is id order), and nothing
     /// may change between this check and the publish.
     ///
-    /// A new profile's build found no profile with its customer id and no holder of
-    /// its keys (else it would not have been built); those answers are checked by the
-    /// claim that stores it, not asked again here.
+    /// A new profile's build found no profile with its customer id (else it would not
+    /// be new) and presumed its keys free (`Recorder::leave_keys_to_the_claim`); both
+    /// are checked by the claim that stores it, not asked here.
     pub fn still_valid(self, st: &DbState) -> Option<Publish> {
         let customer_id = self.profile.head().customer_id;
         // What the build found under its customer id: the profile it changed, or none
@@ -123,13 +123,16 @@ pub fn prebuild(st: &DbState, update: &ProfileUpdate) -> Option<Prebuilt> {
         return None;
     }
     let basis = Basis::now(st);
-    let store = Recorder::new(&st.store);
+    let mut store = Recorder::new(&st.store);
     if store.survivor(&update.customer_id).is_some() {
         return None;
     }
     let old = store
         .profile(&update.customer_id)
         .map(|p| p.unpack(&basis.schema));
+    if old.is_none() {
+        store.leave_keys_to_the_claim();
+    }
     // A refusal may be a conflict the actor resolves by merging: its call.
     let made = build_profile(
         &basis.schema,
@@ -283,6 +286,26 @@ mod tests {
         assert!(st.store.get("n2").is_none());
         let key = crate::store::identifier_key("email", "shared@example.com");
         assert_eq!(st.store.holder(&key).as_deref(), Some("n3"));
+    }
+
+    #[test]
+    fn a_new_profiles_keys_are_left_to_its_claim() {
+        let st = state();
+        st.store.put(
+            by_actor(&st, update("h1", "held@example.com", "Porto")),
+            None,
+        );
+        // Built without asking who holds its email: the claim asks, as it inserts it.
+        let built = prebuild(&st, &update("n4", "held@example.com", "Lisbon")).unwrap();
+        let profile = stored(built.still_valid(&st).unwrap());
+        assert!(
+            st.store
+                .claim(&profile, || panic!("not published"))
+                .is_none()
+        );
+        assert!(st.store.get("n4").is_none());
+        let key = crate::store::identifier_key("email", "held@example.com");
+        assert_eq!(st.store.holder(&key).as_deref(), Some("h1"));
     }
 
     #[test]

@@ -133,6 +133,7 @@ impl Basis {
 pub struct Recorder<'s> {
     store: &'s ProfileStore,
     reads: RefCell<Vec<(Read, Seen)>>,
+    keys_to_claim: bool,
 }
 
 impl<'s> Recorder<'s> {
@@ -141,7 +142,16 @@ impl<'s> Recorder<'s> {
         Recorder {
             store,
             reads: RefCell::new(Vec::new()),
+            keys_to_claim: false,
         }
+    }
+
+    /// From now on, answers that no one holds an identifier key, without asking the store:
+    /// for a new profile's build, whose claim checks each of its keys as it inserts it
+    /// (`ProfileStore::claim`), so asking first would probe the largest map twice. A key
+    /// held after all fails the claim, and the actor builds the row itself.
+    pub fn leave_keys_to_the_claim(&mut self) {
+        self.keys_to_claim = true;
     }
 
     /// The answers given.
@@ -162,6 +172,11 @@ impl Lookup for Recorder<'_> {
     }
 
     fn holder(&self, key: &str) -> Option<CompactString> {
+        if self.keys_to_claim {
+            let read = (Read::Holder(key.into()), Seen::Name(None));
+            self.reads.borrow_mut().push(read);
+            return None;
+        }
         self.ask(Read::Holder(key.into())).name()
     }
 

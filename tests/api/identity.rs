@@ -219,6 +219,30 @@ fn a_new_customer_id_naming_a_known_identifier_joins_that_profile() {
     assert_eq!(res.body["merges"][0]["customer_id"], "crm-9");
     assert_eq!(get(&s, "/profiles/crm-9")["fields"]["city"], "Faro");
     assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 1);
+
+    // The same through an import, whose rows for new customer ids are built off the
+    // actor without asking who holds their keys: the claim finds web-1's email taken,
+    // and the actor joins the row to web-1 as the PATCH did.
+    s.patch(
+        "/v1/databases/shop/profiles/web-1",
+        json!({"fields": {"email": "web1@example.com"}}),
+    );
+    let file =
+        "customer_id,email,city\nnew-1,n1@example.com,Porto\ncrm-10,web1@example.com,Braga\n";
+    let res = send(
+        s.req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=csv&wait=true",
+        )
+        .body(file),
+    );
+    assert_eq!(res.body["status"], "done", "{:#}", res.body);
+    assert_eq!(res.body["rows_rejected"], 0, "{:#}", res.body);
+    let joined = get(&s, "/profiles/crm-10");
+    assert_eq!(joined["customer_id"], "web-1", "{joined:#}");
+    assert_eq!(joined["fields"]["city"], "Braga");
+    assert_eq!(get(&s, "/profiles/new-1")["fields"]["city"], "Porto");
+    assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 2);
 }
 
 #[test]
