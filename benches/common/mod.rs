@@ -217,7 +217,7 @@ pub fn update(i: u64) -> ProfileUpdate {
     u.replace = true;
     u.fields = fields(i)
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), RawValue::Json(v)))
+        .map(|(k, v)| (k.into(), RawValue::Json(v)))
         .collect();
     u
 }

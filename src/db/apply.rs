@@ -356,7 +356,7 @@ pub fn build_profile(
     for (name, raw) in &update.fields {
         let def = schema
             .get(name)
-            .ok_or_else(|| WriteError::FieldUnknown(name.clone()))?;
+            .ok_or_else(|| WriteError::FieldUnknown(name.to_string()))?;
         match value::parse(def, raw)? {
             Some(v) => set_field(&mut p, def.name.clone(), v),
             None => p.fields.retain(|(n, _)| **n != **name),
@@ -535,7 +535,8 @@ mod tests {
     fn update(fields: serde_json::Value) -> ProfileUpdate {
         let mut u = ProfileUpdate::new("c1", Source::Api);
         for (k, v) in fields.as_object().unwrap() {
-            u.fields.push((k.clone(), RawValue::Json(v.clone())));
+            u.fields
+                .push((k.as_str().into(), RawValue::Json(v.clone())));
         }
         u
     }

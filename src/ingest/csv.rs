@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::ops::Index;
 
+use compact_str::CompactString;
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 use super::{Options, Row, RowError, Sink};
@@ -22,7 +23,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 #[derive(Debug, Clone, PartialEq)]
 enum Column {
     CustomerId,
-    Field(String),
+    Field(CompactString),
     /// `subscription.<resource>.<channel>[.<category>]`: a status a row.
     Subscription {
         resource: String,
@@ -241,7 +242,7 @@ fn wide_columns(names: &[String], opts: &Options, schema: &Schema) -> Result<Vec
         } else if let Some(sub) = subscription_column(name) {
             sub?
         } else if schema.get(name).is_some() {
-            Column::Field(name.clone())
+            Column::Field(name.as_str().into())
         } else if opts.ignore_unknown_columns {
             Column::Skipped
         } else if name.is_empty() {
@@ -381,7 +382,7 @@ fn wide_row(
             Column::Field(field) => {
                 let value = text(cell, row, name)?;
                 if !value.is_empty() {
-                    fields.push((field.clone(), RawValue::Text(value.to_owned())));
+                    fields.push((field.clone(), RawValue::Text(value.into())));
                 }
             }
         }
@@ -453,7 +454,9 @@ pub fn parse_long(
         if let Some((field, value)) = field.zip(value) {
             // A field given twice for one customer: the later row wins.
             update.fields.retain(|(f, _)| *f != field);
-            update.fields.push((field, RawValue::Text(value)));
+            update
+                .fields
+                .push((field.into(), RawValue::Text(value.into())));
         }
     }
     if let Some(done) = pending {

@@ -40,7 +40,7 @@ pub fn update_of(a: Addressed, source: Source) -> ProfileUpdate {
     u.fields = a
         .find_by
         .iter()
-        .map(|(k, v)| (k.clone(), RawValue::Json(Json::String(v.clone()))))
+        .map(|(k, v)| (k.as_str().into(), RawValue::Json(Json::String(v.clone()))))
         .collect();
     u.find_by = a.find_by;
     add_event(&mut u, a.event);

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::rc::Rc;
 
+use compact_str::CompactString;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
@@ -63,10 +64,10 @@ fn object_update(value: Json, row: u64) -> Result<ProfileUpdate, RowError> {
     super::keyed(update, row)
 }
 
-fn flat_fields(obj: Map<String, Json>) -> Vec<(String, RawValue)> {
+fn flat_fields(obj: Map<String, Json>) -> Vec<(CompactString, RawValue)> {
     obj.into_iter()
         .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k, RawValue::Json(v)))
+        .map(|(k, v)| (k.into(), RawValue::Json(v)))
         .collect()
 }
 
@@ -356,7 +357,7 @@ mod tests {
         let u: Vec<&ProfileUpdate> = got.rows.iter().map(|r| &r.update).collect();
         assert_eq!(
             u[0].fields,
-            [("city".to_owned(), RawValue::Json("Lisbon".into()))]
+            [("city".into(), RawValue::Json("Lisbon".into()))]
         );
         assert_eq!(u[1].tags_add, ["vip"]);
         assert_eq!(u[1].fields[0].0, "city");

@@ -348,7 +348,8 @@ mod tests {
                     u.tags_add.push(format!("t{t}"));
                 }
                 if let Some((f, v)) = custom {
-                    u.fields.push((format!("x{f}"), RawValue::Json(json!(v))));
+                    u.fields
+                        .push((format!("x{f}").into(), RawValue::Json(json!(v))));
                 }
                 Change::Upsert(u)
             }

@@ -147,7 +147,7 @@ fn update(u: Update, source: Source) -> Result<ProfileUpdate, Problem> {
     }
     for f in u.set {
         let raw = value(&f.name, f.value)?;
-        out.fields.push((f.name, raw));
+        out.fields.push((f.name.into(), raw));
     }
     out.unset = u.unset;
     out.tags_add = u.tags_add;
@@ -251,7 +251,7 @@ fn event(e: Event, now: jiff::Timestamp) -> Result<activity::Event, Problem> {
 /// A field value of the contract as a raw value, typed later against the schema.
 fn value(name: &str, v: Value) -> Result<RawValue, Problem> {
     Ok(match v {
-        Value::Text(t) => RawValue::Text(t),
+        Value::Text(t) => RawValue::Text(t.into()),
         Value::Integer(i) => RawValue::Json(Json::from(i)),
         Value::Float(x) => RawValue::Json(Json::Number(Number::from_f64(x).ok_or_else(|| {
             invalid(format!("field `{name}`: {x} is not a finite number")).with("field", name)

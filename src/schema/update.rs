@@ -72,7 +72,7 @@ pub struct ProfileUpdate {
     /// Replace the whole profile (PUT) instead of merging (PATCH).
     pub replace: bool,
     /// Field values to set, by field name.
-    pub fields: Vec<(String, RawValue)>,
+    pub fields: Vec<(CompactString, RawValue)>,
     /// Fields to clear.
     pub unset: Vec<String>,
     /// Tags to add.
@@ -248,7 +248,7 @@ impl ProfileBody {
         u.fields = self
             .fields
             .into_iter()
-            .map(|(k, v)| (k, RawValue::Json(v)))
+            .map(|(k, v)| (k.into(), RawValue::Json(v)))
             .collect();
         u.unset = self.unset;
         u.tags_add = self.tags.add;
