@@ -146,8 +146,9 @@ impl<'s> Recorder<'s> {
         }
     }
 
-    /// From now on, answers that no one holds an identifier key, without asking the store:
-    /// for a new profile's build, whose claim checks each of its keys as it inserts it
+    /// From now on, answers that no one holds an identifier key, without asking the store
+    /// or recording the answer: for a new profile's build, which asks only about its own
+    /// keys, and whose claim checks each of them as it inserts it
     /// (`ProfileStore::claim`), so asking first would probe the largest map twice. A key
     /// held after all fails the claim, and the actor builds the row itself.
     pub fn leave_keys_to_the_claim(&mut self) {
@@ -173,8 +174,7 @@ impl Lookup for Recorder<'_> {
 
     fn holder(&self, key: &str) -> Option<CompactString> {
         if self.keys_to_claim {
-            let read = (Read::Holder(key.into()), Seen::Name(None));
-            self.reads.borrow_mut().push(read);
+            // Not recorded either: the claim stands for it (`prebuilt::claimed`).
             return None;
         }
         self.ask(Read::Holder(key.into())).name()

@@ -103,9 +103,9 @@ pub struct ProfileUpdate {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prepared {
     /// The email value and what it is.
-    pub email: Option<(String, EmailContact)>,
+    pub email: Option<(CompactString, EmailContact)>,
     /// The phone value, the default region it was parsed with, and what it is.
-    pub phone: Option<(String, Option<String>, PhoneContact)>,
+    pub phone: Option<(CompactString, Option<CompactString>, PhoneContact)>,
 }
 
 impl Prepared {
@@ -133,11 +133,11 @@ impl ProfileUpdate {
         for (name, raw) in &self.fields {
             let Some(text) = raw.text() else { continue };
             match name.as_str() {
-                "email" => self.prepared.email = Some((text.to_owned(), EmailContact::new(text))),
+                "email" => self.prepared.email = Some((text.into(), EmailContact::new(text))),
                 "phone" => {
                     self.prepared.phone = Some((
-                        text.to_owned(),
-                        default_region.map(str::to_owned),
+                        text.into(),
+                        default_region.map(CompactString::from),
                         PhoneContact::new(text, default_region),
                     ));
                 }
