@@ -340,6 +340,12 @@ pub fn build_profile(
     now: Timestamp,
 ) -> Result<Profile, WriteError> {
     check_customer_id(&update.customer_id).map_err(WriteError::CustomerIdInvalid)?;
+    // A profile's values are in schema order. A fresh one's, pushed in the update's
+    // order, are in it already when that order is the schema's (as a file's columns
+    // usually are); sorting them anyway would look every name up again, twice a
+    // comparison.
+    let mut in_order = old.is_none() || update.replace;
+    let mut last = None;
     let mut p = match old {
         Some(old) if update.replace => {
             // PUT keeps identity (internal id, creation time) and consent: subscription
@@ -354,11 +360,15 @@ pub fn build_profile(
     };
 
     for (name, raw) in &update.fields {
-        let def = schema
-            .get(name)
+        let (position, def) = schema
+            .find(name)
             .ok_or_else(|| WriteError::FieldUnknown(name.to_string()))?;
         match value::parse(def, raw)? {
-            Some(v) => set_field(&mut p, def.name.clone(), v),
+            Some(v) => {
+                in_order &= last.is_none_or(|l| position > l);
+                last = Some(position);
+                set_field(&mut p, def.name.clone(), v);
+            }
             None => p.fields.retain(|(n, _)| **n != **name),
         }
     }
@@ -368,8 +378,10 @@ pub fn build_profile(
         }
         p.fields.retain(|(n, _)| &**n != name.as_str());
     }
-    p.fields
-        .sort_by_key(|(n, _)| schema.position(n).unwrap_or(usize::MAX));
+    if !in_order {
+        p.fields
+            .sort_by_key(|(n, _)| schema.position(n).unwrap_or(usize::MAX));
+    }
 
     for tag in &update.tags_add {
         if tag.is_empty() || tag.len() > MAX_TAG {
@@ -614,6 +626,48 @@ mod tests {
         .unwrap();
         let names: Vec<_> = p.fields.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(names, ["first_name", "city", "tier"]);
+        // Given in schema order, out of it, twice, or set and cleared: stored in it, each
+        // with its last value (`-`: cleared; a value is the name's place in `given`).
+        for (given, stored) in [
+            (
+                &["first_name", "last_name", "tier"][..],
+                &["first_name=1", "last_name=2", "tier"][..],
+            ),
+            (
+                &["last_name", "first_name", "tier"],
+                &["first_name=2", "last_name=1", "tier"],
+            ),
+            (
+                &["first_name", "last_name", "first_name", "tier"],
+                &["first_name=3", "last_name=2", "tier"],
+            ),
+            (
+                &["last_name", "-last_name", "first_name", "last_name", "tier"],
+                &["first_name=3", "last_name=4", "tier"],
+            ),
+        ] {
+            let mut u = ProfileUpdate::new("c1", Source::Api);
+            for (i, name) in given.iter().enumerate() {
+                let value = match *name {
+                    "tier" => json!("gold"),
+                    n if n.starts_with('-') => json!(null),
+                    _ => json!((i + 1).to_string()),
+                };
+                let name = name.trim_start_matches('-');
+                u.fields.push((name.into(), RawValue::Json(value)));
+            }
+            let p =
+                build_profile(&schema, &settings, &store, None, &u, Timestamp::UNIX_EPOCH).unwrap();
+            let got: Vec<String> = p
+                .fields
+                .iter()
+                .map(|(n, v)| match v {
+                    Value::Str(s) if &**n != "tier" => format!("{n}={s}"),
+                    _ => n.to_string(),
+                })
+                .collect();
+            assert_eq!(got, stored, "{given:?}");
+        }
         let err = build_profile(
             &schema,
             &settings,

@@ -309,6 +309,11 @@ impl Schema {
         self.by_name.get(name).map(|&i| &self.fields[i])
     }
 
+    /// A field and its position, found at once.
+    pub fn find(&self, name: &str) -> Option<(usize, &FieldDef)> {
+        self.by_name.get(name).map(|&i| (i, &self.fields[i]))
+    }
+
     /// The position of a field: profiles keep their values in this order.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
