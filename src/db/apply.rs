@@ -367,7 +367,12 @@ pub fn build_profile(
             Some(v) => {
                 in_order &= last.is_none_or(|l| position > l);
                 last = Some(position);
-                set_field(&mut p, def.name.clone(), v);
+                if in_order {
+                    // After every value there: not one of them.
+                    p.fields.push((def.name.clone(), v));
+                } else {
+                    set_field(&mut p, def.name.clone(), v);
+                }
             }
             None => p.fields.retain(|(n, _)| **n != **name),
         }
