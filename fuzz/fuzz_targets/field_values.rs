@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     for ty in FieldType::ALL {
         let mut def = FieldDef::custom("f", *ty);
         def.values = vec!["gold".into(), "silver".into()];
-        let _ = value::parse(&def, &RawValue::Text(text.to_owned()));
+        let _ = value::parse(&def, &RawValue::Text(text.into()));
         if let Some(j) = &json {
             if let Ok(Some(v)) = value::parse(&def, &RawValue::Json(j.clone())) {
                 // What was accepted must serialize back.
