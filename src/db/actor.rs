@@ -34,7 +34,7 @@ use crate::persist::wal::append_frame;
 use crate::persist::{Entry, SnapshotInfo, Wal, snapshot};
 use crate::schema::ProfileUpdate;
 use crate::segments::saved;
-use crate::store::{Column, ColumnKind, Packed, next_id};
+use crate::store::{Column, ColumnKind, PREFETCH_AHEAD, Packed, next_id};
 
 /// Someone waiting for a snapshot's outcome.
 type Waiter = oneshot::Sender<Result<SnapshotInfo, Problem>>;
@@ -141,7 +141,14 @@ impl DatabaseActor {
             let mut frames = wal.frame_buffer(size);
             let mut rejected = Vec::new();
             let before = self.state.store.counts();
-            for (i, row) in rows.iter_mut().enumerate() {
+            for row in rows.iter().take(PREFETCH_AHEAD) {
+                prefetch_claim(&self.state, row);
+            }
+            for i in 0..rows.len() {
+                if let Some(next) = rows.get(i + PREFETCH_AHEAD) {
+                    prefetch_claim(&self.state, next);
+                }
+                let row = &mut rows[i];
                 let publish = row.built.take().and_then(|b| b.still_valid(&self.state));
                 let published = match publish {
                     Some(Publish::New(profile)) => self.claim_framed(profile, &mut frames),
@@ -581,6 +588,14 @@ impl DatabaseActor {
 /// fewer: two million entries, about 100 MB of map (a million new customers with an
 /// email and a phone each, in one step).
 const ROOM_STEP: usize = 1 << 21;
+
+/// Asks for the map slots the claim of `row`'s build will probe, if it built a new
+/// profile.
+fn prefetch_claim(st: &DbState, row: &ImportRow) {
+    if let Some(profile) = row.built.as_ref().and_then(|b| b.new_profile()) {
+        st.store.prefetch_claim(profile);
+    }
+}
 
 /// The profiles and identifier keys `to_come` rows will add, at the rate `rows` rows
 /// took the store's counts from `before` to `after`; at most the count again, or

@@ -56,6 +56,16 @@ pub enum Publish {
 }
 
 impl Prebuilt {
+    /// The profile built, if it is a new one (to be claimed).
+    pub fn new_profile(&self) -> Option<&Packed> {
+        let customer_id = self.profile.head().customer_id;
+        let new = self
+            .reads
+            .iter()
+            .any(|(read, seen)| claimed(read, seen, customer_id));
+        new.then_some(&self.profile)
+    }
+
     /// How to publish the build, if the schema, settings and store still give every
     /// answer it was built from; a new profile gets its internal id here. Actor only:
     /// ids ascend in the order profiles are stored (slot order is id order), and nothing

@@ -37,6 +37,7 @@ use super::{Format, Options, Row, RowError, Sink};
 use crate::db::prebuilt::{ImportRow, prebuild as prebuild_row};
 use crate::db::{Applied, Change, Database, DbState};
 use crate::error::{ErrorCode, Problem};
+use crate::store::PREFETCH_AHEAD;
 
 /// The errors a job keeps, those of the lowest rows (the rest are counted, not kept).
 pub const MAX_ERRORS: usize = 1000;
@@ -665,7 +666,16 @@ fn start_builders(
                         // The job has stopped: nobody will apply it.
                         continue;
                     }
-                    for row in &mut batch.rows {
+                    for i in 0..batch.rows.len() {
+                        // The place the build of a row further on will look its customer
+                        // id up at, so that its miss overlaps this row's work.
+                        if let (Some(st), Some(next)) =
+                            (&prebuild, batch.rows.get(i + PREFETCH_AHEAD))
+                            && !next.update.customer_id.is_empty()
+                        {
+                            st.store.prefetch_place(&next.update.customer_id);
+                        }
+                        let row = &mut batch.rows[i];
                         // Contacts are derived here, off the actor's thread, and the
                         // profile is built here too when it can be.
                         row.update.prepare(region.as_deref());

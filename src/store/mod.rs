@@ -357,6 +357,25 @@ impl ProfileStore {
         Some(slot)
     }
 
+    /// Starts loading into the cache the map slot a lookup of this customer id will
+    /// probe (see [`ProfileStore::prefetch_claim`]).
+    pub fn prefetch_place(&self, customer_id: &str) {
+        prefetch(&self.profiles, customer_id);
+    }
+
+    /// Starts loading into the cache the map slots a claim of `profile` will probe: its
+    /// customer id's place and its identifier keys'. The maps are far larger than the
+    /// caches, so each probe of a claim misses; the actor asks for a batch's next rows'
+    /// slots ([`PREFETCH_AHEAD`] rows ahead) while it claims this one's, and their misses
+    /// overlap instead of following one another.
+    pub fn prefetch_claim(&self, profile: &Packed) {
+        let view = profile.view();
+        prefetch(&self.profiles, view.customer_id);
+        for key in view.identifier_keys() {
+            prefetch(&self.identifiers, &key);
+        }
+    }
+
     /// Builds the column of a field from every profile; kept current by every put from
     /// then on. Actor only (no write may come between the fill and the upkeep).
     pub fn build_column(
@@ -473,6 +492,44 @@ impl ProfileStore {
 }
 
 /// Makes room in every shard of `map` for its share of `more` entries.
+/// How many rows ahead of a batch's probes their map slots are asked for: enough for the
+/// misses of a few rows to be under way at once, few enough that the lines are still
+/// cached when used.
+pub const PREFETCH_AHEAD: usize = 8;
+
+/// Starts loading into the cache the first slot a probe for `key` reads: its group of
+/// control bytes and its entry (hashbrown's layout: control bytes from `data_end` on,
+/// entries below it in reverse order). Only addresses are computed: a prefetch reads
+/// nothing and cannot fault, so a slot that moves meanwhile costs a wasted load.
+fn prefetch<V>(map: &DashMap<CompactString, V, Hasher>, key: &str) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let (control, entry) = first_probe(map, key);
+        // SAFETY: a prefetch is a hint that dereferences nothing.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(control.cast());
+            _mm_prefetch::<_MM_HINT_T0>(entry.cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (map, key);
+}
+
+/// Where a probe for `key` starts: its control byte and its entry's address.
+fn first_probe<V>(
+    map: &DashMap<CompactString, V, Hasher>,
+    key: &str,
+) -> (*const u8, *const (CompactString, dashmap::SharedValue<V>)) {
+    // The hash DashMap's own probes use: the shard from its high bits, the slot from its
+    // low ones.
+    let hash = map.hash_usize(&key);
+    let table = map.shards()[map.determine_shard(hash)].read();
+    let at = hash & (table.buckets() - 1);
+    let end = table.data_end().as_ptr().cast_const();
+    (end.cast::<u8>().wrapping_add(at), end.wrapping_sub(at + 1))
+}
+
 fn reserve<V>(map: &DashMap<CompactString, V, Hasher>, more: usize) {
     if more == 0 {
         return;
@@ -498,10 +555,42 @@ fn reserve<V>(map: &DashMap<CompactString, V, Hasher>, more: usize) {
 mod tests {
     use std::collections::HashMap;
 
+    use compact_str::format_compact;
     use jiff::Timestamp;
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_prefetch_asks_for_the_slot_a_probe_starts_at() {
+        let map: DashMap<CompactString, u32, Hasher> = DashMap::default();
+        reserve(&map, 40_000);
+        let keys: Vec<CompactString> = (0..10_000)
+            .map(|i| format_compact!("e:{i}@x.example"))
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            map.insert(k.clone(), i as u32);
+        }
+        // At a quarter full, most keys sit where their probe starts; a wrong reading of
+        // the table's layout would find almost none there.
+        let at_home = keys
+            .iter()
+            .filter(|k| {
+                let k = k.as_str();
+                let (_, entry) = first_probe(&map, k);
+                let hash = map.hash_usize(&k);
+                let table = map.shards()[map.determine_shard(hash)].read();
+                let at = hash & (table.buckets() - 1);
+                // SAFETY: `at` is below `buckets()`, and a full bucket holds an entry.
+                unsafe {
+                    let bucket = table.bucket(at);
+                    assert_eq!(bucket.as_ptr().cast_const(), entry);
+                    table.is_bucket_full(at) && bucket.as_ref().0 == k
+                }
+            })
+            .count();
+        assert!(at_home > 8_000, "{at_home} of 10,000");
+    }
 
     fn profile(cid: &str, crm: Option<&str>) -> Profile {
         let mut p = Profile::new(cid.into(), Timestamp::UNIX_EPOCH);
