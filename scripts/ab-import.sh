@@ -5,21 +5,21 @@
 # anything.
 #
 # Generates ROWS profiles once (scripts/gen-rows.py), then for each round runs every
-# binary in turn: a fresh server on 127.0.0.1 and a fresh data directory, the import of
-# one file with `curl --data-binary` and `wait=true` into a new database (as
-# bench-import.sh does), timed from the first byte to the finished job, with the
-# server's CPU time (every thread's, from /proc); then the server is stopped by its
-# PID. Prints each run and, per binary, the median rows/s and CPU µs a row.
+# binary in turn (in reverse order every other round, so use an even ROUNDS): a fresh
+# server on 127.0.0.1 and a fresh data directory, the import of one file with `curl
+# --data-binary` and `wait=true` into a new database (as bench-import.sh does), timed
+# from the first byte to the finished job, with the server's CPU time (every thread's,
+# from /proc); then the server is stopped by its PID. Prints each run and, per binary, the median rows/s and CPU µs a row.
 #
 # Usage: bash scripts/ab-import.sh BIN_A BIN_B [BIN...]
 #   (binaries built from the commits to compare, e.g. `git worktree add /tmp/old REV`
 #   and `cargo build --release` there, then copy target/release/persona aside)
-# Env: ROWS (1000000), ROUNDS (3), FORMAT (csv: csv, csv-long, json or ndjson).
+# Env: ROWS (1000000), ROUNDS (4), FORMAT (csv: csv, csv-long, json or ndjson).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROWS=${ROWS:-1000000}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-4}
 FORMAT=${FORMAT:-csv}
 log() { echo "[ab-import] $*" >&2; }
 # shellcheck source=scripts/lib.sh
@@ -66,8 +66,16 @@ run_one() {
 }
 
 declare -A RATES CPUS
+# Every other round runs the binaries in reverse order: here a server started right
+# after another ran faster than the one before it (the host hands back memory the last
+# process freed more cheaply than memory left idle), which favoured whichever binary
+# ran later in every round.
+ORDER=("${!BINS[@]}")
+REVERSED=()
+for ((j = ${#BINS[@]} - 1; j >= 0; j--)); do REVERSED+=("$j"); done
 for round in $(seq "$ROUNDS"); do
-    for i in "${!BINS[@]}"; do
+    if ((round % 2)); then turn=("${ORDER[@]}"); else turn=("${REVERSED[@]}"); fi
+    for i in "${turn[@]}"; do
         run_one "${BINS[$i]}"
         rate=$(per_second "$ROWS" "$SECS")
         log "round $round, ${BINS[$i]}: $SECS s, $rate rows/s, $CPU_US µs/row"

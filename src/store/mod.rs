@@ -324,6 +324,17 @@ impl ProfileStore {
     /// never showed it beside another version of the profile. (The profiles shard is
     /// taken before the identifiers' here; nothing takes them the other way round.)
     pub fn claim(&self, profile: &Packed, publishing: impl FnOnce()) -> Option<Slot> {
+        self.claim_keyed(profile, profile.view().identifier_keys(), publishing)
+    }
+
+    /// [`ProfileStore::claim`], with the profile's identifier keys as
+    /// [`ProfileStore::prefetch_claim`] gave them (not read from its bytes again).
+    pub fn claim_keyed(
+        &self,
+        profile: &Packed,
+        keys: Vec<CompactString>,
+        publishing: impl FnOnce(),
+    ) -> Option<Slot> {
         let view = profile.view();
         let customer_id = CompactString::from(view.customer_id);
         let dashmap::Entry::Vacant(place) = self.profiles.entry(customer_id.clone()) else {
@@ -331,7 +342,7 @@ impl ProfileStore {
         };
         let mut claimed = 0;
         let mut free = true;
-        for key in view.identifier_keys() {
+        for key in keys {
             match self.identifiers.entry(key) {
                 dashmap::Entry::Vacant(slot) => {
                     slot.insert(customer_id.clone());
@@ -367,13 +378,16 @@ impl ProfileStore {
     /// customer id's place and its identifier keys'. The maps are far larger than the
     /// caches, so each probe of a claim misses; the actor asks for a batch's next rows'
     /// slots ([`PREFETCH_AHEAD`] rows ahead) while it claims this one's, and their misses
-    /// overlap instead of following one another.
-    pub fn prefetch_claim(&self, profile: &Packed) {
+    /// overlap instead of following one another. Returns the profile's identifier keys,
+    /// for [`ProfileStore::claim_keyed`].
+    pub fn prefetch_claim(&self, profile: &Packed) -> Vec<CompactString> {
         let view = profile.view();
         prefetch(&self.profiles, view.customer_id);
-        for key in view.identifier_keys() {
-            prefetch(&self.identifiers, &key);
+        let keys = view.identifier_keys();
+        for key in &keys {
+            prefetch(&self.identifiers, key);
         }
+        keys
     }
 
     /// Builds the column of a field from every profile; kept current by every put from
