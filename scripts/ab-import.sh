@@ -9,7 +9,8 @@
 # server on 127.0.0.1 and a fresh data directory, the import of one file with `curl
 # --data-binary` and `wait=true` into a new database (as bench-import.sh does), timed
 # from the first byte to the finished job, with the server's CPU time (every thread's,
-# from /proc); then the server is stopped by its PID. Prints each run and, per binary, the median rows/s and CPU µs a row.
+# from /proc); then the server is stopped by its PID. Prints each run and, per binary,
+# the median rows/s and CPU µs a row.
 #
 # Usage: bash scripts/ab-import.sh BIN_A BIN_B [BIN...]
 #   (binaries built from the commits to compare, e.g. `git worktree add /tmp/old REV`
