@@ -92,13 +92,17 @@ fn tune_allocator() {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_purge_delay_is_the_option_mimalloc_v3_keeps_at_15() {
-        // Only when the environment leaves it at its default: v3's 1000 ms, which no
-        // option beside it shares. A renumbered enum (a libmimalloc-sys upgrade) fails here.
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            // SAFETY: reading an option; mimalloc initialised them all when it loaded.
-            let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
-            assert_eq!(delay, 1000);
+    fn the_purge_delay_is_the_option_mimalloc_v3_keeps_at_15_and_is_set() {
+        // Only when the environment leaves it at its default (v3's 1000 ms, which no
+        // option beside it shares): a renumbered enum (a libmimalloc-sys upgrade) fails
+        // here. RESET_DELAY is its old name.
+        let set = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"];
+        if set.iter().all(|v| std::env::var_os(v).is_none()) {
+            // SAFETY: reading options; mimalloc initialised them all when it loaded.
+            let delay = || unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+            assert_eq!(delay(), 1000);
+            super::tune_allocator();
+            assert_eq!(delay(), super::PURGE_DELAY_MS);
         }
     }
 }

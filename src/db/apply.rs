@@ -647,6 +647,10 @@ mod tests {
                 &["first_name=3", "last_name=2", "tier"],
             ),
             (
+                &["first_name", "-first_name", "last_name", "tier"],
+                &["last_name=3", "tier"],
+            ),
+            (
                 &["last_name", "-last_name", "first_name", "last_name", "tier"],
                 &["first_name=3", "last_name=4", "tier"],
             ),
@@ -673,6 +677,22 @@ mod tests {
                 .collect();
             assert_eq!(got, stored, "{given:?}");
         }
+        // A replace starts afresh over the stored profile: its values go, the given ones
+        // are sorted; an unset one is gone.
+        let mut replace = update(json!({"tier":"gold","last_name":"Silva","city":"Faro"}));
+        replace.replace = true;
+        replace.unset.push("city".into());
+        let q = build_profile(
+            &schema,
+            &settings,
+            &store,
+            Some(&p),
+            &replace,
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        let names: Vec<_> = q.fields.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(names, ["last_name", "tier"]);
         let err = build_profile(
             &schema,
             &settings,

@@ -313,6 +313,38 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_that_fails_on_a_later_key_takes_back_the_earlier_ones() {
+        let st = state();
+        let with_phone = |c: &str, email: &str| {
+            let mut u = update(c, email, "Lisbon");
+            u.fields
+                .push(("phone".into(), RawValue::Json(json!("912345678"))));
+            u.prepare(Some("PT"));
+            u
+        };
+        st.store
+            .put(by_actor(&st, with_phone("p1", "p1@example.com")), None);
+        // A new profile whose email is free and whose phone p1 holds.
+        let built = prebuild(&st, &with_phone("n6", "n6@example.com")).unwrap();
+        let profile = stored(built.still_valid(&st).unwrap());
+        let keys = st.store.prefetch_claim(&profile);
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(
+            st.store
+                .claim_keyed(&profile, keys.clone(), || panic!("not published"))
+                .is_none()
+        );
+        assert!(st.store.get("n6").is_none());
+        let email = crate::store::identifier_key("email", "n6@example.com");
+        assert_eq!(
+            st.store.holder(&email),
+            None,
+            "the email key was taken back"
+        );
+        assert_eq!(st.store.holder(&keys[1]).as_deref(), Some("p1"));
+    }
+
+    #[test]
     fn what_the_actor_must_decide_is_not_built() {
         let st = state();
         // Refused (the actor says why, with the store as it is then).

@@ -328,7 +328,9 @@ impl ProfileStore {
     }
 
     /// [`ProfileStore::claim`], with the profile's identifier keys as
-    /// [`ProfileStore::prefetch_claim`] gave them (not read from its bytes again).
+    /// [`ProfileStore::prefetch_claim`] gave them (not read from its bytes again): they
+    /// must be exactly those, in that order, since a failed claim takes back the ones it
+    /// inserted by reading them from the bytes.
     pub fn claim_keyed(
         &self,
         profile: &Packed,
@@ -336,6 +338,7 @@ impl ProfileStore {
         publishing: impl FnOnce(),
     ) -> Option<Slot> {
         let view = profile.view();
+        debug_assert_eq!(keys, view.identifier_keys());
         let customer_id = CompactString::from(view.customer_id);
         let dashmap::Entry::Vacant(place) = self.profiles.entry(customer_id.clone()) else {
             return None;
@@ -505,7 +508,6 @@ impl ProfileStore {
     }
 }
 
-/// Makes room in every shard of `map` for its share of `more` entries.
 /// How many rows ahead of a batch's probes their map slots are asked for: enough for the
 /// misses of a few rows to be under way at once, few enough that the lines are still
 /// cached when used.
@@ -531,6 +533,7 @@ fn prefetch<V>(map: &DashMap<CompactString, V, Hasher>, key: &str) {
 }
 
 /// Where a probe for `key` starts: its control byte and its entry's address.
+#[cfg(any(target_arch = "x86_64", test))]
 fn first_probe<V>(
     map: &DashMap<CompactString, V, Hasher>,
     key: &str,
@@ -544,6 +547,7 @@ fn first_probe<V>(
     (end.cast::<u8>().wrapping_add(at), end.wrapping_sub(at + 1))
 }
 
+/// Makes room in every shard of `map` for its share of `more` entries.
 fn reserve<V>(map: &DashMap<CompactString, V, Hasher>, more: usize) {
     if more == 0 {
         return;
