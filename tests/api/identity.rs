@@ -182,15 +182,7 @@ fn imports_merge_row_by_row_and_atomic_imports_refuse_to() {
     assert_eq!(atomic.body["errors"][0]["code"], "identifier_conflict");
     assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 2);
 
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&wait=true",
-        )
-        .body(file),
-    );
-    assert_eq!(res.body["status"], "done", "{:#}", res.body);
-    assert_eq!(res.body["rows_rejected"], 0, "{:#}", res.body);
+    import_csv(&s, file);
     assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 1);
     let p = get(&s, "/profiles/b");
     assert_eq!(p["customer_id"], "a");
@@ -229,15 +221,7 @@ fn a_new_customer_id_naming_a_known_identifier_joins_that_profile() {
     );
     let file =
         "customer_id,email,city\nnew-1,n1@example.com,Porto\ncrm-10,web1@example.com,Braga\n";
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&wait=true",
-        )
-        .body(file),
-    );
-    assert_eq!(res.body["status"], "done", "{:#}", res.body);
-    assert_eq!(res.body["rows_rejected"], 0, "{:#}", res.body);
+    import_csv(&s, file);
     let joined = get(&s, "/profiles/crm-10");
     assert_eq!(joined["customer_id"], "web-1", "{joined:#}");
     assert_eq!(joined["fields"]["city"], "Braga");
@@ -311,4 +295,17 @@ fn an_update_naming_more_profiles_than_one_merge_may_join_is_refused_whole() {
     res.assert_problem(409, "merge_too_large");
     assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 17);
     assert_eq!(get(&s, "/profiles/p0")["merges"], json!([]));
+}
+
+/// Imports a CSV file into `shop` and checks that every row was applied.
+fn import_csv(s: &Server, file: &'static str) {
+    let res = send(
+        s.req(
+            Method::POST,
+            "/v1/databases/shop/imports?format=csv&wait=true",
+        )
+        .body(file),
+    );
+    assert_eq!(res.body["status"], "done", "{:#}", res.body);
+    assert_eq!(res.body["rows_rejected"], 0, "{:#}", res.body);
 }
