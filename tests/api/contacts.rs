@@ -413,12 +413,10 @@ fn subscriptions_come_from_patches_imports_and_events_and_keep_their_history() {
     assert_eq!(reason(&channels(&s, "c1"), "email"), "unsubscribed");
 
     // An import column subscribes again, now.
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&wait=true",
-        )
-        .body("customer_id,subscription.blog.email.news,subscription.alerts.sms\nc1,subscribed,\n"),
+    let res = s.import(
+        "shop",
+        "format=csv&wait=true",
+        "customer_id,subscription.blog.email.news,subscription.alerts.sms\nc1,subscribed,\n",
     );
     assert_eq!(res.status, 200, "{:#}", res.body);
     assert_eq!(res.body["rows_accepted"], 1, "{:#}", res.body);
@@ -468,12 +466,10 @@ fn subscriptions_come_from_patches_imports_and_events_and_keep_their_history() {
     let s = s.restart(false);
     check(&s);
     // A cell that is not a status is that row's error; a bad column name, the file's.
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&wait=true",
-        )
-        .body("customer_id,subscription.blog.email\nc1,maybe\n"),
+    let res = s.import(
+        "shop",
+        "format=csv&wait=true",
+        "customer_id,subscription.blog.email\nc1,maybe\n",
     );
     assert_eq!(res.body["rows_rejected"], 1, "{:#}", res.body);
     assert_eq!(
@@ -481,12 +477,10 @@ fn subscriptions_come_from_patches_imports_and_events_and_keep_their_history() {
         "{:#}",
         res.body
     );
-    send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&wait=true",
-        )
-        .body("customer_id,subscription.blog.fax\nc1,1\n"),
+    s.import(
+        "shop",
+        "format=csv&wait=true",
+        "customer_id,subscription.blog.fax\nc1,1\n",
     )
     .assert_problem(400, "import_header_invalid");
     // The right of access: everything held, in one document.

@@ -838,13 +838,7 @@ fn snapshots_come_once_the_log_has_grown_by_the_last_one() {
         let file: String = std::iter::once("customer_id,first_name,city\n".to_owned())
             .chain((0..3000).map(|i| format!("s{i},Name {i},{city} {i}\n")))
             .collect();
-        let res = crate::common::send(
-            s.req(
-                Method::POST,
-                "/v1/databases/shop/imports?format=csv&wait=true",
-            )
-            .body(file),
-        );
+        let res = s.import("shop", "format=csv&wait=true", file);
         assert_eq!(res.body["rows_accepted"], 3000, "{:#}", res.body);
     };
     import("Lisbon");

@@ -437,13 +437,7 @@ fn events_import_from_ndjson_files_as_jobs() {
     }
     body.push_str("{\"customer_id\":\"c1\",\"type\":\"receipt\",\"data\":{\"total\":1}}\n");
     body.push_str("{\"customer_id\":\"c1\",\"type\":\"receipt\",\"data\":{\"receipt_id\":\"odd\",\"total\":9,\"items\":[{\"sku\":\"b\",\"price\":1}]}}\n");
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=ndjson&kind=events&wait=true",
-        )
-        .body(body),
-    );
+    let res = s.import("shop", "format=ndjson&kind=events&wait=true", body);
     assert_eq!(res.status, 200, "{:#}", res.body);
     assert_eq!(res.body["status"], "done", "{:#}", res.body);
     assert_eq!(res.body["rows_accepted"], 501, "{:#}", res.body);
@@ -459,14 +453,8 @@ fn events_import_from_ndjson_files_as_jobs() {
     let p = s.get("/v1/databases/shop/profiles/c7?fields=stats").body;
     assert_eq!(p["stats"]["receipts_count"], 10);
     assert_eq!(p["stats"]["average_items"], 3.0);
-    send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&kind=events",
-        )
-        .body("a\n"),
-    )
-    .assert_problem(400, "invalid_query");
+    s.import("shop", "format=csv&kind=events", "a\n")
+        .assert_problem(400, "invalid_query");
 }
 
 #[test]
@@ -476,24 +464,20 @@ fn an_atomic_import_of_events_applies_all_or_none() {
                 {\"customer_id\":\"a2\",\"type\":\"page_view\",\"data\":{\"url\":\"/\"}}\n";
     let bad =
         format!("{good}{{\"customer_id\":\"a3\",\"type\":\"receipt\",\"data\":{{\"total\":1}}}}\n");
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=ndjson&kind=events&atomic=true&wait=true",
-        )
-        .body(bad),
+    let res = s.import(
+        "shop",
+        "format=ndjson&kind=events&atomic=true&wait=true",
+        bad,
     );
     assert_eq!(res.body["status"], "failed", "{:#}", res.body);
     assert_eq!(res.body["error"]["code"], "import_not_applied");
     s.get("/v1/databases/shop/profiles/a1")
         .assert_problem(404, "profile_not_found");
 
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=ndjson&kind=events&atomic=true&wait=true",
-        )
-        .body(good),
+    let res = s.import(
+        "shop",
+        "format=ndjson&kind=events&atomic=true&wait=true",
+        good,
     );
     assert_eq!(res.body["status"], "done", "{:#}", res.body);
     assert_eq!(res.body["rows_accepted"], 2);

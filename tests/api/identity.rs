@@ -1,9 +1,8 @@
 //! Identity merge over HTTP: an update naming two profiles' identifiers makes them one.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Server, send};
+use crate::common::Server;
 
 fn shop() -> Server {
     let s = Server::start();
@@ -171,13 +170,7 @@ fn imports_merge_row_by_row_and_atomic_imports_refuse_to() {
     );
     // A names b's email and b names a's: one customer, whichever way round.
     let file = "customer_id,email,city\na,b@example.com,Lisbon\nb,a@example.com,Porto\n";
-    let atomic = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&wait=true&atomic=true",
-        )
-        .body(file),
-    );
+    let atomic = s.import("shop", "format=csv&wait=true&atomic=true", file);
     assert_eq!(atomic.body["status"], "failed", "{:#}", atomic.body);
     assert_eq!(atomic.body["errors"][0]["code"], "identifier_conflict");
     assert_eq!(s.count("/v1/databases/shop/profiles", "profiles"), 2);
@@ -299,13 +292,7 @@ fn an_update_naming_more_profiles_than_one_merge_may_join_is_refused_whole() {
 
 /// Imports a CSV file into `shop` and checks that every row was applied.
 fn import_csv(s: &Server, file: &'static str) {
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&wait=true",
-        )
-        .body(file),
-    );
+    let res = s.import("shop", "format=csv&wait=true", file);
     assert_eq!(res.body["status"], "done", "{:#}", res.body);
     assert_eq!(res.body["rows_rejected"], 0, "{:#}", res.body);
 }

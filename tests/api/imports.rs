@@ -14,11 +14,9 @@ fn shop() -> Server {
     Server::shop_with_score()
 }
 
+/// An import into `shop` (see [`Server::import`]).
 fn import(s: &Server, query: &str, body: impl Into<Body>) -> Res {
-    send(
-        s.req(Method::POST, &format!("/v1/databases/shop/imports?{query}"))
-            .body(body),
-    )
+    s.import("shop", query, body)
 }
 
 /// An import of a large streamed body. The client's usual minute is too short for one

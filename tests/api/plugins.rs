@@ -397,13 +397,7 @@ fn an_import_goes_through_a_plugin_chunk_by_chunk() {
         }
     }
     let started = Instant::now();
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=csv&plugin=crm&wait=true",
-        )
-        .body(file),
-    );
+    let res = s.import("shop", "format=csv&plugin=crm&wait=true", file);
     assert_eq!(res.status, 200, "{:#}", res.body);
     let job = &res.body;
     assert_eq!(job["status"], "done", "{job:#}");
@@ -422,13 +416,7 @@ fn an_import_goes_through_a_plugin_chunk_by_chunk() {
     // A plugin that fails on a chunk fails those rows, and the job says which.
     let res = upload(&s, &s.admin.clone(), "hostile", "", plugin("hostile"));
     assert_eq!(res.status, 201);
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=ndjson&plugin=hostile&wait=true",
-        )
-        .body("trap\n"),
-    );
+    let res = s.import("shop", "format=ndjson&plugin=hostile&wait=true", "trap\n");
     assert_eq!(res.body["rows_rejected"], 1, "{:#}", res.body);
     assert_eq!(res.body["errors"][0]["code"], "plugin_trap");
     send(s.req(
@@ -445,13 +433,7 @@ fn an_import_goes_through_a_plugin_chunk_by_chunk() {
     assert_eq!(res.body["parameter"], "delimiter");
     // A JSON file goes to a plugin whole, so it has a size limit of its own.
     let big = format!("[{}]", "1,".repeat(9 << 20));
-    let res = send(
-        s.req(
-            Method::POST,
-            "/v1/databases/shop/imports?format=json&plugin=crm&wait=true",
-        )
-        .body(big),
-    );
+    let res = s.import("shop", "format=json&plugin=crm&wait=true", big);
     assert_eq!(res.status, 413, "{:#}", res.body);
     assert_eq!(res.code(), "import_too_large");
 }

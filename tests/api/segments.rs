@@ -468,13 +468,7 @@ fn imports_keep_saved_segments_and_field_columns_current() {
         let city = if i % 2 == 0 { "Lisbon" } else { "Braga" };
         file.push_str(&format!("n{i},{city},{}\n", 10 + i));
     }
-    let res = crate::common::send(
-        s.req(
-            reqwest::Method::POST,
-            "/v1/databases/shop/imports?format=csv&wait=true",
-        )
-        .body(file),
-    );
+    let res = s.import("shop", "format=csv&wait=true", file);
     assert_eq!(res.body["rows_accepted"], 9, "{:#}", res.body);
     let expected = ["c2", "c3", "n0", "n2", "n4"];
     assert_eq!(members(&s, "lisbon"), expected);

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::{Body, Client, RequestBuilder};
 use serde_json::Value;
 
 /// A running server with its own data directory; killed on drop.
@@ -187,6 +187,15 @@ impl Server {
         self.client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.admin)
+    }
+
+    /// Posts `body` as an import into database `db` with the admin key (`query`: the
+    /// import's options, e.g. `format=csv&wait=true`).
+    pub fn import(&self, db: &str, query: &str, body: impl Into<Body>) -> Res {
+        send(
+            self.req(Method::POST, &format!("/v1/databases/{db}/imports?{query}"))
+                .body(body),
+        )
     }
 
     /// A request without any key.
