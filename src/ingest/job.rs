@@ -281,6 +281,9 @@ fn append_record(path: &Path, view: &JobView) -> std::io::Result<()> {
 #[derive(Debug)]
 pub struct Jobs {
     jobs: Mutex<BTreeMap<(String, Ulid), Arc<Job>>>,
+    // The last job id given: ids ascend even within a millisecond, and the list is
+    // newest first by id.
+    last_id: Mutex<Ulid>,
     // Jobs that may run at once, server-wide: each holds a parser thread and builders.
     max_running: usize,
 }
@@ -296,6 +299,7 @@ impl Jobs {
     pub fn new(max_running: usize) -> Self {
         Jobs {
             jobs: Mutex::default(),
+            last_id: Mutex::new(Ulid::nil()),
             max_running: max_running.max(1),
         }
     }
@@ -324,8 +328,14 @@ impl Jobs {
             )
             .with("limit", self.max_running));
         }
+        let id = {
+            let mut last = self.last_id.lock();
+            let fresh = Ulid::new();
+            *last = last.increment().map_or(fresh, |next| next.max(fresh));
+            *last
+        };
         let job = Arc::new(Job {
-            id: Ulid::new(),
+            id,
             database: database.to_owned(),
             format,
             started_at: Timestamp::now(),
@@ -899,7 +909,17 @@ async fn apply(
 
 #[cfg(test)]
 mod tests {
-    use super::{rows_to_come, scale};
+    use super::{Format, Jobs, rows_to_come, scale};
+
+    #[test]
+    fn jobs_made_within_one_millisecond_are_listed_newest_first() {
+        let jobs = Jobs::new(1000);
+        let made: Vec<_> = (0..200)
+            .map(|_| jobs.create("shop", Format::Csv, None, None).unwrap().id)
+            .collect();
+        let listed: Vec<_> = jobs.list("shop").iter().map(|j| j.id).collect();
+        assert_eq!(listed, made.into_iter().rev().collect::<Vec<_>>());
+    }
 
     #[test]
     fn rows_to_come_follow_the_bytes_a_row_so_far() {
