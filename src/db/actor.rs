@@ -13,14 +13,13 @@
 //! `persist::snapshot`). One runs at a time; requests that arrive meanwhile share the
 //! next one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
-use compact_str::CompactString;
 use tokio::sync::oneshot;
 use ulid::Ulid;
 
@@ -142,21 +141,17 @@ impl DatabaseActor {
             let mut frames = wal.frame_buffer(size);
             let mut rejected = Vec::new();
             let before = self.state.store.counts();
-            // The identifier keys of the rows whose slots were asked for, in row order.
-            let mut keys_ahead: VecDeque<Option<Vec<CompactString>>> = rows
-                .iter()
-                .take(PREFETCH_AHEAD)
-                .map(|row| prefetch_claim(&self.state, row))
-                .collect();
+            for row in rows.iter().take(PREFETCH_AHEAD) {
+                prefetch_claim(&self.state, row);
+            }
             for i in 0..rows.len() {
                 if let Some(next) = rows.get(i + PREFETCH_AHEAD) {
-                    keys_ahead.push_back(prefetch_claim(&self.state, next));
+                    prefetch_claim(&self.state, next);
                 }
-                let keys = keys_ahead.pop_front().flatten();
                 let row = &mut rows[i];
                 let publish = row.built.take().and_then(|b| b.still_valid(&self.state));
                 let published = match publish {
-                    Some(Publish::New(profile)) => self.claim_framed(profile, keys, &mut frames),
+                    Some(Publish::New(profile)) => self.claim_framed(profile, &mut frames),
                     Some(Publish::Over(profile, old)) => {
                         self.put_over_framed(profile, &old, &mut frames);
                         true
@@ -320,18 +315,12 @@ impl DatabaseActor {
     /// Stores a new profile built off the actor if its customer id and identifier keys
     /// are still free (checked as they are inserted), and frames its record; `false`,
     /// with nothing changed, when they are not.
-    fn claim_framed(
-        &mut self,
-        profile: Packed,
-        keys: Option<Vec<CompactString>>,
-        frames: &mut Vec<u8>,
-    ) -> bool {
+    fn claim_framed(&mut self, profile: Packed, frames: &mut Vec<u8>) -> bool {
         let lsn = self.lsn + 1;
         let applied = &self.applied;
         // As in `apply_logged`: whoever sees the profile in the store reads this LSN.
         let publishing = || applied.store(lsn, Ordering::SeqCst);
-        let keys = keys.unwrap_or_else(|| profile.view().identifier_keys());
-        let Some(slot) = self.state.store.claim_keyed(&profile, keys, publishing) else {
+        let Some(slot) = self.state.store.claim(&profile, publishing) else {
             return false;
         };
         // The profile is in; the rest of a put's effect (saved segments) follows.
@@ -601,10 +590,11 @@ impl DatabaseActor {
 const ROOM_STEP: usize = 1 << 21;
 
 /// Asks for the map slots the claim of `row`'s build will probe, if it built a new
-/// profile; its identifier keys, then.
-fn prefetch_claim(st: &DbState, row: &ImportRow) -> Option<Vec<CompactString>> {
-    let profile = row.built.as_ref().and_then(|b| b.new_profile())?;
-    Some(st.store.prefetch_claim(profile))
+/// profile.
+fn prefetch_claim(st: &DbState, row: &ImportRow) {
+    if let Some(profile) = row.built.as_ref().and_then(|b| b.new_profile()) {
+        st.store.prefetch_claim(profile);
+    }
 }
 
 /// The profiles and identifier keys `to_come` rows will add, at the rate `rows` rows

@@ -58,12 +58,19 @@ pub enum Publish {
 impl Prebuilt {
     /// The profile built, if it is a new one (to be claimed).
     pub fn new_profile(&self) -> Option<&Packed> {
+        matches!(self.found(), Some(None)).then_some(&self.profile)
+    }
+
+    /// What the build found under its customer id: the profile it changed, or none (then
+    /// its internal id is a stand-in).
+    fn found(&self) -> Option<Option<Packed>> {
         let customer_id = self.profile.head().customer_id;
-        let new = self
-            .reads
+        self.reads
             .iter()
-            .any(|(read, seen)| claimed(read, seen, customer_id));
-        new.then_some(&self.profile)
+            .find_map(|(read, seen)| match (read, seen) {
+                (Read::Profile(c), Seen::Profile(p)) if c == customer_id => Some(p.clone()),
+                _ => None,
+            })
     }
 
     /// How to publish the build, if the schema, settings and store still give every
@@ -75,17 +82,7 @@ impl Prebuilt {
     /// be new) and presumed its keys free (`Recorder::leave_keys_to_the_claim`); both
     /// are checked by the claim that stores it, not asked here.
     pub fn still_valid(self, st: &DbState) -> Option<Publish> {
-        let customer_id = self.profile.head().customer_id;
-        // What the build found under its customer id: the profile it changed, or none
-        // (then its internal id is a stand-in).
-        let found = self
-            .reads
-            .iter()
-            .find_map(|(read, seen)| match (read, seen) {
-                (Read::Profile(c), Seen::Profile(p)) if c == customer_id => Some(p.clone()),
-                _ => None,
-            })?;
-        if let Some(old) = found {
+        if let Some(old) = self.found()? {
             let reads = self.reads.iter().map(|(r, seen)| (r, seen));
             if self.basis.changed(st, reads).is_some() {
                 return None;
@@ -99,6 +96,7 @@ impl Prebuilt {
                 .iter()
                 .all(|(r, _)| !matches!(r, Read::Holder(_)))
         );
+        let customer_id = self.profile.head().customer_id;
         let rest = self
             .reads
             .iter()
@@ -274,42 +272,29 @@ mod tests {
     }
 
     #[test]
-    fn a_new_profiles_claim_fails_whole_when_another_took_a_key_since() {
+    fn a_new_profiles_claim_fails_whole_on_a_key_held_before_or_since_its_build() {
         let st = state();
-        let built = prebuild(&st, &update("n2", "shared@example.com", "Lisbon")).unwrap();
-        st.store.put(
-            by_actor(&st, update("n3", "shared@example.com", "Faro")),
-            None,
-        );
-        let profile = stored(built.still_valid(&st).unwrap());
-        assert!(
-            st.store
-                .claim(&profile, || panic!("not published"))
-                .is_none()
-        );
-        assert!(st.store.get("n2").is_none());
-        let key = crate::store::identifier_key("email", "shared@example.com");
-        assert_eq!(st.store.holder(&key).as_deref(), Some("n3"));
-    }
-
-    #[test]
-    fn a_new_profiles_keys_are_left_to_its_claim() {
-        let st = state();
-        st.store.put(
-            by_actor(&st, update("h1", "held@example.com", "Porto")),
-            None,
-        );
-        // Built without asking who holds its email: the claim asks, as it inserts it.
-        let built = prebuild(&st, &update("n4", "held@example.com", "Lisbon")).unwrap();
-        let profile = stored(built.still_valid(&st).unwrap());
-        assert!(
-            st.store
-                .claim(&profile, || panic!("not published"))
-                .is_none()
-        );
-        assert!(st.store.get("n4").is_none());
-        let key = crate::store::identifier_key("email", "held@example.com");
-        assert_eq!(st.store.holder(&key).as_deref(), Some("h1"));
+        for (n, held_before) in [("n2", true), ("n3", false)] {
+            let email = format!("{n}-shared@example.com");
+            let taker = update(&format!("{n}-taker"), &email, "Faro");
+            if held_before {
+                st.store.put(by_actor(&st, taker.clone()), None);
+            }
+            // Built without asking who holds its email: the claim asks, as it inserts it.
+            let built = prebuild(&st, &update(n, &email, "Lisbon")).unwrap();
+            if !held_before {
+                st.store.put(by_actor(&st, taker), None);
+            }
+            let profile = stored(built.still_valid(&st).unwrap());
+            assert!(
+                st.store
+                    .claim(&profile, || panic!("not published"))
+                    .is_none()
+            );
+            assert!(st.store.get(n).is_none());
+            let key = crate::store::identifier_key("email", &email);
+            assert_eq!(st.store.holder(&key), Some(format!("{n}-taker").into()));
+        }
     }
 
     #[test]
@@ -327,11 +312,11 @@ mod tests {
         // A new profile whose email is free and whose phone p1 holds.
         let built = prebuild(&st, &with_phone("n6", "n6@example.com")).unwrap();
         let profile = stored(built.still_valid(&st).unwrap());
-        let keys = st.store.prefetch_claim(&profile);
+        let keys = profile.view().identifier_keys();
         assert_eq!(keys.len(), 2, "{keys:?}");
         assert!(
             st.store
-                .claim_keyed(&profile, keys.clone(), || panic!("not published"))
+                .claim(&profile, || panic!("not published"))
                 .is_none()
         );
         assert!(st.store.get("n6").is_none());

@@ -324,28 +324,14 @@ impl ProfileStore {
     /// never showed it beside another version of the profile. (The profiles shard is
     /// taken before the identifiers' here; nothing takes them the other way round.)
     pub fn claim(&self, profile: &Packed, publishing: impl FnOnce()) -> Option<Slot> {
-        self.claim_keyed(profile, profile.view().identifier_keys(), publishing)
-    }
-
-    /// [`ProfileStore::claim`], with the profile's identifier keys as
-    /// [`ProfileStore::prefetch_claim`] gave them (not read from its bytes again): they
-    /// must be exactly those, in that order, since a failed claim takes back the ones it
-    /// inserted by reading them from the bytes.
-    pub fn claim_keyed(
-        &self,
-        profile: &Packed,
-        keys: Vec<CompactString>,
-        publishing: impl FnOnce(),
-    ) -> Option<Slot> {
         let view = profile.view();
-        debug_assert_eq!(keys, view.identifier_keys());
         let customer_id = CompactString::from(view.customer_id);
         let dashmap::Entry::Vacant(place) = self.profiles.entry(customer_id.clone()) else {
             return None;
         };
         let mut claimed = 0;
         let mut free = true;
-        for key in keys {
+        for key in view.identifier_keys() {
             match self.identifiers.entry(key) {
                 dashmap::Entry::Vacant(slot) => {
                     slot.insert(customer_id.clone());
@@ -381,16 +367,13 @@ impl ProfileStore {
     /// customer id's place and its identifier keys'. The maps are far larger than the
     /// caches, so each probe of a claim misses; the actor asks for a batch's next rows'
     /// slots ([`PREFETCH_AHEAD`] rows ahead) while it claims this one's, and their misses
-    /// overlap instead of following one another. Returns the profile's identifier keys,
-    /// for [`ProfileStore::claim_keyed`].
-    pub fn prefetch_claim(&self, profile: &Packed) -> Vec<CompactString> {
+    /// overlap instead of following one another.
+    pub fn prefetch_claim(&self, profile: &Packed) {
         let view = profile.view();
         prefetch(&self.profiles, view.customer_id);
-        let keys = view.identifier_keys();
-        for key in &keys {
-            prefetch(&self.identifiers, key);
+        for key in view.identifier_keys() {
+            prefetch(&self.identifiers, &key);
         }
-        keys
     }
 
     /// Builds the column of a field from every profile; kept current by every put from
@@ -538,13 +521,19 @@ fn first_probe<V>(
     map: &DashMap<CompactString, V, Hasher>,
     key: &str,
 ) -> (*const u8, *const (CompactString, dashmap::SharedValue<V>)) {
-    // The hash DashMap's own probes use: the shard from its high bits, the slot from its
-    // low ones.
-    let hash = map.hash_usize(&key);
-    let table = map.shards()[map.determine_shard(hash)].read();
-    let at = hash & (table.buckets() - 1);
+    let (shard, at) = probe_start(map, key);
+    let table = map.shards()[shard].read();
     let end = table.data_end().as_ptr().cast_const();
     (end.cast::<u8>().wrapping_add(at), end.wrapping_sub(at + 1))
+}
+
+/// The shard and the bucket a probe for `key` starts at: the hash DashMap's own probes
+/// use, the shard from its high bits, the bucket from its low ones.
+#[cfg(any(target_arch = "x86_64", test))]
+fn probe_start<V>(map: &DashMap<CompactString, V, Hasher>, key: &str) -> (usize, usize) {
+    let hash = map.hash_usize(&key);
+    let shard = map.determine_shard(hash);
+    (shard, hash & (map.shards()[shard].read().buckets() - 1))
 }
 
 /// Makes room in every shard of `map` for its share of `more` entries.
@@ -596,9 +585,8 @@ mod tests {
             .filter(|k| {
                 let k = k.as_str();
                 let (_, entry) = first_probe(&map, k);
-                let hash = map.hash_usize(&k);
-                let table = map.shards()[map.determine_shard(hash)].read();
-                let at = hash & (table.buckets() - 1);
+                let (shard, at) = probe_start(&map, k);
+                let table = map.shards()[shard].read();
                 // SAFETY: `at` is below `buckets()`, and a full bucket holds an entry.
                 unsafe {
                     let bucket = table.bucket(at);
