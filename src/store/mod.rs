@@ -2,12 +2,15 @@
 //!
 //! Profiles are held packed ([`packed`]): one allocation each, shared by pointer.
 //! Readers (HTTP workers) call the `&self` getters directly, from any thread, without a
-//! mailbox: a lookup is a hash, an `Arc` clone and nothing else. Only the database actor
-//! calls the mutating methods (`put`, `remove`); they keep the indexes in step so that
-//! a reader may see the old or the new profile, never a torn one. Synchronous, no I/O;
-//! never hold a map guard across an `.await`.
+//! mailbox: a lookup is a hash, an `Arc` clone and nothing else; one by identifier
+//! first asks the identifier index ([`keys`]) for a slot and checks the key against the
+//! profile there. Only the database actor calls the mutating methods (`put`, `claim`,
+//! `remove`); they keep the indexes in step so that a reader may see the old or the new
+//! profile, never a torn one. Synchronous, no I/O; never hold a map guard across an
+//! `.await`.
 
 pub mod columns;
+mod keys;
 pub mod merges;
 pub mod packed;
 mod profile;
@@ -18,9 +21,11 @@ use compact_str::CompactString;
 use dashmap::DashMap;
 use dashmap::mapref::entry::VacantEntry;
 use parking_lot::RwLock;
+use smallvec::SmallVec;
 use ulid::Ulid;
 
 pub use columns::{Column, ColumnKind, Columns};
+use keys::{KeyHash, KeyIndex};
 pub use merges::{MergeRecord, Merges};
 pub use packed::{
     Head, PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef,
@@ -111,7 +116,8 @@ impl Seat {
 #[derive(Debug, Default)]
 pub struct ProfileStore {
     profiles: DashMap<CompactString, Held, Hasher>,
-    identifiers: DashMap<CompactString, CompactString, Hasher>,
+    // Which slot holds each identifier key, checked against the profile in it.
+    keys: KeyIndex,
     // By slot, in id order (creation order, for paging); appended to on create only. An
     // erased profile keeps its id here, so that the order stays searchable.
     slots: RwLock<Vec<Seat>>,
@@ -172,15 +178,31 @@ impl ProfileStore {
 
     /// The customer id holding an identifier key (see [`identifier_key`]).
     pub fn holder(&self, key: &str) -> Option<CompactString> {
-        self.identifiers.get(key).map(|r| r.value().clone())
+        self.holding(key)
+            .map(|p| CompactString::from(p.head().customer_id))
     }
 
     /// The profile holding an identifier key, or the survivor of the merge that took
     /// it from an absorbed profile.
     pub fn find(&self, key: &str) -> Option<Packed> {
-        self.holder(key)
-            .and_then(|id| self.get(&id))
+        self.holding(key)
             .or_else(|| self.merges.by_old_key(key).and_then(|id| self.get(&id)))
+    }
+
+    /// The profile holding the identifier key `namespace:value` (see [`identifier_key`]).
+    fn holding(&self, key: &str) -> Option<Packed> {
+        let (namespace, value) = key.split_once(':')?;
+        self.holding_parts(self.keys.hash(namespace, value), namespace, value)
+            .map(|(_, p)| p)
+    }
+
+    /// The profile holding a key, and its slot: the index's candidate that owns it.
+    fn holding_parts(&self, k: KeyHash, namespace: &str, value: &str) -> Option<(Slot, Packed)> {
+        self.keys.candidates(k).into_iter().find_map(|slot| {
+            self.by_slot(slot)
+                .filter(|p| p.view().holds(namespace, value))
+                .map(|p| (slot, p))
+        })
     }
 
     /// The survivor a customer id leads to, when it has no profile of its own but was
@@ -259,36 +281,62 @@ impl ProfileStore {
     ///
     /// Only the database actor may call this; public for benches.
     pub fn put(&self, profile: Packed, old: Option<&Packed>) -> Slot {
+        let customer_id = CompactString::from(profile.head().customer_id);
+        let slot = match self.profiles.entry(customer_id) {
+            dashmap::Entry::Occupied(mut held) => {
+                held.get_mut().packed = profile.clone();
+                held.get().slot
+            }
+            dashmap::Entry::Vacant(place) => self.seat(place, profile.clone()),
+        };
+        // A reader checks what it finds by a key against the profile, so the order of
+        // these and the publication above shows no reader a wrong holder.
         let view = profile.view();
-        let new_keys = view.identifier_keys();
-        let customer_id = CompactString::from(view.customer_id);
-        // Stale keys go first and new keys come last, so a reader that finds a profile
-        // by an identifier finds a version that holds it.
-        if let Some(old) = old {
-            for key in old.view().identifier_keys() {
-                if !new_keys.contains(&key) {
-                    // Only if still ours: while a snapshot's profiles are replayed over,
-                    // another profile may already hold the key again.
-                    self.identifiers
-                        .remove_if(&key, |_, holder| *holder == customer_id);
+        let old = old.map(|o| o.view());
+        if let Some(old) = &old {
+            for (ns, v) in old.identifiers() {
+                if view.holds(ns, v) {
+                    continue;
+                }
+                // Only this slot's entry (while a snapshot's profiles are replayed over,
+                // another profile may already hold the key again), and not when a key
+                // kept shares it.
+                let k = self.keys.hash(ns, v);
+                if !view.identifiers().any(|(n, w)| self.keys.hash(n, w) == k) {
+                    self.keys.remove(k, slot);
                 }
             }
         }
-        let columns = (!self.columns.is_empty()).then(|| profile.clone());
-        let slot = match self.profiles.entry(customer_id.clone()) {
-            dashmap::Entry::Occupied(mut held) => {
-                held.get_mut().packed = profile;
-                held.get().slot
-            }
-            dashmap::Entry::Vacant(place) => self.seat(place, profile),
-        };
-        for key in new_keys {
-            self.identifiers.insert(key, customer_id.clone());
+        // Kept keys too: while a snapshot's profiles are replayed over, another profile
+        // may have taken one for a while.
+        for (ns, v) in view.identifiers() {
+            self.index_key(ns, v, slot);
         }
-        if let Some(p) = columns {
-            self.keep_columns(slot, &p);
-        }
+        self.keep_columns(slot, &profile);
         slot
+    }
+
+    /// Indexes the key `namespace:value` as held by the profile in `slot`, taking it
+    /// from another profile the index has holding it (while a snapshot's profiles are
+    /// replayed over, two may hold one key for a while; the actor refuses that
+    /// otherwise).
+    fn index_key(&self, namespace: &str, value: &str, slot: Slot) {
+        let k = self.keys.hash(namespace, value);
+        if self.keys.contains(k, slot) {
+            return;
+        }
+        match self.holding_parts(k, namespace, value) {
+            // Its entry, unless another key of that profile shares it.
+            Some((other, p))
+                if !p
+                    .view()
+                    .identifiers()
+                    .any(|(n, w)| (n, w) != (namespace, value) && self.keys.hash(n, w) == k) =>
+            {
+                self.keys.retarget(k, other, slot);
+            }
+            _ => self.keys.insert(k, slot),
+        }
     }
 
     /// Gives a new profile the next slot and puts it in its place in the map.
@@ -312,47 +360,37 @@ impl ProfileStore {
     }
 
     /// Publishes a new profile if no profile has its customer id and no other holds one
-    /// of its identifier keys, checking each with the probe that inserts it; `None`,
-    /// with nothing changed, otherwise. `publishing` runs once the claim will succeed,
-    /// just before the profile becomes visible. Actor only.
+    /// of its identifier keys; `None`, with nothing changed, otherwise. `publishing`
+    /// runs once the claim will succeed, just before the profile becomes visible. Actor
+    /// only.
     ///
-    /// For a profile built off the actor against a store in which both were free:
-    /// asking again and then putting would probe each twice, and these maps are far
-    /// larger than the caches, so every probe is a miss. The customer id's place is
-    /// held (its shard locked) while the keys go in, so a reader that finds a key
-    /// before the profile is in waits for it there, and a claim that fails on a key
-    /// never showed it beside another version of the profile. (The profiles shard is
-    /// taken before the identifiers' here; nothing takes them the other way round.)
+    /// For a profile built off the actor against a store in which both were free: it
+    /// asks the index once a key, where a `put` would take the old holder's entry too.
+    /// Nothing is written before every key is found free (the actor is the only
+    /// writer, so none can be taken meanwhile), and the keys go in after the profile,
+    /// as a reader that finds a key checks it against the profile in its slot.
     pub fn claim(&self, profile: &Packed, publishing: impl FnOnce()) -> Option<Slot> {
         let view = profile.view();
+        if self.profiles.contains_key(view.customer_id) {
+            return None;
+        }
+        let mut keys: SmallVec<[KeyHash; 4]> = SmallVec::new();
+        for (ns, v) in view.identifiers() {
+            let k = self.keys.hash(ns, v);
+            if self.holding_parts(k, ns, v).is_some() {
+                return None;
+            }
+            keys.push(k);
+        }
         let customer_id = CompactString::from(view.customer_id);
-        let dashmap::Entry::Vacant(place) = self.profiles.entry(customer_id.clone()) else {
+        let dashmap::Entry::Vacant(place) = self.profiles.entry(customer_id) else {
             return None;
         };
-        let mut claimed = 0;
-        let mut free = true;
-        for key in view.identifier_keys() {
-            match self.identifiers.entry(key) {
-                dashmap::Entry::Vacant(slot) => {
-                    slot.insert(customer_id.clone());
-                    claimed += 1;
-                }
-                dashmap::Entry::Occupied(_) => {
-                    free = false;
-                    break;
-                }
-            }
-        }
-        if !free {
-            // Only the keys this claim inserted: they come first, in the same order.
-            for key in view.identifier_keys().into_iter().take(claimed) {
-                self.identifiers
-                    .remove_if(&key, |_, holder| *holder == customer_id);
-            }
-            return None;
-        }
         publishing();
         let slot = self.seat(place, profile.clone());
+        for k in keys {
+            self.keys.insert(k, slot);
+        }
         self.keep_columns(slot, profile);
         Some(slot)
     }
@@ -371,8 +409,8 @@ impl ProfileStore {
     pub fn prefetch_claim(&self, profile: &Packed) {
         let view = profile.view();
         prefetch(&self.profiles, view.customer_id);
-        for key in view.identifier_keys() {
-            prefetch(&self.identifiers, &key);
+        for (ns, v) in view.identifiers() {
+            self.keys.prefetch(self.keys.hash(ns, v));
         }
     }
 
@@ -391,9 +429,11 @@ impl ProfileStore {
     /// An empty store sized for `n` profiles: growing a map of a million entries
     /// rehashes it ~20 times.
     pub fn with_capacity(n: usize) -> Self {
+        let keys = KeyIndex::default();
+        keys.reserve(n * 2);
         ProfileStore {
             profiles: DashMap::with_capacity_and_hasher(n, Hasher::default()),
-            identifiers: DashMap::with_capacity_and_hasher(n * 2, Hasher::default()),
+            keys,
             slots: RwLock::new(Vec::with_capacity(n)),
             merges: Merges::default(),
             columns: Columns::default(),
@@ -402,7 +442,7 @@ impl ProfileStore {
 
     /// How many profiles and identifier keys there are.
     pub fn counts(&self) -> (usize, usize) {
-        (self.profiles.len(), self.identifiers.len())
+        (self.profiles.len(), self.keys.len())
     }
 
     /// Makes room for `profiles` more profiles holding `keys` more identifier keys, in
@@ -414,18 +454,15 @@ impl ProfileStore {
     /// a shared map, so its shards are reached through the raw API.)
     pub fn reserve(&self, profiles: usize, keys: usize) {
         reserve(&self.profiles, profiles);
-        reserve(&self.identifiers, keys);
+        self.keys.reserve(keys);
         self.slots.write().reserve(profiles);
     }
 
     /// Adds a profile read back from a snapshot (`view`: its view, from the walk that checked
     /// it), from any thread; returns its entry for
-    /// [`ProfileStore::set_order`]. Recovery only.
+    /// [`ProfileStore::set_order`], which indexes its keys. Recovery only.
     pub fn insert_restored(&self, p: Packed, view: &ProfileView<'_>) -> (Ulid, CompactString) {
         let customer_id = CompactString::from(view.customer_id);
-        for key in view.identifier_keys() {
-            self.identifiers.insert(key, customer_id.clone());
-        }
         let entry = (view.id(), customer_id.clone());
         // Slotted by `set_order`, once the order is known.
         let held = Held {
@@ -438,7 +475,8 @@ impl ProfileStore {
 
     /// Numbers the slots again in id order, after a log was replayed over a snapshot
     /// (whose profiles were read while writes went on, so replayed creations can have
-    /// come after younger profiles). Recovery only: before columns or live segments.
+    /// come after younger profiles), and indexes every key afresh. Recovery only:
+    /// before columns or live segments.
     pub fn renumber(&self) {
         let order: Vec<(Ulid, CompactString)> = self
             .slots
@@ -450,9 +488,10 @@ impl ProfileStore {
     }
 
     /// Sets the creation order of restored profiles in one pass (a bulk build from
-    /// sorted input rather than a million inserts) and numbers their slots in that
-    /// order. Recovery only, before any other profile is put. Ids given from then on
-    /// come after these ([`ids_after`]), so new profiles' slots stay in id order.
+    /// sorted input rather than a million inserts), numbers their slots in that order
+    /// and indexes their keys by slot. Recovery only, before any other profile is put.
+    /// Ids given from then on come after these ([`ids_after`]), so new profiles' slots
+    /// stay in id order.
     pub fn set_order(&self, mut order: Vec<(Ulid, CompactString)>) {
         order.sort_unstable_by_key(|(id, _)| *id);
         if let Some((newest, _)) = order.last() {
@@ -467,6 +506,28 @@ impl ProfileStore {
             }
             slots.push(Seat::new(id, cid));
         }
+        drop(slots);
+        self.index_all();
+    }
+
+    /// Indexes every profile's keys afresh, by slot, on every core: a key held twice
+    /// (in a snapshot read while writes went on) ends with one of them.
+    fn index_all(&self) {
+        self.keys.clear();
+        let all = self.all_slotted();
+        self.keys.reserve(all.len() * 2);
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        std::thread::scope(|s| {
+            for part in all.chunks(all.len().div_ceil(threads).max(1)) {
+                s.spawn(move || {
+                    for (slot, p) in part {
+                        for (ns, v) in p.view().identifiers() {
+                            self.keys.insert(self.keys.hash(ns, v), *slot);
+                        }
+                    }
+                });
+            }
+        });
     }
 
     /// Removes a profile and its identifier keys (its merge history is the caller's:
@@ -481,13 +542,10 @@ impl ProfileStore {
         if !self.columns.is_empty() {
             self.columns.clear(slot);
         }
-        let profile = packed;
-        let view = profile.view();
-        for key in view.identifier_keys() {
-            self.identifiers
-                .remove_if(&key, |_, holder| holder == customer_id);
+        for (ns, v) in packed.view().identifiers() {
+            self.keys.remove(self.keys.hash(ns, v), slot);
         }
-        Some((slot, profile))
+        Some((slot, packed))
     }
 }
 
@@ -696,7 +754,7 @@ mod tests {
                 prop_assert_eq!(holder.as_deref(), Some(cid.as_str()));
             }
             let keys = model.values().filter(|v| v.is_some()).count() + extra.len();
-            prop_assert_eq!(store.identifiers.len(), keys);
+            prop_assert_eq!(store.keys.len(), keys);
             let (all, next) = store.page(None, 100);
             prop_assert_eq!(all.len(), model.len());
             prop_assert!(next.is_none());
@@ -722,7 +780,7 @@ mod tests {
         // At least the room asked for. (Whether a shard still grows on the way depends
         // on how evenly the keys spread over as many shards as the machine's cores
         // call for: not asserted.)
-        let room = (store.profiles.capacity(), store.identifiers.capacity());
+        let room = (store.profiles.capacity(), store.keys.capacity());
         assert!(room.0 >= 10_100 && room.1 >= 10_100, "{room:?}");
         (100..10_100).for_each(put);
         assert_eq!(store.counts(), (10_100, 10_100));

@@ -539,17 +539,27 @@ impl<'a> ProfileView<'a> {
 
     /// Every identifier index key this profile owns (email, phone, external ids).
     pub fn identifier_keys(&self) -> Vec<CompactString> {
-        let mut keys = Vec::with_capacity(2 + self.external_ids.len);
-        if let Some(e) = &self.email {
-            keys.push(identifier_key("email", e.normalized));
-        }
-        if let Some(e164) = self.phone.as_ref().and_then(|p| p.e164) {
-            keys.push(identifier_key("phone", e164));
-        }
-        for (ns, v) in self.external_ids() {
-            keys.push(identifier_key(ns, v));
-        }
-        keys
+        self.identifiers()
+            .map(|(ns, v)| identifier_key(ns, v))
+            .collect()
+    }
+
+    /// The identifier keys this profile owns as (namespace, value) pairs: `email`, `phone`,
+    /// then the external ids. Nothing is allocated, where a key is a string joined from
+    /// the two ([`identifier_key`]).
+    pub fn identifiers(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let email = self.email.as_ref().map(|e| ("email", e.normalized));
+        let phone = self
+            .phone
+            .as_ref()
+            .and_then(|p| p.e164)
+            .map(|e| ("phone", e));
+        email.into_iter().chain(phone).chain(self.external_ids())
+    }
+
+    /// Whether this profile owns the identifier key `namespace:value`.
+    pub fn holds(&self, namespace: &str, value: &str) -> bool {
+        self.identifiers().any(|k| k == (namespace, value))
     }
 
     /// The owned profile, field names interned from `schema`.
