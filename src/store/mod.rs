@@ -11,28 +11,25 @@
 
 pub mod columns;
 mod keys;
+mod map;
 pub mod merges;
 pub mod packed;
 mod profile;
-
-use std::hash::BuildHasher;
+mod table;
 
 use compact_str::CompactString;
-use dashmap::DashMap;
-use dashmap::mapref::entry::VacantEntry;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 use ulid::Ulid;
 
 pub use columns::{Column, ColumnKind, Columns};
 use keys::{KeyHash, KeyIndex};
+use map::{Held, ProfileMap};
 pub use merges::{MergeRecord, Merges};
 pub use packed::{
     Head, PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef,
 };
 pub use profile::{Fields, Profile, Subscription, identifier_key, ids_after, next_id};
-
-type Hasher = foldhash::quality::RandomState;
 
 /// What validating a write reads: profiles by customer id, and who holds an identifier.
 /// The store, or a transaction's view of it (`db::overlay`).
@@ -67,13 +64,6 @@ impl Lookup for ProfileStore {
     fn survivor(&self, customer_id: &str) -> Option<CompactString> {
         self.survivor_of(customer_id)
     }
-}
-
-/// A profile in the map, with its slot.
-#[derive(Debug)]
-struct Held {
-    packed: Packed,
-    slot: Slot,
 }
 
 /// A profile's dense number within its database for this run of the server: what
@@ -115,7 +105,7 @@ impl Seat {
 /// All profiles of one database, by customer id, plus identifier and slot indexes.
 #[derive(Debug, Default)]
 pub struct ProfileStore {
-    profiles: DashMap<CompactString, Held, Hasher>,
+    profiles: ProfileMap,
     // Which slot holds each identifier key, checked against the profile in it.
     keys: KeyIndex,
     // By slot, in id order (creation order, for paging); appended to on create only. An
@@ -136,16 +126,13 @@ impl ProfileStore {
     /// The profile with this customer id.
     #[inline]
     pub fn get(&self, customer_id: &str) -> Option<Packed> {
-        self.profiles
-            .get(customer_id)
-            .map(|r| r.value().packed.clone())
+        self.profiles.with(customer_id, |held| held.packed.clone())
     }
 
     /// The profile with this customer id and its slot.
     pub fn get_slotted(&self, customer_id: &str) -> Option<(Slot, Packed)> {
         self.profiles
-            .get(customer_id)
-            .map(|r| (r.value().slot, r.value().packed.clone()))
+            .with(customer_id, |held| (held.slot, held.packed.clone()))
     }
 
     /// The profile in this slot, if it is still there.
@@ -208,7 +195,7 @@ impl ProfileStore {
     /// The survivor a customer id leads to, when it has no profile of its own but was
     /// absorbed by a merge.
     pub fn survivor_of(&self, customer_id: &str) -> Option<CompactString> {
-        if self.merges.is_empty() || self.profiles.contains_key(customer_id) {
+        if self.merges.is_empty() || self.profiles.contains(customer_id) {
             return None;
         }
         self.merges.survivor(customer_id)
@@ -230,7 +217,7 @@ impl ProfileStore {
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.profiles.is_empty()
+        self.profiles.len() == 0
     }
 
     /// Up to `limit` profiles created after `after`, oldest first, and the cursor of the
@@ -262,18 +249,17 @@ impl ProfileStore {
 
     /// Every profile, in no particular order (a snapshot of the moment per shard).
     pub fn all(&self) -> Vec<Packed> {
-        self.profiles
-            .iter()
-            .map(|r| r.value().packed.clone())
-            .collect()
+        let mut all = Vec::with_capacity(self.len());
+        self.profiles.for_each(|held| all.push(held.packed.clone()));
+        all
     }
 
     /// Every profile with its slot, in no particular order.
     pub fn all_slotted(&self) -> Vec<(Slot, Packed)> {
+        let mut all = Vec::with_capacity(self.len());
         self.profiles
-            .iter()
-            .map(|r| (r.value().slot, r.value().packed.clone()))
-            .collect()
+            .for_each(|held| all.push((held.slot, held.packed.clone())));
+        all
     }
 
     /// Publishes a new or changed profile and moves its identifier keys; returns its
@@ -281,14 +267,7 @@ impl ProfileStore {
     ///
     /// Only the database actor may call this; public for benches.
     pub fn put(&self, profile: Packed, old: Option<&Packed>) -> Slot {
-        let customer_id = CompactString::from(profile.head().customer_id);
-        let slot = match self.profiles.entry(customer_id) {
-            dashmap::Entry::Occupied(mut held) => {
-                held.get_mut().packed = profile.clone();
-                held.get().slot
-            }
-            dashmap::Entry::Vacant(place) => self.seat(place, profile.clone()),
-        };
+        let slot = self.profiles.put(profile.clone(), || self.seat(&profile));
         // A reader checks what it finds by a key against the profile, so the order of
         // these and the publication above shows no reader a wrong holder.
         let view = profile.view();
@@ -339,15 +318,13 @@ impl ProfileStore {
         }
     }
 
-    /// Gives a new profile the next slot and puts it in its place in the map.
-    fn seat(&self, place: VacantEntry<'_, CompactString, Held>, profile: Packed) -> Slot {
+    /// Gives a new profile the next slot (while the map's shard for it is locked:
+    /// nothing takes the two the other way round).
+    fn seat(&self, profile: &Packed) -> Slot {
+        let head = profile.head();
         let mut slots = self.slots.write();
         let slot = slots.len() as Slot;
-        slots.push(Seat::new(profile.head().id(), place.key().clone()));
-        place.insert(Held {
-            packed: profile,
-            slot,
-        });
+        slots.push(Seat::new(head.id(), CompactString::from(head.customer_id)));
         slot
     }
 
@@ -371,7 +348,7 @@ impl ProfileStore {
     /// as a reader that finds a key checks it against the profile in its slot.
     pub fn claim(&self, profile: &Packed, publishing: impl FnOnce()) -> Option<Slot> {
         let view = profile.view();
-        if self.profiles.contains_key(view.customer_id) {
+        if self.profiles.contains(view.customer_id) {
             return None;
         }
         let mut keys: SmallVec<[KeyHash; 4]> = SmallVec::new();
@@ -382,12 +359,8 @@ impl ProfileStore {
             }
             keys.push(k);
         }
-        let customer_id = CompactString::from(view.customer_id);
-        let dashmap::Entry::Vacant(place) = self.profiles.entry(customer_id) else {
-            return None;
-        };
         publishing();
-        let slot = self.seat(place, profile.clone());
+        let slot = self.profiles.put(profile.clone(), || self.seat(profile));
         for k in keys {
             self.keys.insert(k, slot);
         }
@@ -398,7 +371,7 @@ impl ProfileStore {
     /// Starts loading into the cache the map slot a lookup of this customer id will
     /// probe (see [`ProfileStore::prefetch_claim`]).
     pub fn prefetch_place(&self, customer_id: &str) {
-        prefetch(&self.profiles, customer_id);
+        self.profiles.prefetch(customer_id);
     }
 
     /// Starts loading into the cache the map slots a claim of `profile` will probe: its
@@ -408,7 +381,7 @@ impl ProfileStore {
     /// overlap instead of following one another.
     pub fn prefetch_claim(&self, profile: &Packed) {
         let view = profile.view();
-        prefetch(&self.profiles, view.customer_id);
+        self.profiles.prefetch(view.customer_id);
         for (ns, v) in view.identifiers() {
             self.keys.prefetch(self.keys.hash(ns, v));
         }
@@ -429,10 +402,11 @@ impl ProfileStore {
     /// An empty store sized for `n` profiles: growing a map of a million entries
     /// rehashes it ~20 times.
     pub fn with_capacity(n: usize) -> Self {
-        let keys = KeyIndex::default();
+        let (profiles, keys) = (ProfileMap::default(), KeyIndex::default());
+        profiles.reserve(n);
         keys.reserve(n * 2);
         ProfileStore {
-            profiles: DashMap::with_capacity_and_hasher(n, Hasher::default()),
+            profiles,
             keys,
             slots: RwLock::new(Vec::with_capacity(n)),
             merges: Merges::default(),
@@ -449,11 +423,10 @@ impl ProfileStore {
     /// one step each. Actor only.
     ///
     /// A map grown one insert at a time doubles ~20 times on the way to a million
-    /// entries, each time rehashing every key and taking fresh memory the kernel zeroes;
-    /// an import that knows what is coming grows it once. (DashMap has no `reserve` on
-    /// a shared map, so its shards are reached through the raw API.)
+    /// entries, each time placing every entry again in fresh memory the kernel zeroes;
+    /// an import that knows what is coming grows it once.
     pub fn reserve(&self, profiles: usize, keys: usize) {
-        reserve(&self.profiles, profiles);
+        self.profiles.reserve(profiles);
         self.keys.reserve(keys);
         self.slots.write().reserve(profiles);
     }
@@ -462,15 +435,9 @@ impl ProfileStore {
     /// it), from any thread; returns its entry for
     /// [`ProfileStore::set_order`], which indexes its keys. Recovery only.
     pub fn insert_restored(&self, p: Packed, view: &ProfileView<'_>) -> (Ulid, CompactString) {
-        let customer_id = CompactString::from(view.customer_id);
-        let entry = (view.id(), customer_id.clone());
         // Slotted by `set_order`, once the order is known.
-        let held = Held {
-            packed: p,
-            slot: Slot::MAX,
-        };
-        self.profiles.insert(customer_id, held);
-        entry
+        self.profiles.put(p, || Slot::MAX);
+        (view.id(), CompactString::from(view.customer_id))
     }
 
     /// Numbers the slots again in id order, after a log was replayed over a snapshot
@@ -501,9 +468,7 @@ impl ProfileStore {
         slots.clear();
         slots.reserve(order.len());
         for ((id, cid), slot) in order.into_iter().zip(0..) {
-            if let Some(mut held) = self.profiles.get_mut(&cid) {
-                held.slot = slot;
-            }
+            self.profiles.set_slot(&cid, slot);
             slots.push(Seat::new(id, cid));
         }
         drop(slots);
@@ -535,7 +500,7 @@ impl ProfileStore {
     ///
     /// Only the database actor may call this; public for benches.
     pub fn remove(&self, customer_id: &str) -> Option<(Slot, Packed)> {
-        let (_, Held { packed, slot }) = self.profiles.remove(customer_id)?;
+        let Held { packed, slot, .. } = self.profiles.remove(customer_id)?;
         if let Some(seat) = self.slots.write().get_mut(slot as usize) {
             seat.customer_id = CompactString::default();
         }
@@ -554,107 +519,14 @@ impl ProfileStore {
 /// cached when used.
 pub const PREFETCH_AHEAD: usize = 8;
 
-/// Starts loading into the cache the first slot a probe for `key` reads: its group of
-/// control bytes and its entry (hashbrown's layout: control bytes from `data_end` on,
-/// entries below it in reverse order). Only addresses are computed: a prefetch reads
-/// nothing and cannot fault, so a slot that moves meanwhile costs a wasted load.
-fn prefetch<V>(map: &DashMap<CompactString, V, Hasher>, key: &str) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let (control, entry) = first_probe(map, key);
-        // SAFETY: a prefetch is a hint that dereferences nothing.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(control.cast());
-            _mm_prefetch::<_MM_HINT_T0>(entry.cast());
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (map, key);
-}
-
-/// Where a probe for `key` starts: its control byte and its entry's address.
-#[cfg(any(target_arch = "x86_64", test))]
-fn first_probe<V>(
-    map: &DashMap<CompactString, V, Hasher>,
-    key: &str,
-) -> (*const u8, *const (CompactString, dashmap::SharedValue<V>)) {
-    let (shard, at) = probe_start(map, key);
-    let table = map.shards()[shard].read();
-    let end = table.data_end().as_ptr().cast_const();
-    (end.cast::<u8>().wrapping_add(at), end.wrapping_sub(at + 1))
-}
-
-/// The shard and the bucket a probe for `key` starts at: the hash DashMap's own probes
-/// use, the shard from its high bits, the bucket from its low ones.
-#[cfg(any(target_arch = "x86_64", test))]
-fn probe_start<V>(map: &DashMap<CompactString, V, Hasher>, key: &str) -> (usize, usize) {
-    let hash = map.hash_usize(&key);
-    let shard = map.determine_shard(hash);
-    (shard, hash & (map.shards()[shard].read().buckets() - 1))
-}
-
-/// Makes room in every shard of `map` for its share of `more` entries.
-fn reserve<V>(map: &DashMap<CompactString, V, Hasher>, more: usize) {
-    if more == 0 {
-        return;
-    }
-    let shards = map.shards();
-    // Keys spread evenly over the shards; an eighth more covers the spread's unevenness.
-    let each = more.div_ceil(shards.len());
-    let each = each + each / 8;
-    let hasher = map.hasher();
-    for shard in shards {
-        let mut table = shard.write();
-        // Only when it would grow: taking the write lock to do nothing is cheap, and
-        // readers of this shard wait only while a table is really rebuilt.
-        if table.capacity() - table.len() < each {
-            // The hash DashMap itself gives a key (its hasher over the key), so the
-            // entries land where its lookups look.
-            table.reserve(each, |(k, _)| BuildHasher::hash_one(hasher, k));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
-    use compact_str::format_compact;
     use jiff::Timestamp;
     use proptest::prelude::*;
 
     use super::*;
-
-    #[test]
-    fn a_prefetch_asks_for_the_slot_a_probe_starts_at() {
-        let map: DashMap<CompactString, u32, Hasher> = DashMap::default();
-        reserve(&map, 40_000);
-        let keys: Vec<CompactString> = (0..10_000)
-            .map(|i| format_compact!("e:{i}@x.example"))
-            .collect();
-        for (i, k) in keys.iter().enumerate() {
-            map.insert(k.clone(), i as u32);
-        }
-        // At a quarter full, most keys sit where their probe starts; a wrong reading of
-        // the table's layout would find almost none there.
-        let at_home = keys
-            .iter()
-            .filter(|k| {
-                let k = k.as_str();
-                let (_, entry) = first_probe(&map, k);
-                let (shard, at) = probe_start(&map, k);
-                let table = map.shards()[shard].read();
-                // SAFETY: `at` is below `buckets()`, and a full bucket holds an entry.
-                unsafe {
-                    let bucket = table.bucket(at);
-                    assert_eq!(bucket.as_ptr().cast_const(), entry);
-                    table.is_bucket_full(at) && bucket.as_ref().0 == k
-                }
-            })
-            .count();
-        assert!(at_home > 8_000, "{at_home} of 10,000");
-    }
 
     fn profile(cid: &str, crm: Option<&str>) -> Profile {
         let mut p = Profile::new(cid.into(), Timestamp::UNIX_EPOCH);
