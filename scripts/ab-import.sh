@@ -15,7 +15,8 @@
 # Usage: bash scripts/ab-import.sh BIN_A BIN_B [BIN...]
 #   (binaries built from the commits to compare, e.g. `git worktree add /tmp/old REV`
 #   and `cargo build --release` there, then copy target/release/persona aside)
-# Env: ROWS (1000000), ROUNDS (4), FORMAT (csv: csv, csv-long, json or ndjson).
+# Env: ROWS (1000000), ROUNDS (4), FORMAT (csv: csv, csv-long, json or ndjson), SETTLE
+# (warm: the memory state every run starts from, see lib.sh's settle_memory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +52,7 @@ sync
 # a subshell, so that the exit trap knows the server's PID.
 run_one() {
     rm -rf "$TMP/data"
+    settle_memory
     PERSONA_ADMIN_KEY="$KEY" "$1" --listen 127.0.0.1:0 --data-dir "$TMP/data" \
         >"$TMP/server.log" 2>&1 &
     SERVER_PID=$!

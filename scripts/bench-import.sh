@@ -15,7 +15,8 @@
 # Env: ROWS (1000000), FORMATS (csv csv-long json ndjson csv-plugin: the imports to run;
 # csv-atomic, the CSV file with atomic=true, and csv-update, the CSV file imported a
 # second time into the same database, timed the second time, may be added),
-# PERF_OUT (unset; else a system-wide perf profile over the imports into that file: the
+# SETTLE (warm: the memory state every timed run starts from, see lib.sh's
+# settle_memory), PERF_OUT (unset; else a system-wide perf profile over the imports into that file: the
 # import threads start after the server, so `-p` would miss them).
 # Prints, for each import, the server's CPU time a row (every thread's, from /proc): the
 # machine is shared, and wall time moves with what else runs on it more than CPU does.
@@ -59,6 +60,7 @@ curl -fsS -X PUT -H "$AUTH" --data-binary @target/wasm32-wasip2/plugin/persona_p
 # would have Redis always the warmer.
 REDIS_RUNS=()
 redis_run() { # LABEL
+    settle_memory
     start_redis
     log "redis-cli --pipe rows.resp ($1)"
     local s e rcpu0 rcpu1 rsecs
@@ -101,6 +103,7 @@ for format in $FORMATS; do
             "$BASE/v1/databases/$db/imports?$query&wait=true" >/dev/null
     fi
     log "importing $file ($(du -h "$TMP/$file" | cut -f1)) as $format"
+    settle_memory
     timed_import "$db" "$query" "$TMP/$file"
     accepted=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["rows_accepted"], j["rows_rejected"], j["status"])' "$TMP/job.json")
     secs=$SECS

@@ -108,6 +108,22 @@ bench_db() { # DB
         --data '{"name":"tier","type":"string"}' >/dev/null
 }
 
+# Puts the machine's memory in the same state before every timed run, so that no
+# contender gains from the run before it (SETTLE: warm, the default, or cold). This VM's
+# balloon device has free page reporting: memory freed for a few seconds is handed back
+# to the host, and touching it again faults on the host, where the kernel zeroed fresh
+# pages at ~0.6 GB/s. A process started right after another's exit took the memory just
+# freed instead and ran up to a quarter faster (1M-row CSV imports: 2.73-2.86 s warm
+# against 3.40-3.62 s cold, alternating). warm: 3 GiB touched and freed just before;
+# cold: 10 s of rest.
+settle_memory() {
+    case "${SETTLE:-warm}" in
+        warm) python3 -c 'b = bytearray(3 << 30); b[::4096] = b"\x01" * len(b[::4096])' ;;
+        cold) sleep 10 ;;
+        *) log "SETTLE is warm or cold"; exit 2 ;;
+    esac
+}
+
 # Imports FILE into DB with QUERY and wait=true, timed from the first byte sent until the
 # job is done; the job goes to $TMP/job.json, the seconds to SECS and the server's CPU
 # time a row (every thread's, from /proc: what the machine's noise moves least, where

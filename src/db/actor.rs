@@ -645,9 +645,10 @@ fn snapshot_due(since: u64, after: u64, logged: u64, last: u64) -> bool {
 /// anyway. A bulk load into a growing database would otherwise write it at every
 /// doubling, each snapshot superseded a moment later: a 1M-row load into an empty
 /// database encoded 1.5M profiles while it ran, a fifth of the import's CPU on this
-/// machine; at four times, 0.6M. The import's last batch (and the interval) use the
-/// usual step, so the load ends with a snapshot of it all; the log stays within five
-/// snapshots' size (four on top of the one it starts from).
+/// machine; at four times, 0.6M. The batches sent once the body has been read (and
+/// every other write) use the usual step, so a load ends with a snapshot when that step
+/// calls for one, and the interval's next snapshot covers it otherwise; the log stays
+/// within four times the last snapshot's size (or the setting's count).
 const IMPORT_LOG_GROWTH: u64 = 4;
 
 impl Actor for DatabaseActor {

@@ -53,7 +53,9 @@ impl KeyIndex {
     pub fn candidates(&self, k: KeyHash) -> SmallVec<[Slot; 2]> {
         let table = self.table.read(k);
         let mut found = SmallVec::new();
-        // Every entry with the tag, not only the first: other keys may share it.
+        // Every entry with the tag, not only the first: other keys may share it. `find`
+        // asks `eq` of every entry whose control byte matches until its probe meets an
+        // empty group, so an `eq` that never says yes sees them all.
         table.find(k.table_hash(), |e| {
             if e.tag == k.tag {
                 found.push(e.slot);

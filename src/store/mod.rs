@@ -2,8 +2,9 @@
 //!
 //! Profiles are held packed ([`packed`]): one allocation each, shared by pointer.
 //! Readers (HTTP workers) call the `&self` getters directly, from any thread, without a
-//! mailbox: a lookup is a hash, an `Arc` clone and nothing else; one by identifier
-//! first asks the identifier index ([`keys`]) for a slot and checks the key against the
+//! mailbox: a lookup is a hash, a probe that reads the record's head, and an `Arc`
+//! clone; one by identifier first asks the identifier index ([`keys`]) for a slot, finds
+//! the slot's customer id (under the slots' lock) and checks the key against the
 //! profile there. Only the database actor calls the mutating methods (`put`, `claim`,
 //! `remove`); they keep the indexes in step so that a reader may see the old or the new
 //! profile, never a torn one. Synchronous, no I/O; never hold a map guard across an
@@ -263,7 +264,8 @@ impl ProfileStore {
     }
 
     /// Publishes a new or changed profile and moves its identifier keys; returns its
-    /// slot. Actor only.
+    /// slot. `old` must be the stored version the profile replaces (its dropped keys'
+    /// entries go). Actor only.
     ///
     /// Only the database actor may call this; public for benches.
     pub fn put(&self, profile: Packed, old: Option<&Packed>) -> Slot {
@@ -271,25 +273,28 @@ impl ProfileStore {
         // A reader checks what it finds by a key against the profile, so the order of
         // these and the publication above shows no reader a wrong holder.
         let view = profile.view();
-        let old = old.map(|o| o.view());
-        if let Some(old) = &old {
-            for (ns, v) in old.identifiers() {
-                if view.holds(ns, v) {
+        let new: SmallVec<[(&str, &str, KeyHash); 4]> = view
+            .identifiers()
+            .map(|(ns, v)| (ns, v, self.keys.hash(ns, v)))
+            .collect();
+        if let Some(old) = old {
+            for (ns, v) in old.view().identifiers() {
+                if new.iter().any(|&(n, w, _)| (n, w) == (ns, v)) {
                     continue;
                 }
                 // Only this slot's entry (while a snapshot's profiles are replayed over,
                 // another profile may already hold the key again), and not when a key
                 // kept shares it.
                 let k = self.keys.hash(ns, v);
-                if !view.identifiers().any(|(n, w)| self.keys.hash(n, w) == k) {
+                if !new.iter().any(|&(_, _, h)| h == k) {
                     self.keys.remove(k, slot);
                 }
             }
         }
         // Kept keys too: while a snapshot's profiles are replayed over, another profile
         // may have taken one for a while.
-        for (ns, v) in view.identifiers() {
-            self.index_key(ns, v, slot);
+        for (ns, v, k) in new {
+            self.index_key(ns, v, k, slot);
         }
         self.keep_columns(slot, &profile);
         slot
@@ -299,8 +304,7 @@ impl ProfileStore {
     /// from another profile the index has holding it (while a snapshot's profiles are
     /// replayed over, two may hold one key for a while; the actor refuses that
     /// otherwise).
-    fn index_key(&self, namespace: &str, value: &str, slot: Slot) {
-        let k = self.keys.hash(namespace, value);
+    fn index_key(&self, namespace: &str, value: &str, k: KeyHash, slot: Slot) {
         if self.keys.contains(k, slot) {
             return;
         }
@@ -464,19 +468,20 @@ impl ProfileStore {
         if let Some((newest, _)) = order.last() {
             ids_after(*newest);
         }
-        let mut slots = self.slots.write();
-        slots.clear();
-        slots.reserve(order.len());
+        // The map's shards are written with the slots unlocked: `put` takes the two the
+        // other way round.
+        let mut seats = Vec::with_capacity(order.len());
         for ((id, cid), slot) in order.into_iter().zip(0..) {
             self.profiles.set_slot(&cid, slot);
-            slots.push(Seat::new(id, cid));
+            seats.push(Seat::new(id, cid));
         }
-        drop(slots);
+        *self.slots.write() = seats;
         self.index_all();
     }
 
-    /// Indexes every profile's keys afresh, by slot, on every core: a key held twice
-    /// (in a snapshot read while writes went on) ends with one of them.
+    /// Indexes every profile's keys afresh, by slot, on every core. A key held twice (in
+    /// a snapshot read while writes went on) is indexed for both holders until the
+    /// replay after it settles the key and `renumber` indexes again.
     fn index_all(&self) {
         self.keys.clear();
         let all = self.all_slotted();

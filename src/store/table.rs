@@ -9,8 +9,8 @@
 //! and the owner checks a match against the record. Hand-written around hashbrown's
 //! raw table (the version DashMap is built on) because DashMap's maps hold a key of
 //! their own and hashbrown's `HashTable` does not tell where a probe starts, which the
-//! prefetches need. Written by the database actor only, read from any thread; a guard
-//! is held for one probe.
+//! prefetches need. Written by the database actor (and by recovery's threads, before
+//! anything reads), read from any thread; a guard is held for one probe.
 
 use std::hash::BuildHasher;
 
@@ -90,7 +90,7 @@ impl<T: Tagged> Sharded<T> {
         self.shards[h.shard].read()
     }
 
-    /// The shard of a key, to write (the actor only).
+    /// The shard of a key, to write (the actor, or recovery).
     pub fn write(&self, h: Hashed) -> RwLockWriteGuard<'_, RawTable<T>> {
         self.shards[h.shard].write()
     }
