@@ -35,6 +35,7 @@ use ulid::Ulid;
 use super::chunks::Transform;
 use super::{Format, Options, Row, RowError, Sink};
 use crate::db::prebuilt::{ImportRow, prebuild as prebuild_row};
+use crate::db::reads::Basis;
 use crate::db::{Applied, Change, Database, DbState};
 use crate::error::{ErrorCode, Problem};
 use crate::store::PREFETCH_AHEAD;
@@ -676,6 +677,9 @@ fn start_builders(
                         // The job has stopped: nobody will apply it.
                         continue;
                     }
+                    // One reading of the schema, settings and clock for the batch.
+                    let basis = prebuild.as_ref().map(|st| Arc::new(Basis::now(st)));
+                    let now = jiff::Timestamp::now();
                     for i in 0..batch.rows.len() {
                         // The place the build of a row further on will look its customer
                         // id up at, so that its miss overlaps this row's work.
@@ -691,7 +695,8 @@ fn start_builders(
                         row.update.prepare(region.as_deref());
                         row.built = prebuild
                             .as_ref()
-                            .and_then(|st| prebuild_row(st, &row.update));
+                            .zip(basis.as_ref())
+                            .and_then(|(st, basis)| prebuild_row(st, basis, now, &row.update));
                     }
                     // Gone only when the job has stopped.
                     let _ = done.send(batch);
