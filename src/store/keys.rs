@@ -65,38 +65,12 @@ impl KeyIndex {
         found
     }
 
-    /// Whether this key's entry for `slot` is present.
-    pub fn contains(&self, k: KeyHash, slot: Slot) -> bool {
-        let entry = Entry { tag: k.tag, slot };
-        self.table
-            .read(k)
-            .find(k.table_hash(), |e| *e == entry)
-            .is_some()
-    }
-
     /// Indexes a key as held by `slot` (nothing if it is already).
     pub fn insert(&self, k: KeyHash, slot: Slot) {
         let entry = Entry { tag: k.tag, slot };
         let mut table = self.table.write(k);
         if table.find(k.table_hash(), |e| *e == entry).is_none() {
             Sharded::insert(&mut table, k, entry);
-        }
-    }
-
-    /// Moves a key's entry from one slot to another.
-    pub fn retarget(&self, k: KeyHash, from: Slot, to: Slot) {
-        let old = Entry {
-            tag: k.tag,
-            slot: from,
-        };
-        let new = Entry {
-            tag: k.tag,
-            slot: to,
-        };
-        let mut table = self.table.write(k);
-        table.remove_entry(k.table_hash(), |e| *e == old);
-        if table.find(k.table_hash(), |e| *e == new).is_none() {
-            Sharded::insert(&mut table, k, new);
         }
     }
 
@@ -155,10 +129,8 @@ mod tests {
         found.sort();
         assert_eq!(found, [3, 7]);
         assert_eq!(index.len(), 2);
-        index.retarget(k, 3, 9);
-        assert!(index.contains(k, 9) && !index.contains(k, 3));
-        // Retargeting onto an entry there already leaves one.
-        index.retarget(k, 9, 7);
+        assert!(!index.remove(k, 9));
+        assert!(index.remove(k, 3));
         assert_eq!(index.candidates(k).into_vec(), [7]);
         assert!(index.remove(k, 7));
         assert!(!index.remove(k, 7));

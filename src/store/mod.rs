@@ -270,56 +270,37 @@ impl ProfileStore {
     /// Only the database actor may call this; public for benches.
     pub fn put(&self, profile: Packed, old: Option<&Packed>) -> Slot {
         let slot = self.profiles.put(profile.clone(), || self.seat(&profile));
-        // A reader checks what it finds by a key against the profile, so the order of
-        // these and the publication above shows no reader a wrong holder.
+        // The index holds (key, slot) for every key of every stored profile, so a put
+        // changes the entries of the keys it drops or adds, nothing else. Two profiles
+        // may hold one key for a while (a merge's survivor before the absorbed profile
+        // goes, a replay over a snapshot read while writes went on); each has its entry
+        // until it drops the key. A reader checks what it finds against the profile, so
+        // the order of these and the publication above shows it no wrong holder.
         let view = profile.view();
         let new: SmallVec<[(&str, &str, KeyHash); 4]> = view
             .identifiers()
             .map(|(ns, v)| (ns, v, self.keys.hash(ns, v)))
             .collect();
-        if let Some(old) = old {
-            for (ns, v) in old.view().identifiers() {
+        let old = old.map(|o| o.view());
+        if let Some(old) = &old {
+            for (ns, v) in old.identifiers() {
                 if new.iter().any(|&(n, w, _)| (n, w) == (ns, v)) {
                     continue;
                 }
-                // Only this slot's entry (while a snapshot's profiles are replayed over,
-                // another profile may already hold the key again), and not when a key
-                // kept shares it.
+                // Not when a key it keeps shares the entry.
                 let k = self.keys.hash(ns, v);
                 if !new.iter().any(|&(_, _, h)| h == k) {
                     self.keys.remove(k, slot);
                 }
             }
         }
-        // Kept keys too: while a snapshot's profiles are replayed over, another profile
-        // may have taken one for a while.
         for (ns, v, k) in new {
-            self.index_key(ns, v, k, slot);
+            if !old.as_ref().is_some_and(|o| o.holds(ns, v)) {
+                self.keys.insert(k, slot);
+            }
         }
         self.keep_columns(slot, &profile);
         slot
-    }
-
-    /// Indexes the key `namespace:value` as held by the profile in `slot`, taking it
-    /// from another profile the index has holding it (while a snapshot's profiles are
-    /// replayed over, two may hold one key for a while; the actor refuses that
-    /// otherwise).
-    fn index_key(&self, namespace: &str, value: &str, k: KeyHash, slot: Slot) {
-        if self.keys.contains(k, slot) {
-            return;
-        }
-        match self.holding_parts(k, namespace, value) {
-            // Its entry, unless another key of that profile shares it.
-            Some((other, p))
-                if !p
-                    .view()
-                    .identifiers()
-                    .any(|(n, w)| (n, w) != (namespace, value) && self.keys.hash(n, w) == k) =>
-            {
-                self.keys.retarget(k, other, slot);
-            }
-            _ => self.keys.insert(k, slot),
-        }
     }
 
     /// Gives a new profile the next slot (while the map's shard for it is locked:
@@ -446,9 +427,14 @@ impl ProfileStore {
 
     /// Numbers the slots again in id order, after a log was replayed over a snapshot
     /// (whose profiles were read while writes went on, so replayed creations can have
-    /// come after younger profiles), and indexes every key afresh. Recovery only:
-    /// before columns or live segments.
+    /// come after younger profiles), and indexes every key afresh by the new slots.
+    /// Recovery only: before columns or live segments.
     pub fn renumber(&self) {
+        // Already in order (replayed creations all came after the snapshot's
+        // profiles): the slots and the index stand as they are.
+        if self.slots.read().is_sorted_by_key(Seat::id) {
+            return;
+        }
         let order: Vec<(Ulid, CompactString)> = self
             .slots
             .read()
@@ -480,8 +466,8 @@ impl ProfileStore {
     }
 
     /// Indexes every profile's keys afresh, by slot, on every core. A key held twice (in
-    /// a snapshot read while writes went on) is indexed for both holders until the
-    /// replay after it settles the key and `renumber` indexes again.
+    /// a snapshot read while writes went on) has an entry for each holder until the
+    /// replay after it has one of them drop it.
     fn index_all(&self) {
         self.keys.clear();
         let all = self.all_slotted();
@@ -721,6 +707,8 @@ mod tests {
         let mut old = profile("old", None);
         young.id = Ulid(2);
         old.id = Ulid(1);
+        young.external_ids.push(("crm".into(), "y".into()));
+        old.external_ids.push(("crm".into(), "o".into()));
         // The younger first, as a replay over a fuzzy snapshot can leave them.
         store.put(Packed::encode(&young), None);
         store.put(Packed::encode(&old), None);
@@ -729,6 +717,17 @@ mod tests {
         assert_eq!(store.get_slotted("old").unwrap().0, 0);
         assert_eq!(store.get_slotted("young").unwrap().0, 1);
         assert_eq!(store.by_slot(0).unwrap().view().customer_id, "old");
+        // The keys are indexed by the new slots.
+        assert_eq!(store.holder("crm:o").as_deref(), Some("old"));
+        assert_eq!(store.holder("crm:y").as_deref(), Some("young"));
+        // In order already: nothing to do, everything where it was.
+        let mut newest = profile("newest", Some("n"));
+        newest.id = Ulid(3);
+        store.put(Packed::encode(&newest), None);
+        store.renumber();
+        assert_eq!(store.get_slotted("newest").unwrap().0, 2);
+        assert_eq!(store.holder("crm:n").as_deref(), Some("newest"));
+        assert_eq!(store.holder("crm:o").as_deref(), Some("old"));
     }
 
     #[test]
