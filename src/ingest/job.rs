@@ -279,14 +279,21 @@ fn append_record(path: &Path, view: &JobView) -> std::io::Result<()> {
 }
 
 /// Every database's import jobs.
-#[derive(Debug)]
 pub struct Jobs {
     jobs: Mutex<BTreeMap<(String, Ulid), Arc<Job>>>,
-    // The last job id given: ids ascend even within a millisecond, and the list is
-    // newest first by id.
-    last_id: Mutex<Ulid>,
+    // Job ids ascend even within a millisecond: the list is newest first by id.
+    ids: Mutex<ulid::Generator>,
     // Jobs that may run at once, server-wide: each holds a parser thread and builders.
     max_running: usize,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("jobs", &self.jobs)
+            .field("max_running", &self.max_running)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Jobs {
@@ -300,7 +307,7 @@ impl Jobs {
     pub fn new(max_running: usize) -> Self {
         Jobs {
             jobs: Mutex::default(),
-            last_id: Mutex::new(Ulid::nil()),
+            ids: Mutex::new(ulid::Generator::new()),
             max_running: max_running.max(1),
         }
     }
@@ -329,12 +336,8 @@ impl Jobs {
             )
             .with("limit", self.max_running));
         }
-        let id = {
-            let mut last = self.last_id.lock();
-            let fresh = Ulid::new();
-            *last = last.increment().map_or(fresh, |next| next.max(fresh));
-            *last
-        };
+        // The generator fails only when 2^80 ids were given in one millisecond.
+        let id = self.ids.lock().generate().unwrap_or_else(|_| Ulid::new());
         let job = Arc::new(Job {
             id,
             database: database.to_owned(),
@@ -678,13 +681,13 @@ fn start_builders(
                         continue;
                     }
                     // One reading of the schema, settings and clock for the batch.
-                    let basis = prebuild.as_ref().map(|st| Arc::new(Basis::now(st)));
                     let now = jiff::Timestamp::now();
+                    let build = prebuild.as_ref().map(|st| (st, Arc::new(Basis::now(st))));
                     for i in 0..batch.rows.len() {
                         // The place the build of a row further on will look its customer
                         // id up at, so that its miss overlaps this row's work.
-                        if let (Some(st), Some(next)) =
-                            (&prebuild, batch.rows.get(i + PREFETCH_AHEAD))
+                        if let (Some((st, _)), Some(next)) =
+                            (&build, batch.rows.get(i + PREFETCH_AHEAD))
                             && !next.update.customer_id.is_empty()
                         {
                             st.store.prefetch_place(&next.update.customer_id);
@@ -693,9 +696,8 @@ fn start_builders(
                         // Contacts are derived here, off the actor's thread, and the
                         // profile is built here too when it can be.
                         row.update.prepare(region.as_deref());
-                        row.built = prebuild
+                        row.built = build
                             .as_ref()
-                            .zip(basis.as_ref())
                             .and_then(|(st, basis)| prebuild_row(st, basis, now, &row.update));
                     }
                     // Gone only when the job has stopped.
