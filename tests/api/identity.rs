@@ -130,14 +130,22 @@ fn an_update_naming_two_profiles_merges_them_into_the_older() {
         .collect();
     assert_eq!(merges, ["new", "third"]);
 
-    // The log, then a snapshot, bring it all back.
+    // The log, then a snapshot, bring it all back, the identifier index with it (built
+    // at load and kept by the replay; then built from the snapshot alone).
+    let by_keys = |s: &Server| {
+        for key in ["/profiles/by/email/ana@example.com", "/profiles/by/crm/A-3"] {
+            assert_eq!(get(s, key)["customer_id"], "old", "{key}");
+        }
+    };
     let s = s.restart(false);
     assert_eq!(get(&s, "/profiles/new")["customer_id"], "old");
     assert_eq!(get(&s, "/profiles/by/crm/A-1")["customer_id"], "old");
     assert_eq!(get(&s, "/profiles/old")["stats"]["receipts_count"], 3);
+    by_keys(&s);
     assert_eq!(s.post("/v1/databases/shop/snapshot", json!({})).status, 200);
     let s = s.restart(false);
     assert_eq!(get(&s, "/profiles/third")["customer_id"], "old");
+    by_keys(&s);
     assert_eq!(
         get(&s, "/profiles/old")["merges"].as_array().unwrap().len(),
         2
