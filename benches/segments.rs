@@ -54,7 +54,7 @@ fn queries(c: &mut Criterion) {
         .iter()
         .map(|f| {
             let def = schema.get(f).unwrap();
-            store.build_column(def.name.clone(), ColumnKind::of(def.ty).unwrap())
+            store.build_column(def.id, def.name.clone(), ColumnKind::of(def.ty).unwrap())
         })
         .collect();
     println!("segments bench: 3 columns built in {:?}", started.elapsed());
@@ -179,7 +179,8 @@ fn saved(c: &mut Criterion) {
         .map(|i| {
             let mut p = base.unpack(&schema);
             let other = common::fields(i * 7919);
-            for (name, v) in p.fields.iter_mut() {
+            for (id, v) in p.fields.iter_mut() {
+                let name = &schema.by_id(*id).unwrap().name;
                 if let Some((_, json)) = other.iter().find(|(n, _)| *n == &**name) {
                     if let (persona::schema::Value::Str(s), Some(t)) = (&mut *v, json.as_str()) {
                         *s = t.into();

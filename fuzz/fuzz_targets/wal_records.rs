@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use persona::persist::record::decode_entry;
+use persona::persist::record::{decode_entry, decode_entry_unnumbered};
+use persona::schema::Schema;
 use persona::persist::wal::{Tail, read_frames};
 
 fuzz_target!(|data: &[u8]| {
@@ -11,9 +12,12 @@ fuzz_target!(|data: &[u8]| {
     if let Tail::Torn { offset, .. } = tail {
         assert!(offset <= data.len());
     }
+    let schema = Schema::default();
     for frame in frames {
         let _ = decode_entry(frame);
+        let _ = decode_entry_unnumbered(frame, &schema);
     }
-    // The payload decoder alone, as if the bytes had passed a checksum.
+    // The payload decoders alone, as if the bytes had passed a checksum.
     let _ = decode_entry(data);
+    let _ = decode_entry_unnumbered(data, &schema);
 });

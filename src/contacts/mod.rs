@@ -160,6 +160,26 @@ pub fn phone_kind(name: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
+/// How a profile record stores a phone type: 0 for none, else its place in our list
+/// plus one (a name not in it is stored as `unknown`).
+pub fn phone_kind_number(kind: Option<&str>) -> u8 {
+    kind.map_or(0, |k| {
+        let k = phone_kind(k);
+        PHONE_KINDS
+            .iter()
+            .position(|n| *n == k)
+            .map_or(0, |i| i as u8 + 1)
+    })
+}
+
+/// The phone type a record's number stands for; `None` when no type has that number.
+pub fn phone_kind_of(number: u8) -> Option<Option<&'static str>> {
+    match number {
+        0 => Some(None),
+        n => PHONE_KINDS.get(usize::from(n) - 1).map(|k| Some(*k)),
+    }
+}
+
 fn type_name(t: PhoneNumberType) -> &'static str {
     use PhoneNumberType as T;
     match t {

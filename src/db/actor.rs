@@ -729,16 +729,15 @@ impl Handler<BuildColumns> for DatabaseActor {
             .into_iter()
             // A field dropped since the query was typed gets no column (the query then
             // reads the profiles).
-            .filter(|(field, kind)| {
-                schema
-                    .get(field)
-                    .is_some_and(|d| ColumnKind::of(d.ty) == Some(*kind))
+            .filter_map(|(field, kind)| {
+                let def = schema.get(&field)?;
+                (ColumnKind::of(def.ty) == Some(kind)).then_some((def.id, field, kind))
             })
-            .map(|(field, kind)| match store.columns.get(&field) {
+            .map(|(id, field, kind)| match store.columns.get(&field) {
                 Some(c) if c.kind == kind => c,
                 _ => {
                     let started = Instant::now();
-                    let c = store.build_column(Arc::clone(&field), kind);
+                    let c = store.build_column(id, Arc::clone(&field), kind);
                     tracing::info!(field = %field, ms = started.elapsed().as_millis() as u64,
                         "field column built");
                     c

@@ -14,7 +14,7 @@ use crate::contacts::{EmailContact, PhoneContact};
 use crate::error::{ErrorCode, Problem};
 use crate::persist::Entry;
 use crate::schema::update::{check_customer_id, check_namespace};
-use crate::schema::{DatabaseSettings, Prepared, ProfileUpdate, Schema, Value, value};
+use crate::schema::{DatabaseSettings, FieldId, Prepared, ProfileUpdate, Schema, Value, value};
 use crate::store::{Lookup, MergeRecord, Packed, Profile, Subscription, identifier_key};
 
 /// Why a write was refused.
@@ -360,32 +360,32 @@ pub fn build_profile(
     };
 
     for (name, raw) in &update.fields {
-        let (position, def) = schema
-            .find(name)
+        let def = schema
+            .get(name)
             .ok_or_else(|| WriteError::FieldUnknown(name.to_string()))?;
         match value::parse(def, raw)? {
             Some(v) => {
-                in_order &= last.is_none_or(|l| position > l);
-                last = Some(position);
+                in_order &= last.is_none_or(|l| def.id > l);
+                last = Some(def.id);
                 if in_order {
                     // After every value there: not one of them.
-                    p.fields.push((def.name.clone(), v));
+                    p.fields.push((def.id, v));
                 } else {
-                    set_field(&mut p, def.name.clone(), v);
+                    set_field(&mut p, def.id, v);
                 }
             }
-            None => p.fields.retain(|(n, _)| **n != **name),
+            None => p.fields.retain(|(n, _)| *n != def.id),
         }
     }
     for name in &update.unset {
-        if schema.get(name).is_none() {
-            return Err(WriteError::FieldUnknown(name.clone()));
-        }
-        p.fields.retain(|(n, _)| &**n != name.as_str());
+        let id = schema
+            .id_of(name)
+            .ok_or_else(|| WriteError::FieldUnknown(name.clone()))?;
+        p.fields.retain(|(n, _)| *n != id);
     }
     if !in_order {
-        p.fields
-            .sort_by_key(|(n, _)| schema.position(n).unwrap_or(usize::MAX));
+        // Number order is schema order.
+        p.fields.sort_by_key(|(n, _)| *n);
     }
 
     for tag in &update.tags_add {
@@ -441,7 +441,7 @@ pub fn build_profile(
     refresh_contacts(&mut p, old, settings, &update.prepared);
 
     for def in schema.fields() {
-        if def.required && def.default.is_none() && p.field(&def.name).is_none() {
+        if def.required && def.default.is_none() && p.field(def.id).is_none() {
             return Err(WriteError::FieldRequired(def.name.to_string()));
         }
     }
@@ -459,10 +459,10 @@ pub fn build_profile(
     Ok(p)
 }
 
-fn set_field(p: &mut Profile, name: Arc<str>, v: Value) {
-    match p.fields.iter_mut().find(|(n, _)| *n == name) {
+fn set_field(p: &mut Profile, id: FieldId, v: Value) {
+    match p.fields.iter_mut().find(|(n, _)| *n == id) {
         Some(slot) => slot.1 = v,
-        None => p.fields.push((name, v)),
+        None => p.fields.push((id, v)),
     }
 }
 
@@ -475,16 +475,16 @@ fn refresh_contacts(
     prepared: &Prepared,
 ) {
     // A blank email or phone is no contact: it is neither validated nor indexed.
-    p.email = str_field(p, "email").map(|s| {
+    p.email = str_field(p, FieldId::EMAIL).map(|s| {
         prepared
             .email(s)
             .cloned()
             .unwrap_or_else(|| EmailContact::new(s))
     });
-    let phone = str_field(p, "phone");
+    let phone = str_field(p, FieldId::PHONE);
     // An unparsed number is tried again: the database may have a default_region now.
     let unchanged = p.phone.as_ref().is_some_and(|c| c.e164.is_some())
-        && phone == old.and_then(|o| str_field(o, "phone"));
+        && phone == old.and_then(|o| str_field(o, FieldId::PHONE));
     if !unchanged {
         let region = settings.default_region.as_deref();
         p.phone = phone.map(|s| {
@@ -496,8 +496,8 @@ fn refresh_contacts(
     }
 }
 
-fn str_field<'p>(p: &'p Profile, name: &str) -> Option<&'p str> {
-    match p.field(name) {
+fn str_field(p: &Profile, id: FieldId) -> Option<&str> {
+    match p.field(id) {
         Some(Value::Str(s)) if !s.trim().is_empty() => Some(s.as_str()),
         _ => None,
     }
@@ -629,7 +629,8 @@ mod tests {
             Timestamp::UNIX_EPOCH,
         )
         .unwrap();
-        let names: Vec<_> = p.fields.iter().map(|(n, _)| n.to_string()).collect();
+        let name = |id: &FieldId| schema.by_id(*id).unwrap().name.to_string();
+        let names: Vec<_> = p.fields.iter().map(|(n, _)| name(n)).collect();
         assert_eq!(names, ["first_name", "city", "tier"]);
         // Given in schema order, out of it, twice, or set and cleared: stored in it, each
         // with its last value (`-`: cleared; a value is the name's place in `given`).
@@ -671,8 +672,8 @@ mod tests {
                 .fields
                 .iter()
                 .map(|(n, v)| match v {
-                    Value::Str(s) if &**n != "tier" => format!("{n}={s}"),
-                    _ => n.to_string(),
+                    Value::Str(s) if name(n) != "tier" => format!("{}={s}", name(n)),
+                    _ => name(n),
                 })
                 .collect();
             assert_eq!(got, stored, "{given:?}");
@@ -691,7 +692,7 @@ mod tests {
             Timestamp::UNIX_EPOCH,
         )
         .unwrap();
-        let names: Vec<_> = q.fields.iter().map(|(n, _)| n.to_string()).collect();
+        let names: Vec<_> = q.fields.iter().map(|(n, _)| name(n)).collect();
         assert_eq!(names, ["last_name", "tier"]);
         let err = build_profile(
             &schema,

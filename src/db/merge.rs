@@ -25,6 +25,7 @@ use std::collections::HashSet;
 use compact_str::CompactString;
 use jiff::Timestamp;
 
+use crate::schema::FieldId;
 use crate::store::{Lookup, MergeRecord, Packed, Profile};
 
 /// The most profiles one update may merge (its target included): a guard against an
@@ -54,18 +55,20 @@ pub fn merge_profiles(mut participants: Vec<Profile>, now: Timestamp) -> Merged 
     for p in &by_write {
         for (name, value) in &p.fields {
             if !base.fields.iter().any(|(n, _)| n == name) {
-                base.fields.push((name.clone(), value.clone()));
+                base.fields.push((*name, value.clone()));
             }
         }
     }
+    // Records keep values in field number order.
+    base.fields.sort_by_key(|(id, _)| *id);
     // Contacts follow the field they were derived from.
     base.email = by_write
         .iter()
-        .find(|p| p.field("email").is_some())
+        .find(|p| p.field(FieldId::EMAIL).is_some())
         .and_then(|p| p.email.clone());
     base.phone = by_write
         .iter()
-        .find(|p| p.field("phone").is_some())
+        .find(|p| p.field(FieldId::PHONE).is_some())
         .and_then(|p| p.phone.clone());
 
     base.external_ids.clear();
@@ -134,10 +137,8 @@ impl<L: Lookup> Lookup for Excluding<'_, L> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::schema::{Channel, Source, SubscriptionStatus, Value};
+    use crate::schema::{Channel, Schema, Source, SubscriptionStatus, Value};
     use crate::store::Subscription;
 
     fn at(s: i64) -> Timestamp {
@@ -148,7 +149,8 @@ mod tests {
         let mut p = Profile::new(cid.into(), at(created));
         p.updated_at = at(updated);
         for (n, v) in fields {
-            p.fields.push((Arc::from(*n), Value::Str((*v).into())));
+            let id = Schema::default().id_of(n).unwrap();
+            p.fields.push((id, Value::Str((*v).into())));
         }
         p
     }
@@ -181,8 +183,9 @@ mod tests {
         assert_eq!(m.base.customer_id, "old");
         assert_eq!(m.base.id, old.id);
         assert_eq!(m.base.created_at, old.created_at);
-        assert_eq!(m.base.field("city"), Some(&Value::Str("Lisbon".into())));
-        assert_eq!(m.base.field("first_name"), Some(&Value::Str("Ana".into())));
+        let field = |name| m.base.field(Schema::default().id_of(name).unwrap());
+        assert_eq!(field("city"), Some(&Value::Str("Lisbon".into())));
+        assert_eq!(field("first_name"), Some(&Value::Str("Ana".into())));
         assert_eq!(m.base.tags, ["b2c", "vip"]);
         assert_eq!(
             m.base.external_ids,

@@ -280,13 +280,16 @@ impl DbState {
                 self.schema.store(schema);
             }
             Entry::DropField { name, schema } => {
-                // Values of a dropped field go too: a field re-added later under the same
-                // name, perhaps with another type, must not find stale values. Unpacking
-                // against the schema without the field leaves it out.
-                for p in self.store.all() {
-                    if p.view().field(&name).is_some() {
-                        let q = Packed::encode(&p.unpack(&schema));
-                        self.store.put(q, Some(&p));
+                // Values of a dropped field go too. Its number is never given again, so
+                // nothing could read them, but they would hold memory and snapshot bytes.
+                // Unpacking against the schema without the field leaves them out. (No
+                // number: a replay applying the drop again, after a snapshot had it.)
+                if let Some(id) = self.schema.load().id_of(&name) {
+                    for p in self.store.all() {
+                        if p.view().field(id).is_some() {
+                            let q = Packed::encode(&p.unpack(&schema));
+                            self.store.put(q, Some(&p));
+                        }
                     }
                 }
                 self.drop_stale_columns(&schema);
@@ -302,6 +305,10 @@ impl DbState {
 impl Target for DbState {
     fn apply(&self, lsn: u64, entry: Entry) {
         self.apply_entry(lsn, entry);
+    }
+
+    fn schema(&self) -> Arc<Schema> {
+        self.schema.load_full()
     }
 }
 
@@ -487,6 +494,7 @@ impl Databases {
             crate::persist::snapshot::prune(dir, 1)?;
         }
         let snapshot_lsn = loaded.lsn;
+        let loaded_unnumbered = loaded.unnumbered;
         let state = Arc::new(DbState::new(
             loaded.settings,
             loaded.schema,
@@ -522,8 +530,11 @@ impl Databases {
                 "replayed the WAL after the snapshot");
         }
         let wal = Wal::open(&wal_dir, replayed.last_lsn + 1, self.persistence.fsync)?;
-        // Erasures replayed from the log have not reached a snapshot yet.
-        let erasing = replayed.erasures > 0;
+        // Erasures replayed from the log have not reached a snapshot yet. Data read in
+        // the formats from before fields had numbers is written in today's at once, and
+        // the old files go with an erasing snapshot's prune: a later fallback to an older
+        // snapshot of theirs could number fields otherwise than the records logged since.
+        let erasing = replayed.erasures > 0 || loaded_unnumbered || replayed.unnumbered > 0;
         Ok(self.start(state, dir.to_owned(), wal, replayed.last_lsn, erasing))
     }
 

@@ -231,7 +231,7 @@ mod tests {
         assert!(old.same(&st.store.get("c1").unwrap()));
         assert_eq!(comparable(&made, &schema), comparable(&actor, &schema));
         assert!(matches!(
-            made.view().field("city"),
+            made.view().field(schema.id_of("city").unwrap()),
             Some(ValueRef::Str("Porto"))
         ));
         // Its id and creation time are c1's own.

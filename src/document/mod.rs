@@ -19,7 +19,7 @@ use serde_json::{Map, Value as Json};
 use crate::activity::{Activity, ActivityStore, Rfm};
 use crate::channels::{self, Reach};
 use crate::error::{ErrorCode, Problem};
-use crate::schema::{Channel, Schema, Source, SubscriptionStatus};
+use crate::schema::{Channel, FieldId, Schema, Source, SubscriptionStatus};
 use crate::segments::SavedSegments;
 use crate::store::{MergeRecord, ProfileStore};
 use crate::store::{Packed, ProfileView, ValueRef};
@@ -269,11 +269,11 @@ struct Known<'v> {
 
 impl<'v> Known<'v> {
     /// Takes note of a field value if it is one of the known ones.
-    fn note(&mut self, name: &str, value: &ValueRef<'v>) {
-        match (name, value) {
-            ("email", ValueRef::Str(s)) => self.email = s,
-            ("phone", ValueRef::Str(s)) => self.phone = s,
-            ("registered_at", ValueRef::DateTime(t)) => self.registered_at = Some(*t),
+    fn note(&mut self, id: FieldId, value: &ValueRef<'v>) {
+        match (id, value) {
+            (FieldId::EMAIL, ValueRef::Str(s)) => self.email = s,
+            (FieldId::PHONE, ValueRef::Str(s)) => self.phone = s,
+            (FieldId::REGISTERED_AT, ValueRef::DateTime(t)) => self.registered_at = Some(*t),
             _ => {}
         }
     }
@@ -284,9 +284,9 @@ impl<'v> Document<'_, 'v> {
     /// them on its one pass over the fields).
     fn known(&self) -> Known<'v> {
         let mut k = Known::default();
-        for name in ["email", "phone", "registered_at"] {
-            if let Some(v) = self.profile.field(name) {
-                k.note(name, &v);
+        for id in [FieldId::EMAIL, FieldId::PHONE, FieldId::REGISTERED_AT] {
+            if let Some(v) = self.profile.field(id) {
+                k.note(id, &v);
             }
         }
         k
@@ -677,8 +677,6 @@ pub fn to_vec(doc: &Document<'_, '_>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use jiff::Timestamp;
 
     use super::*;
@@ -701,8 +699,10 @@ mod tests {
             "c1".into(),
             "2024-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
         );
-        p.fields
-            .push((Arc::from("city"), Value::Str("Lisbon".into())));
+        p.fields.push((
+            Schema::default().id_of("city").unwrap(),
+            Value::Str("Lisbon".into()),
+        ));
         p.tags.push("vip".into());
         p
     }
@@ -870,7 +870,8 @@ mod tests {
             proptest::prop_assert_eq!(&super::render(&p, &s, Some(&all), &cx), &bytes);
             let projected: Json = serde_json::from_slice(&bytes).unwrap();
             for name in names {
-                let expected = serde_json::to_value(view.field(name)).unwrap();
+                let expected =
+                    serde_json::to_value(view.field(s.id_of(name).unwrap())).unwrap();
                 let whole = v["fields"].get(name).unwrap_or(&Json::Null);
                 proptest::prop_assert_eq!(whole, &expected, "{}", name);
                 proptest::prop_assert_eq!(&projected["fields"][name], &expected, "{}", name);

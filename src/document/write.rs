@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 use super::{Document, Known, MEMBERS, Projection, json, pick};
 use crate::activity::view::STATS_EMPTY_PREFIX;
 use crate::channels::{self, Verdict};
-use crate::schema::Schema;
+use crate::schema::{FieldId, Schema};
 use crate::store::ProfileView;
 use crate::store::ValueRef;
 
@@ -40,16 +40,20 @@ impl Document<'_, '_> {
         out.extend_from_slice(b",\"fields\":{");
         let mut first = true;
         let mut known = Known::default();
-        for (name, value) in p.fields() {
-            known.note(name, &value);
+        for (id, value) in p.fields() {
+            known.note(id, &value);
+            // A value of a field dropped since it was written is no longer the profile's.
+            let Some(def) = self.schema.by_id(id) else {
+                continue;
+            };
             comma(out, &mut first);
             // Field names are checked identifiers (`[a-z][a-z0-9_]*`): nothing to escape.
-            json::key(out, name);
+            json::key(out, &def.name);
             json::value(out, &value);
         }
         for def in self.schema.fields() {
             if let Some(d) = &def.default
-                && p.field(&def.name).is_none()
+                && p.field(def.id).is_none()
             {
                 comma(out, &mut first);
                 json::key(out, &def.name);
@@ -156,7 +160,7 @@ pub(super) fn ids_and_fields<'v>(
     out: &mut Vec<u8>,
     id: ulid::Ulid,
     customer_id: &str,
-    fields: impl Iterator<Item = (&'v str, ValueRef<'v>)>,
+    fields: impl Iterator<Item = (FieldId, ValueRef<'v>)>,
     schema: &Schema,
     proj: &Projection,
 ) {
@@ -171,9 +175,12 @@ pub(super) fn ids_and_fields<'v>(
     // One pass over the profile's fields finds every chosen one.
     let mut found: SmallVec<[Option<ValueRef<'v>>; 8]> =
         SmallVec::from_elem(None, proj.fields.len());
+    // Projected names are the schema's (checked when the projection was parsed).
+    let ids: SmallVec<[Option<FieldId>; 8]> =
+        proj.fields.iter().map(|name| schema.id_of(name)).collect();
     let mut missing = proj.fields.len();
-    for (name, value) in fields {
-        if let Some(i) = proj.fields.iter().position(|f| f == name) {
+    for (id, value) in fields {
+        if let Some(i) = ids.iter().position(|f| *f == Some(id)) {
             // The first copy wins, as `ProfileView::field` reads it.
             if found[i].is_none() {
                 found[i] = Some(value);

@@ -14,7 +14,7 @@ use bincode::{BorrowDecode, Encode};
 use compact_str::CompactString;
 
 use crate::activity::{Activity, Event, Kind, event};
-use crate::schema::{DatabaseSettings, FieldDef, FieldType, Schema};
+use crate::schema::{DatabaseSettings, FieldDef, FieldId, FieldType, Schema};
 use crate::segments::SegmentDef;
 use crate::store::{MergeRecord, PackError, Packed, ProfileView, ValueRec};
 
@@ -97,14 +97,16 @@ impl From<PackError> for RecordError {
     }
 }
 
+/// A WAL record's effect as decoded; `S` is how a schema is logged ([`SchemaRec`], or a
+/// list of [`FieldRecV1`] in WAL format 1).
 #[derive(BorrowDecode)]
-enum EntryRec<'a> {
+enum EntryRec<'a, S> {
     // Decoded by hand in `decode_entry` (the profile's bytes follow the tag inline);
     // here to keep the variant numbers.
     Put(()),
     Remove(&'a str),
-    Schema(Vec<FieldRec<'a>>),
-    DropField(&'a str, Vec<FieldRec<'a>>),
+    Schema(S),
+    DropField(&'a str, S),
     Settings(Cow<'a, str>),
     Begin,
     Commit,
@@ -208,8 +210,8 @@ struct EventRec<'a> {
 enum EntryOut<'a> {
     Put(Inline<'a>),
     Remove(&'a str),
-    Schema(Vec<FieldRec<'a>>),
-    DropField(&'a str, Vec<FieldRec<'a>>),
+    Schema(SchemaRec<'a>),
+    DropField(&'a str, SchemaRec<'a>),
     Settings(&'a str),
     Begin,
     Commit,
@@ -220,9 +222,9 @@ enum EntryOut<'a> {
 
 /// A WAL record: a log sequence number and the effect.
 #[derive(BorrowDecode)]
-struct WalRec<'a> {
+struct WalRec<'a, S> {
     lsn: u64,
-    entry: EntryRec<'a>,
+    entry: EntryRec<'a, S>,
 }
 
 #[derive(Encode)]
@@ -272,33 +274,65 @@ pub fn encode_entry(lsn: u64, entry: &Entry, out: &mut Vec<u8>) {
     encode_into(&WalOut { lsn, entry }, out);
 }
 
-/// Decodes a WAL record's payload.
+/// The LSN of a WAL record's payload, which it starts with.
+pub fn entry_lsn(bytes: &[u8]) -> Result<u64, RecordError> {
+    Ok(bincode::decode_from_slice(bytes, config())?.0)
+}
+
+/// Decodes a WAL record's payload (WAL format 2).
 pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Entry), RecordError> {
+    decode_entry_as::<SchemaRec<'_>>(bytes, &|b| Ok(Packed::from_bytes(b)?), &schema_from)
+}
+
+/// Decodes a WAL format 1 record's payload, from before fields had numbers: its
+/// profiles and schemas are read against `prior`, the schema as of the record (the last
+/// one logged before it, or the snapshot's).
+pub fn decode_entry_unnumbered(bytes: &[u8], prior: &Schema) -> Result<(u64, Entry), RecordError> {
+    let profile = |b: &[u8]| {
+        let (p, used) = Packed::read_unnumbered(b, prior)?;
+        match used == b.len() {
+            true => Ok(p),
+            false => Err(RecordError::Invalid(format!(
+                "{} bytes after the profile",
+                b.len() - used
+            ))),
+        }
+    };
+    decode_entry_as::<Vec<FieldRecV1<'_>>>(bytes, &profile, &|fields| {
+        schema_from_v1(fields, Some(prior))
+    })
+}
+
+fn decode_entry_as<'a, S: BorrowDecode<'a, ()>>(
+    bytes: &'a [u8],
+    profile: &dyn Fn(&[u8]) -> Result<Packed, RecordError>,
+    schema: &dyn Fn(S) -> Result<Schema, RecordError>,
+) -> Result<(u64, Entry), RecordError> {
     let (lsn, n): (u64, usize) = bincode::decode_from_slice(bytes, config())?;
     let (variant, m): (u32, usize) = bincode::decode_from_slice(&bytes[n..], config())?;
     if variant == PUT {
-        return Ok((lsn, Entry::Put(Packed::from_bytes(&bytes[n + m..])?)));
+        return Ok((lsn, Entry::Put(profile(&bytes[n + m..])?)));
     }
-    let (rec, _): (WalRec<'_>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
+    let (rec, _): (WalRec<'_, S>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
     let entry = match rec.entry {
         EntryRec::Put(()) => unreachable!("a put is decoded above"),
         EntryRec::Remove(id) => Entry::Remove(id.into()),
-        EntryRec::Schema(fields) => Entry::Schema(Arc::new(schema_from(fields)?)),
+        EntryRec::Schema(fields) => Entry::Schema(Arc::new(schema(fields)?)),
         EntryRec::DropField(name, fields) => Entry::DropField {
             name: name.to_owned(),
-            schema: Arc::new(schema_from(fields)?),
+            schema: Arc::new(schema(fields)?),
         },
         EntryRec::Settings(json) => Entry::Settings(Arc::new(settings_from(&json)?)),
         EntryRec::Begin => Entry::Begin,
         EntryRec::Commit => Entry::Commit,
-        EntryRec::Events(customer_id, profile, events) => Entry::Events {
+        EntryRec::Events(customer_id, packed, events) => Entry::Events {
             customer_id: customer_id.into(),
-            profile: profile.map(Packed::from_bytes).transpose()?,
+            profile: packed.map(profile).transpose()?,
             events: events_in(events)?,
         },
         EntryRec::Segments(recs) => Entry::Segments(Arc::new(segments_from(recs)?)),
         EntryRec::Merge(MergeIn(survivor, activity, absorbed, history, events)) => Entry::Merge {
-            survivor: Packed::from_bytes(survivor)?,
+            survivor: profile(survivor)?,
             activity,
             absorbed: absorbed.into_iter().map(CompactString::from).collect(),
             history: Arc::from(merges_from(history)?),
@@ -330,11 +364,12 @@ fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
     bincode::encode_into_std_write(value, out, config()).expect("encode into memory");
 }
 
-/// The settings, schema and saved segments at the head of a snapshot.
+/// The settings, schema and saved segments at the head of a snapshot; `S` is how the
+/// schema is kept ([`SchemaRec`], or a list of [`FieldRecV1`] up to format 3).
 #[derive(Encode, BorrowDecode)]
-struct HeadRec<'a> {
+struct HeadRec<'a, S> {
     settings: Cow<'a, str>,
-    schema: Vec<FieldRec<'a>>,
+    schema: S,
     segments: Vec<SegmentRec<'a>>,
     merges: Vec<(&'a str, Vec<MergeRec<'a>>)>,
 }
@@ -352,7 +387,7 @@ pub struct HeadExtra {
 #[derive(BorrowDecode)]
 struct HeadRecV2<'a> {
     settings: Cow<'a, str>,
-    schema: Vec<FieldRec<'a>>,
+    schema: Vec<FieldRecV1<'a>>,
 }
 
 /// A saved segment's definition: name, filter text, when saved (ns since the epoch).
@@ -401,21 +436,58 @@ pub fn encode_head(
     );
 }
 
-/// Decodes a snapshot's settings, schema and (from format 3, `with_segments`) saved
-/// segments.
+/// The snapshot formats [`decode_head`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadFormat {
+    /// Formats 1 and 2: settings and schema, fields without numbers.
+    V2,
+    /// Format 3: saved segments and merge histories too.
+    V3,
+    /// Format 4: fields numbered.
+    V4,
+}
+
+/// Decodes a snapshot's settings, schema and (from format 3) saved segments and merge
+/// histories.
 pub fn decode_head(
     bytes: &[u8],
-    with_extra: bool,
+    format: HeadFormat,
 ) -> Result<(DatabaseSettings, Schema, HeadExtra), RecordError> {
-    if !with_extra {
-        let (rec, _): (HeadRecV2<'_>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
-        return Ok((
-            settings_from(&rec.settings)?,
-            schema_from(rec.schema)?,
-            HeadExtra::default(),
-        ));
-    }
-    let (rec, _): (HeadRec<'_>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
+    let (rec, schema) = match format {
+        HeadFormat::V2 => {
+            let (rec, _): (HeadRecV2<'_>, usize) =
+                bincode::borrow_decode_from_slice(bytes, config())?;
+            return Ok((
+                settings_from(&rec.settings)?,
+                schema_from_v1(rec.schema, None)?,
+                HeadExtra::default(),
+            ));
+        }
+        HeadFormat::V3 => {
+            let (rec, _): (HeadRec<'_, Vec<FieldRecV1<'_>>>, usize) =
+                bincode::borrow_decode_from_slice(bytes, config())?;
+            let schema = schema_from_v1(rec.schema, None)?;
+            let rec = HeadRec {
+                settings: rec.settings,
+                schema: (),
+                segments: rec.segments,
+                merges: rec.merges,
+            };
+            (rec, schema)
+        }
+        HeadFormat::V4 => {
+            let (rec, _): (HeadRec<'_, SchemaRec<'_>>, usize) =
+                bincode::borrow_decode_from_slice(bytes, config())?;
+            let schema = schema_from(rec.schema)?;
+            let rec = HeadRec {
+                settings: rec.settings,
+                schema: (),
+                segments: rec.segments,
+                merges: rec.merges,
+            };
+            (rec, schema)
+        }
+    };
     let merges = rec
         .merges
         .into_iter()
@@ -423,7 +495,7 @@ pub fn decode_head(
         .collect::<Result<_, RecordError>>()?;
     Ok((
         settings_from(&rec.settings)?,
-        schema_from(rec.schema)?,
+        schema,
         HeadExtra {
             segments: segments_from(rec.segments)?,
             merges,
@@ -446,15 +518,28 @@ pub fn encode_profiles<'p>(profiles: impl ExactSizeIterator<Item = &'p Packed>, 
 /// A profile may hold a field that the snapshot's schema (taken at its start) lacks: a
 /// snapshot is taken while writes go on, so it may have captured a profile written after
 /// the field was added; replaying the WAL after the snapshot's LSN adds the field.
+///
+/// `unnumbered`: the profiles are in the form from before fields had numbers (snapshot
+/// format 3 and older), read against the snapshot's schema.
 pub fn decode_profiles(
     bytes: &[u8],
+    unnumbered: Option<&Schema>,
     mut each: impl FnMut(Packed, &ProfileView<'_>),
 ) -> Result<(), RecordError> {
     let (count, mut at): (u64, usize) = bincode::decode_from_slice(bytes, config())?;
     for _ in 0..count {
-        let (p, view, used) = Packed::read_first(&bytes[at..])?;
-        each(p, &view);
-        at += used;
+        match unnumbered {
+            None => {
+                let (p, view, used) = Packed::read_first(&bytes[at..])?;
+                each(p, &view);
+                at += used;
+            }
+            Some(schema) => {
+                let (p, used) = Packed::read_unnumbered(&bytes[at..], schema)?;
+                each(p.clone(), &p.view());
+                at += used;
+            }
+        }
     }
     if at != bytes.len() {
         return Err(RecordError::Invalid(format!(
@@ -509,8 +594,17 @@ fn settings_from(json: &str) -> Result<DatabaseSettings, RecordError> {
     serde_json::from_str(json).map_err(|e| RecordError::Invalid(format!("settings: {e}")))
 }
 
+/// A schema as logged and snapshotted: the number the next field gets, and the fields.
+#[derive(Encode, BorrowDecode)]
+struct SchemaRec<'a> {
+    next_id: u32,
+    fields: Vec<FieldRec<'a>>,
+}
+
+/// A field as persisted.
 #[derive(Encode, BorrowDecode)]
 struct FieldRec<'a> {
+    id: u32,
     name: &'a str,
     ty: &'a str,
     default: Option<ValueRec<'a>>,
@@ -520,11 +614,25 @@ struct FieldRec<'a> {
     builtin: bool,
 }
 
-fn schema_rec(schema: &Schema) -> Vec<FieldRec<'_>> {
-    schema
+/// A field as persisted before fields had numbers (WAL format 1, snapshot format 3 and
+/// older).
+#[derive(BorrowDecode)]
+struct FieldRecV1<'a> {
+    name: &'a str,
+    ty: &'a str,
+    default: Option<ValueRec<'a>>,
+    required: bool,
+    subscription_manager: bool,
+    values: Vec<&'a str>,
+    builtin: bool,
+}
+
+fn schema_rec(schema: &Schema) -> SchemaRec<'_> {
+    let fields = schema
         .fields()
         .iter()
         .map(|f| FieldRec {
+            id: f.id.0,
             name: &f.name,
             ty: f.ty.as_str(),
             default: f.default.as_ref().map(ValueRec::from),
@@ -533,30 +641,63 @@ fn schema_rec(schema: &Schema) -> Vec<FieldRec<'_>> {
             values: f.values.iter().map(String::as_str).collect(),
             builtin: f.builtin,
         })
-        .collect()
+        .collect();
+    SchemaRec {
+        next_id: schema.next_id(),
+        fields,
+    }
 }
 
-fn schema_from(fields: Vec<FieldRec<'_>>) -> Result<Schema, RecordError> {
+/// A field definition from its persisted parts (numbered by the caller).
+fn field_def(
+    id: u32,
+    name: &str,
+    ty: &str,
+    default: Option<ValueRec<'_>>,
+    values: Vec<&str>,
+) -> Result<FieldDef, RecordError> {
+    let ty = FieldType::ALL
+        .iter()
+        .copied()
+        .find(|t| t.as_str() == ty)
+        .ok_or_else(|| RecordError::Invalid(format!("field type `{ty}`")))?;
+    let mut def = FieldDef::custom(name, ty);
+    def.id = FieldId(id);
+    def.default = default.map(ValueRec::into_value).transpose()?;
+    def.values = values.into_iter().map(str::to_owned).collect();
+    Ok(def)
+}
+
+fn schema_from(rec: SchemaRec<'_>) -> Result<Schema, RecordError> {
+    let defs = rec
+        .fields
+        .into_iter()
+        .map(|f| {
+            let mut def = field_def(f.id, f.name, f.ty, f.default, f.values)?;
+            (def.required, def.subscription_manager, def.builtin) =
+                (f.required, f.subscription_manager, f.builtin);
+            Ok(def)
+        })
+        .collect::<Result<Vec<_>, RecordError>>()?;
+    Schema::restore(defs, rec.next_id).map_err(|e| RecordError::Invalid(e.to_string()))
+}
+
+/// A schema persisted before fields had numbers, numbered as
+/// [`Schema::restore_unnumbered`] does.
+fn schema_from_v1(
+    fields: Vec<FieldRecV1<'_>>,
+    prior: Option<&Schema>,
+) -> Result<Schema, RecordError> {
     let defs = fields
         .into_iter()
         .map(|f| {
-            let ty = FieldType::ALL
-                .iter()
-                .copied()
-                .find(|t| t.as_str() == f.ty)
-                .ok_or_else(|| RecordError::Invalid(format!("field type `{}`", f.ty)))?;
-            Ok(FieldDef {
-                name: f.name.into(),
-                ty,
-                default: f.default.map(ValueRec::into_value).transpose()?,
-                required: f.required,
-                subscription_manager: f.subscription_manager,
-                values: f.values.into_iter().map(str::to_owned).collect(),
-                builtin: f.builtin,
-            })
+            let mut def = field_def(0, f.name, f.ty, f.default, f.values)?;
+            (def.required, def.subscription_manager, def.builtin) =
+                (f.required, f.subscription_manager, f.builtin);
+            Ok(def)
         })
         .collect::<Result<Vec<_>, RecordError>>()?;
-    Ok(Schema::restore(defs))
+    Schema::restore_unnumbered(defs, prior).map_err(|e| RecordError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]
@@ -571,7 +712,7 @@ pub(crate) mod tests {
 
     pub(crate) fn sample_profile(schema: &Schema) -> Profile {
         let mut p = Profile::new("c-1".into(), Timestamp::from_second(1_700_000_000).unwrap());
-        let name = |n: &str| schema.get(n).unwrap().name.clone();
+        let name = |n: &str| schema.id_of(n).unwrap();
         p.fields
             .push((name("first_name"), Value::Str("Ana".into())));
         p.fields
@@ -733,22 +874,28 @@ pub(crate) mod tests {
         let mut buf = Vec::new();
         encode_profiles([&p, &p].into_iter(), &mut buf);
         let mut back = Vec::new();
-        decode_profiles(&buf, |p, _| back.push(p)).unwrap();
+        decode_profiles(&buf, None, |p, _| back.push(p)).unwrap();
         assert_eq!(back, [p.clone(), p.clone()]);
         // A field the schema lacks (added after a snapshot's start) is left out.
         let older = back[0].unpack(&Schema::default());
-        let names: Vec<_> = older.fields.iter().map(|(n, _)| n.to_string()).collect();
+        let names: Vec<_> = older
+            .fields
+            .iter()
+            .map(|(n, _)| schema.by_id(*n).unwrap().name.to_string())
+            .collect();
         assert_eq!(names, ["first_name", "email", "phone", "birth_date"]);
         assert_eq!(back[0].unpack(&schema), profile);
         buf.push(0);
-        assert!(decode_profiles(&buf, |_, _| {}).is_err());
+        assert!(decode_profiles(&buf, None, |_, _| {}).is_err());
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         for bytes in [&[][..], &[0xff; 9], &[0, 0, 200, 1, 2]] {
             assert!(decode_entry(bytes).is_err());
-            assert!(decode_profiles(bytes, |_, _| {}).is_err());
+            assert!(decode_profiles(bytes, None, |_, _| {}).is_err());
+            assert!(decode_profiles(bytes, Some(&Schema::default()), |_, _| {}).is_err());
+            assert!(decode_entry_unnumbered(bytes, &Schema::default()).is_err());
         }
     }
 }

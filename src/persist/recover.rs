@@ -9,16 +9,22 @@
 
 use std::fs::OpenOptions;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::record::{self, Entry};
 use super::snapshot::{self, Loaded};
-use super::wal::{self, SEGMENT_MAGIC, Tail};
+use super::wal::{self, SEGMENT_MAGIC, SEGMENT_MAGIC_V1, Tail};
 use super::{PersistError, sync_dir};
+use crate::schema::Schema;
 
 /// Where replayed effects go: the database state being rebuilt.
 pub trait Target {
     /// Applies one logged effect, the record `lsn`.
     fn apply(&self, lsn: u64, entry: Entry);
+
+    /// The schema before the first record replayed (the snapshot's): what records from
+    /// before fields had numbers are read against.
+    fn schema(&self) -> Arc<Schema>;
 }
 
 /// What a replay did.
@@ -32,6 +38,8 @@ pub struct Replayed {
     pub erasures: u64,
     /// The torn tail cut off, if there was one: `(segment, offset)`.
     pub truncated: Option<(String, u64)>,
+    /// Records applied from segments of WAL format 1, from before fields had numbers.
+    pub unnumbered: u64,
 }
 
 /// Loads the newest snapshot that reads back whole, falling back to older ones.
@@ -94,6 +102,10 @@ pub fn replay(
     // An open transaction: its segment, the byte its Begin starts at, its LSN, and the
     // records held back until its Commit.
     let mut open: Option<OpenTransaction> = None;
+    // The schema as of the record being read: WAL format 1 records name their fields,
+    // and are read against it.
+    let mut schema = target.schema();
+    let mut unnumbered = 0;
     for (i, (first, path)) in segments.iter().enumerate() {
         // Segments wholly before the snapshot are still on disk for the older snapshot;
         // skip them without reading.
@@ -108,8 +120,14 @@ pub fn replay(
             });
         }
         let bytes = std::fs::read(path).map_err(|e| PersistError::io(path, e))?;
-        let (body, base) = match bytes.strip_prefix(SEGMENT_MAGIC) {
-            Some(body) => (body, SEGMENT_MAGIC.len()),
+        let numbered = !bytes.starts_with(SEGMENT_MAGIC_V1);
+        let magic = if numbered {
+            SEGMENT_MAGIC
+        } else {
+            SEGMENT_MAGIC_V1
+        };
+        let (body, base) = match bytes.strip_prefix(magic) {
+            Some(body) => (body, magic.len()),
             None if i == last && SEGMENT_MAGIC.starts_with(&bytes) => (&[][..], bytes.len()),
             None => {
                 return Err(PersistError::Corrupt {
@@ -123,19 +141,24 @@ pub fn replay(
         for frame in frames {
             // A frame that passed its checksum was written whole: if it does not decode,
             // that is corruption (or a format we do not know), never a torn append.
-            let (lsn, entry) = match record::decode_entry(frame) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Err(PersistError::Corrupt {
-                        path: path.clone(),
-                        detail: format!("record at byte {good}: {e}"),
-                    });
-                }
-            };
             let at = good;
             good += 8 + frame.len();
-            if lsn < next {
+            let corrupt = |e: record::RecordError| PersistError::Corrupt {
+                path: path.clone(),
+                detail: format!("record at byte {at}: {e}"),
+            };
+            // Records the snapshot holds are not decoded: an old one read against the
+            // snapshot's (later) schema might not fit it.
+            if record::entry_lsn(frame).map_err(corrupt)? < next {
                 continue;
+            }
+            let (lsn, entry) = match numbered {
+                true => record::decode_entry(frame),
+                false => record::decode_entry_unnumbered(frame, &schema),
+            }
+            .map_err(corrupt)?;
+            if let Entry::Schema(s) | Entry::DropField { schema: s, .. } = &entry {
+                schema = Arc::clone(s);
             }
             if lsn > next {
                 return Err(PersistError::Gap {
@@ -159,6 +182,7 @@ pub fn replay(
             }
             next += 1;
             records += 1;
+            unnumbered += u64::from(!numbered);
         }
         let short_magic = base < SEGMENT_MAGIC.len();
         match tail {
@@ -234,6 +258,7 @@ pub fn replay(
         records,
         erasures,
         truncated,
+        unnumbered,
     })
 }
 
@@ -406,6 +431,10 @@ mod tests {
     impl Target for Sink {
         fn apply(&self, _lsn: u64, entry: Entry) {
             self.0.lock().push(entry);
+        }
+
+        fn schema(&self) -> Arc<Schema> {
+            Arc::new(Schema::default())
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bincode::{BorrowDecode, Encode};
 
-use super::record::{self, config};
+use super::record::{self, HeadFormat, config};
 use super::wal::append_frame;
 use super::{PersistError, sync_dir};
 use crate::activity::ActivityStore;
@@ -28,9 +28,11 @@ use crate::segments::SegmentDef;
 use crate::store::{Packed, ProfileStore};
 pub use record::HeadExtra;
 
-/// The first bytes of every snapshot: the name and the format version (3: with saved
-/// segments).
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSNSNP\x03";
+/// The first bytes of every snapshot: the name and the format version (4: profiles and
+/// the schema hold field numbers, not names).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"PRSNSNP\x04";
+/// Format 3, with field names: still read.
+const SNAPSHOT_MAGIC_V3: &[u8; 8] = b"PRSNSNP\x03";
 /// Format 2, without saved segments: still read.
 const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"PRSNSNP\x02";
 /// Format 1, without activities or saved segments: still read.
@@ -82,6 +84,8 @@ pub struct Loaded {
     pub segments: Vec<SegmentDef>,
     /// It was taken for an erasure (older snapshots and segments must go).
     pub erasing: bool,
+    /// It is in a format from before fields had numbers (3 or older).
+    pub unnumbered: bool,
 }
 
 /// The path of the snapshot at `lsn` in a database directory.
@@ -354,13 +358,16 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let file = File::open(path).map_err(io)?;
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0; 8];
-    if r.read_exact(&mut magic).is_err()
-        || ![SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_V2, SNAPSHOT_MAGIC_V1].contains(&&magic)
-    {
+    if r.read_exact(&mut magic).is_err() {
         return Err(corrupt("not a Persona snapshot (bad magic number)".into()));
     }
+    let format = match &magic {
+        SNAPSHOT_MAGIC => HeadFormat::V4,
+        SNAPSHOT_MAGIC_V3 => HeadFormat::V3,
+        SNAPSHOT_MAGIC_V2 | SNAPSHOT_MAGIC_V1 => HeadFormat::V2,
+        _ => return Err(corrupt("not a Persona snapshot (bad magic number)".into())),
+    };
     let with_activity = &magic != SNAPSHOT_MAGIC_V1;
-    let with_segments = &magic == SNAPSHOT_MAGIC;
     let mut frame = |what: &str| -> Result<Frame, PersistError> {
         let f = next_frame(&mut r)
             .map_err(|e| corrupt(format!("{what}: {e}")))?
@@ -378,7 +385,9 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         (header.lsn, header.profiles, header.chunks, header.erasing);
     let head = frame("settings and schema")?;
     let (settings, schema, extra) =
-        record::decode_head(&head.0[8..], with_segments).map_err(|e| corrupt(e.to_string()))?;
+        record::decode_head(&head.0[8..], format).map_err(|e| corrupt(e.to_string()))?;
+    // Profiles from before fields had numbers are read against the snapshot's schema.
+    let unnumbered = (format != HeadFormat::V4).then_some(&schema);
     // A header is checksummed, not trusted: no profile takes under 16 bytes on disk.
     let size = r.get_ref().metadata().map_err(io)?.len();
     let store = ProfileStore::with_capacity(profiles.min(size / 16) as usize);
@@ -407,7 +416,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
                             failed = Some(format!("chunk {n}: the checksum does not match"));
                             continue;
                         };
-                        let decoded = record::decode_profiles(payload, |p, view| {
+                        let decoded = record::decode_profiles(payload, unnumbered, |p, view| {
                             order.push(store_ref.insert_restored(p, view));
                         });
                         if let Err(e) = decoded {
@@ -469,6 +478,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         activity,
         segments: extra.segments,
         erasing,
+        unnumbered: format != HeadFormat::V4,
     })
 }
 

@@ -22,8 +22,11 @@ use tokio::sync::watch;
 use super::{PersistError, record::MAX_RECORD, sync_dir};
 use crate::config::FsyncPolicy;
 
-/// The first bytes of every segment: the name and the format version.
-pub const SEGMENT_MAGIC: &[u8; 8] = b"PRSNWAL\x01";
+/// The first bytes of every segment: the name and the format version (2: profiles and
+/// schemas hold field numbers, not names).
+pub const SEGMENT_MAGIC: &[u8; 8] = b"PRSNWAL\x02";
+/// Format 1, with field names: still read.
+pub const SEGMENT_MAGIC_V1: &[u8; 8] = b"PRSNWAL\x01";
 const FRAME_HEADER: usize = 8;
 /// A segment is closed and a new one begun past this size.
 const SEGMENT_BYTES: u64 = 64 << 20;

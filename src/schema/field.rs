@@ -83,10 +83,31 @@ impl fmt::Display for FieldType {
     }
 }
 
+/// A field's number within its database: what profiles store in place of its name.
+///
+/// Given when the field is added and never given again, not even to a field added later
+/// under the same name: a value stored under a dropped field's number can never be read
+/// as another field's. The nine default fields are 0 to 8, in schema order, in every
+/// database; custom fields follow in the order they were added, so profiles that keep
+/// their values in number order keep them in schema order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldId(pub u32);
+
+impl FieldId {
+    /// The default field `email`.
+    pub const EMAIL: FieldId = FieldId(2);
+    /// The default field `phone`.
+    pub const PHONE: FieldId = FieldId(3);
+    /// The default field `registered_at`.
+    pub const REGISTERED_AT: FieldId = FieldId(8);
+}
+
 /// One field of a schema.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldDef {
-    /// The name, shared by every profile that holds a value for it.
+    /// Its number, which profiles store (see [`FieldId`]); given by the schema it joins.
+    pub id: FieldId,
+    /// The name.
     pub name: Arc<str>,
     /// The type.
     pub ty: FieldType,
@@ -106,6 +127,8 @@ impl FieldDef {
     /// A custom field with no default, not required.
     pub fn custom(name: &str, ty: FieldType) -> Self {
         FieldDef {
+            // The schema it is added to numbers it.
+            id: FieldId(u32::MAX),
             name: name.into(),
             ty,
             default: None,
@@ -233,6 +256,8 @@ impl FieldSpec {
             (_, None) => Vec::new(),
         };
         let mut def = FieldDef {
+            // The schema it is added to numbers it.
+            id: FieldId(u32::MAX),
             name: self.name.as_str().into(),
             ty: self.ty,
             default: None,
@@ -253,12 +278,16 @@ impl FieldSpec {
 pub struct Schema {
     fields: Vec<FieldDef>,
     by_name: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
+    /// Position in `fields` by field number; `u32::MAX` for numbers of dropped fields.
+    by_id: Vec<u32>,
+    /// The number the next field added gets.
+    next_id: u32,
 }
 
 impl PartialEq for Schema {
     fn eq(&self, other: &Self) -> bool {
-        // The name index is derived from the fields.
-        self.fields == other.fields
+        // The indexes are derived from the fields.
+        self.fields == other.fields && self.next_id == other.next_id
     }
 }
 
@@ -269,7 +298,7 @@ impl Default for Schema {
         gender.values = ["female", "male", "other", "unknown"]
             .map(std::string::String::from)
             .to_vec();
-        Schema::from_fields(vec![
+        let mut fields = vec![
             FieldDef::builtin("first_name", String),
             FieldDef::builtin("last_name", String),
             FieldDef::builtin("email", String),
@@ -279,24 +308,100 @@ impl Default for Schema {
             FieldDef::builtin("country", String),
             FieldDef::builtin("city", String),
             FieldDef::builtin("registered_at", DateTime),
-        ])
+        ];
+        for (i, f) in fields.iter_mut().enumerate() {
+            f.id = FieldId(i as u32);
+        }
+        let next_id = fields.len() as u32;
+        Schema::from_fields(fields, next_id)
     }
 }
 
+/// Why persisted fields do not make a schema.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RestoreError(String);
+
 impl Schema {
-    fn from_fields(fields: Vec<FieldDef>) -> Self {
+    fn from_fields(fields: Vec<FieldDef>, next_id: u32) -> Self {
         let by_name = fields
             .iter()
             .enumerate()
             .map(|(i, f)| (f.name.clone(), i))
             .collect();
-        Schema { fields, by_name }
+        let mut by_id = vec![u32::MAX; next_id as usize];
+        for (i, f) in fields.iter().enumerate() {
+            by_id[f.id.0 as usize] = i as u32;
+        }
+        Schema {
+            fields,
+            by_name,
+            by_id,
+            next_id,
+        }
     }
 
-    /// A schema of exactly these fields, as persisted (no checks: they were checked when
-    /// each was added).
-    pub fn restore(fields: Vec<FieldDef>) -> Self {
-        Schema::from_fields(fields)
+    /// A schema of exactly these fields and next field number, as persisted: the numbers
+    /// must ascend, stay below `next_id`, and number the default fields as every schema
+    /// does (names and types were checked when each field was added).
+    pub fn restore(fields: Vec<FieldDef>, next_id: u32) -> Result<Self, RestoreError> {
+        let defaults = Schema::default();
+        for (i, f) in fields.iter().enumerate() {
+            if f.id.0 >= next_id || (i > 0 && f.id <= fields[i - 1].id) {
+                return Err(RestoreError(format!(
+                    "field `{}` has number {}, out of order or not below {next_id}",
+                    f.name, f.id.0
+                )));
+            }
+            if f.builtin != defaults.get(&f.name).is_some_and(|d| d.id == f.id) {
+                return Err(RestoreError(format!(
+                    "field `{}` (number {}) is not numbered as a default field is",
+                    f.name, f.id.0
+                )));
+            }
+        }
+        Ok(Schema::from_fields(fields, next_id))
+    }
+
+    /// A schema persisted before fields had numbers (snapshot format 3 and older, WAL
+    /// format 1): a field `prior` has keeps its number, a new one takes the next. With
+    /// no `prior` (a snapshot's schema) fields are numbered by position, which gives the
+    /// default fields their numbers.
+    pub fn restore_unnumbered(
+        mut fields: Vec<FieldDef>,
+        prior: Option<&Schema>,
+    ) -> Result<Self, RestoreError> {
+        let mut next_id = prior.map_or(0, |p| p.next_id);
+        for f in &mut fields {
+            f.id = match prior.and_then(|p| p.get(&f.name)) {
+                Some(old) => old.id,
+                None => {
+                    next_id += 1;
+                    FieldId(next_id - 1)
+                }
+            };
+        }
+        Schema::restore(fields, next_id)
+    }
+
+    /// The number the next field added gets.
+    pub fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
+    /// A field by number; `None` for a dropped field's.
+    #[inline]
+    pub fn by_id(&self, id: FieldId) -> Option<&FieldDef> {
+        match self.by_id.get(id.0 as usize) {
+            Some(&i) if i != u32::MAX => Some(&self.fields[i as usize]),
+            _ => None,
+        }
+    }
+
+    /// A field's number by name.
+    #[inline]
+    pub fn id_of(&self, name: &str) -> Option<FieldId> {
+        self.get(name).map(|d| d.id)
     }
 
     /// All fields, default fields first.
@@ -332,9 +437,17 @@ impl Schema {
                     .with("field", def.name.to_string()),
             );
         }
+        let mut def = def;
+        def.id = FieldId(self.next_id);
+        let next_id = self.next_id.checked_add(1).ok_or_else(|| {
+            Problem::new(
+                ErrorCode::FieldDefinitionInvalid,
+                "no field numbers are left",
+            )
+        })?;
         let mut fields = self.fields.clone();
         fields.push(def);
-        Ok(Schema::from_fields(fields))
+        Ok(Schema::from_fields(fields, next_id))
     }
 
     /// The schema without a custom field.
@@ -355,6 +468,7 @@ impl Schema {
                     .filter(|f| &*f.name != name)
                     .cloned()
                     .collect(),
+                self.next_id,
             )),
         }
     }

@@ -11,7 +11,7 @@ pub mod value;
 pub use database::{
     Channel, DatabaseSettings, DatabaseSpec, Resource, SubscriptionManager, is_name,
 };
-pub use field::{FieldDef, FieldSpec, FieldType, Schema};
+pub use field::{FieldDef, FieldId, FieldSpec, FieldType, Schema};
 pub use update::{
     Prepared, ProfileBody, ProfileUpdate, Source, SubscriptionChange, SubscriptionStatus, TagsBody,
 };

@@ -16,7 +16,7 @@ use jiff::civil::Date;
 use serde_json::Value as Json;
 
 use super::filter::{Expr, FilterError, Literal, Op, Path};
-use crate::schema::{FieldType, Schema, Value};
+use crate::schema::{FieldId, FieldType, Schema, Value};
 use std::sync::Arc;
 
 use crate::store::columns::Scan;
@@ -105,7 +105,7 @@ enum Direct {
     /// `identifiers.<ns>` (`email` and `phone` are the contacts' lookup forms).
     Identifier(String),
     /// A field, with the default the document shows when it has no value.
-    Field(String, Option<Fallback>),
+    Field(String, FieldId, Option<Fallback>),
 }
 
 /// A field's default, as the document would show it.
@@ -208,7 +208,7 @@ fn target(path: &Path, schema: &Schema) -> Result<Target, FilterError> {
             Value::Json(_) => None,
         });
         let direct = (!matches!(def.ty, FieldType::Object | FieldType::Array))
-            .then(|| Direct::Field(name.to_owned(), fallback));
+            .then(|| Direct::Field(name.to_owned(), def.id, fallback));
         Ok(Target {
             keys: vec!["fields".into(), name.into()],
             projection: name.into(),
@@ -623,10 +623,10 @@ enum Bytes<'s, 'a> {
 }
 
 impl<'a> Bytes<'_, 'a> {
-    fn field(&self, name: &str) -> Option<ValueRef<'a>> {
+    fn field(&self, id: FieldId) -> Option<ValueRef<'a>> {
         match self {
-            Bytes::View(v) => v.field(name),
-            Bytes::Head(h) => h.field(name),
+            Bytes::View(v) => v.field(id),
+            Bytes::Head(h) => h.field(id),
         }
     }
 
@@ -657,7 +657,7 @@ fn cell<'a>(d: &'a Direct, b: Bytes<'_, 'a>) -> Option<Cell<'a>> {
                 ns => v.external_ids().find(|(n, _)| *n == ns)?.1,
             })
         }
-        Direct::Field(name, fallback) => match b.field(name) {
+        Direct::Field(_, id, fallback) => match b.field(*id) {
             Some(ValueRef::Int(i)) => Cell::One(Val::Num(i as f64)),
             Some(ValueRef::Float(f)) => Cell::One(Val::Num(f)),
             Some(ValueRef::Str(t)) => Cell::Text(t),
@@ -864,7 +864,7 @@ impl Compiled {
         let mut fields = Vec::new();
         let mut all = true;
         visit_targets(&self.node, &mut |t| match &t.direct {
-            Some(Direct::Field(name, _)) => fields.push(name.clone()),
+            Some(Direct::Field(name, ..)) => fields.push(name.clone()),
             _ => all = false,
         });
         fields.sort();
@@ -895,7 +895,7 @@ fn plan_node(n: &Node, columns: &[Arc<Column>], used: &mut Vec<Arc<Column>>) -> 
         Node::And(v) => PlanNode::And(all(v, used)?),
         Node::Not(n) => PlanNode::Not(Box::new(plan_node(n, columns, used)?)),
         Node::Exists(t) | Node::Compare(t, ..) | Node::In(t, _) | Node::Contains(t, _) => {
-            let Some(Direct::Field(name, fallback)) = &t.direct else {
+            let Some(Direct::Field(name, _, fallback)) = &t.direct else {
                 return None;
             };
             let col = columns

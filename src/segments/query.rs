@@ -217,8 +217,6 @@ fn run_columns(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use serde_json::json;
 
     use super::*;
@@ -243,9 +241,8 @@ mod tests {
             schema = schema.with_field(spec.into_def().unwrap()).unwrap();
         }
         let field = |p: &mut Profile, name: &str, v: Value| {
-            p.fields
-                .push((Arc::clone(&schema.get(name).unwrap().name), v));
-            p.fields.sort_by_key(|(n, _)| schema.position(n));
+            p.fields.push((schema.id_of(name).unwrap(), v));
+            p.fields.sort_by_key(|(n, _)| *n);
         };
         let mut profiles = Vec::new();
         for i in 0..12i64 {
@@ -354,7 +351,7 @@ mod tests {
                 .iter()
                 .map(|f| {
                     let def = schema.get(f).unwrap();
-                    store.build_column(def.name.clone(), ColumnKind::of(def.ty).unwrap())
+                    store.build_column(def.id, def.name.clone(), ColumnKind::of(def.ty).unwrap())
                 })
                 .collect();
             let plan = compiled.column_plan(&columns).expect(filter);
@@ -371,7 +368,8 @@ mod tests {
         assert_eq!(planned, 9);
         // A write after the columns exist reaches them.
         let mut p = profiles[0].unpack(&schema);
-        p.fields.retain(|(n, _)| &**n != "score");
+        let score = schema.id_of("score").unwrap();
+        p.fields.retain(|(n, _)| *n != score);
         let rewritten = Packed::encode(&p);
         store.put(rewritten.clone(), Some(&profiles[0]));
         let compiled = compile(&parse("score = null").unwrap(), &schema).unwrap();

@@ -655,7 +655,6 @@ fn evaluate(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc as StdArc;
 
     use super::*;
     use crate::activity::ActivityStore;
@@ -673,8 +672,8 @@ mod tests {
 
     fn profile(schema: &Schema, cid: &str, city: &str) -> Packed {
         let mut p = Profile::new(cid.into(), Timestamp::UNIX_EPOCH);
-        let name = StdArc::clone(&schema.get("city").unwrap().name);
-        p.fields.push((name, Value::Str(city.into())));
+        p.fields
+            .push((schema.id_of("city").unwrap(), Value::Str(city.into())));
         Packed::encode(&p)
     }
 

@@ -21,7 +21,7 @@ use jiff::civil::Date;
 use parking_lot::RwLock;
 
 use super::{Slot, ValueRef};
-use crate::schema::FieldType;
+use crate::schema::{FieldId, FieldType};
 
 /// Slots per chunk: a chunk is allocated whole when the first of its slots is.
 const CHUNK: usize = 1 << 16;
@@ -93,6 +93,8 @@ struct Dict {
 pub struct Column {
     /// The field.
     pub field: Arc<str>,
+    /// Its number, which profiles store.
+    pub id: FieldId,
     /// How cells read.
     pub kind: ColumnKind,
     // Swapped whole when a chunk is added (once every 65,536 profiles), so that a scan
@@ -131,9 +133,10 @@ impl Scan {
 }
 
 impl Column {
-    fn new(field: Arc<str>, kind: ColumnKind) -> Self {
+    fn new(id: FieldId, field: Arc<str>, kind: ColumnKind) -> Self {
         Column {
             field,
+            id,
             kind,
             chunks: ArcSwap::default(),
             dict: RwLock::new(Dict::default()),
@@ -262,7 +265,7 @@ impl Default for Columns {
     fn default() -> Self {
         Columns {
             all: ArcSwap::default(),
-            live: Column::new("".into(), ColumnKind::Bool),
+            live: Column::new(FieldId(u32::MAX), "".into(), ColumnKind::Bool),
         }
     }
 }
@@ -284,10 +287,10 @@ impl Columns {
     }
 
     /// Writes a profile's values into every column. Writer only.
-    pub(super) fn put<'p>(&self, slot: Slot, field: impl Fn(&str) -> Option<ValueRef<'p>>) {
+    pub(super) fn put<'p>(&self, slot: Slot, field: impl Fn(FieldId) -> Option<ValueRef<'p>>) {
         self.live.set(slot, Some(ValueRef::Bool(true)));
         for c in self.all.load().iter() {
-            c.set(slot, field(&c.field));
+            c.set(slot, field(c.id));
         }
     }
 
@@ -304,13 +307,14 @@ impl Columns {
     /// column's upkeep.
     pub(super) fn add(
         &self,
+        id: FieldId,
         field: Arc<str>,
         kind: ColumnKind,
         bound: Slot,
         profiles: &[(Slot, super::Packed)],
     ) -> Arc<Column> {
         let first = self.is_empty();
-        let column = Arc::new(Column::new(field, kind));
+        let column = Arc::new(Column::new(id, field, kind));
         column.reserve(bound);
         if first {
             // Erasures while no column was kept did not reach it: start it afresh.
@@ -324,7 +328,7 @@ impl Columns {
                 let column = &column;
                 s.spawn(move || {
                     for (slot, p) in part {
-                        column.set(*slot, p.head().field(&column.field));
+                        column.set(*slot, p.head().field(column.id));
                         if first {
                             self.live.set(*slot, Some(ValueRef::Bool(true)));
                         }
@@ -361,7 +365,7 @@ mod tests {
         let t = |s: i64| time_cell(Timestamp::from_second(s).unwrap()) as i64;
         assert!(t(-10) < t(0) && t(0) < t(10));
 
-        let col = Column::new("city".into(), ColumnKind::Text);
+        let col = Column::new(FieldId(7), "city".into(), ColumnKind::Text);
         col.set(3, Some(ValueRef::Str("Lisbon")));
         col.set(70_000, Some(ValueRef::Str("Porto")));
         col.set(5, Some(ValueRef::Str("Lisbon")));

@@ -18,6 +18,7 @@ pub mod packed;
 mod profile;
 mod table;
 
+use crate::schema::FieldId;
 use compact_str::CompactString;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
@@ -376,12 +377,13 @@ impl ProfileStore {
     /// then on. Actor only (no write may come between the fill and the upkeep).
     pub fn build_column(
         &self,
+        id: FieldId,
         field: std::sync::Arc<str>,
         kind: ColumnKind,
     ) -> std::sync::Arc<Column> {
         let bound = self.slot_bound();
         let all = self.all_slotted();
-        self.columns.add(field, kind, bound, &all)
+        self.columns.add(id, field, kind, bound, &all)
     }
 
     /// An empty store sized for `n` profiles: growing a map of a million entries

@@ -1,6 +1,5 @@
 //! A profile as held in memory: immutable once published, replaced whole on write.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,11 +8,10 @@ use jiff::Timestamp;
 use ulid::Ulid;
 
 use crate::contacts::{EmailContact, PhoneContact};
-use crate::schema::{Channel, Source, SubscriptionStatus, Value};
+use crate::schema::{Channel, FieldId, Source, SubscriptionStatus, Value};
 
-/// Field values kept inside the profile's own allocation for the usual dozen or fewer,
-/// so a cold lookup pays one cache miss for the profile rather than two.
-pub type Fields = smallvec::SmallVec<[(Arc<str>, Value); 10]>;
+/// Field values by field number, kept inline for the usual ten or fewer.
+pub type Fields = smallvec::SmallVec<[(FieldId, Value); 10]>;
 
 /// One customer's profile. Shared as `Arc<Profile>`; a write builds a new one.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +20,7 @@ pub struct Profile {
     pub id: Ulid,
     /// The given id: unique within the database, never changes.
     pub customer_id: CompactString,
-    /// Field values in schema order; names are shared with the schema.
+    /// Field values in schema order (which is field number order), by number.
     pub fields: Fields,
     /// External identifiers `(namespace, value)`, sorted by namespace.
     pub external_ids: Vec<(CompactString, CompactString)>,
@@ -129,11 +127,8 @@ impl Profile {
     }
 
     /// The value of a field, if set.
-    pub fn field(&self, name: &str) -> Option<&Value> {
-        self.fields
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .map(|(_, v)| v)
+    pub fn field(&self, id: FieldId) -> Option<&Value> {
+        self.fields.iter().find(|(n, _)| *n == id).map(|(_, v)| v)
     }
 
     /// Records a subscription change in its key's history, in time order.
