@@ -32,6 +32,8 @@ pub(super) struct Digits {
     at: [u32; 10],
     /// Every position.
     all: u32,
+    /// The first digit, as a bit of a digit set.
+    first: u16,
 }
 
 impl Digits {
@@ -51,12 +53,18 @@ impl Digits {
             len: s.len(),
             at,
             all: (1 << s.len()) - 1,
+            first: 1 << (s.as_bytes()[0] - b'0'),
         })
     }
 
     /// The number of digits.
     pub(super) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the first digit is in a set (bit `d` for digit `d`).
+    pub(super) fn starts_in(&self, set: u16) -> bool {
+        self.first & set != 0
     }
 }
 
@@ -71,6 +79,40 @@ impl Pattern {
         let mut p = Parser { s: &bytes, i: 0 };
         let pattern = p.alt()?;
         (p.i == bytes.len()).then_some(pattern)
+    }
+
+    /// The digits a match of a whole number can start with (bit `d` for digit `d`): a
+    /// test of one digit that turns most numbers of another type away before matching
+    /// (a mobile number is tried against a region's premium-rate, toll-free, shared-cost
+    /// and other patterns first).
+    pub(super) fn first_digits(&self) -> u16 {
+        self.first().0
+    }
+
+    /// The first-digit set and whether the pattern matches the empty string.
+    fn first(&self) -> (u16, bool) {
+        match self {
+            Pattern::Digit(set) => (*set, false),
+            Pattern::Seq(parts) => {
+                let mut set = 0;
+                for p in parts {
+                    let (first, empty) = p.first();
+                    set |= first;
+                    if !empty {
+                        return (set, false);
+                    }
+                }
+                (set, true)
+            }
+            Pattern::Alt(options) => options.iter().fold((0, false), |(set, empty), p| {
+                let (first, e) = p.first();
+                (set | first, empty || e)
+            }),
+            Pattern::Repeat(p, min, _) => {
+                let (first, empty) = p.first();
+                (first, empty || *min == 0)
+            }
+        }
     }
 
     /// Whether the whole number matches (libphonenumber's `matchesEntirely`).
@@ -300,5 +342,30 @@ mod tests {
         }
         assert!(Digits::new("12a").is_none());
         assert!(Digits::new("").is_none());
+    }
+
+    #[test]
+    fn first_digits_hold_every_start_of_a_whole_match() {
+        let first = |p: &str| Pattern::parse(p).unwrap().first_digits();
+        assert_eq!(first(r"9[1236]\d{7}"), 1 << 9);
+        assert_eq!(first(r"(?:10|2[0-57-9])\d"), 1 << 1 | 1 << 2);
+        assert_eq!(first(r"(?:1)?(?:2{0,2})3"), 1 << 1 | 1 << 2 | 1 << 3);
+        assert_eq!(first(r"\d{2}"), ANY_DIGIT);
+    }
+
+    proptest::proptest! {
+        /// Patterns of optional and repeated parts: a whole match starts with a digit of
+        /// the set, so testing the set first changes no verdict.
+        #[test]
+        fn a_whole_match_starts_in_the_first_digits(
+            pattern in r"(\(\?:[1-3]\)\?|[1-3]\{0,2\}|[4-6]|\[7-9\]){1,4}",
+            number in "[1-9]{1,6}",
+        ) {
+            let p = Pattern::parse(&pattern).unwrap();
+            let digits = Digits::new(&number).unwrap();
+            if p.matches(&digits) {
+                proptest::prop_assert!(digits.starts_in(p.first_digits()), "{}", pattern);
+            }
+        }
     }
 }

@@ -480,21 +480,32 @@ impl Dialling {
 /// One type of number of a region.
 struct Desc {
     pattern: Pattern,
+    /// The digits its numbers start with ([`Pattern::first_digits`]).
+    first: u16,
     /// Empty: any length the pattern allows.
     lengths: Vec<u16>,
 }
 
 impl Desc {
     fn new(d: &Descriptor) -> Desc {
+        Desc::of(
+            compile(d.national_number().as_str()),
+            d.possible_length().to_vec(),
+        )
+    }
+
+    fn of(pattern: Pattern, lengths: Vec<u16>) -> Desc {
         Desc {
-            pattern: compile(d.national_number().as_str()),
-            lengths: d.possible_length().to_vec(),
+            first: pattern.first_digits(),
+            pattern,
+            lengths,
         }
     }
 
     /// libphonenumber's `isNumberMatchingDesc`.
     fn matches(&self, digits: &Digits) -> bool {
-        (self.lengths.is_empty() || self.lengths.contains(&(digits.len() as u16)))
+        digits.starts_in(self.first)
+            && (self.lengths.is_empty() || self.lengths.contains(&(digits.len() as u16)))
             && self.pattern.matches(digits)
     }
 }
@@ -535,10 +546,7 @@ impl Region {
             national_prefix: meta.national_prefix(),
             leading_digits: meta.leading_digits().map(|l| compile(l.as_str())),
             max_length: lengths.last().map_or(usize::MAX, |l| usize::from(*l)),
-            general: Desc {
-                pattern: compile(d.general().national_number().as_str()),
-                lengths,
-            },
+            general: Desc::of(compile(d.general().national_number().as_str()), lengths),
             special: special
                 .into_iter()
                 .filter_map(|(t, x)| x.map(|x| (t, Desc::new(x))))

@@ -251,7 +251,9 @@ impl ProfileStore {
 
     /// Every profile, in no particular order (a snapshot of the moment per shard).
     pub fn all(&self) -> Vec<Packed> {
-        let mut all = Vec::with_capacity(self.len());
+        // Room for what writes add while the walk goes (a snapshot during an import):
+        // growing a list of millions copies it into fresh memory the kernel zeroes.
+        let mut all = Vec::with_capacity(self.len() + self.len() / 8);
         self.profiles.for_each(|held| all.push(held.packed.clone()));
         all
     }
