@@ -62,6 +62,7 @@ codes! {
     FieldUnknown => ("field_unknown", 400, "The field is not in the database schema"),
     FieldNotFound => ("field_not_found", 404, "No such field"),
     FieldExists => ("field_exists", 409, "A field with this name exists"),
+    FieldNumbersExhausted => ("field_numbers_exhausted", 409, "The database has given every field number it may"),
     FieldNameInvalid => ("field_name_invalid", 400, "Invalid field name"),
     FieldDefinitionInvalid => ("field_definition_invalid", 400, "Invalid field definition"),
     FieldIsDefault => ("field_is_default", 409, "Default fields cannot be changed"),

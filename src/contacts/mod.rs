@@ -130,7 +130,8 @@ pub fn is_region(region: &str) -> bool {
         && phonenumber::metadata::DATABASE.by_id(region).is_some()
 }
 
-/// Every phone type name [`PhoneContact::kind`] can hold.
+/// Every phone type name [`PhoneContact::kind`] can hold. Profile records store a type as
+/// its place here plus one ([`phone_kind_number`]): append only, never reorder.
 const PHONE_KINDS: &[&str] = &[
     "fixed_line",
     "mobile",

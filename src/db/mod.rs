@@ -282,8 +282,7 @@ impl DbState {
             Entry::DropField { name, schema } => {
                 // Values of a dropped field go too. Its number is never given again, so
                 // nothing could read them, but they would hold memory and snapshot bytes.
-                // Unpacking against the schema without the field leaves them out. (No
-                // number: a replay applying the drop again, after a snapshot had it.)
+                // Unpacking against the schema without the field leaves them out.
                 if let Some(id) = self.schema.load().id_of(&name) {
                     for p in self.store.all() {
                         if p.view().field(id).is_some() {
@@ -300,6 +299,34 @@ impl DbState {
             Entry::Begin | Entry::Commit => {}
         }
     }
+}
+
+/// Writes a database read from the formats before fields had numbers in today's, as of
+/// `lsn` (everything replayed), and removes the older snapshots and the log they needed,
+/// before any write is taken. Were an older snapshot of theirs read again later, after
+/// a fall back from a damaged newer one, its fields could be numbered otherwise than in
+/// the records logged since (a dropped field shifts them); with the files gone, no start
+/// goes back to them.
+fn rewrite_numbered(state: &DbState, dir: &std::path::Path, lsn: u64) -> Result<(), PersistError> {
+    let extra = crate::persist::snapshot::HeadExtra {
+        segments: state.segments.defs(),
+        merges: state.store.merges.all(),
+    };
+    let info = crate::persist::snapshot::write_then(
+        dir,
+        lsn,
+        &state.settings.load(),
+        &state.schema.load(),
+        &extra,
+        &state.store.all(),
+        &state.activity,
+        true,
+        &mut || Ok(()),
+    )?;
+    crate::persist::snapshot::prune(dir, 1)?;
+    tracing::info!(dir = %dir.display(), lsn, bytes = info.bytes,
+        "data from before field numbers written in today's format; the old files are gone");
+    Ok(())
 }
 
 impl Target for DbState {
@@ -530,11 +557,12 @@ impl Databases {
                 "replayed the WAL after the snapshot");
         }
         let wal = Wal::open(&wal_dir, replayed.last_lsn + 1, self.persistence.fsync)?;
-        // Erasures replayed from the log have not reached a snapshot yet. Data read in
-        // the formats from before fields had numbers is written in today's at once, and
-        // the old files go with an erasing snapshot's prune: a later fallback to an older
-        // snapshot of theirs could number fields otherwise than the records logged since.
-        let erasing = replayed.erasures > 0 || loaded_unnumbered || replayed.unnumbered > 0;
+        // After the log's new segment exists, so that the prune sees the old ones whole.
+        if loaded_unnumbered || replayed.unnumbered > 0 {
+            rewrite_numbered(&state, dir, replayed.last_lsn)?;
+        }
+        // Erasures replayed from the log have not reached a snapshot yet.
+        let erasing = replayed.erasures > 0;
         Ok(self.start(state, dir.to_owned(), wal, replayed.last_lsn, erasing))
     }
 

@@ -93,6 +93,10 @@ impl fmt::Display for FieldType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FieldId(pub u32);
 
+/// How many field numbers a database may give over its life. Bounds the schema's index
+/// by number (4 MiB at most), which a corrupt record on disk must not make huge.
+pub const MAX_FIELD_NUMBERS: u32 = 1 << 20;
+
 impl FieldId {
     /// The default field `email`.
     pub const EMAIL: FieldId = FieldId(2);
@@ -345,7 +349,25 @@ impl Schema {
     /// must ascend, stay below `next_id`, and number the default fields as every schema
     /// does (names and types were checked when each field was added).
     pub fn restore(fields: Vec<FieldDef>, next_id: u32) -> Result<Self, RestoreError> {
+        if next_id > MAX_FIELD_NUMBERS {
+            return Err(RestoreError(format!(
+                "next field number {next_id} is past the most a database gives ({MAX_FIELD_NUMBERS})"
+            )));
+        }
         let defaults = Schema::default();
+        // The default fields, each under its number: contacts read `email` and `phone`
+        // by theirs.
+        for d in defaults.fields() {
+            if !fields
+                .iter()
+                .any(|f| f.name == d.name && f.id == d.id && f.builtin)
+            {
+                return Err(RestoreError(format!(
+                    "the default field `{}` is missing or not number {}",
+                    d.name, d.id.0
+                )));
+            }
+        }
         for (i, f) in fields.iter().enumerate() {
             if f.id.0 >= next_id || (i > 0 && f.id <= fields[i - 1].id) {
                 return Err(RestoreError(format!(
@@ -414,16 +436,6 @@ impl Schema {
         self.by_name.get(name).map(|&i| &self.fields[i])
     }
 
-    /// A field and its position, found at once.
-    pub fn find(&self, name: &str) -> Option<(usize, &FieldDef)> {
-        self.by_name.get(name).map(|&i| (i, &self.fields[i]))
-    }
-
-    /// The position of a field: profiles keep their values in this order.
-    pub fn position(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied()
-    }
-
     /// The schema with one more custom field.
     pub fn with_field(&self, def: FieldDef) -> Result<Schema, Problem> {
         if let Some(old) = self.get(&def.name) {
@@ -437,14 +449,18 @@ impl Schema {
                     .with("field", def.name.to_string()),
             );
         }
+        if self.next_id >= MAX_FIELD_NUMBERS {
+            return Err(Problem::new(
+                ErrorCode::FieldNumbersExhausted,
+                format!(
+                    "this database has given all {MAX_FIELD_NUMBERS} field numbers; \
+                     a field's number is never given again, even after it is dropped"
+                ),
+            ));
+        }
         let mut def = def;
         def.id = FieldId(self.next_id);
-        let next_id = self.next_id.checked_add(1).ok_or_else(|| {
-            Problem::new(
-                ErrorCode::FieldDefinitionInvalid,
-                "no field numbers are left",
-            )
-        })?;
+        let next_id = self.next_id + 1;
         let mut fields = self.fields.clone();
         fields.push(def);
         Ok(Schema::from_fields(fields, next_id))
@@ -489,6 +505,84 @@ mod tests {
             s.with_field(retype).unwrap_err().code,
             ErrorCode::FieldIsDefault
         );
+    }
+
+    fn custom(name: &str) -> FieldDef {
+        FieldDef::custom(name, FieldType::String)
+    }
+
+    #[test]
+    fn field_numbers_are_never_given_twice() {
+        let s = Schema::default();
+        assert_eq!(s.id_of("email"), Some(FieldId::EMAIL));
+        assert_eq!(s.id_of("phone"), Some(FieldId::PHONE));
+        assert_eq!(s.id_of("registered_at"), Some(FieldId::REGISTERED_AT));
+        let s = s.with_field(custom("a")).unwrap();
+        let s = s.with_field(custom("b")).unwrap();
+        assert_eq!(
+            (s.id_of("a"), s.id_of("b")),
+            (Some(FieldId(9)), Some(FieldId(10)))
+        );
+        // Dropped, then added again under its name: a number of its own.
+        let s = s.without_field("a").unwrap();
+        assert_eq!(s.by_id(FieldId(9)), None);
+        let s = s.with_field(custom("a")).unwrap();
+        assert_eq!(s.id_of("a"), Some(FieldId(11)));
+        assert_eq!(s.by_id(FieldId(11)).unwrap().name.as_ref(), "a");
+        assert_eq!(
+            Schema::restore(s.fields().to_vec(), s.next_id()).unwrap(),
+            s
+        );
+    }
+
+    #[test]
+    fn restoring_checks_the_numbers() {
+        let s = Schema::default().with_field(custom("a")).unwrap();
+        let fields = s.fields().to_vec();
+        assert!(Schema::restore(fields.clone(), 10).is_ok());
+        // Not below the next number, out of order, past the bound, a default missing.
+        assert!(Schema::restore(fields.clone(), 9).is_err());
+        let mut swapped = fields.clone();
+        swapped.swap(0, 1);
+        assert!(Schema::restore(swapped, 10).is_err());
+        assert!(Schema::restore(fields.clone(), MAX_FIELD_NUMBERS + 1).is_err());
+        assert!(Schema::restore(fields[1..].to_vec(), 10).is_err());
+        // A full database refuses another field with its own code.
+        let full = Schema::restore(fields, MAX_FIELD_NUMBERS).unwrap();
+        assert_eq!(
+            full.with_field(custom("b")).unwrap_err().code,
+            ErrorCode::FieldNumbersExhausted
+        );
+    }
+
+    #[test]
+    fn unnumbered_schemas_keep_the_numbers_they_had() {
+        let unnumbered = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| FieldDef {
+                    id: FieldId(0),
+                    ..f.clone()
+                })
+                .collect::<Vec<_>>()
+        };
+        // A snapshot's: by position.
+        let s = Schema::default().with_field(custom("a")).unwrap();
+        let snap = Schema::restore_unnumbered(unnumbered(&s), None).unwrap();
+        assert_eq!(snap, s);
+        // The log's after it, record by record: a field it had keeps its number, a new
+        // one takes the next, and one added again after a drop is new.
+        let mut prior = snap;
+        let mut live = s.clone();
+        for step in ["-a", "b", "a", "c"] {
+            live = match step.strip_prefix('-') {
+                Some(name) => live.without_field(name).unwrap(),
+                None => live.with_field(custom(step)).unwrap(),
+            };
+            prior = Schema::restore_unnumbered(unnumbered(&live), Some(&prior)).unwrap();
+            assert_eq!(prior, live, "after {step}");
+        }
+        assert_eq!(prior.id_of("a"), Some(FieldId(11)));
     }
 
     #[test]

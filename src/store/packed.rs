@@ -223,8 +223,8 @@ impl Packed {
             .0
     }
 
-    /// The profile as owned values, field names interned from `schema`; a field the
-    /// schema no longer has is left out.
+    /// The profile as owned values; a value of a field the schema no longer has is
+    /// left out.
     pub fn unpack(&self, schema: &Schema) -> Profile {
         self.view().to_profile(schema)
     }
@@ -838,6 +838,13 @@ fn owned(v: ValueRef<'_>) -> Result<Value, PackError> {
         ValueRef::Json(text) => serde_json::from_str(text)
             .map(|j| Value::Json(Arc::new(j)))
             .map_err(|e| PackError::Invalid(format!("json: {e}"))),
+        // A checking walk steps over a list's strings without reading them.
+        ValueRef::Tags(list) => Ok(Value::Tags(
+            list.0
+                .try_iter(Reader::str)
+                .map(|t| t.map(CompactString::from))
+                .collect::<Result<_, Bad>>()?,
+        )),
         v => Ok(v.to_value()),
     }
 }
@@ -1362,6 +1369,36 @@ pub(crate) mod tests {
             .expect("the bytes to edit");
         bytes[at + after.len()] = to;
         bytes
+    }
+
+    /// A record in the form from before fields had numbers, by hand: id 0, customer id
+    /// `c`, one field `labels` of tags, nothing else.
+    fn unnumbered_with_tag(tag: &[u8]) -> Vec<u8> {
+        let mut b = vec![0, 1, b'c', 1, 6];
+        b.extend_from_slice(b"labels");
+        b.extend_from_slice(&[7, 1, tag.len() as u8]);
+        b.extend_from_slice(tag);
+        // External ids, tags, email, phone, subscriptions; two instants.
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        b
+    }
+
+    #[test]
+    fn records_without_field_numbers_are_read_against_the_schema_and_checked() {
+        let s = schema();
+        let (p, used) = Packed::read_unnumbered(&unnumbered_with_tag(b"ok"), &s).unwrap();
+        assert_eq!(used, unnumbered_with_tag(b"ok").len());
+        let labels = s.id_of("labels").unwrap();
+        assert_eq!(
+            p.unpack(&s).field(labels),
+            Some(&Value::Tags(vec!["ok".into()]))
+        );
+        // A field the schema lacks is left out.
+        let (p, _) =
+            Packed::read_unnumbered(&unnumbered_with_tag(b"ok"), &Schema::default()).unwrap();
+        assert_eq!(p.view().fields().count(), 0);
+        // Found in review: a tag that is not UTF-8 was read as text before any check.
+        assert!(Packed::read_unnumbered(&unnumbered_with_tag(&[0xFF, 0xFE]), &s).is_err());
     }
 
     #[test]

@@ -917,6 +917,9 @@ fn data_from_before_field_numbers_loads_as_it_was() {
     copy_tree(&fixture.join("data"), dir.path());
     let s = Server::start_in(dir, &[], &[], true);
     check_docs(&s, &expected, "read from the old formats");
+    // The start wrote them in today's formats before taking a write, and the old files
+    // went.
+    only_todays_formats(s.data_dir());
     let fields: Vec<String> = s.get("/v1/databases/shop").body["fields"]
         .as_array()
         .unwrap()
@@ -938,10 +941,21 @@ fn data_from_before_field_numbers_loads_as_it_was() {
     );
     assert_eq!(patch.status, 200, "{:?}", patch.body);
 
-    // The start wrote the data in today's formats at once, and the old files went: the
-    // next start reads only today's.
+    // The next start reads only today's formats.
     let s = s.restart(true);
-    let db = s.data_dir().join("db/shop");
+    only_todays_formats(s.data_dir());
+    let c1 = s.get("/v1/databases/shop/profiles/c1");
+    assert_eq!(c1.body["fields"]["score"], 3);
+    assert_eq!(c1.body["fields"]["gone"], 7);
+    let mut expected = expected;
+    expected[0]["fields"]["score"] = json!(3);
+    expected[0]["updated_at"] = c1.body["updated_at"].clone();
+    check_docs(&s, &expected, "read back from today's formats");
+}
+
+/// Every snapshot and WAL segment of `shop` is in today's format.
+fn only_todays_formats(data: &Path) {
+    let db = data.join("db/shop");
     let magics = |dir: &Path, prefix: &str, suffix: &str| -> Vec<Vec<u8>> {
         sorted_files(dir, prefix, suffix)
             .iter()
@@ -955,13 +969,6 @@ fn data_from_before_field_numbers_loads_as_it_was() {
     );
     let segments = magics(&db.join("wal"), "", ".wal");
     assert!(segments.iter().all(|m| m == b"PRSNWAL\x02"), "{segments:?}");
-    let c1 = s.get("/v1/databases/shop/profiles/c1");
-    assert_eq!(c1.body["fields"]["score"], 3);
-    assert_eq!(c1.body["fields"]["gone"], 7);
-    let mut expected = expected;
-    expected[0]["fields"]["score"] = json!(3);
-    expected[0]["updated_at"] = c1.body["updated_at"].clone();
-    check_docs(&s, &expected, "read back from today's formats");
 }
 
 /// Each profile reads as `expected`, and identifiers find their holders.
