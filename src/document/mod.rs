@@ -94,7 +94,9 @@ const RFM_KEYS: &[&str] = &["r", "f", "m", "segment"];
 /// A parsed `?fields=` list: which fields and which members to show.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Projection {
-    fields: Vec<String>,
+    /// Fields by name and number (found once, at parse: numbers are never reused, so
+    /// they stay right whatever the schema is by the time a profile is rendered).
+    fields: Vec<(String, FieldId)>,
     members: Vec<(Member, Vec<String>)>,
 }
 
@@ -154,15 +156,15 @@ impl Projection {
     }
 
     fn add_field(&mut self, name: &str, schema: &Schema) -> Result<(), Problem> {
-        if schema.get(name).is_none() {
+        let Some(id) = schema.id_of(name) else {
             return Err(Problem::new(
                 ErrorCode::FieldUnknown,
                 format!("`{name}` is neither a field of this database nor a member of the profile document"),
             )
             .with("field", name));
-        }
-        if !self.fields.iter().any(|f| f == name) {
-            self.fields.push(name.to_owned());
+        };
+        if !self.fields.iter().any(|(f, _)| f == name) {
+            self.fields.push((name.to_owned(), id));
         }
         Ok(())
     }
@@ -956,6 +958,6 @@ mod tests {
             );
         }
         let twice = Projection::parse("city,fields,fields.city", &s).unwrap();
-        assert_eq!(twice.fields.iter().filter(|f| *f == "city").count(), 1);
+        assert_eq!(twice.fields.iter().filter(|(f, _)| f == "city").count(), 1);
     }
 }

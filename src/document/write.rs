@@ -175,12 +175,9 @@ pub(super) fn ids_and_fields<'v>(
     // One pass over the profile's fields finds every chosen one.
     let mut found: SmallVec<[Option<ValueRef<'v>>; 8]> =
         SmallVec::from_elem(None, proj.fields.len());
-    // Projected names are the schema's (checked when the projection was parsed).
-    let ids: SmallVec<[Option<FieldId>; 8]> =
-        proj.fields.iter().map(|name| schema.id_of(name)).collect();
     let mut missing = proj.fields.len();
     for (id, value) in fields {
-        if let Some(i) = ids.iter().position(|f| *f == Some(id)) {
+        if let Some(i) = proj.fields.iter().position(|(_, f)| *f == id) {
             // The first copy wins, as `ProfileView::field` reads it.
             if found[i].is_none() {
                 found[i] = Some(value);
@@ -192,7 +189,7 @@ pub(super) fn ids_and_fields<'v>(
         }
     }
     out.extend_from_slice(b",\"fields\":{");
-    for (i, (name, value)) in proj.fields.iter().zip(found).enumerate() {
+    for (i, ((name, id), value)) in proj.fields.iter().zip(found).enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -200,7 +197,7 @@ pub(super) fn ids_and_fields<'v>(
         json::key(out, name);
         match value {
             Some(v) => json::value(out, &v),
-            None => match schema.get(name).and_then(|d| d.default.as_ref()) {
+            None => match schema.by_id(*id).and_then(|d| d.default.as_ref()) {
                 Some(d) => serde_json::to_writer(&mut *out, d).expect("a default serializes"),
                 None => out.extend_from_slice(b"null"),
             },
