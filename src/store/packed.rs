@@ -66,11 +66,23 @@ impl fmt::Debug for Packed {
 impl Packed {
     /// Encodes a profile.
     pub fn encode(p: &Profile) -> Packed {
-        let mut out = Vec::with_capacity(384);
-        // Writing into a Vec cannot fail.
-        bincode::encode_into_std_write(ProfileOut(p), &mut out, config())
-            .expect("encode into memory");
-        Packed(Arc::from(out))
+        thread_local! {
+            // The record is written here, then copied into its own allocation of its
+            // exact size: a fresh buffer a profile was an allocation and a free more.
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|out| {
+            out.clear();
+            // Writing into a Vec cannot fail.
+            bincode::encode_into_std_write(ProfileOut(p), out, config())
+                .expect("encode into memory");
+            let packed = Packed(Arc::from(&out[..]));
+            // A huge record does not keep its buffer alive on this thread.
+            if out.capacity() > 64 << 10 {
+                *out = Vec::new();
+            }
+            packed
+        })
     }
 
     /// The same profile published as of `updated_at`, with a new internal id and
