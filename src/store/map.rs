@@ -33,7 +33,8 @@ pub struct ProfileMap {
 }
 
 impl ProfileMap {
-    fn place(&self, customer_id: &str) -> Hashed {
+    /// Where the entry of a customer id is.
+    pub fn place(&self, customer_id: &str) -> Hashed {
         self.table.hash(|h| h.write(customer_id.as_bytes()))
     }
 
@@ -53,15 +54,26 @@ impl ProfileMap {
             .map(f)
     }
 
+    /// The profile in `slot`, found by its entry's place (`h`, what [`ProfileMap::put`]
+    /// gave its seat): the tag and the slot, which no two entries share, without the
+    /// customer id.
+    pub fn in_slot(&self, h: Hashed, slot: Slot) -> Option<Packed> {
+        let table = self.table.read(h);
+        table
+            .get(h.table_hash(), |e| e.tag == h.tag && e.slot == slot)
+            .map(|e| e.packed.clone())
+    }
+
     /// Whether a profile has this customer id.
     pub fn contains(&self, customer_id: &str) -> bool {
         self.with(customer_id, |_| ()).is_some()
     }
 
     /// Puts a profile in place of the one with its customer id and returns that one's
-    /// slot, or, with none there, adds it in the slot `seat` gives (called with the
-    /// shard write-locked, so no reader finds the profile before it is seated).
-    pub fn put(&self, packed: Packed, seat: impl FnOnce() -> Slot) -> Slot {
+    /// slot, or, with none there, adds it in the slot `seat` gives for its place
+    /// (called with the shard write-locked, so no reader finds the profile before it is
+    /// seated).
+    pub fn put(&self, packed: Packed, seat: impl FnOnce(Hashed) -> Slot) -> Slot {
         let customer_id = packed.head().customer_id;
         let h = self.place(customer_id);
         let mut table = self.table.write(h);
@@ -69,7 +81,7 @@ impl ProfileMap {
             held.packed = packed;
             return held.slot;
         }
-        let slot = seat();
+        let slot = seat(h);
         let held = Held {
             packed,
             slot,
@@ -79,8 +91,8 @@ impl ProfileMap {
         slot
     }
 
-    /// Gives the profile with this customer id another slot.
-    pub fn set_slot(&self, customer_id: &str, slot: Slot) {
+    /// Gives the profile with this customer id another slot; returns its place.
+    pub fn set_slot(&self, customer_id: &str, slot: Slot) -> Hashed {
         let h = self.place(customer_id);
         if let Some(held) = self
             .table
@@ -89,6 +101,7 @@ impl ProfileMap {
         {
             held.slot = slot;
         }
+        h
     }
 
     /// Takes out the profile with this customer id.

@@ -4,8 +4,8 @@
 //! Readers (HTTP workers) call the `&self` getters directly, from any thread, without a
 //! mailbox: a lookup is a hash, a probe that reads the record's head, and an `Arc`
 //! clone; one by identifier first asks the identifier index ([`keys`]) for a slot, finds
-//! the slot's customer id (under the slots' lock) and checks the key against the
-//! profile there. Only the database actor calls the mutating methods (`put`, `claim`,
+//! where the slot's profile is in the map (under the slots' lock, briefly), and checks
+//! the key against the profile there. Only the database actor calls the mutating methods (`put`, `claim`,
 //! `remove`); they keep the indexes in step so that a reader may see the old or the new
 //! profile, never a torn one. Synchronous, no I/O; never hold a map guard across an
 //! `.await`.
@@ -32,6 +32,7 @@ pub use packed::{
     Head, PackError, Packed, ProfileView, StrList, SubscriptionRef, ValueRec, ValueRef,
 };
 pub use profile::{Fields, Profile, Subscription, identifier_key, ids_after, next_id};
+use table::Hashed;
 
 /// What validating a write reads: profiles by customer id, and who holds an identifier.
 /// The store, or a transaction's view of it (`db::overlay`).
@@ -77,21 +78,27 @@ impl Lookup for ProfileStore {
 /// and column scans) relies on it.
 pub type Slot = u32;
 
-/// A slot's profile: its id, and its customer id (empty once erased). Slots are in id
-/// order, so the slots are also the creation order that paging walks.
+/// A slot's profile: its id, and where its entry in the map is (its customer id's shard
+/// and tag; [`ERASED`] once erased). With the slot, the place finds the entry without
+/// the customer id: no copy of it here (16 bytes a profile, more for a long one), and
+/// no hashing it again for a lookup by identifier. Slots are in id order, so the slots
+/// are also the creation order that paging walks.
 #[derive(Debug, Clone)]
 struct Seat {
-    // The id's halves: as a `u128`, aligned to 16, it would pad the seat to 48 bytes.
+    // The id's halves: as a `u128`, aligned to 16, it would pad the seat to 32 bytes.
     id: [u64; 2],
-    customer_id: CompactString,
+    place: u64,
 }
 
+/// The place of an erased profile's seat: no shard has this number.
+const ERASED: u64 = u64::MAX;
+
 impl Seat {
-    fn new(id: Ulid, customer_id: CompactString) -> Self {
+    fn new(id: Ulid, place: Hashed) -> Self {
         let halves = [(id.0 >> 64) as u64, id.0 as u64];
         Seat {
             id: halves,
-            customer_id,
+            place: place.to_bits(),
         }
     }
 
@@ -99,8 +106,8 @@ impl Seat {
         Ulid((u128::from(self.id[0]) << 64) | u128::from(self.id[1]))
     }
 
-    fn held(&self) -> Option<&CompactString> {
-        (!self.customer_id.is_empty()).then_some(&self.customer_id)
+    fn held(&self) -> Option<Hashed> {
+        (self.place != ERASED).then(|| Hashed::from_bits(self.place))
     }
 }
 
@@ -140,24 +147,25 @@ impl ProfileStore {
     /// The profile in this slot, if it is still there.
     pub fn by_slot(&self, slot: Slot) -> Option<Packed> {
         // The guard goes before the map is read: `put` takes the slots while it holds a
-        // map shard, so holding them in the other order could deadlock.
-        let cid = {
-            let slots = self.slots.read();
-            slots.get(slot as usize).and_then(Seat::held)?.clone()
-        };
-        self.get(&cid)
+        // map shard, so holding them in the other order could deadlock. Slots are never
+        // given twice, so the entry found after is this slot's or none.
+        let place = self.slots.read().get(slot as usize).and_then(Seat::held)?;
+        self.profiles.in_slot(place, slot)
     }
 
     /// The profiles in these slots (those still there), in the order given.
     pub fn by_slots(&self, wanted: impl IntoIterator<Item = Slot>) -> Vec<Packed> {
-        let ids: Vec<CompactString> = {
+        let places: Vec<(Slot, Hashed)> = {
             let slots = self.slots.read();
             wanted
                 .into_iter()
-                .filter_map(|s| slots.get(s as usize).and_then(Seat::held).cloned())
+                .filter_map(|s| Some((s, slots.get(s as usize).and_then(Seat::held)?)))
                 .collect()
         };
-        ids.iter().filter_map(|cid| self.get(cid)).collect()
+        places
+            .into_iter()
+            .filter_map(|(slot, place)| self.profiles.in_slot(place, slot))
+            .collect()
     }
 
     /// One past the highest slot given so far: bitmaps of profiles fit below it.
@@ -225,13 +233,13 @@ impl ProfileStore {
     /// Up to `limit` profiles created after `after`, oldest first, and the cursor of the
     /// next page (`None` at the end).
     pub fn page(&self, after: Option<Ulid>, limit: usize) -> (Vec<Packed>, Option<Ulid>) {
-        let ids: Vec<(Ulid, CompactString)> = {
+        let ids: Vec<(Ulid, Slot, Hashed)> = {
             let slots = self.slots.read();
             // In id order (see [`Slot`]): the page starts after the cursor's place.
             let start = after.map_or(0, |after| slots.partition_point(|s| s.id() <= after));
-            slots[start..]
-                .iter()
-                .filter_map(|s| s.held().map(|cid| (s.id(), cid.clone())))
+            (start..)
+                .zip(&slots[start..])
+                .filter_map(|(slot, s)| s.held().map(|place| (s.id(), slot as Slot, place)))
                 .take(limit + 1)
                 .collect()
         };
@@ -239,10 +247,10 @@ impl ProfileStore {
         let page: Vec<Packed> = ids
             .iter()
             .take(limit)
-            .filter_map(|(_, cid)| self.get(cid))
+            .filter_map(|&(_, slot, place)| self.profiles.in_slot(place, slot))
             .collect();
         let next = if more {
-            ids.get(limit - 1).map(|(k, _)| *k)
+            ids.get(limit - 1).map(|(k, ..)| *k)
         } else {
             None
         };
@@ -272,7 +280,9 @@ impl ProfileStore {
     ///
     /// Only the database actor may call this; public for benches.
     pub fn put(&self, profile: Packed, old: Option<&Packed>) -> Slot {
-        let slot = self.profiles.put(profile.clone(), || self.seat(&profile));
+        let slot = self
+            .profiles
+            .put(profile.clone(), |place| self.seat(&profile, place));
         // The index holds (key, slot) for every key of every stored profile, so a put
         // changes the entries of the keys it drops or adds, nothing else. Two profiles
         // may hold one key for a while (a merge's survivor before the absorbed profile
@@ -308,11 +318,11 @@ impl ProfileStore {
 
     /// Gives a new profile the next slot (while the map's shard for it is locked:
     /// nothing takes the two the other way round).
-    fn seat(&self, profile: &Packed) -> Slot {
-        let head = profile.head();
+    fn seat(&self, profile: &Packed, place: Hashed) -> Slot {
+        let id = profile.head().id();
         let mut slots = self.slots.write();
         let slot = slots.len() as Slot;
-        slots.push(Seat::new(head.id(), CompactString::from(head.customer_id)));
+        slots.push(Seat::new(id, place));
         slot
     }
 
@@ -348,7 +358,9 @@ impl ProfileStore {
             keys.push(k);
         }
         publishing();
-        let slot = self.profiles.put(profile.clone(), || self.seat(profile));
+        let slot = self
+            .profiles
+            .put(profile.clone(), |place| self.seat(profile, place));
         for k in keys {
             self.keys.insert(k, slot);
         }
@@ -425,7 +437,7 @@ impl ProfileStore {
     /// [`ProfileStore::set_order`], which indexes its keys. Recovery only.
     pub fn insert_restored(&self, p: Packed, view: &ProfileView<'_>) -> (Ulid, CompactString) {
         // Slotted by `set_order`, once the order is known.
-        self.profiles.put(p, || Slot::MAX);
+        self.profiles.put(p, |_| Slot::MAX);
         (view.id(), CompactString::from(view.customer_id))
     }
 
@@ -439,12 +451,11 @@ impl ProfileStore {
         if self.slots.read().is_sorted_by_key(Seat::id) {
             return;
         }
-        let order: Vec<(Ulid, CompactString)> = self
-            .slots
-            .read()
-            .iter()
-            .filter_map(|s| s.held().map(|cid| (s.id(), cid.clone())))
-            .collect();
+        let mut order: Vec<(Ulid, CompactString)> = Vec::with_capacity(self.len());
+        self.profiles.for_each(|held| {
+            let head = held.packed.head();
+            order.push((head.id(), head.customer_id.into()));
+        });
         self.set_order(order);
     }
 
@@ -462,8 +473,8 @@ impl ProfileStore {
         // other way round.
         let mut seats = Vec::with_capacity(order.len());
         for ((id, cid), slot) in order.into_iter().zip(0..) {
-            self.profiles.set_slot(&cid, slot);
-            seats.push(Seat::new(id, cid));
+            let place = self.profiles.set_slot(&cid, slot);
+            seats.push(Seat::new(id, place));
         }
         *self.slots.write() = seats;
         self.index_all();
@@ -497,7 +508,7 @@ impl ProfileStore {
     pub fn remove(&self, customer_id: &str) -> Option<(Slot, Packed)> {
         let Held { packed, slot, .. } = self.profiles.remove(customer_id)?;
         if let Some(seat) = self.slots.write().get_mut(slot as usize) {
-            seat.customer_id = CompactString::default();
+            seat.place = ERASED;
         }
         if !self.columns.is_empty() {
             self.columns.clear(slot);

@@ -36,6 +36,19 @@ impl Hashed {
     pub fn table_hash(self) -> u64 {
         table_hash(self.tag)
     }
+
+    /// The place in 8 bytes (what a slot keeps to find its profile's entry).
+    pub fn to_bits(self) -> u64 {
+        ((self.shard as u64) << 32) | u64::from(self.tag)
+    }
+
+    /// The place [`Hashed::to_bits`] gave.
+    pub fn from_bits(bits: u64) -> Hashed {
+        Hashed {
+            shard: (bits >> 32) as usize,
+            tag: bits as u32,
+        }
+    }
 }
 
 /// The table hash of a tag: a table that grows has only the tags to go by, so both what
