@@ -463,30 +463,8 @@ pub fn decode_head(
                 HeadExtra::default(),
             ));
         }
-        HeadFormat::V3 => {
-            let (rec, _): (HeadRec<'_, Vec<FieldRecV1<'_>>>, usize) =
-                bincode::borrow_decode_from_slice(bytes, config())?;
-            let schema = schema_from_v1(rec.schema, None)?;
-            let rec = HeadRec {
-                settings: rec.settings,
-                schema: (),
-                segments: rec.segments,
-                merges: rec.merges,
-            };
-            (rec, schema)
-        }
-        HeadFormat::V4 => {
-            let (rec, _): (HeadRec<'_, SchemaRec<'_>>, usize) =
-                bincode::borrow_decode_from_slice(bytes, config())?;
-            let schema = schema_from(rec.schema)?;
-            let rec = HeadRec {
-                settings: rec.settings,
-                schema: (),
-                segments: rec.segments,
-                merges: rec.merges,
-            };
-            (rec, schema)
-        }
+        HeadFormat::V3 => head_with::<Vec<FieldRecV1<'_>>>(bytes, |s| schema_from_v1(s, None))?,
+        HeadFormat::V4 => head_with::<SchemaRec<'_>>(bytes, schema_from)?,
     };
     let merges = rec
         .merges
@@ -501,6 +479,22 @@ pub fn decode_head(
             merges,
         },
     ))
+}
+
+/// A snapshot head of format 3 or later, its schema (kept as `S`) read by `schema`.
+fn head_with<'a, S: BorrowDecode<'a, ()>>(
+    bytes: &'a [u8],
+    schema: impl FnOnce(S) -> Result<Schema, RecordError>,
+) -> Result<(HeadRec<'a, ()>, Schema), RecordError> {
+    let (rec, _): (HeadRec<'a, S>, usize) = bincode::borrow_decode_from_slice(bytes, config())?;
+    let schema = schema(rec.schema)?;
+    let rec = HeadRec {
+        settings: rec.settings,
+        schema: (),
+        segments: rec.segments,
+        merges: rec.merges,
+    };
+    Ok((rec, schema))
 }
 
 /// Encodes a chunk of profiles (a snapshot body part): a count, then each profile's
@@ -601,22 +595,17 @@ struct SchemaRec<'a> {
     fields: Vec<FieldRec<'a>>,
 }
 
-/// A field as persisted.
+/// A field as persisted: its number, then what formats before numbers held (bincode
+/// writes a struct as its members in order, so the nesting adds no bytes).
 #[derive(Encode, BorrowDecode)]
 struct FieldRec<'a> {
     id: u32,
-    name: &'a str,
-    ty: &'a str,
-    default: Option<ValueRec<'a>>,
-    required: bool,
-    subscription_manager: bool,
-    values: Vec<&'a str>,
-    builtin: bool,
+    def: FieldRecV1<'a>,
 }
 
 /// A field as persisted before fields had numbers (WAL format 1, snapshot format 3 and
-/// older).
-#[derive(BorrowDecode)]
+/// older), and the rest of a field after its number since.
+#[derive(Encode, BorrowDecode)]
 struct FieldRecV1<'a> {
     name: &'a str,
     ty: &'a str,
@@ -633,13 +622,15 @@ fn schema_rec(schema: &Schema) -> SchemaRec<'_> {
         .iter()
         .map(|f| FieldRec {
             id: f.id.0,
-            name: &f.name,
-            ty: f.ty.as_str(),
-            default: f.default.as_ref().map(ValueRec::from),
-            required: f.required,
-            subscription_manager: f.subscription_manager,
-            values: f.values.iter().map(String::as_str).collect(),
-            builtin: f.builtin,
+            def: FieldRecV1 {
+                name: &f.name,
+                ty: f.ty.as_str(),
+                default: f.default.as_ref().map(ValueRec::from),
+                required: f.required,
+                subscription_manager: f.subscription_manager,
+                values: f.values.iter().map(String::as_str).collect(),
+                builtin: f.builtin,
+            },
         })
         .collect();
     SchemaRec {
@@ -648,23 +639,19 @@ fn schema_rec(schema: &Schema) -> SchemaRec<'_> {
     }
 }
 
-/// A field definition from its persisted parts (numbered by the caller).
-fn field_def(
-    id: u32,
-    name: &str,
-    ty: &str,
-    default: Option<ValueRec<'_>>,
-    values: Vec<&str>,
-) -> Result<FieldDef, RecordError> {
+/// A field definition from its persisted parts, numbered `id`.
+fn field_def(id: u32, f: FieldRecV1<'_>) -> Result<FieldDef, RecordError> {
     let ty = FieldType::ALL
         .iter()
         .copied()
-        .find(|t| t.as_str() == ty)
-        .ok_or_else(|| RecordError::Invalid(format!("field type `{ty}`")))?;
-    let mut def = FieldDef::custom(name, ty);
+        .find(|t| t.as_str() == f.ty)
+        .ok_or_else(|| RecordError::Invalid(format!("field type `{}`", f.ty)))?;
+    let mut def = FieldDef::custom(f.name, ty);
     def.id = FieldId(id);
-    def.default = default.map(ValueRec::into_value).transpose()?;
-    def.values = values.into_iter().map(str::to_owned).collect();
+    def.default = f.default.map(ValueRec::into_value).transpose()?;
+    def.values = f.values.into_iter().map(str::to_owned).collect();
+    (def.required, def.subscription_manager, def.builtin) =
+        (f.required, f.subscription_manager, f.builtin);
     Ok(def)
 }
 
@@ -672,12 +659,7 @@ fn schema_from(rec: SchemaRec<'_>) -> Result<Schema, RecordError> {
     let defs = rec
         .fields
         .into_iter()
-        .map(|f| {
-            let mut def = field_def(f.id, f.name, f.ty, f.default, f.values)?;
-            (def.required, def.subscription_manager, def.builtin) =
-                (f.required, f.subscription_manager, f.builtin);
-            Ok(def)
-        })
+        .map(|f| field_def(f.id, f.def))
         .collect::<Result<Vec<_>, RecordError>>()?;
     Schema::restore(defs, rec.next_id).map_err(|e| RecordError::Invalid(e.to_string()))
 }
@@ -690,12 +672,7 @@ fn schema_from_v1(
 ) -> Result<Schema, RecordError> {
     let defs = fields
         .into_iter()
-        .map(|f| {
-            let mut def = field_def(0, f.name, f.ty, f.default, f.values)?;
-            (def.required, def.subscription_manager, def.builtin) =
-                (f.required, f.subscription_manager, f.builtin);
-            Ok(def)
-        })
+        .map(|f| field_def(0, f))
         .collect::<Result<Vec<_>, RecordError>>()?;
     Schema::restore_unnumbered(defs, prior).map_err(|e| RecordError::Invalid(e.to_string()))
 }

@@ -198,15 +198,7 @@ impl Packed {
             })
         })?;
         for _ in 0..r.len()? {
-            let s = r.subscription()?;
-            p.subscriptions.push(Subscription {
-                resource: s.resource.into(),
-                channel: s.channel,
-                category: s.category.into(),
-                status: s.status,
-                at: s.at,
-                source: s.source,
-            });
+            p.subscriptions.push(r.subscription()?.to_owned());
         }
         p.created_at = instant(r.instant()?)?;
         p.updated_at = instant(r.instant()?)?;
@@ -369,6 +361,18 @@ pub struct SubscriptionRef<'a> {
 }
 
 impl SubscriptionRef<'_> {
+    /// The record as owned values.
+    pub fn to_owned(&self) -> Subscription {
+        Subscription {
+            resource: self.resource.into(),
+            channel: self.channel,
+            category: self.category.into(),
+            status: self.status,
+            at: self.at,
+            source: self.source,
+        }
+    }
+
     /// Whether both records are of the same (resource, channel, category).
     pub fn same_key(&self, other: &SubscriptionRef<'_>) -> bool {
         self.resource == other.resource
@@ -683,17 +687,7 @@ impl<'a> ProfileView<'a> {
                 kind: c.kind,
                 reason: c.reason.map(CompactString::from),
             }),
-            subscriptions: self
-                .subscription_history()
-                .map(|s| Subscription {
-                    resource: s.resource.into(),
-                    channel: s.channel,
-                    category: s.category.into(),
-                    status: s.status,
-                    at: s.at,
-                    source: s.source,
-                })
-                .collect(),
+            subscriptions: self.subscription_history().map(|s| s.to_owned()).collect(),
             created_at: self.created_at(),
             updated_at: self.updated_at(),
         }
