@@ -387,7 +387,8 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
     let (settings, schema, extra) =
         record::decode_head(&head.0[8..], format).map_err(|e| corrupt(e.to_string()))?;
     // Profiles from before fields had numbers are read against the snapshot's schema.
-    let unnumbered = (format != HeadFormat::V4).then_some(&schema);
+    let numbered = format == HeadFormat::V4;
+    let unnumbered = (!numbered).then_some(&schema);
     // A header is checksummed, not trusted: no profile takes under 16 bytes on disk.
     let size = r.get_ref().metadata().map_err(io)?.len();
     let store = ProfileStore::with_capacity(profiles.min(size / 16) as usize);
@@ -478,7 +479,7 @@ pub fn read(path: &Path, threads: usize) -> Result<Loaded, PersistError> {
         activity,
         segments: extra.segments,
         erasing,
-        unnumbered: format != HeadFormat::V4,
+        unnumbered: !numbered,
     })
 }
 

@@ -354,30 +354,25 @@ impl Schema {
                 "next field number {next_id} is past the most a database gives ({MAX_FIELD_NUMBERS})"
             )));
         }
+        // The default fields first, each under its number (contacts read `email` and
+        // `phone` by theirs), and no other field marked as one.
         let defaults = Schema::default();
-        // The default fields, each under its number: contacts read `email` and `phone`
-        // by theirs.
-        for d in defaults.fields() {
-            if !fields
+        let nine = defaults.fields.len();
+        let as_defaults = fields.len() >= nine
+            && fields[..nine]
                 .iter()
-                .any(|f| f.name == d.name && f.id == d.id && f.builtin)
-            {
-                return Err(RestoreError(format!(
-                    "the default field `{}` is missing or not number {}",
-                    d.name, d.id.0
-                )));
-            }
+                .zip(defaults.fields())
+                .all(|(f, d)| f.name == d.name && f.id == d.id && f.builtin)
+            && fields[nine..].iter().all(|f| !f.builtin);
+        if !as_defaults {
+            return Err(RestoreError(
+                "the nine default fields are not first, under their numbers".into(),
+            ));
         }
         for (i, f) in fields.iter().enumerate() {
             if f.id.0 >= next_id || (i > 0 && f.id <= fields[i - 1].id) {
                 return Err(RestoreError(format!(
                     "field `{}` has number {}, out of order or not below {next_id}",
-                    f.name, f.id.0
-                )));
-            }
-            if f.builtin != defaults.get(&f.name).is_some_and(|d| d.id == f.id) {
-                return Err(RestoreError(format!(
-                    "field `{}` (number {}) is not numbered as a default field is",
                     f.name, f.id.0
                 )));
             }

@@ -5,9 +5,9 @@
 //! mailbox: a lookup is a hash, a probe that reads the record's head, and an `Arc`
 //! clone; one by identifier first asks the identifier index ([`keys`]) for a slot, finds
 //! where the slot's profile is in the map (under the slots' lock, briefly), and checks
-//! the key against the profile there. Only the database actor calls the mutating methods (`put`, `claim`,
-//! `remove`); they keep the indexes in step so that a reader may see the old or the new
-//! profile, never a torn one. Synchronous, no I/O; never hold a map guard across an
+//! the key against the profile there. Only the database actor calls the mutating
+//! methods (`put`, `claim`, `remove`); they keep the indexes in step so that a reader
+//! may see the old or the new profile, never a torn one. Synchronous, no I/O; never hold a map guard across an
 //! `.await`.
 
 pub mod columns;
@@ -18,7 +18,6 @@ pub mod packed;
 mod profile;
 mod table;
 
-use crate::schema::FieldId;
 use compact_str::CompactString;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
@@ -33,6 +32,8 @@ pub use packed::{
 };
 pub use profile::{Fields, Profile, Subscription, identifier_key, ids_after, next_id};
 use table::Hashed;
+
+use crate::schema::FieldId;
 
 /// What validating a write reads: profiles by customer id, and who holds an identifier.
 /// The store, or a transaction's view of it (`db::overlay`).

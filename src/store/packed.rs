@@ -483,19 +483,14 @@ impl<'a> ProfileView<'a> {
         // of holding it again: note where those are on the way past.
         let (mut email_text, mut phone_text) = (None, None);
         let fields = r.section(|r| {
-            let id = r.field_id()?;
-            if id != FieldId::EMAIL && id != FieldId::PHONE {
-                return r.skip_value();
-            }
-            let text = match r.value()? {
-                ValueRef::Str(s) => Some(s),
-                _ => None,
+            let text = match r.field_id()? {
+                FieldId::EMAIL => &mut email_text,
+                FieldId::PHONE => &mut phone_text,
+                _ => return r.skip_value(),
             };
-            *if id == FieldId::EMAIL {
-                &mut email_text
-            } else {
-                &mut phone_text
-            } = text;
+            if let ValueRef::Str(s) = r.value()? {
+                *text = Some(s);
+            }
             Ok(())
         })?;
         let view = ProfileView {
@@ -715,12 +710,10 @@ impl Encode for ProfileOut<'_> {
         for (id, value) in &p.fields {
             id.0.encode(e)?;
             ValueRec::from(value).encode(e)?;
-            if let Value::Str(s) = value {
-                if *id == FieldId::EMAIL {
-                    email_text = Some(s.as_str());
-                } else if *id == FieldId::PHONE {
-                    phone_text = Some(s.as_str());
-                }
+            match (*id, value) {
+                (FieldId::EMAIL, Value::Str(s)) => email_text = Some(s.as_str()),
+                (FieldId::PHONE, Value::Str(s)) => phone_text = Some(s.as_str()),
+                _ => {}
             }
         }
         (p.external_ids.len() as u64).encode(e)?;
