@@ -248,4 +248,20 @@ fn dropping_a_field_drops_its_values() {
     );
     let p = s.get("/v1/databases/shop/profiles/c1").body;
     assert!(p["fields"].get("score").is_none(), "{p:#}");
+    // The field added again under the name is another field: its values are its own,
+    // after a replay of the log and after a snapshot alike.
+    s.patch(
+        "/v1/databases/shop/profiles/c2",
+        json!({"fields":{"score":"high"}}),
+    );
+    let check = |s: &Server, when: &str| {
+        let c1 = s.get("/v1/databases/shop/profiles/c1").body;
+        assert!(c1["fields"].get("score").is_none(), "{when}: {c1:#}");
+        let c2 = s.get("/v1/databases/shop/profiles/c2").body;
+        assert_eq!(c2["fields"]["score"], "high", "{when}");
+    };
+    let s = Server::start_in(s.kill(), &[], &[], true);
+    check(&s, "after replaying the log");
+    let s = s.restart(true);
+    check(&s, "after a snapshot");
 }
