@@ -123,7 +123,13 @@ impl fmt::Display for EmailError {
 /// Checks an address; on success, its lookup key: what `normalize_email` makes of it,
 /// built from the ASCII domain the check already computed.
 pub(super) fn check(raw: &str) -> Result<CompactString, EmailError> {
-    if let Some(c) = raw.chars().find(|c| c.is_control()) {
+    // ASCII (nearly every address) is scanned as bytes: its controls are the ASCII ones.
+    let control = if raw.is_ascii() {
+        raw.bytes().find(u8::is_ascii_control).map(char::from)
+    } else {
+        raw.chars().find(|c| c.is_control())
+    };
+    if let Some(c) = control {
         return Err(EmailError::Unsafe(c));
     }
     let s = raw.trim();
@@ -142,7 +148,8 @@ pub(super) fn check(raw: &str) -> Result<CompactString, EmailError> {
     }
     let mut key = CompactString::with_capacity(len);
     if local.is_ascii() {
-        key.extend(local.chars().map(|c| c.to_ascii_lowercase()));
+        key.push_str(local);
+        key.as_mut_str().make_ascii_lowercase();
     } else {
         // `str::to_lowercase`, not per character: a word-final Σ becomes ς.
         key.push_str(&local.to_lowercase());
@@ -164,6 +171,13 @@ fn check_local(local: &str) -> Result<(), EmailError> {
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err(EmailError::LocalDots);
+    }
+    if local.is_ascii() {
+        // The same test as below, a byte at a time.
+        return match local.bytes().find(|&b| !(b == b'.' || is_atext_byte(b))) {
+            Some(b) => Err(EmailError::LocalChar(char::from(b))),
+            None => Ok(()),
+        };
     }
     for c in local.chars() {
         if c.is_ascii() {
@@ -224,7 +238,12 @@ fn check_domain(domain: &str) -> Result<String, EmailError> {
 
 /// RFC 5322 `atext` (ASCII).
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+    u8::try_from(c).is_ok_and(is_atext_byte)
+}
+
+/// RFC 5322 `atext`, of a byte.
+fn is_atext_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
 }
 
 /// Non-ASCII code points that are not text: whitespace and separators (Zs, Zl, Zp),

@@ -86,8 +86,13 @@ pub fn ids_after(id: Ulid) {
 /// writer thread ascend in the order its profiles are created, and come after every id
 /// loaded at the start, see [`ids_after`]).
 pub fn next_id() -> Ulid {
+    next_id_at(SystemTime::now())
+}
+
+/// [`next_id`] at a time the caller has read already (a clock read a profile was a
+/// visible part of an import's cost).
+pub fn next_id_at(now: SystemTime) -> Ulid {
     let floor = ID_FLOOR_MS.load(Ordering::Relaxed);
-    let now = SystemTime::now();
     let behind = now
         .duration_since(UNIX_EPOCH)
         .map_or(true, |d| d.as_millis() <= u128::from(floor));
@@ -113,7 +118,11 @@ impl Profile {
     /// An empty profile with a fresh internal id.
     pub fn new(customer_id: CompactString, now: Timestamp) -> Self {
         Profile {
-            id: next_id(),
+            // Ids keep milliseconds; a time before 1970 is behind the floor anyway.
+            id: next_id_at(
+                u64::try_from(now.as_millisecond())
+                    .map_or(UNIX_EPOCH, |ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            ),
             customer_id,
             fields: Fields::new(),
             external_ids: Vec::new(),
