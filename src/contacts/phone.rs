@@ -335,17 +335,12 @@ pub(super) fn classify(number: &Number, raw: &str, default_region: Option<&str>)
     }
 }
 
-/// `+`, the code and the national number: written by hand since `format!`'s machinery
-/// was a tenth of a phone write's cost.
+/// `+`, the code and the national number, without `format!`'s machinery (a tenth of a
+/// phone write's cost).
 fn e164(code: u16, national: &str) -> CompactString {
     let mut out = CompactString::with_capacity(4 + national.len());
     out.push('+');
-    let digits = [code / 100, code / 10 % 10, code % 10];
-    // Codes are 1 to 999: the leading zeros of the three digits are not written.
-    let first = digits.iter().position(|&d| d != 0).unwrap_or(2);
-    for d in &digits[first..] {
-        out.push(char::from(b'0' + *d as u8));
-    }
+    out.push_str(itoa::Buffer::new().format(code));
     out.push_str(national);
     out
 }
