@@ -5,6 +5,7 @@
 //! - [`event`]: the envelope and payload of every built-in type, and their checks. Pure.
 //! - [`state`]: one profile's [`Activity`], folded incrementally from events. Pure.
 //! - [`rank`]: order statistics for exact RFM ranks. Pure.
+//! - [`small_map`]: the sorted-vector map the aggregates keep their per-key records in. Pure.
 //! - [`view`]: derived values as the profile document and the timeline show them. Pure.
 //! - [`ActivityStore`]: a database's activities by customer id and its RFM index.
 //!
@@ -16,6 +17,7 @@
 pub mod event;
 pub mod money;
 pub mod rank;
+pub mod small_map;
 pub mod state;
 pub mod view;
 

@@ -8,13 +8,14 @@
 //! are plain data made for this purpose; field and variant order is part of the
 //! snapshot format.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use bincode::{Decode, Encode};
 
 use super::event::{BonusStatus, Event, Kind, Payload, ReceiptStatus};
 use super::money::Fixed;
 use super::rank::RfmKeys;
+use super::small_map::SmallMap;
 
 /// Microseconds in a day.
 pub const DAY_US: i64 = 86_400_000_000;
@@ -154,7 +155,7 @@ pub struct Recent {
 #[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
 pub struct Summary {
     /// Every receipt ever applied, by a hash of its id.
-    pub receipts: BTreeMap<u64, ReceiptRec>,
+    pub receipts: SmallMap<u64, ReceiptRec>,
     /// Completed receipts.
     pub count: u32,
     /// Their total.
@@ -168,13 +169,13 @@ pub struct Summary {
     /// Its total.
     pub last_total: Fixed,
     /// Stores by id.
-    pub stores: BTreeMap<Box<str>, StoreRec>,
+    pub stores: SmallMap<Box<str>, StoreRec>,
     /// Category views and purchases, by category.
-    pub categories: BTreeMap<Box<str>, CategoryRec>,
+    pub categories: SmallMap<Box<str>, CategoryRec>,
     /// Cart history by sku.
-    pub cart: BTreeMap<Box<str>, CartRec>,
+    pub cart: SmallMap<Box<str>, CartRec>,
     /// Bonuses by id (`#<seq>` for bonuses sent without one).
-    pub bonuses: BTreeMap<Box<str>, BonusRec>,
+    pub bonuses: SmallMap<Box<str>, BonusRec>,
     /// The newest mailings.
     pub mailings: Vec<Recent>,
     /// The newest promo codes.
