@@ -107,6 +107,7 @@ impl ActivityStore {
     ) -> R {
         match self.map.get(customer_id) {
             Some(act) => {
+                act.rendered.prefetch();
                 let rfm = act.rfm_keys().and_then(|k| self.rfm.read().scores(k));
                 f(Some(&**act), rfm)
             }
@@ -117,7 +118,10 @@ impl ActivityStore {
     /// Calls `f` with a profile's activity, read in place, without its RFM scores.
     pub fn with<R>(&self, customer_id: &str, f: impl FnOnce(Option<&Activity>) -> R) -> R {
         match self.map.get(customer_id) {
-            Some(act) => f(Some(&**act)),
+            Some(act) => {
+                act.rendered.prefetch();
+                f(Some(&**act))
+            }
             None => f(None),
         }
     }

@@ -469,6 +469,40 @@ impl Rendered {
     pub fn get(&self, a: &Activity) -> &Digest {
         self.0.get_or_init(|| digest(a))
     }
+
+    /// Starts loading the digest's text and numbers into the cache, if it is rendered:
+    /// a read finds the activity, then writes the profile's own members (a microsecond
+    /// of work) before it copies the digest, so the digest's misses, a third of a cold
+    /// read's time, overlap that work instead of following it.
+    pub fn prefetch(&self) {
+        if let Some(d) = self.0.get() {
+            prefetch_lines(d.text.as_bytes(), PREFETCH_LINES);
+            prefetch_lines(bytes_of(&d.nums), PREFETCH_LINES);
+        }
+    }
+}
+
+/// The most cache lines a digest part is prefetched for (a typical digest's text is
+/// about a kilobyte: 16 lines).
+const PREFETCH_LINES: usize = 24;
+
+/// The bytes of a slice of numbers, for [`prefetch_lines`] (which reads none of them).
+fn bytes_of(nums: &[i64]) -> &[u8] {
+    // SAFETY: any initialized i64 is 8 initialized bytes; the slice keeps their lifetime.
+    unsafe { std::slice::from_raw_parts(nums.as_ptr().cast(), std::mem::size_of_val(nums)) }
+}
+
+/// Asks the CPU to load the first `max` cache lines of `bytes`. A prefetch is a hint: it
+/// reads nothing and cannot fault.
+fn prefetch_lines(bytes: &[u8], max: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64).take(max) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is a hint that dereferences nothing.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, max);
 }
 
 impl Clone for Rendered {
