@@ -172,13 +172,6 @@ fn check_local(local: &str) -> Result<(), EmailError> {
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err(EmailError::LocalDots);
     }
-    if local.is_ascii() {
-        // The same test as below, a byte at a time.
-        return match local.bytes().find(|&b| !(b == b'.' || is_atext_byte(b))) {
-            Some(b) => Err(EmailError::LocalChar(char::from(b))),
-            None => Ok(()),
-        };
-    }
     for c in local.chars() {
         if c.is_ascii() {
             if !(c == '.' || is_atext(c)) {
@@ -236,14 +229,10 @@ fn check_domain(domain: &str) -> Result<String, EmailError> {
     Ok(ascii.into_owned())
 }
 
-/// RFC 5322 `atext` (ASCII).
+/// RFC 5322 `atext` (ASCII): a byte test, where a search of the specials as a `str`
+/// was a visible part of an import's email checks.
 fn is_atext(c: char) -> bool {
-    u8::try_from(c).is_ok_and(is_atext_byte)
-}
-
-/// RFC 5322 `atext`, of a byte.
-fn is_atext_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+    u8::try_from(c).is_ok_and(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
 }
 
 /// Non-ASCII code points that are not text: whitespace and separators (Zs, Zl, Zp),
