@@ -476,8 +476,8 @@ impl Rendered {
     /// read's time, overlap that work instead of following it.
     pub fn prefetch(&self) {
         if let Some(d) = self.0.get() {
-            prefetch_lines(d.text.as_bytes(), PREFETCH_LINES);
-            prefetch_lines(bytes_of(&d.nums), PREFETCH_LINES);
+            prefetch_lines(d.text.as_bytes());
+            prefetch_lines(&d.nums);
         }
     }
 }
@@ -486,23 +486,20 @@ impl Rendered {
 /// about a kilobyte: 16 lines).
 const PREFETCH_LINES: usize = 24;
 
-/// The bytes of a slice of numbers, for [`prefetch_lines`] (which reads none of them).
-fn bytes_of(nums: &[i64]) -> &[u8] {
-    // SAFETY: any initialized i64 is 8 initialized bytes; the slice keeps their lifetime.
-    unsafe { std::slice::from_raw_parts(nums.as_ptr().cast(), std::mem::size_of_val(nums)) }
-}
-
-/// Asks the CPU to load the first `max` cache lines of `bytes`. A prefetch is a hint: it
-/// reads nothing and cannot fault.
-fn prefetch_lines(bytes: &[u8], max: usize) {
+/// Asks the CPU to load the first [`PREFETCH_LINES`] cache lines of `items`. A prefetch
+/// is a hint: it reads nothing and cannot fault.
+fn prefetch_lines<T>(items: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64).take(max) {
+    for line in items
+        .chunks((64 / std::mem::size_of::<T>()).max(1))
+        .take(PREFETCH_LINES)
+    {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         // SAFETY: a prefetch is a hint that dereferences nothing.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, max);
+    let _ = items;
 }
 
 impl Clone for Rendered {
